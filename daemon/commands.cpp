@@ -1,0 +1,114 @@
+#include "commands.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "config/config_problem.hpp"
+#include "core/errors.hpp"
+#include "registry.hpp"
+#include "store/database.hpp"
+#include "store/migrations.hpp"
+
+namespace jobd::cli {
+namespace {
+
+constexpr const char* kDefaultConfigPath = "/etc/jobd/jobd.conf";
+
+}  // namespace
+
+std::shared_ptr<const config::Config> loadConfig(const CommandLine& cl) {
+  std::string path;
+  if (cl.config_path) {
+    path = *cl.config_path;
+  } else if (const char* env = std::getenv("JOBD_CONFIG"); env != nullptr && *env != '\0') {
+    path = env;
+  } else {
+    path = kDefaultConfigPath;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      return config::Config::defaults();
+    }
+  }
+  return config::Config::fromFile(path, jobtypes::handlerCatalog());
+}
+
+std::string databaseConninfo(const CommandLine& cl, const config::Config& config) {
+  return cl.database ? *cl.database : config.daemon().database;
+}
+
+int cmdMigrate(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  auto conn = store::connect(databaseConninfo(cl, *config), "jobd migrate");
+  store::Migrator migrator(*conn);
+  if (cl.flag("--dry-run")) {
+    auto pending = migrator.pending();
+    if (pending.empty()) {
+      std::cout << "-- the schema is at version " << store::requiredSchemaVersion()
+                << "; nothing to apply\n";
+    }
+    for (const store::Migration* m : pending) {
+      std::cout << "-- migration " << m->version << ": " << m->name << "\n"
+                << m->sql << "\nINSERT INTO jobd.schema_version (version) VALUES (" << m->version
+                << ");\n\n";
+    }
+    return 0;
+  }
+  store::MigrationResult result = migrator.migrate();
+  if (result.applied.empty()) {
+    std::cout << "schema is at version " << result.to << "; nothing to do\n";
+  } else {
+    std::cout << "migrated schema from version " << result.from << " to " << result.to << "\n";
+  }
+  return 0;
+}
+
+int cmdCheckConfig(const CommandLine& cl) {
+  CommandLine strict = cl;
+  if (!strict.config_path) {
+    const char* env = std::getenv("JOBD_CONFIG");
+    strict.config_path = (env != nullptr && *env != '\0') ? env : kDefaultConfigPath;
+  }
+  try {
+    auto config = loadConfig(strict);
+    std::cout << config->origin() << ": OK, " << config->sections().size() << " job source"
+              << (config->sections().size() == 1 ? "" : "s");
+    const char* separator = ": ";
+    for (const auto& section : config->sections()) {
+      std::cout << separator << section.name << (section.enabled ? "" : " (disabled)");
+      separator = ", ";
+    }
+    std::cout << "\n";
+    return 0;
+  } catch (const config::ConfigInvalid& e) {
+    for (const config::ConfigProblem& p : e.problems()) {
+      std::cerr << p.describe() << "\n";
+    }
+    return 78;
+  }
+}
+
+int runCommand(const CommandLine& cl) {
+  if (cl.command == "migrate") {
+    return cmdMigrate(cl);
+  }
+  if (cl.command == "check-config") {
+    return cmdCheckConfig(cl);
+  }
+  if (cl.command == "enqueue") {
+    return cmdEnqueue(cl);
+  }
+  if (cl.command == "status") {
+    return cmdStatus(cl);
+  }
+  if (cl.command == "show") {
+    return cmdShow(cl);
+  }
+  if (cl.command == "retry" || cl.command == "suspend" || cl.command == "resume" ||
+      cl.command == "cancel") {
+    return cmdOperator(cl);
+  }
+  throw UsageError("unknown command '" + cl.command + "'");
+}
+
+}  // namespace jobd::cli

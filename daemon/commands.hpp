@@ -1,0 +1,32 @@
+// The CLI's commands, one function each, dispatched by runCommand(). Each
+// returns its exit status or throws a jobd::Error that main() maps to one.
+// Main thread only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "command_line.hpp"
+#include "config/config.hpp"
+
+namespace jobd::cli {
+
+int runCommand(const CommandLine& cl);
+
+// The configuration the command line names: --config, else $JOBD_CONFIG,
+// else /etc/jobd/jobd.conf. A file named by --config or $JOBD_CONFIG must
+// exist; the default path may be absent, and then every default applies.
+// --database overrides [jobd] database. Throws ConfigInvalid.
+std::shared_ptr<const config::Config> loadConfig(const CommandLine& cl);
+
+// The conninfo commands connect with: --database, else [jobd] database.
+std::string databaseConninfo(const CommandLine& cl, const config::Config& config);
+
+int cmdMigrate(const CommandLine& cl);
+int cmdCheckConfig(const CommandLine& cl);
+int cmdEnqueue(const CommandLine& cl);
+int cmdStatus(const CommandLine& cl);
+int cmdShow(const CommandLine& cl);
+int cmdOperator(const CommandLine& cl);
+
+}  // namespace jobd::cli

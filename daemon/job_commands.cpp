@@ -1,0 +1,246 @@
+// enqueue, show, status and the operator's commands.
+#include <charconv>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "commands.hpp"
+#include "core/errors.hpp"
+#include "store/database.hpp"
+#include "store/job_store.hpp"
+#include "store/migrations.hpp"
+#include "store/status_query.hpp"
+
+namespace jobd::cli {
+namespace {
+
+long long parseInteger(const std::string& what, const std::string& text, long long min,
+                       long long max) {
+  long long value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value < min || value > max) {
+    throw UsageError(what + ": expected a whole number from " + std::to_string(min) + " to " +
+                     std::to_string(max) + ", got '" + text + "'");
+  }
+  return value;
+}
+
+std::int64_t parseJobId(const CommandLine& cl) {
+  return parseInteger(cl.command + ": ID", cl.positional.at(0), 1,
+                      std::numeric_limits<std::int64_t>::max());
+}
+
+// Connects and checks that the schema is the one this binary knows.
+std::unique_ptr<pqxx::connection> connectChecked(const CommandLine& cl,
+                                                 const config::Config& config) {
+  auto conn = store::connect(databaseConninfo(cl, config), "jobd " + cl.command);
+  store::checkSchemaVersion(*conn);
+  return conn;
+}
+
+// ISO 8601: a date, optionally a time, optionally Z or an offset. Anything
+// PostgreSQL would read differently (words such as 'tomorrow') is refused.
+bool looksLikeIso8601(const std::string& text) {
+  static const std::regex kIso(
+      R"(^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$)");
+  return std::regex_match(text, kIso);
+}
+
+std::string text(const nlohmann::json& value) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  return value.dump();
+}
+
+std::string age(const nlohmann::json& seconds) {
+  if (seconds.is_null()) {
+    return "-";
+  }
+  double s = seconds.get<double>();
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(s < 10 ? 1 : 0) << s << "s";
+  return out.str();
+}
+
+}  // namespace
+
+int cmdEnqueue(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  store::EnqueueRequest request;
+  request.job_type = cl.positional.at(0);
+  if (request.job_type.empty()) {
+    throw UsageError("enqueue: TYPE must not be empty");
+  }
+  if (cl.positional.size() > 1) {
+    request.json_data = cl.positional[1];
+  }
+  try {
+    nlohmann::json parsed = nlohmann::json::parse(request.json_data);
+    if (!parsed.is_object()) {
+      throw DataError("enqueue: JSON must be an object, got " + std::string(parsed.type_name()));
+    }
+  } catch (const nlohmann::json::parse_error& e) {
+    throw DataError("enqueue: invalid JSON: " + std::string(e.what()));
+  }
+  request.max_payload = config->daemon().max_payload;
+  if (auto at = cl.option("--at")) {
+    if (!looksLikeIso8601(*at)) {
+      throw UsageError("enqueue: --at: expected an ISO-8601 time such as 2026-12-01T09:30:00Z, got '" +
+                       *at + "'");
+    }
+    request.at = *at;
+  }
+  if (auto delay = cl.option("--delay")) {
+    if (request.at) {
+      throw UsageError("enqueue: give --at or --delay, not both");
+    }
+    request.delay = parseDuration(*delay);
+    if (!request.delay) {
+      throw UsageError("enqueue: --delay: expected a duration such as 30s, 5m or 2h, got '" +
+                       *delay + "'");
+    }
+  }
+  if (auto priority = cl.option("--priority")) {
+    request.priority =
+        static_cast<int>(parseInteger("enqueue: --priority", *priority, -32768, 32767));
+  }
+  if (auto retries = cl.option("--max-retries")) {
+    request.max_retries =
+        static_cast<int>(parseInteger("enqueue: --max-retries", *retries, 0, 1000000));
+  }
+  request.target = cl.option("--target");
+  request.requester = cl.option("--requester");
+  request.unique = cl.flag("--unique");
+  if (request.unique && !request.target) {
+    throw UsageError("enqueue: --unique needs --target");
+  }
+  auto conn = connectChecked(cl, *config);
+  std::cout << store::JobStore(*conn).enqueue(request) << "\n";
+  return 0;
+}
+
+int cmdShow(const CommandLine& cl) {
+  std::int64_t id = parseJobId(cl);
+  auto config = loadConfig(cl);
+  auto conn = connectChecked(cl, *config);
+  std::optional<nlohmann::json> job = store::JobStore(*conn).show(id);
+  if (!job) {
+    throw NotFoundError("no job with id " + std::to_string(id));
+  }
+  if (cl.flag("--json")) {
+    std::cout << job->dump(2) << "\n";
+    return 0;
+  }
+  static const char* const kColumns[] = {
+      "id",          "job_type",      "status_name",   "priority",        "target",
+      "requester",   "attempt_count", "max_retries",   "scheduled_start", "lease_expires",
+      "lease_owner", "date_created",  "date_started",  "date_finished",   "log"};
+  for (const char* column : kColumns) {
+    std::string name = column == std::string("status_name") ? "status" : column;
+    std::cout << std::left << std::setw(17) << (name + ":") << text((*job)[column]) << "\n";
+  }
+  std::cout << std::left << std::setw(17) << "json_data:" << (*job)["json_data"].dump() << "\n";
+  std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
+  for (const auto& a : (*job)["attempts"]) {
+    std::cout << "  #" << text(a["attempt"]) << " " << text(a["outcome"]) << " at "
+              << text(a["date_finished"]) << " on " << text(a["daemon"]);
+    if (!a["error_type"].is_null()) {
+      std::cout << ": " << text(a["error_type"]) << ": " << text(a["error_message"]);
+    }
+    if (!a["oops_id"].is_null()) {
+      std::cout << " (" << text(a["oops_id"]) << ")";
+    }
+    std::cout << "\n";
+  }
+  std::cout << "oops:" << ((*job)["oops"].empty() ? " none\n" : "\n");
+  for (const auto& o : (*job)["oops"]) {
+    std::cout << "  " << text(o["id"]) << " at " << text(o["time"]) << " (attempt "
+              << text(o["attempt"]) << "): " << text(o["type"]) << ": " << text(o["value"])
+              << "\n";
+  }
+  return 0;
+}
+
+int cmdStatus(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  auto conn = connectChecked(cl, *config);
+  nlohmann::json status = store::loadStatus(*conn);
+  // Job types with rows but no enabled section stay WAITING forever: say so.
+  // Sections without rows are listed too, so an idle source is visible.
+  nlohmann::json& types = status["job_types"];
+  for (auto& t : types) {
+    t["handled"] = config->sectionForJobType(t["job_type"].get<std::string>()) != nullptr;
+  }
+  for (const auto& section : config->sections()) {
+    bool listed = false;
+    for (const auto& t : types) {
+      listed = listed || t["job_type"] == section.job_type;
+    }
+    if (!listed && section.enabled) {
+      types.push_back({{"job_type", section.job_type}, {"waiting", 0}, {"ready", 0},
+                       {"running", 0}, {"completed", 0}, {"failed", 0}, {"suspended", 0},
+                       {"oldest_ready_age_seconds", nullptr}, {"handled", true}});
+    }
+  }
+  if (cl.flag("--json")) {
+    std::cout << status.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << std::left << std::setw(24) << "JOB TYPE" << std::right << std::setw(9) << "WAITING"
+            << std::setw(9) << "READY" << std::setw(9) << "RUNNING" << std::setw(11)
+            << "COMPLETED" << std::setw(9) << "FAILED" << std::setw(11) << "SUSPENDED"
+            << std::setw(14) << "OLDEST READY" << "\n";
+  for (const auto& t : types) {
+    std::cout << std::left << std::setw(24) << text(t["job_type"]) << std::right << std::setw(9)
+              << text(t["waiting"]) << std::setw(9) << text(t["ready"]) << std::setw(9)
+              << text(t["running"]) << std::setw(11) << text(t["completed"]) << std::setw(9)
+              << text(t["failed"]) << std::setw(11) << text(t["suspended"]) << std::setw(14)
+              << age(t["oldest_ready_age_seconds"])
+              << (t["handled"].get<bool>() ? "" : "  (unhandled: no section serves it)") << "\n";
+  }
+  std::cout << "\nrunning jobs:" << (status["running"].empty() ? " none\n" : "\n");
+  for (const auto& r : status["running"]) {
+    std::cout << "  " << text(r["id"]) << " " << text(r["job_type"]) << " attempt "
+              << text(r["attempt"]) << " on " << text(r["lease_owner"]) << ", lease until "
+              << text(r["lease_expires"]) << "\n";
+  }
+  std::cout << "live daemons:" << (status["daemons"].empty() ? " none\n" : "\n");
+  for (const auto& d : status["daemons"]) {
+    std::cout << "  " << text(d["name"]) << " (" << text(d["running"]) << " running)\n";
+  }
+  std::cout << "recent OOPS:" << (status["recent_oops"].empty() ? " none\n" : "\n");
+  for (const auto& o : status["recent_oops"]) {
+    std::cout << "  " << text(o["id"]) << " " << text(o["time"]) << " job " << text(o["job_id"])
+              << " " << text(o["job_type"]) << ": " << text(o["type"]) << ": "
+              << text(o["value"]) << "\n";
+  }
+  return 0;
+}
+
+int cmdOperator(const CommandLine& cl) {
+  std::int64_t id = parseJobId(cl);
+  OperatorAction action = OperatorAction::kRetry;
+  if (cl.command == "suspend") {
+    action = OperatorAction::kSuspend;
+  } else if (cl.command == "resume") {
+    action = OperatorAction::kResume;
+  } else if (cl.command == "cancel") {
+    action = OperatorAction::kCancel;
+  }
+  std::string reason = cl.option("--reason").value_or("cancelled by operator");
+  auto config = loadConfig(cl);
+  auto conn = connectChecked(cl, *config);
+  store::TransitionResult result = store::JobStore(*conn).apply(id, action, reason);
+  std::cout << "job " << id << ": " << statusName(result.from) << " -> " << statusName(result.to)
+            << " (" << actionName(action) << ")\n";
+  return 0;
+}
+
+}  // namespace jobd::cli

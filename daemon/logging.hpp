@@ -1,0 +1,14 @@
+// Logging set-up for every jobd command: spdlog's default logger on stderr,
+// lines as `<ISO-8601 UTC time> <LEVEL padded to 7> <message>` (SPEC §7).
+// Called once by main() before any other thread starts.
+#pragma once
+
+#include <string>
+
+namespace jobd::cli {
+
+// level: a [jobd] log_level name; verbosity: -v count minus -q count, each
+// step moving one level.
+void setupLogging(const std::string& level, int verbosity);
+
+}  // namespace jobd::cli

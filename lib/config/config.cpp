@@ -1,0 +1,413 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "config/ini_parser.hpp"
+#include "config/value_parsers.hpp"
+
+namespace jobd::config {
+namespace {
+
+// One documented key: its default as written in etc/jobd.conf, and how a
+// value is applied to the settings struct T (an error message, or nullopt).
+template <class T>
+struct Field {
+  KeyInfo info;
+  std::function<std::optional<std::string>(const std::string&, T&)> apply;
+};
+
+template <class T>
+using Fields = std::vector<Field<T>>;
+
+template <class T, class V>
+auto into(V T::*member, std::function<std::optional<V>(const std::string&, std::string&)> parse) {
+  return [member, parse](const std::string& value, T& target) -> std::optional<std::string> {
+    std::string error;
+    std::optional<V> parsed = parse(value, error);
+    if (!parsed) {
+      return error;
+    }
+    target.*member = std::move(*parsed);
+    return std::nullopt;
+  };
+}
+
+const Fields<DaemonSettings>& daemonFields() {
+  using D = DaemonSettings;
+  static const Fields<D> fields = {
+      {{"database", "", "conninfo or URI for claims, leases and outcomes; empty: PG* variables"},
+       into<D, std::string>(&D::database, parseConninfo)},
+      {{"listen_database", "", "conninfo of the LISTEN session (direct, not PgBouncer); empty: database"},
+       into<D, std::string>(&D::listen_database, parseConninfo)},
+      {{"workers", "8", "worker slots shared by all runner = thread sections"},
+       into<D, int>(&D::workers, intBetween(1, 1024))},
+      {{"poll_interval", "5s", "safety-net poll of every section (NOTIFY is only a hint)"},
+       into<D, Duration>(&D::poll_interval, durationAtLeast(std::chrono::milliseconds(10)))},
+      {{"rescue_interval", "15s", "how often RUNNING jobs with expired leases are rescued"},
+       into<D, Duration>(&D::rescue_interval, durationAtLeast(std::chrono::milliseconds(100)))},
+      {{"drain_timeout", "60s", "on SIGTERM, how long running jobs get to finish"},
+       into<D, Duration>(&D::drain_timeout, durationAtLeast(std::chrono::milliseconds(0)))},
+      {{"oops_prefix", "JOBD", "an OOPS reporter is <oops_prefix>-<section>"},
+       into<D, std::string>(&D::oops_prefix, parseIdentifier)},
+      {{"oops_dir", "", "if set, each OOPS is also written as JSON to <oops_dir>/<YYYY-MM-DD>/<id>"},
+       into<D, std::string>(&D::oops_dir, parseAbsolutePathOrEmpty)},
+      {{"lock_dir", "/run/lock", "where run-once lock files go"},
+       into<D, std::string>(&D::lock_dir, parseAbsolutePath)},
+      {{"log_level", "info", "trace, debug, info, warning, error, critical or off"},
+       into<D, std::string>(&D::log_level, parseLogLevel)},
+      {{"metrics_listen", "", "host:port for HTTP /metrics and /healthz; empty: off"},
+       into<D, std::string>(&D::metrics_listen, parseHostPortOrEmpty)},
+      {{"max_payload", "1M", "largest json_data a job may carry (bytes of json_data::text)"},
+       into<D, std::uint64_t>(&D::max_payload, sizeBetween(2, 256ULL * 1024 * 1024))},
+  };
+  return fields;
+}
+
+const Fields<MailSettings>& mailFields() {
+  using M = MailSettings;
+  static const Fields<M> fields = {
+      {{"smtp_url", "smtp://localhost:25", "smtp://, smtp:// with STARTTLS, or smtps:// URL"},
+       into<M, std::string>(&M::smtp_url, parseSmtpUrl)},
+      {{"from_address", "", "sender of OOPS and user-error notices"},
+       into<M, std::string>(&M::from_address, parseAddressOrEmpty)},
+      {{"product_name", "jobd", "the name used in notice subjects and bodies"},
+       into<M, std::string>(&M::product_name, parseNonEmpty)},
+  };
+  return fields;
+}
+
+const Fields<SectionConfig>& sectionFields() {
+  using S = SectionConfig;
+  static const Fields<S> fields = {
+      {{"handler", "", "which compiled-in handler runs these jobs; default: the section name"},
+       into<S, std::string>(&S::handler, parseIdentifier)},
+      {{"job_type", "", "the job_type value this section claims; default: the section name"},
+       into<S, std::string>(&S::job_type, parseNonEmpty)},
+      {{"link", "", "take every key written in that section and not here, except job_type"},
+       nullptr},
+      {{"dbuser", "", "role for the job's own database work; default: the daemon's role"},
+       into<S, std::string>(&S::dbuser, parseIdentifierOrEmpty)},
+      {{"concurrency", "1", "most jobs of this section running at once in one daemon"},
+       into<S, int>(&S::concurrency, intBetween(1, 10000))},
+      {{"lease_duration", "30s", "lease taken at claim and renewed while the job runs"},
+       into<S, Duration>(&S::lease_duration, durationAtLeast(std::chrono::seconds(1)))},
+      {{"timeout", "5m", "longest a job may run before it is stopped and fails"},
+       into<S, Duration>(&S::timeout, durationAtLeast(std::chrono::milliseconds(1)))},
+      {{"kill_grace", "5s", "after the timeout, SIGTERM to child processes, SIGKILL this much later"},
+       into<S, Duration>(&S::kill_grace, durationAtLeast(std::chrono::milliseconds(0)))},
+      {{"max_retries", "", "if set, overrides the row's max_retries; a job gets max_retries + 1 attempts"},
+       into<S, std::optional<int>>(&S::max_retries, optionalIntBetween(0, 1000000))},
+      {{"retry_delay", "10m", "delay before a retried attempt"},
+       into<S, Duration>(&S::retry_delay, durationAtLeast(std::chrono::milliseconds(0)))},
+      {{"retry_backoff", "fixed", "fixed, or exponential: retry_delay x 2^(attempt-1), +-10% jitter"},
+       into<S, RetryBackoff>(&S::retry_backoff, parseBackoff)},
+      {{"retry_delay_max", "1h", "cap of the exponential retry delay"},
+       into<S, Duration>(&S::retry_delay_max, durationAtLeast(std::chrono::milliseconds(0)))},
+      {{"runner", "thread", "thread (the shared worker pool) or process (a child per job slot)"},
+       into<S, RunnerKind>(&S::runner, parseRunner)},
+      {{"memory_limit", "", "address-space limit of process runners and exec children; empty: none"},
+       into<S, std::optional<std::uint64_t>>(&S::memory_limit, optionalSizeAtLeast(16ULL << 20))},
+      {{"keep_finished", "30d", "COMPLETED and FAILED jobs older than this are deleted"},
+       into<S, Duration>(&S::keep_finished, durationAtLeast(std::chrono::seconds(1)))},
+      {{"error_recipients", "", "comma-separated addresses that get this section's OOPS notices"},
+       into<S, std::vector<std::string>>(&S::error_recipients, parseAddressList)},
+      {{"enabled", "true", "false: the section is validated but never claims"},
+       into<S, bool>(&S::enabled, parseBool)},
+  };
+  return fields;
+}
+
+template <class T>
+const Field<T>* findField(const Fields<T>& fields, const std::string& key) {
+  for (const Field<T>& f : fields) {
+    if (f.info.name == key) {
+      return &f;
+    }
+  }
+  return nullptr;
+}
+
+template <class T>
+T withDefaults(const Fields<T>& fields) {
+  T target{};
+  for (const Field<T>& f : fields) {
+    if (f.apply && !f.info.default_value.empty()) {
+      f.apply(f.info.default_value, target);
+    }
+  }
+  return target;
+}
+
+template <class T>
+std::vector<KeyInfo> infos(const Fields<T>& fields) {
+  std::vector<KeyInfo> out;
+  for (const Field<T>& f : fields) {
+    out.push_back(f.info);
+  }
+  return out;
+}
+
+std::string knownNames(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& n : names) {
+    text += (text.empty() ? "" : ", ") + n;
+  }
+  return text;
+}
+
+// An entry of a job source after link: resolution, with the section it is
+// written in (for error locations).
+struct ResolvedEntry {
+  const IniEntry* entry;
+  std::string written_in;
+};
+
+}  // namespace
+
+class ConfigBuilder {
+ public:
+  ConfigBuilder(const IniDocument& doc, const HandlerCatalog& handlers,
+                std::vector<ConfigProblem>& problems)
+      : doc_(doc), handlers_(handlers), problems_(problems) {}
+
+  std::shared_ptr<Config> build() {
+    auto config = std::make_shared<Config>();
+    config->origin_ = doc_.origin;
+    config->daemon_ = withDefaults(daemonFields());
+    config->mail_ = withDefaults(mailFields());
+    for (const IniSection& section : doc_.sections) {
+      if (section.name == "jobd") {
+        applyAll(section, daemonFields(), config->daemon_);
+      } else if (section.name == "mail") {
+        applyAll(section, mailFields(), config->mail_);
+      } else {
+        config->sections_.push_back(buildSection(section));
+      }
+    }
+    checkJobTypes(*config);
+    return config;
+  }
+
+ private:
+  void problem(const IniEntry* entry, const std::string& section, const std::string& key,
+               std::string message) {
+    problems_.push_back({doc_.origin, entry ? entry->line : 0, section, key, std::move(message)});
+  }
+
+  template <class T>
+  void applyAll(const IniSection& section, const Fields<T>& fields, T& target) {
+    for (const IniEntry& e : section.entries) {
+      const Field<T>* field = findField(fields, e.key);
+      if (field == nullptr) {
+        problem(&e, section.name, e.key, "unknown key");
+        continue;
+      }
+      if (auto error = field->apply(e.value, target)) {
+        problem(&e, section.name, e.key, *error);
+      }
+    }
+  }
+
+  // Follows link: chains; returns every key visible in section, own keys first.
+  std::map<std::string, ResolvedEntry> resolve(const IniSection& section) {
+    std::map<std::string, ResolvedEntry> entries;
+    for (const IniEntry& e : section.entries) {
+      entries.emplace(e.key, ResolvedEntry{&e, section.name});
+    }
+    std::vector<std::string> chain = {section.name};
+    const IniSection* current = &section;
+    while (const IniEntry* link = current->find("link")) {
+      const IniSection* next = doc_.find(link->value);
+      if (link->value == "jobd" || link->value == "mail" || next == nullptr) {
+        problem(link, current->name, "link",
+                "'" + link->value + "' is not a job source section");
+        break;
+      }
+      if (std::find(chain.begin(), chain.end(), next->name) != chain.end()) {
+        std::string path;
+        for (const std::string& name : chain) {
+          path += name + " -> ";
+        }
+        problem(link, current->name, "link", "link cycle: " + path + next->name);
+        break;
+      }
+      chain.push_back(next->name);
+      for (const IniEntry& e : next->entries) {
+        if (e.key != "job_type" && e.key != "link") {
+          entries.emplace(e.key, ResolvedEntry{&e, next->name});
+        }
+      }
+      current = next;
+    }
+    return entries;
+  }
+
+  SectionConfig buildSection(const IniSection& section) {
+    SectionConfig sc = withDefaults(sectionFields());
+    sc.name = section.name;
+    sc.handler = section.name;
+    sc.job_type = section.name;
+    if (const IniEntry* link = section.find("link")) {
+      sc.link = link->value;
+    }
+    std::map<std::string, ResolvedEntry> entries = resolve(section);
+    std::vector<std::pair<std::string, ResolvedEntry>> handler_entries;
+    for (const auto& [key, resolved] : entries) {
+      if (key == "link") {
+        continue;
+      }
+      const Field<SectionConfig>* field = findField(sectionFields(), key);
+      if (field == nullptr) {
+        handler_entries.emplace_back(key, resolved);
+        continue;
+      }
+      if (auto error = field->apply(resolved.entry->value, sc)) {
+        problem(resolved.entry, resolved.written_in, key, *error);
+      }
+    }
+    checkHandler(section, sc, entries, handler_entries);
+    return sc;
+  }
+
+  void checkHandler(const IniSection& section, SectionConfig& sc,
+                    const std::map<std::string, ResolvedEntry>& entries,
+                    const std::vector<std::pair<std::string, ResolvedEntry>>& handler_entries) {
+    const HandlerDescriptor* handler = nullptr;
+    std::vector<std::string> names;
+    for (const HandlerDescriptor& h : handlers_) {
+      names.push_back(h.name);
+      if (h.name == sc.handler) {
+        handler = &h;
+      }
+    }
+    if (handler == nullptr) {
+      auto it = entries.find("handler");
+      const IniEntry* where = it == entries.end() ? nullptr : it->second.entry;
+      int line = where ? where->line : section.line;
+      problems_.push_back({doc_.origin, line, section.name, "handler",
+                           "unknown handler '" + sc.handler + "' (known: " + knownNames(names) +
+                               ")"});
+      for (const auto& [key, resolved] : handler_entries) {
+        problem(resolved.entry, resolved.written_in, key, "unknown key");
+      }
+      return;
+    }
+    for (const auto& [key, resolved] : handler_entries) {
+      const HandlerKey* hk = handler->findKey(key);
+      if (hk == nullptr) {
+        problem(resolved.entry, resolved.written_in, key,
+                "unknown key (not a section key, nor one of handler " + handler->name + "'s)");
+        continue;
+      }
+      if (hk->validate) {
+        if (auto error = hk->validate(resolved.entry->value)) {
+          problem(resolved.entry, resolved.written_in, key, *error);
+          continue;
+        }
+      }
+      sc.handler_options[key] = resolved.entry->value;
+    }
+    for (const HandlerKey& hk : handler->keys) {
+      if (hk.required && entries.find(hk.name) == entries.end()) {
+        problems_.push_back({doc_.origin, section.line, section.name, hk.name,
+                             "missing, handler " + handler->name + " needs it"});
+      }
+    }
+  }
+
+  void checkJobTypes(const Config& config) {
+    std::map<std::string, std::string> claimed;
+    for (const SectionConfig& sc : config.sections()) {
+      if (!sc.enabled) {
+        continue;
+      }
+      auto [it, inserted] = claimed.emplace(sc.job_type, sc.name);
+      if (!inserted) {
+        const IniSection* section = doc_.find(sc.name);
+        const IniEntry* entry = section ? section->find("job_type") : nullptr;
+        problems_.push_back({doc_.origin, entry ? entry->line : (section ? section->line : 0),
+                             sc.name, "job_type",
+                             "job type '" + sc.job_type + "' is already claimed by section [" +
+                                 it->second + "]"});
+      }
+    }
+  }
+
+  const IniDocument& doc_;
+  const HandlerCatalog& handlers_;
+  std::vector<ConfigProblem>& problems_;
+};
+
+std::shared_ptr<const Config> Config::fromText(const std::string& text, const std::string& origin,
+                                               const HandlerCatalog& handlers) {
+  std::vector<ConfigProblem> problems;
+  IniDocument doc = parseIni(text, origin, problems);
+  std::shared_ptr<Config> config = ConfigBuilder(doc, handlers, problems).build();
+  if (!problems.empty()) {
+    std::stable_sort(problems.begin(), problems.end(),
+                     [](const ConfigProblem& a, const ConfigProblem& b) { return a.line < b.line; });
+    throw ConfigInvalid(std::move(problems));
+  }
+  return config;
+}
+
+std::shared_ptr<const Config> Config::fromFile(const std::string& path,
+                                               const HandlerCatalog& handlers) {
+  std::ifstream in(path);
+  if (!in) {
+    throw ConfigInvalid({{path, 0, "", "", "cannot read the configuration file"}});
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    throw ConfigInvalid({{path, 0, "", "", "error while reading the configuration file"}});
+  }
+  return fromText(text.str(), path, handlers);
+}
+
+std::shared_ptr<const Config> Config::defaults() {
+  auto config = std::make_shared<Config>();
+  config->origin_ = "(defaults)";
+  config->daemon_ = withDefaults(daemonFields());
+  config->mail_ = withDefaults(mailFields());
+  return config;
+}
+
+const SectionConfig* Config::section(const std::string& name) const {
+  for (const SectionConfig& s : sections_) {
+    if (s.name == name) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+const SectionConfig* Config::sectionForJobType(const std::string& job_type) const {
+  for (const SectionConfig& s : sections_) {
+    if (s.enabled && s.job_type == job_type) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+const std::vector<KeyInfo>& Config::daemonKeys() {
+  static const std::vector<KeyInfo> keys = infos(daemonFields());
+  return keys;
+}
+
+const std::vector<KeyInfo>& Config::mailKeys() {
+  static const std::vector<KeyInfo> keys = infos(mailFields());
+  return keys;
+}
+
+const std::vector<KeyInfo>& Config::sectionKeys() {
+  static const std::vector<KeyInfo> keys = infos(sectionFields());
+  return keys;
+}
+
+}  // namespace jobd::config

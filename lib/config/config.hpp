@@ -1,0 +1,110 @@
+// Config: the immutable snapshot of a validated configuration file (SPEC §3).
+// Loaded by the CLI and, later, by the daemon's controller, which swaps a new
+// snapshot in on SIGHUP; readers hold a shared_ptr<const Config>, so a
+// snapshot can be read from any thread while another replaces it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config_problem.hpp"
+#include "config/handler_descriptor.hpp"
+#include "core/duration.hpp"
+
+namespace jobd::config {
+
+enum class RunnerKind { kThread, kProcess };
+enum class RetryBackoff { kFixed, kExponential };
+
+// [jobd]
+struct DaemonSettings {
+  std::string database;  // empty: libpq defaults (PG* variables)
+  std::string listen_database;  // empty: same as database
+  int workers = 8;
+  Duration poll_interval = std::chrono::seconds(5);
+  Duration rescue_interval = std::chrono::seconds(15);
+  Duration drain_timeout = std::chrono::seconds(60);
+  std::string oops_prefix = "JOBD";
+  std::string oops_dir;  // empty: OOPS reports only in the database
+  std::string lock_dir = "/run/lock";
+  std::string log_level = "info";
+  std::string metrics_listen;  // empty: no HTTP listener
+  std::uint64_t max_payload = 1024 * 1024;
+};
+
+// [mail]
+struct MailSettings {
+  std::string smtp_url = "smtp://localhost:25";
+  std::string from_address;
+  std::string product_name = "jobd";
+};
+
+// One [<section>]: a job source.
+struct SectionConfig {
+  std::string name;
+  std::string handler;
+  std::string job_type;
+  std::string link;  // the section it took keys from, or empty
+  std::string dbuser;
+  int concurrency = 1;
+  Duration lease_duration = std::chrono::seconds(30);
+  Duration timeout = std::chrono::minutes(5);
+  Duration kill_grace = std::chrono::seconds(5);
+  std::optional<int> max_retries;  // nullopt: the row's value
+  Duration retry_delay = std::chrono::minutes(10);
+  RetryBackoff retry_backoff = RetryBackoff::kFixed;
+  Duration retry_delay_max = std::chrono::hours(1);
+  RunnerKind runner = RunnerKind::kThread;
+  std::optional<std::uint64_t> memory_limit;
+  Duration keep_finished = std::chrono::hours(24 * 30);
+  std::vector<std::string> error_recipients;
+  bool enabled = true;
+  // The handler's own keys (for example exec's `command`), validated.
+  std::map<std::string, std::string> handler_options;
+};
+
+// One key as etc/jobd.conf documents it.
+struct KeyInfo {
+  std::string name;
+  std::string default_value;
+  std::string comment;
+};
+
+class Config {
+ public:
+  // Parses and validates; throws ConfigInvalid listing every problem.
+  static std::shared_ptr<const Config> fromText(const std::string& text, const std::string& origin,
+                                                const HandlerCatalog& handlers);
+  // Reads path; a missing or unreadable file is a ConfigInvalid too.
+  static std::shared_ptr<const Config> fromFile(const std::string& path,
+                                                const HandlerCatalog& handlers);
+  // Every default, no job sources: used when no configuration file exists.
+  static std::shared_ptr<const Config> defaults();
+
+  const std::string& origin() const { return origin_; }
+  const DaemonSettings& daemon() const { return daemon_; }
+  const MailSettings& mail() const { return mail_; }
+  const std::vector<SectionConfig>& sections() const { return sections_; }
+  const SectionConfig* section(const std::string& name) const;
+  // The enabled section that claims job_type, or nullptr.
+  const SectionConfig* sectionForJobType(const std::string& job_type) const;
+
+  // The documented keys of [jobd], [mail] and job sources, for etc/jobd.conf
+  // and its test.
+  static const std::vector<KeyInfo>& daemonKeys();
+  static const std::vector<KeyInfo>& mailKeys();
+  static const std::vector<KeyInfo>& sectionKeys();
+
+ private:
+  friend class ConfigBuilder;
+  std::string origin_;
+  DaemonSettings daemon_;
+  MailSettings mail_;
+  std::vector<SectionConfig> sections_;
+};
+
+}  // namespace jobd::config

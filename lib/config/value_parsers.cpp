@@ -1,0 +1,284 @@
+#include "config/value_parsers.hpp"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace jobd::config {
+namespace {
+
+bool identifierChars(const std::string& value) {
+  return std::all_of(value.begin(), value.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+std::optional<long long> parseInteger(const std::string& value) {
+  long long n = 0;
+  const char* end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, n);
+  if (ec != std::errc() || ptr != end || value.empty()) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+}  // namespace
+
+ValueParser<int> intBetween(int min, int max) {
+  return [min, max](const std::string& value, std::string& error) -> std::optional<int> {
+    std::optional<long long> n = parseInteger(value);
+    if (!n || *n < min || *n > max) {
+      error = "expected a whole number from " + std::to_string(min) + " to " +
+              std::to_string(max) + ", got '" + value + "'";
+      return std::nullopt;
+    }
+    return static_cast<int>(*n);
+  };
+}
+
+ValueParser<std::optional<int>> optionalIntBetween(int min, int max) {
+  ValueParser<int> inner = intBetween(min, max);
+  return [inner](const std::string& value,
+                 std::string& error) -> std::optional<std::optional<int>> {
+    if (value.empty()) {
+      return std::optional<int>();
+    }
+    std::optional<int> n = inner(value, error);
+    if (!n) {
+      return std::nullopt;
+    }
+    return n;
+  };
+}
+
+ValueParser<Duration> durationAtLeast(Duration min) {
+  return [min](const std::string& value, std::string& error) -> std::optional<Duration> {
+    std::optional<Duration> d = parseDuration(value);
+    if (!d) {
+      error = "expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '" + value + "'";
+      return std::nullopt;
+    }
+    if (*d < min) {
+      error = "must be at least " + formatDuration(min) + ", got '" + value + "'";
+      return std::nullopt;
+    }
+    return d;
+  };
+}
+
+ValueParser<std::uint64_t> sizeBetween(std::uint64_t min, std::uint64_t max) {
+  return [min, max](const std::string& value, std::string& error) -> std::optional<std::uint64_t> {
+    std::optional<std::uint64_t> n = parseSize(value);
+    if (!n) {
+      error = "expected a size such as 512, 64K, 1M or 2G, got '" + value + "'";
+      return std::nullopt;
+    }
+    if (*n < min || *n > max) {
+      error = "must be from " + formatSize(min) + " to " + formatSize(max) + ", got '" + value +
+              "'";
+      return std::nullopt;
+    }
+    return n;
+  };
+}
+
+ValueParser<std::optional<std::uint64_t>> optionalSizeAtLeast(std::uint64_t min) {
+  ValueParser<std::uint64_t> inner = sizeBetween(min, 1ULL << 50);
+  return [inner](const std::string& value,
+                 std::string& error) -> std::optional<std::optional<std::uint64_t>> {
+    if (value.empty()) {
+      return std::optional<std::uint64_t>();
+    }
+    std::optional<std::uint64_t> n = inner(value, error);
+    if (!n) {
+      return std::nullopt;
+    }
+    return n;
+  };
+}
+
+std::optional<std::string> parseConninfo(const std::string& value, std::string& error) {
+  if (value.empty()) {
+    return value;
+  }
+  char* message = nullptr;
+  PQconninfoOption* options = PQconninfoParse(value.c_str(), &message);
+  if (options == nullptr) {
+    // libpq's message names the bad keyword or URI part; it never echoes a
+    // password value.
+    std::string text = message ? message : "out of memory";
+    PQfreemem(message);
+    while (!text.empty() && text.back() == '\n') {
+      text.pop_back();
+    }
+    error = "invalid connection string: " + text;
+    return std::nullopt;
+  }
+  PQconninfoFree(options);
+  return value;
+}
+
+std::optional<std::string> parseNonEmpty(const std::string& value, std::string& error) {
+  if (value.empty()) {
+    error = "must not be empty";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseIdentifier(const std::string& value, std::string& error) {
+  if (value.empty() || !identifierChars(value)) {
+    error = "expected letters, digits, '_' or '-', got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseIdentifierOrEmpty(const std::string& value, std::string& error) {
+  if (value.empty()) {
+    return value;
+  }
+  return parseIdentifier(value, error);
+}
+
+std::optional<std::string> parseAbsolutePath(const std::string& value, std::string& error) {
+  if (value.empty() || value.front() != '/') {
+    error = "expected an absolute path, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseAbsolutePathOrEmpty(const std::string& value,
+                                                    std::string& error) {
+  if (value.empty()) {
+    return value;
+  }
+  return parseAbsolutePath(value, error);
+}
+
+std::optional<std::string> parseLogLevel(const std::string& value, std::string& error) {
+  static const std::vector<std::string> kLevels = {"trace", "debug",    "info", "warning",
+                                                   "error", "critical", "off"};
+  if (std::find(kLevels.begin(), kLevels.end(), value) == kLevels.end()) {
+    error = "expected trace, debug, info, warning, error, critical or off, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseHostPortOrEmpty(const std::string& value, std::string& error) {
+  if (value.empty()) {
+    return value;
+  }
+  std::size_t colon = value.rfind(':');
+  bool ok = colon != std::string::npos && colon > 0;
+  if (ok) {
+    std::string host = value.substr(0, colon);
+    if (host.front() == '[') {
+      ok = host.size() > 2 && host.back() == ']';
+    } else {
+      ok = host.find(':') == std::string::npos;
+    }
+    std::optional<long long> port = parseInteger(value.substr(colon + 1));
+    ok = ok && port && *port >= 1 && *port <= 65535;
+  }
+  if (!ok) {
+    error = "expected host:port (port 1-65535, IPv6 as [::1]:9100), got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseSmtpUrl(const std::string& value, std::string& error) {
+  bool ok = (value.rfind("smtp://", 0) == 0 && value.size() > 7) ||
+            (value.rfind("smtps://", 0) == 0 && value.size() > 8);
+  if (!ok) {
+    error = "expected an smtp:// or smtps:// URL, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+bool isMailAddress(const std::string& value) {
+  std::size_t at = value.find('@');
+  if (at == std::string::npos || at == 0 || at + 1 >= value.size() ||
+      value.find('@', at + 1) != std::string::npos) {
+    return false;
+  }
+  return std::none_of(value.begin(), value.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '<' || c == '>' || c == ',' || c == '"' ||
+           static_cast<unsigned char>(c) < 0x20;
+  });
+}
+
+std::optional<std::string> parseAddressOrEmpty(const std::string& value, std::string& error) {
+  if (!value.empty() && !isMailAddress(value)) {
+    error = "expected a mail address such as jobd@example.com, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::vector<std::string>> parseAddressList(const std::string& value,
+                                                         std::string& error) {
+  std::vector<std::string> addresses;
+  std::size_t start = 0;
+  while (start <= value.size() && !value.empty()) {
+    std::size_t comma = value.find(',', start);
+    std::string item = value.substr(start, comma == std::string::npos ? comma : comma - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!isMailAddress(item)) {
+      error = "expected comma-separated mail addresses, got '" + item + "'";
+      return std::nullopt;
+    }
+    addresses.push_back(item);
+    if (comma == std::string::npos) {
+      break;
+    }
+    start = comma + 1;
+  }
+  return addresses;
+}
+
+std::optional<bool> parseBool(const std::string& value, std::string& error) {
+  std::string v = value;
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (v == "true" || v == "yes" || v == "on" || v == "1") {
+    return true;
+  }
+  if (v == "false" || v == "no" || v == "off" || v == "0") {
+    return false;
+  }
+  error = "expected true or false, got '" + value + "'";
+  return std::nullopt;
+}
+
+std::optional<RetryBackoff> parseBackoff(const std::string& value, std::string& error) {
+  if (value == "fixed") {
+    return RetryBackoff::kFixed;
+  }
+  if (value == "exponential") {
+    return RetryBackoff::kExponential;
+  }
+  error = "expected fixed or exponential, got '" + value + "'";
+  return std::nullopt;
+}
+
+std::optional<RunnerKind> parseRunner(const std::string& value, std::string& error) {
+  if (value == "thread") {
+    return RunnerKind::kThread;
+  }
+  if (value == "process") {
+    return RunnerKind::kProcess;
+  }
+  error = "expected thread or process, got '" + value + "'";
+  return std::nullopt;
+}
+
+}  // namespace jobd::config

@@ -1,0 +1,44 @@
+// Parsers for configuration values, shared by Config's key tables and the
+// handlers' own keys. Each takes the value and an error string to fill, and
+// returns the parsed value or nullopt (with error set). Pure functions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace jobd::config {
+
+template <class V>
+using ValueParser = std::function<std::optional<V>(const std::string&, std::string&)>;
+
+ValueParser<int> intBetween(int min, int max);
+ValueParser<std::optional<int>> optionalIntBetween(int min, int max);
+ValueParser<Duration> durationAtLeast(Duration min);
+ValueParser<std::uint64_t> sizeBetween(std::uint64_t min, std::uint64_t max);
+ValueParser<std::optional<std::uint64_t>> optionalSizeAtLeast(std::uint64_t min);
+
+std::optional<std::string> parseConninfo(const std::string& value, std::string& error);
+std::optional<std::string> parseNonEmpty(const std::string& value, std::string& error);
+std::optional<std::string> parseIdentifier(const std::string& value, std::string& error);
+std::optional<std::string> parseIdentifierOrEmpty(const std::string& value, std::string& error);
+std::optional<std::string> parseAbsolutePath(const std::string& value, std::string& error);
+std::optional<std::string> parseAbsolutePathOrEmpty(const std::string& value, std::string& error);
+std::optional<std::string> parseLogLevel(const std::string& value, std::string& error);
+std::optional<std::string> parseHostPortOrEmpty(const std::string& value, std::string& error);
+std::optional<std::string> parseSmtpUrl(const std::string& value, std::string& error);
+std::optional<std::string> parseAddressOrEmpty(const std::string& value, std::string& error);
+std::optional<std::vector<std::string>> parseAddressList(const std::string& value,
+                                                         std::string& error);
+std::optional<bool> parseBool(const std::string& value, std::string& error);
+std::optional<RetryBackoff> parseBackoff(const std::string& value, std::string& error);
+std::optional<RunnerKind> parseRunner(const std::string& value, std::string& error);
+
+// A bare mail address check: local@domain, no spaces or angle brackets.
+bool isMailAddress(const std::string& value);
+
+}  // namespace jobd::config

@@ -1,0 +1,24 @@
+// Opening connections: the conninfo rules every jobd connection follows, a
+// conninfo with its password hidden for messages, and the mapping of libpq's
+// connection failures to jobd errors. Used by the CLI and the daemon's
+// database threads; each connection belongs to the thread that opened it.
+#pragma once
+
+#include <memory>
+#include <pqxx/pqxx>
+#include <string>
+#include <string_view>
+
+namespace jobd::store {
+
+// conninfo with every password replaced by "********", for logs and errors.
+// Works for key=value strings and postgresql:// URIs.
+std::string redactConninfo(const std::string& conninfo);
+
+// Connects (empty conninfo: libpq's PG* defaults), sets application_name and
+// the session time zone to UTC, so that every timestamp jobd prints is UTC.
+// Throws jobd::Error naming the (redacted) target when it cannot connect.
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
+                                          std::string_view application_name);
+
+}  // namespace jobd::store

@@ -1,0 +1,152 @@
+#include "store/job_store.hpp"
+
+#include "core/errors.hpp"
+#include "store/sql_params.hpp"
+
+namespace jobd::store {
+namespace {
+
+// SQLSTATE class 22 (data exception) from PostgreSQL's jsonb or timestamptz
+// input functions, and 54001 (too deeply nested), mean the caller's data
+// is bad, not the database.
+bool isDataException(const pqxx::sql_error& e) {
+  const std::string& state = e.sqlstate();
+  return state.rfind("22", 0) == 0 || state == "54001";
+}
+
+// The first line of a PostgreSQL error, without libpq's "ERROR:  " prefix.
+std::string firstLine(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  const std::string prefix = "ERROR:  ";
+  return line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line;
+}
+
+}  // namespace
+
+std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
+  pqxx::work txn(conn_);
+  std::size_t size = 0;
+  try {
+    size = txn.exec_params1("SELECT octet_length($1::jsonb::text)", r.json_data)[0].as<std::size_t>();
+  } catch (const pqxx::sql_error& e) {
+    if (isDataException(e)) {
+      throw DataError("invalid JSON: " + firstLine(e.what()));
+    }
+    throw;
+  }
+  if (size > r.max_payload) {
+    throw DataError("json_data is " + std::to_string(size) + " bytes, over max_payload (" +
+                    std::to_string(r.max_payload) + " bytes)");
+  }
+
+  std::optional<std::string> delay;
+  if (r.delay) {
+    delay = toSqlInterval(*r.delay);
+  }
+  // scheduled_start: --at as given (the session is UTC, so a time without an
+  // offset is UTC), or now() + --delay by the database clock, or NULL.
+  static const char* const kSchedule =
+      "CASE WHEN $3::text IS NOT NULL THEN $3::timestamptz "
+      "WHEN $4::text IS NOT NULL THEN now() + $4::interval END";
+  std::string sql = r.unique ? std::string("SELECT jobd.acquire($1, $6, $2::jsonb, ") + kSchedule +
+                                   ", $5, $7, $8)"
+                             : std::string("SELECT jobd.enqueue($1, $2::jsonb, ") + kSchedule +
+                                   ", $5, $6, $7, $8)";
+  std::int64_t id = 0;
+  try {
+    id = txn.exec_params1(sql, r.job_type, r.json_data, nullable(r.at), nullable(delay), r.priority,
+                          nullable(r.target), r.max_retries, nullable(r.requester))[0]
+             .as<std::int64_t>();
+  } catch (const pqxx::sql_error& e) {
+    if (isDataException(e)) {
+      throw UsageError("--at: " + firstLine(e.what()));
+    }
+    throw;
+  }
+  txn.commit();
+  return id;
+}
+
+std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
+  pqxx::read_transaction txn(conn_);
+  pqxx::result r = txn.exec_params(R"sql(
+    SELECT to_jsonb(j)
+        || jsonb_build_object(
+             'status_name', (ARRAY['WAITING','RUNNING','COMPLETED','FAILED','SUSPENDED'])[j.status + 1],
+             'attempts', (SELECT COALESCE(jsonb_agg(to_jsonb(a) - 'job_id'
+                                                    ORDER BY a.date_finished, a.attempt), '[]')
+                            FROM jobd.job_attempt AS a WHERE a.job_id = j.id),
+             'oops', (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.time), '[]')
+                        FROM jobd.oops AS o WHERE o.job_id = j.id))
+      FROM jobd.job AS j
+     WHERE j.id = $1)sql",
+                                   id);
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return nlohmann::json::parse(r[0][0].c_str());
+}
+
+TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
+                                 const std::string& reason) {
+  pqxx::work txn(conn_);
+  pqxx::result row = txn.exec_params(
+      "SELECT status, job_type FROM jobd.job WHERE id = $1 FOR UPDATE", id);
+  if (row.empty()) {
+    throw NotFoundError("no job with id " + std::to_string(id));
+  }
+  std::optional<JobStatus> from = statusFromValue(row[0][0].as<int>());
+  if (!from) {
+    throw Error("job " + std::to_string(id) + " has an unknown status " + row[0][0].c_str());
+  }
+  checkOperatorAction(action, *from);
+  JobStatus to = actionTarget(action);
+
+  switch (action) {
+    case OperatorAction::kRetry:
+      // Launchpad's queue(): back to WAITING, runnable now, lease cleared,
+      // date_finished set. A WAITING job is reset to start now.
+      txn.exec_params(
+          "UPDATE jobd.job SET status = 0, scheduled_start = NULL, lease_expires = NULL, "
+          "date_finished = now() WHERE id = $1",
+          id);
+      if (*from == JobStatus::kWaiting) {
+        // The trigger only fires when a job comes back to WAITING; a reset
+        // moves a scheduled one forward, so wake the daemons here.
+        txn.exec_params("SELECT pg_notify('jobd', $1)", row[0][1].c_str());
+      }
+      break;
+    case OperatorAction::kResume:
+      txn.exec_params("UPDATE jobd.job SET status = 0, lease_expires = NULL WHERE id = $1", id);
+      break;
+    case OperatorAction::kSuspend:
+    case OperatorAction::kCancel: {
+      bool cancel = action == OperatorAction::kCancel;
+      if (*from == JobStatus::kRunning) {
+        // The running attempt ends here; its daemon's fenced outcome will
+        // change nothing, and the renewal tells it to stop the job.
+        txn.exec_params(
+            "INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, "
+            "error_type, error_message) "
+            "SELECT id, attempt_count, lease_owner, date_started, $2, $3, $4 "
+            "FROM jobd.job WHERE id = $1",
+            id, cancel ? "failed" : "suspended", cancel ? "Cancelled" : "Suspended",
+            cancel ? reason : std::string("suspended by operator"));
+      }
+      if (cancel) {
+        txn.exec_params(
+            "UPDATE jobd.job SET status = 3, lease_expires = NULL, date_finished = now(), "
+            "log = $2 WHERE id = $1",
+            id, reason);
+      } else {
+        txn.exec_params("UPDATE jobd.job SET status = 4, lease_expires = NULL WHERE id = $1",
+                        id);
+      }
+      break;
+    }
+  }
+  txn.commit();
+  return {id, *from, to};
+}
+
+}  // namespace jobd::store

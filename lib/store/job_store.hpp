@@ -1,0 +1,57 @@
+// JobStore: the SQL behind the CLI's job commands: enqueue, show, and the
+// operator's state changes (SPEC §2, §4.3). Each call is one transaction on
+// the connection it was given; used from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+
+#include "core/duration.hpp"
+#include "core/job_status.hpp"
+
+namespace jobd::store {
+
+struct EnqueueRequest {
+  std::string job_type;
+  std::string json_data = "{}";  // text of a JSON object
+  std::optional<std::string> at;  // ISO 8601; UTC when no offset
+  std::optional<Duration> delay;  // scheduled_start = now() + delay
+  int priority = 0;
+  std::optional<std::string> target;
+  bool unique = false;  // jobd.acquire instead of jobd.enqueue
+  int max_retries = 0;
+  std::optional<std::string> requester;
+  std::uint64_t max_payload = 1024 * 1024;
+};
+
+struct TransitionResult {
+  std::int64_t id = 0;
+  JobStatus from = JobStatus::kWaiting;
+  JobStatus to = JobStatus::kWaiting;
+};
+
+class JobStore {
+ public:
+  explicit JobStore(pqxx::connection_base& conn) : conn_(conn) {}
+
+  // Inserts a job (or, with unique, finds the WAITING one of that type and
+  // target) and returns its id. Throws DataError for invalid or oversized
+  // json_data and UsageError for a bad time.
+  std::int64_t enqueue(const EnqueueRequest& request);
+
+  // The job as a JSON object: every jobd.job column by name, plus
+  // status_name, attempts and oops arrays. nullopt when there is no such job.
+  std::optional<nlohmann::json> show(std::int64_t id);
+
+  // Applies an operator action under a row lock; throws NotFoundError or
+  // TransitionError (Launchpad's message). reason is cancel's log text.
+  TransitionResult apply(std::int64_t id, OperatorAction action, const std::string& reason);
+
+ private:
+  pqxx::connection_base& conn_;
+};
+
+}  // namespace jobd::store

@@ -1,0 +1,21 @@
+// The SQL behind `jobd status`: per job type the counts by status and the
+// age of the oldest ready job, the running jobs with their leases, the live
+// daemons and the latest OOPS reports, as one JSON document. One read-only
+// transaction on the caller's connection and thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+namespace jobd::store {
+
+// {"job_types": [{"job_type", "waiting", "running", "completed", "failed",
+//   "suspended", "ready", "oldest_ready_age_seconds"}],
+//  "running": [{"id", "job_type", "attempt", "lease_owner", "lease_expires",
+//   "date_started"}],
+//  "daemons": [{"name", "running", "lease_expires"}],
+//  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}]}
+nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50,
+                          int oops_limit = 10);
+
+}  // namespace jobd::store

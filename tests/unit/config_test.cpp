@@ -1,0 +1,244 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "config/config.hpp"
+#include "config/config_problem.hpp"
+#include "registry.hpp"
+
+namespace jobd::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::shared_ptr<const Config> parse(const std::string& text) {
+  return Config::fromText(text, "test.conf", jobtypes::handlerCatalog());
+}
+
+// The problems a text has, each as ConfigProblem::describe() prints it.
+std::vector<std::string> problems(const std::string& text) {
+  try {
+    parse(text);
+  } catch (const ConfigInvalid& e) {
+    std::vector<std::string> out;
+    for (const ConfigProblem& p : e.problems()) {
+      out.push_back(p.describe());
+    }
+    return out;
+  }
+  return {};
+}
+
+// No file at all gives every documented default.
+TEST(ConfigTest, DefaultsMatchTheSpec) {
+  auto config = parse("");
+  const DaemonSettings& d = config->daemon();
+  EXPECT_EQ(d.workers, 8);
+  EXPECT_EQ(d.poll_interval, std::chrono::seconds(5));
+  EXPECT_EQ(d.rescue_interval, std::chrono::seconds(15));
+  EXPECT_EQ(d.drain_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(d.oops_prefix, "JOBD");
+  EXPECT_EQ(d.lock_dir, "/run/lock");
+  EXPECT_EQ(d.log_level, "info");
+  EXPECT_EQ(d.max_payload, 1024u * 1024u);
+  EXPECT_EQ(config->mail().smtp_url, "smtp://localhost:25");
+  EXPECT_EQ(config->mail().product_name, "jobd");
+
+  auto with_section = parse("[noop]\n");
+  const SectionConfig* section = with_section->section("noop");
+  ASSERT_NE(section, nullptr);
+  EXPECT_EQ(section->handler, "noop");
+  EXPECT_EQ(section->job_type, "noop");
+  EXPECT_EQ(section->concurrency, 1);
+  EXPECT_EQ(section->lease_duration, std::chrono::seconds(30));
+  EXPECT_EQ(section->timeout, std::chrono::minutes(5));
+  EXPECT_EQ(section->kill_grace, std::chrono::seconds(5));
+  EXPECT_FALSE(section->max_retries.has_value());
+  EXPECT_EQ(section->retry_delay, std::chrono::minutes(10));
+  EXPECT_EQ(section->retry_backoff, RetryBackoff::kFixed);
+  EXPECT_EQ(section->retry_delay_max, std::chrono::hours(1));
+  EXPECT_EQ(section->runner, RunnerKind::kThread);
+  EXPECT_FALSE(section->memory_limit.has_value());
+  EXPECT_EQ(section->keep_finished, std::chrono::hours(24 * 30));
+  EXPECT_TRUE(section->enabled);
+}
+
+// Both separators, both comment characters, and ';' or '#' inside a value kept.
+TEST(ConfigTest, LazrSyntax) {
+  auto config = parse(
+      "# a comment\n"
+      "; another\n"
+      "[jobd]\n"
+      "workers = 3\n"
+      "oops_prefix: LP\n"
+      "\n"
+      "[echo]\n"
+      "handler: exec\n"
+      "command = /bin/sh -c 'echo a; echo b # not a comment'\n"
+      "   concurrency   :   2   \n");
+  EXPECT_EQ(config->daemon().workers, 3);
+  EXPECT_EQ(config->daemon().oops_prefix, "LP");
+  const SectionConfig* echo = config->section("echo");
+  ASSERT_NE(echo, nullptr);
+  EXPECT_EQ(echo->concurrency, 2);
+  EXPECT_EQ(echo->handler_options.at("command"), "/bin/sh -c 'echo a; echo b # not a comment'");
+}
+
+// A bad value names the file, line, section and key, and what was wrong.
+TEST(ConfigTest, BadValueNamesSectionAndKey) {
+  EXPECT_THAT(problems("[noop]\nconcurrency: many\n"),
+              ::testing::ElementsAre(
+                  "test.conf:2: [noop] concurrency: expected a whole number from 1 to 10000, got "
+                  "'many'"));
+  EXPECT_THAT(problems("[jobd]\npoll_interval: 5 minutes\n"),
+              ::testing::ElementsAre(HasSubstr("test.conf:2: [jobd] poll_interval: expected a "
+                                               "duration")));
+  EXPECT_THAT(problems("[noop]\nrunner: fork\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] runner: expected thread or process")));
+  EXPECT_THAT(problems("[jobd]\nmetrics_listen: 9100\n"),
+              ::testing::ElementsAre(HasSubstr("[jobd] metrics_listen: expected host:port")));
+  EXPECT_THAT(problems("[jobd]\ndatabase: host=x port\n"),
+              ::testing::ElementsAre(HasSubstr("[jobd] database: invalid connection string")));
+}
+
+// Typos are errors: unknown keys in every kind of section, unknown handlers.
+TEST(ConfigTest, UnknownKeysAndHandlers) {
+  EXPECT_THAT(problems("[jobd]\nworkerz: 3\n"),
+              ::testing::ElementsAre("test.conf:2: [jobd] workerz: unknown key"));
+  EXPECT_THAT(problems("[mail]\nsmtp: x\n"),
+              ::testing::ElementsAre("test.conf:2: [mail] smtp: unknown key"));
+  EXPECT_THAT(problems("[noop]\nconcurency: 2\n"),
+              ::testing::ElementsAre(HasSubstr("test.conf:2: [noop] concurency: unknown key")));
+  EXPECT_THAT(problems("[reports]\nconcurrency: 2\n"),
+              ::testing::ElementsAre(HasSubstr(
+                  "test.conf:1: [reports] handler: unknown handler 'reports' (known: ")));
+  EXPECT_THAT(problems("[x]\nhandler: nope\n"),
+              ::testing::ElementsAre(HasSubstr("test.conf:2: [x] handler: unknown handler 'nope'")));
+}
+
+// A handler's own keys are checked: required, validated, and only its own.
+TEST(ConfigTest, HandlerKeys) {
+  EXPECT_THAT(problems("[run]\nhandler: exec\n"),
+              ::testing::ElementsAre("test.conf:1: [run] command: missing, handler exec needs it"));
+  EXPECT_THAT(problems("[run]\nhandler: exec\ncommand: /bin/echo 'unterminated\n"),
+              ::testing::ElementsAre(HasSubstr("[run] command: cannot split into words")));
+  EXPECT_THAT(problems("[noop]\ncommand: /bin/true\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] command: unknown key")));
+  EXPECT_THAT(problems("[q]\nhandler: sql\n"),
+              ::testing::ElementsAre(HasSubstr("[q] statement: missing")));
+}
+
+// Malformed lines, duplicate sections and keys are reported, all of them.
+TEST(ConfigTest, MalformedLinesAreAllReported) {
+  auto found = problems(
+      "workers: 3\n"
+      "[jobd\n"
+      "[noop]\n"
+      "just words\n"
+      "concurrency: 1\n"
+      "concurrency: 2\n"
+      "[noop]\n");
+  EXPECT_THAT(found, ::testing::ElementsAre(
+                         "test.conf:1: workers: key outside of any section",
+                         "test.conf:2: malformed section header '[jobd'",
+                         "test.conf:4: [noop] expected 'key: value' or 'key = value', got 'just "
+                         "words'",
+                         "test.conf:6: [noop] concurrency: duplicate key (first set at line 5)",
+                         "test.conf:7: [noop] duplicate section (first defined at line 3)"));
+}
+
+// link: takes the keys written in the linked section and not here, except
+// job_type; chains are followed; the section's own keys win.
+TEST(ConfigTest, LinkInheritsAllButJobType) {
+  auto config = parse(
+      "[base]\n"
+      "handler: exec\n"
+      "command: /bin/cat\n"
+      "job_type: base_jobs\n"
+      "concurrency: 3\n"
+      "timeout: 1m\n"
+      "[middle]\n"
+      "link: base\n"
+      "timeout: 2m\n"
+      "[leaf]\n"
+      "link: middle\n"
+      "concurrency: 5\n");
+  const SectionConfig* leaf = config->section("leaf");
+  ASSERT_NE(leaf, nullptr);
+  EXPECT_EQ(leaf->handler, "exec");
+  EXPECT_EQ(leaf->handler_options.at("command"), "/bin/cat");
+  EXPECT_EQ(leaf->job_type, "leaf");
+  EXPECT_EQ(leaf->concurrency, 5);
+  EXPECT_EQ(leaf->timeout, std::chrono::minutes(2));
+  EXPECT_EQ(leaf->link, "middle");
+  EXPECT_EQ(config->section("middle")->job_type, "middle");
+  EXPECT_EQ(config->section("middle")->concurrency, 3);
+}
+
+// A link cycle, and a link to nothing, are errors naming the key.
+TEST(ConfigTest, LinkCyclesAndDanglingLinks) {
+  auto found = problems("[a]\nhandler: noop\nlink: b\n[b]\nlink: c\n[c]\nlink: a\n");
+  EXPECT_THAT(found, ::testing::Each(HasSubstr("link: link cycle: ")));
+  EXPECT_THAT(found, ::testing::Contains("test.conf:7: [c] link: link cycle: a -> b -> c -> a"));
+  EXPECT_THAT(problems("[noop]\nlink: nowhere\n"),
+              ::testing::ElementsAre(
+                  "test.conf:2: [noop] link: 'nowhere' is not a job source section"));
+  EXPECT_THAT(problems("[noop]\nlink: jobd\n[jobd]\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] link: 'jobd' is not a job source")));
+}
+
+// Two enabled sections may not claim one job type.
+TEST(ConfigTest, JobTypeClaimedTwice) {
+  EXPECT_THAT(problems("[noop]\n[other]\nhandler: noop\njob_type: noop\n"),
+              ::testing::ElementsAre(
+                  "test.conf:4: [other] job_type: job type 'noop' is already claimed by section "
+                  "[noop]"));
+  EXPECT_TRUE(problems("[noop]\n[other]\nhandler: noop\njob_type: noop\nenabled: false\n").empty());
+}
+
+// A missing file is a configuration error that names the file.
+TEST(ConfigTest, MissingFile) {
+  try {
+    Config::fromFile("/nonexistent/jobd.conf", jobtypes::handlerCatalog());
+    FAIL() << "no exception";
+  } catch (const ConfigInvalid& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/jobd.conf: cannot read the configuration file");
+  }
+}
+
+// etc/jobd.conf is valid, and shows every key with its default.
+TEST(ConfigTest, ShippedConfigDocumentsEveryKey) {
+  std::string path = std::string(JOBD_SOURCE_DIR) + "/etc/jobd.conf";
+  auto config = Config::fromFile(path, jobtypes::handlerCatalog());
+  EXPECT_NE(config->section("noop"), nullptr);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string content = text.str();
+  auto documented = [&](const KeyInfo& key) {
+    std::string value = std::regex_replace(key.default_value,
+                                           std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+    std::regex line("(^|\n)#? ?" + key.name + ":" + (value.empty() ? "" : " " + value) +
+                    "(\n|$)");
+    return std::regex_search(content, line);
+  };
+  for (const auto* keys : {&Config::daemonKeys(), &Config::mailKeys(), &Config::sectionKeys()}) {
+    for (const KeyInfo& key : *keys) {
+      EXPECT_TRUE(documented(key)) << "etc/jobd.conf lacks '# " << key.name << ":"
+                                   << (key.default_value.empty() ? "" : " ")
+                                   << key.default_value << "'";
+    }
+  }
+  for (const HandlerDescriptor& handler : jobtypes::handlerCatalog()) {
+    for (const HandlerKey& key : handler.keys) {
+      EXPECT_NE(content.find(key.name + ":"), std::string::npos)
+          << "etc/jobd.conf lacks handler key " << key.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace jobd::config
