@@ -25,6 +25,8 @@ std::string firstLine(const std::string& text) {
 
 std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
   pqxx::work txn(conn_);
+  // --at without an offset means UTC, whatever the session's time zone.
+  txn.exec("SET LOCAL TimeZone = 'UTC'");
   std::size_t size = 0;
   try {
     size = txn.exec_params1("SELECT octet_length($1::jsonb::text)", r.json_data)[0].as<std::size_t>();

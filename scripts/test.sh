@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what is
+# missing, builds with AddressSanitizer + UndefinedBehaviorSanitizer, starts a
+# throw-away PostgreSQL 15 (pg_virtualenv, which copes with root), and runs
+# every test with ctest. The concurrency tests run again under
+# ThreadSanitizer first. Extra arguments go to the final ctest (-L unit, -R X).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+build() {  # build DIR SANITIZER
+  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DJOBD_SANITIZE="$2" >/dev/null
+  cmake --build "$1" -j "$jobs"
+}
+
+build build/asan address
+if [ -z "${JOBD_SKIP_TSAN:-}" ]; then
+  build build/tsan thread
+fi
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# TSan cannot map its shadow memory with the kernel's high mmap randomisation
+# on some machines; setarch -R turns randomisation off for the tests only.
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+# PostgreSQL settings for a disposable cluster: no fsync, room for parallel tests.
+pg_options="fsync=off synchronous_commit=off full_page_writes=off max_connections=300"
+
+run_suites() {
+  if [ -d build/tsan ] && [ -z "${JOBD_SKIP_TSAN:-}" ]; then
+    echo "== ThreadSanitizer: concurrency tests"
+    setarch "$(uname -m)" -R ctest --test-dir build/tsan -j "$jobs" --output-on-failure \
+      -R 'Concurrent|Race'
+  fi
+  echo "== AddressSanitizer + UBSan: every test"
+  ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@"
+}
+
+export -f run_suites
+export jobs
+o_args=()
+for o in $pg_options; do o_args+=(-o "$o"); done
+pg_virtualenv -t "${o_args[@]}" bash -c 'run_suites "$@"' run_suites "$@"

@@ -1,0 +1,243 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "process.hpp"
+#include "test_database.hpp"
+
+namespace jobd {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ProcessResult;
+using testing::runJobd;
+using testing::TestDatabase;
+
+// Runs jobd against db, with an empty configuration unless one is given.
+class CliTest : public ::testing::Test {
+ protected:
+  ProcessResult jobd(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--database", db_.conninfo()});
+    return runJobd(args, {{}, {{"JOBD_CONFIG", configPath()}}});
+  }
+
+  std::string configPath() {
+    if (config_path_.empty()) {
+      config_path_ = ::testing::TempDir() + "jobd_cli_" + db_.name() + ".conf";
+      std::ofstream(config_path_) << config_text_;
+    }
+    return config_path_;
+  }
+
+  std::string enqueue(const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"enqueue"};
+    all.insert(all.end(), args.begin(), args.end());
+    ProcessResult r = jobd(all);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+
+  TestDatabase db_;
+  std::string config_text_ = "[noop]\n";
+  std::string config_path_;
+};
+
+// Every error is one line on stderr, starting with "jobd: ".
+void expectOneLineError(const ProcessResult& r) {
+  EXPECT_THAT(r.err, ::testing::StartsWith("jobd: "));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// enqueue prints an id; show --json returns that job with every column.
+TEST_F(CliTest, EnqueueThenShowJson) {
+  std::string id = enqueue({"noop", "{}"});
+  ASSERT_THAT(id, ::testing::MatchesRegex("[0-9]+"));
+  ProcessResult shown = jobd({"show", id, "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  nlohmann::json job = nlohmann::json::parse(shown.out);
+  EXPECT_EQ(job["id"], std::stoll(id));
+  EXPECT_EQ(job["job_type"], "noop");
+  EXPECT_EQ(job["status"], 0);
+  EXPECT_EQ(job["json_data"], nlohmann::json::object());
+  for (const char* column :
+       {"priority", "target", "requester", "attempt_count", "max_retries", "scheduled_start",
+        "lease_expires", "lease_owner", "date_created", "date_started", "date_finished", "log"}) {
+    EXPECT_TRUE(job.contains(column)) << column;
+  }
+  EXPECT_EQ(job["attempts"], nlohmann::json::array());
+  EXPECT_EQ(job["oops"], nlohmann::json::array());
+
+  ProcessResult human = jobd({"show", id});
+  EXPECT_EQ(human.exit_code, 0);
+  EXPECT_THAT(human.out, HasSubstr("status:          WAITING"));
+}
+
+// Every enqueue option lands in its column.
+TEST_F(CliTest, EnqueueOptions) {
+  std::string id = enqueue({"--priority", "-3", "sleep", R"({"ms": 10})", "--at",
+                            "2030-06-01T12:00:00+02:00", "--target", "mp:9", "--max-retries", "4",
+                            "--requester", "alice"});
+  nlohmann::json job = nlohmann::json::parse(jobd({"show", id, "--json"}).out);
+  EXPECT_EQ(job["priority"], -3);
+  EXPECT_EQ(job["json_data"]["ms"], 10);
+  EXPECT_EQ(job["scheduled_start"], "2030-06-01T10:00:00+00:00");
+  EXPECT_EQ(job["target"], "mp:9");
+  EXPECT_EQ(job["max_retries"], 4);
+  EXPECT_EQ(job["requester"], "alice");
+  EXPECT_EQ(enqueue({"sleep", "--target", "mp:9", "--unique"}), id);
+}
+
+// Operator commands follow SPEC §4.3 and say what they did.
+TEST_F(CliTest, OperatorCommandsFollowTheTable) {
+  std::string id = enqueue({"noop"});
+  ProcessResult r = jobd({"suspend", id});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "job " + id + ": WAITING -> SUSPENDED (suspend)\n");
+  r = jobd({"retry", id});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "jobd: Transition from Suspended to Waiting is invalid.\n");
+  EXPECT_EQ(jobd({"resume", id}).exit_code, 0);
+  r = jobd({"cancel", id, "--reason", "not wanted"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "job " + id + ": WAITING -> FAILED (cancel)\n");
+  r = jobd({"cancel", id});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "jobd: Transition from Failed to Failed is invalid.\n");
+  r = jobd({"resume", id});
+  EXPECT_EQ(r.err, "jobd: Transition from Failed to Waiting is invalid.\n");
+  r = jobd({"retry", id});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "job " + id + ": FAILED -> WAITING (retry)\n");
+  nlohmann::json job = nlohmann::json::parse(jobd({"show", id, "--json"}).out);
+  EXPECT_EQ(job["status"], 0);
+  EXPECT_EQ(job["log"], "not wanted");
+  r = jobd({"retry", "999999"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "jobd: no job with id 999999\n");
+}
+
+// Exit statuses of SPEC §2: 64 usage, 65 bad data, 1 runtime failure.
+TEST_F(CliTest, ExitStatuses) {
+  struct Case {
+    std::vector<std::string> args;
+    int status;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{}, 64, "no command given"},
+      {{"frobnicate"}, 64, "unknown command 'frobnicate'"},
+      {{"enqueue"}, 64, "wrong number of arguments"},
+      {{"enqueue", "noop", "--priority", "x"}, 64, "--priority: expected a whole number"},
+      {{"enqueue", "noop", "--priority", "40000"}, 64, "from -32768 to 32767"},
+      {{"enqueue", "noop", "--at", "tomorrow"}, 64, "--at: expected an ISO-8601 time"},
+      {{"enqueue", "noop", "--delay", "soon"}, 64, "--delay: expected a duration"},
+      {{"enqueue", "noop", "--unique"}, 64, "--unique needs --target"},
+      {{"enqueue", "noop", "--bogus"}, 64, "unknown option --bogus"},
+      {{"enqueue", "noop", "{\"a\":"}, 65, "invalid JSON"},
+      {{"enqueue", "noop", "[1, 2]"}, 65, "JSON must be an object"},
+      {{"show", "abc"}, 64, "ID: expected a whole number"},
+      {{"show", "12345"}, 1, "no job with id 12345"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::PrintToString(c.args));
+    ProcessResult r = jobd(c.args);
+    EXPECT_EQ(r.exit_code, c.status);
+    EXPECT_THAT(r.err, HasSubstr(c.message));
+    expectOneLineError(r);
+  }
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job"), "0");
+}
+
+// An oversized payload is refused with 65 and a clear message; nothing is stored.
+TEST_F(CliTest, OversizedPayload) {
+  config_text_ = "[jobd]\nmax_payload: 1K\n[noop]\n";
+  ProcessResult r = jobd({"enqueue", "noop", "{\"pad\": \"" + std::string(2000, 'x') + "\"}"});
+  EXPECT_EQ(r.exit_code, 65);
+  EXPECT_THAT(r.err, HasSubstr("over max_payload (1024 bytes)"));
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job"), "0");
+}
+
+// check-config: 0 and a summary for the shipped file; 78 and every problem,
+// each naming section and key, for a bad one; other commands refuse it too.
+TEST_F(CliTest, CheckConfig) {
+  ProcessResult ok =
+      runJobd({"check-config", "--config", std::string(JOBD_SOURCE_DIR) + "/etc/jobd.conf"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("OK"));
+
+  config_text_ = "[jobd]\nworkers: lots\n[noop]\nconcurency: 2\n[x]\nhandler: nope\n";
+  ProcessResult bad = jobd({"check-config"});
+  EXPECT_EQ(bad.exit_code, 78);
+  EXPECT_THAT(bad.err, HasSubstr(":2: [jobd] workers: expected a whole number"));
+  EXPECT_THAT(bad.err, HasSubstr(":4: [noop] concurency: unknown key"));
+  EXPECT_THAT(bad.err, HasSubstr(":6: [x] handler: unknown handler 'nope'"));
+
+  ProcessResult refused = jobd({"enqueue", "noop"});
+  EXPECT_EQ(refused.exit_code, 78);
+  expectOneLineError(refused);
+  EXPECT_THAT(refused.err, HasSubstr("[jobd] workers"));
+
+  ProcessResult missing = runJobd({"check-config", "--config", "/nonexistent.conf"});
+  EXPECT_EQ(missing.exit_code, 78);
+  EXPECT_THAT(missing.err, HasSubstr("/nonexistent.conf: cannot read the configuration file"));
+}
+
+// status lists counts per type and marks types no section serves.
+TEST_F(CliTest, StatusShowsUnhandledTypes) {
+  enqueue({"noop"});
+  enqueue({"mystery"});
+  ProcessResult r = jobd({"status", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json status = nlohmann::json::parse(r.out);
+  std::map<std::string, nlohmann::json> types;
+  for (const auto& t : status["job_types"]) {
+    types[t["job_type"]] = t;
+  }
+  EXPECT_EQ(types["noop"]["waiting"], 1);
+  EXPECT_EQ(types["noop"]["handled"], true);
+  EXPECT_EQ(types["mystery"]["handled"], false);
+  ProcessResult human = jobd({"status"});
+  EXPECT_THAT(human.out, HasSubstr("unhandled"));
+}
+
+// migrate through the binary: idempotent, and two at once both succeed.
+TEST(CliMigrateTest, MigrateTwiceAndConcurrently) {
+  TestDatabase db(/*migrate=*/false);
+  testing::ProcessOptions options{{}, {{"JOBD_CONFIG", "/dev/null"}}};
+  {
+    testing::Process a({testing::jobdBinary(), "migrate", "--database", db.conninfo()}, options);
+    testing::Process b({testing::jobdBinary(), "migrate", "--database", db.conninfo()}, options);
+    ProcessResult ra = a.wait();
+    ProcessResult rb = b.wait();
+    EXPECT_EQ(ra.exit_code, 0) << ra.err;
+    EXPECT_EQ(rb.exit_code, 0) << rb.err;
+    EXPECT_THAT(ra.out + rb.out, HasSubstr("migrated schema from version 0"));
+    EXPECT_THAT(ra.out + rb.out, HasSubstr("nothing to do"));
+  }
+  ProcessResult again = runJobd({"migrate", "--database", db.conninfo()}, options);
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_THAT(again.out, HasSubstr("nothing to do"));
+  ProcessResult dry = runJobd({"migrate", "--dry-run", "--database", db.conninfo()}, options);
+  EXPECT_THAT(dry.out, HasSubstr("nothing to apply"));
+
+  TestDatabase fresh(/*migrate=*/false);
+  ProcessResult sql = runJobd({"--database", fresh.conninfo(), "migrate", "--dry-run"}, options);
+  EXPECT_EQ(sql.exit_code, 0);
+  EXPECT_THAT(sql.out, HasSubstr("CREATE TABLE jobd.job"));
+  EXPECT_EQ(fresh.scalar("SELECT to_regclass('jobd.job') IS NULL"), "t");
+}
+
+// --help and --version work anywhere on the line and exit 0.
+TEST(CliHelpTest, HelpAndVersion) {
+  ProcessResult help = runJobd({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("enqueue TYPE [JSON]"));
+  ProcessResult version = runJobd({"status", "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_THAT(version.out, ::testing::StartsWith("jobd "));
+}
+
+}  // namespace
+}  // namespace jobd
