@@ -19,23 +19,45 @@ struct CommandSpec {
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> specs = {
-      {"migrate", 0, 0, {}, {"--dry-run"}, "migrate [--dry-run]",
+      {"migrate",
+       0,
+       0,
+       {},
+       {"--dry-run"},
+       "migrate [--dry-run]",
        "create or upgrade the schema; --dry-run prints the SQL"},
-      {"enqueue", 1, 2,
+      {"enqueue",
+       1,
+       2,
        {"--at", "--delay", "--priority", "--target", "--max-retries", "--requester"},
        {"--unique"},
        "enqueue TYPE [JSON] [--at TIME] [--delay DUR] [--priority N] [--target KEY] [--unique] "
        "[--max-retries N] [--requester TEXT]",
        "insert a job and print its id"},
-      {"status", 0, 0, {}, {"--json"}, "status [--json]",
+      {"status",
+       0,
+       0,
+       {},
+       {"--json"},
+       "status [--json]",
        "per job type: counts, oldest ready job, running jobs, daemons, recent OOPS"},
       {"show", 1, 1, {}, {"--json"}, "show ID [--json]", "one job, its attempts and OOPS reports"},
       {"retry", 1, 1, {}, {}, "retry ID", "queue a FAILED, COMPLETED or WAITING job to run now"},
       {"suspend", 1, 1, {}, {}, "suspend ID", "suspend a WAITING or RUNNING job"},
       {"resume", 1, 1, {}, {}, "resume ID", "queue a SUSPENDED job again"},
-      {"cancel", 1, 1, {"--reason"}, {}, "cancel ID [--reason TEXT]",
+      {"cancel",
+       1,
+       1,
+       {"--reason"},
+       {},
+       "cancel ID [--reason TEXT]",
        "fail a WAITING, RUNNING or SUSPENDED job with the reason in its log"},
-      {"check-config", 0, 0, {}, {}, "check-config",
+      {"check-config",
+       0,
+       0,
+       {},
+       {},
+       "check-config",
        "parse and validate the configuration, print every problem"},
   };
   return specs;
@@ -102,8 +124,7 @@ CommandLine parseCommandLine(int argc, const char* const* argv) {
   bool only_positional = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
-    if (only_positional || arg.size() < 2 || arg[0] != '-' ||
-        (arg[1] >= '0' && arg[1] <= '9')) {
+    if (only_positional || arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9')) {
       // A word, including negative numbers such as a --priority value given
       // as its own argument.
       if (cl.command.empty()) {
@@ -189,8 +210,7 @@ CommandLine parseCommandLine(int argc, const char* const* argv) {
     }
   }
   if (cl.positional.size() < spec->min_args || cl.positional.size() > spec->max_args) {
-    throw UsageError(cl.command + ": wrong number of arguments (" + commandUsage(cl.command) +
-                     ")");
+    throw UsageError(cl.command + ": wrong number of arguments (" + commandUsage(cl.command) + ")");
   }
   return cl;
 }

@@ -92,8 +92,9 @@ int cmdEnqueue(const CommandLine& cl) {
   request.max_payload = config->daemon().max_payload;
   if (auto at = cl.option("--at")) {
     if (!looksLikeIso8601(*at)) {
-      throw UsageError("enqueue: --at: expected an ISO-8601 time such as 2026-12-01T09:30:00Z, got '" +
-                       *at + "'");
+      throw UsageError(
+          "enqueue: --at: expected an ISO-8601 time such as 2026-12-01T09:30:00Z, got '" + *at +
+          "'");
     }
     request.at = *at;
   }
@@ -139,9 +140,9 @@ int cmdShow(const CommandLine& cl) {
     return 0;
   }
   static const char* const kColumns[] = {
-      "id",          "job_type",      "status_name",   "priority",        "target",
-      "requester",   "attempt_count", "max_retries",   "scheduled_start", "lease_expires",
-      "lease_owner", "date_created",  "date_started",  "date_finished",   "log"};
+      "id",          "job_type",      "status_name",  "priority",        "target",
+      "requester",   "attempt_count", "max_retries",  "scheduled_start", "lease_expires",
+      "lease_owner", "date_created",  "date_started", "date_finished",   "log"};
   for (const char* column : kColumns) {
     std::string name = column == std::string("status_name") ? "status" : column;
     std::cout << std::left << std::setw(17) << (name + ":") << text((*job)[column]) << "\n";
@@ -162,8 +163,7 @@ int cmdShow(const CommandLine& cl) {
   std::cout << "oops:" << ((*job)["oops"].empty() ? " none\n" : "\n");
   for (const auto& o : (*job)["oops"]) {
     std::cout << "  " << text(o["id"]) << " at " << text(o["time"]) << " (attempt "
-              << text(o["attempt"]) << "): " << text(o["type"]) << ": " << text(o["value"])
-              << "\n";
+              << text(o["attempt"]) << "): " << text(o["type"]) << ": " << text(o["value"]) << "\n";
   }
   return 0;
 }
@@ -184,9 +184,15 @@ int cmdStatus(const CommandLine& cl) {
       listed = listed || t["job_type"] == section.job_type;
     }
     if (!listed && section.enabled) {
-      types.push_back({{"job_type", section.job_type}, {"waiting", 0}, {"ready", 0},
-                       {"running", 0}, {"completed", 0}, {"failed", 0}, {"suspended", 0},
-                       {"oldest_ready_age_seconds", nullptr}, {"handled", true}});
+      types.push_back({{"job_type", section.job_type},
+                       {"waiting", 0},
+                       {"ready", 0},
+                       {"running", 0},
+                       {"completed", 0},
+                       {"failed", 0},
+                       {"suspended", 0},
+                       {"oldest_ready_age_seconds", nullptr},
+                       {"handled", true}});
     }
   }
   if (cl.flag("--json")) {
@@ -194,9 +200,10 @@ int cmdStatus(const CommandLine& cl) {
     return 0;
   }
   std::cout << std::left << std::setw(24) << "JOB TYPE" << std::right << std::setw(9) << "WAITING"
-            << std::setw(9) << "READY" << std::setw(9) << "RUNNING" << std::setw(11)
-            << "COMPLETED" << std::setw(9) << "FAILED" << std::setw(11) << "SUSPENDED"
-            << std::setw(14) << "OLDEST READY" << "\n";
+            << std::setw(9) << "READY" << std::setw(9) << "RUNNING" << std::setw(11) << "COMPLETED"
+            << std::setw(9) << "FAILED" << std::setw(11) << "SUSPENDED" << std::setw(14)
+            << "OLDEST READY"
+            << "\n";
   for (const auto& t : types) {
     std::cout << std::left << std::setw(24) << text(t["job_type"]) << std::right << std::setw(9)
               << text(t["waiting"]) << std::setw(9) << text(t["ready"]) << std::setw(9)
@@ -218,8 +225,8 @@ int cmdStatus(const CommandLine& cl) {
   std::cout << "recent OOPS:" << (status["recent_oops"].empty() ? " none\n" : "\n");
   for (const auto& o : status["recent_oops"]) {
     std::cout << "  " << text(o["id"]) << " " << text(o["time"]) << " job " << text(o["job_id"])
-              << " " << text(o["job_type"]) << ": " << text(o["type"]) << ": "
-              << text(o["value"]) << "\n";
+              << " " << text(o["job_type"]) << ": " << text(o["type"]) << ": " << text(o["value"])
+              << "\n";
   }
   return 0;
 }

@@ -56,8 +56,8 @@ spdlog::level::level_enum levelFromName(const std::string& name) {
 }  // namespace
 
 void setupLogging(const std::string& level, int verbosity) {
-  auto logger = std::make_shared<spdlog::logger>(
-      "jobd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("jobd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   formatter->add_flag<LevelFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %* %v");
   logger->set_formatter(std::move(formatter));

@@ -21,7 +21,9 @@ int fail(int status, const std::string& message) {
   return status;
 }
 
-std::string firstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+std::string firstLine(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
 
 }  // namespace
 
@@ -49,8 +51,8 @@ int main(int argc, char** argv) {
   } catch (const pqxx::broken_connection& e) {
     return fail(kExitFailure, "lost the database connection: " + firstLine(e.what()));
   } catch (const pqxx::sql_error& e) {
-    return fail(kExitFailure, "database error (SQLSTATE " + e.sqlstate() +
-                                  "): " + firstLine(e.what()));
+    return fail(kExitFailure,
+                "database error (SQLSTATE " + e.sqlstate() + "): " + firstLine(e.what()));
   } catch (const std::exception& e) {
     return fail(kExitFailure, firstLine(e.what()));
   }

@@ -9,8 +9,7 @@ namespace jobd::jobtypes {
 config::HandlerDescriptor execDescriptor() {
   return {"exec",
           "runs `command` with json_data on stdin; exit 0 completes, 75 retries, 65 user error",
-          {{"command", true, "",
-            "argv split at white space, quotes group words; no shell runs it",
+          {{"command", true, "", "argv split at white space, quotes group words; no shell runs it",
             [](const std::string& value) -> std::optional<std::string> {
               try {
                 if (config::splitWords(value).empty()) {

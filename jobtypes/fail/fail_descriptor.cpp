@@ -3,7 +3,9 @@
 namespace jobd::jobtypes {
 
 config::HandlerDescriptor failDescriptor() {
-  return {"fail", "ends as json_data.error says: retry, user, oops or suspend, with json_data.message", {}};
+  return {"fail",
+          "ends as json_data.error says: retry, user, oops or suspend, with json_data.message",
+          {}};
 }
 
 }  // namespace jobd::jobtypes

@@ -1,4 +1,5 @@
-// The configuration descriptor of the `noop` handler: does nothing and completes: smoke tests and benchmarks.
+// The configuration descriptor of the `noop` handler: does nothing and completes: smoke tests and
+// benchmarks.
 #pragma once
 
 #include "config/handler_descriptor.hpp"

@@ -1,4 +1,5 @@
-// The configuration descriptor of the `sleep` handler: sleeps for json_data.ms milliseconds, then completes.
+// The configuration descriptor of the `sleep` handler: sleeps for json_data.ms milliseconds, then
+// completes.
 #pragma once
 
 #include "config/handler_descriptor.hpp"

@@ -23,7 +23,8 @@ std::vector<std::string> splitWords(std::string_view text) {
       case Quote::kDouble:
         if (c == '"') {
           quote = Quote::kNone;
-        } else if (c == '\\' && i + 1 < text.size() && (text[i + 1] == '"' || text[i + 1] == '\\')) {
+        } else if (c == '\\' && i + 1 < text.size() &&
+                   (text[i + 1] == '"' || text[i + 1] == '\\')) {
           word += text[++i];
         } else {
           word += c;

@@ -41,7 +41,8 @@ const Fields<DaemonSettings>& daemonFields() {
   static const Fields<D> fields = {
       {{"database", "", "conninfo or URI for claims, leases and outcomes; empty: PG* variables"},
        into<D, std::string>(&D::database, parseConninfo)},
-      {{"listen_database", "", "conninfo of the LISTEN session (direct, not PgBouncer); empty: database"},
+      {{"listen_database", "",
+        "conninfo of the LISTEN session (direct, not PgBouncer); empty: database"},
        into<D, std::string>(&D::listen_database, parseConninfo)},
       {{"workers", "8", "worker slots shared by all runner = thread sections"},
        into<D, int>(&D::workers, intBetween(1, 1024))},
@@ -53,7 +54,8 @@ const Fields<DaemonSettings>& daemonFields() {
        into<D, Duration>(&D::drain_timeout, durationAtLeast(std::chrono::milliseconds(0)))},
       {{"oops_prefix", "JOBD", "an OOPS reporter is <oops_prefix>-<section>"},
        into<D, std::string>(&D::oops_prefix, parseIdentifier)},
-      {{"oops_dir", "", "if set, each OOPS is also written as JSON to <oops_dir>/<YYYY-MM-DD>/<id>"},
+      {{"oops_dir", "",
+        "if set, each OOPS is also written as JSON to <oops_dir>/<YYYY-MM-DD>/<id>"},
        into<D, std::string>(&D::oops_dir, parseAbsolutePathOrEmpty)},
       {{"lock_dir", "/run/lock", "where run-once lock files go"},
        into<D, std::string>(&D::lock_dir, parseAbsolutePath)},
@@ -97,19 +99,23 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, Duration>(&S::lease_duration, durationAtLeast(std::chrono::seconds(1)))},
       {{"timeout", "5m", "longest a job may run before it is stopped and fails"},
        into<S, Duration>(&S::timeout, durationAtLeast(std::chrono::milliseconds(1)))},
-      {{"kill_grace", "5s", "after the timeout, SIGTERM to child processes, SIGKILL this much later"},
+      {{"kill_grace", "5s",
+        "after the timeout, SIGTERM to child processes, SIGKILL this much later"},
        into<S, Duration>(&S::kill_grace, durationAtLeast(std::chrono::milliseconds(0)))},
-      {{"max_retries", "", "if set, overrides the row's max_retries; a job gets max_retries + 1 attempts"},
+      {{"max_retries", "",
+        "if set, overrides the row's max_retries; a job gets max_retries + 1 attempts"},
        into<S, std::optional<int>>(&S::max_retries, optionalIntBetween(0, 1000000))},
       {{"retry_delay", "10m", "delay before a retried attempt"},
        into<S, Duration>(&S::retry_delay, durationAtLeast(std::chrono::milliseconds(0)))},
-      {{"retry_backoff", "fixed", "fixed, or exponential: retry_delay x 2^(attempt-1), +-10% jitter"},
+      {{"retry_backoff", "fixed",
+        "fixed, or exponential: retry_delay x 2^(attempt-1), +-10% jitter"},
        into<S, RetryBackoff>(&S::retry_backoff, parseBackoff)},
       {{"retry_delay_max", "1h", "cap of the exponential retry delay"},
        into<S, Duration>(&S::retry_delay_max, durationAtLeast(std::chrono::milliseconds(0)))},
       {{"runner", "thread", "thread (the shared worker pool) or process (a child per job slot)"},
        into<S, RunnerKind>(&S::runner, parseRunner)},
-      {{"memory_limit", "", "address-space limit of process runners and exec children; empty: none"},
+      {{"memory_limit", "",
+        "address-space limit of process runners and exec children; empty: none"},
        into<S, std::optional<std::uint64_t>>(&S::memory_limit, optionalSizeAtLeast(16ULL << 20))},
       {{"keep_finished", "30d", "COMPLETED and FAILED jobs older than this are deleted"},
        into<S, Duration>(&S::keep_finished, durationAtLeast(std::chrono::seconds(1)))},
@@ -223,8 +229,7 @@ class ConfigBuilder {
     while (const IniEntry* link = current->find("link")) {
       const IniSection* next = doc_.find(link->value);
       if (link->value == "jobd" || link->value == "mail" || next == nullptr) {
-        problem(link, current->name, "link",
-                "'" + link->value + "' is not a job source section");
+        problem(link, current->name, "link", "'" + link->value + "' is not a job source section");
         break;
       }
       if (std::find(chain.begin(), chain.end(), next->name) != chain.end()) {
@@ -288,9 +293,9 @@ class ConfigBuilder {
       auto it = entries.find("handler");
       const IniEntry* where = it == entries.end() ? nullptr : it->second.entry;
       int line = where ? where->line : section.line;
-      problems_.push_back({doc_.origin, line, section.name, "handler",
-                           "unknown handler '" + sc.handler + "' (known: " + knownNames(names) +
-                               ")"});
+      problems_.push_back(
+          {doc_.origin, line, section.name, "handler",
+           "unknown handler '" + sc.handler + "' (known: " + knownNames(names) + ")"});
       for (const auto& [key, resolved] : handler_entries) {
         problem(resolved.entry, resolved.written_in, key, "unknown key");
       }
@@ -329,10 +334,9 @@ class ConfigBuilder {
       if (!inserted) {
         const IniSection* section = doc_.find(sc.name);
         const IniEntry* entry = section ? section->find("job_type") : nullptr;
-        problems_.push_back({doc_.origin, entry ? entry->line : (section ? section->line : 0),
-                             sc.name, "job_type",
-                             "job type '" + sc.job_type + "' is already claimed by section [" +
-                                 it->second + "]"});
+        problems_.push_back(
+            {doc_.origin, entry ? entry->line : (section ? section->line : 0), sc.name, "job_type",
+             "job type '" + sc.job_type + "' is already claimed by section [" + it->second + "]"});
       }
     }
   }
@@ -348,8 +352,9 @@ std::shared_ptr<const Config> Config::fromText(const std::string& text, const st
   IniDocument doc = parseIni(text, origin, problems);
   std::shared_ptr<Config> config = ConfigBuilder(doc, handlers, problems).build();
   if (!problems.empty()) {
-    std::stable_sort(problems.begin(), problems.end(),
-                     [](const ConfigProblem& a, const ConfigProblem& b) { return a.line < b.line; });
+    std::stable_sort(
+        problems.begin(), problems.end(),
+        [](const ConfigProblem& a, const ConfigProblem& b) { return a.line < b.line; });
     throw ConfigInvalid(std::move(problems));
   }
   return config;

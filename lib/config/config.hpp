@@ -22,7 +22,7 @@ enum class RetryBackoff { kFixed, kExponential };
 
 // [jobd]
 struct DaemonSettings {
-  std::string database;  // empty: libpq defaults (PG* variables)
+  std::string database;         // empty: libpq defaults (PG* variables)
   std::string listen_database;  // empty: same as database
   int workers = 8;
   Duration poll_interval = std::chrono::seconds(5);
@@ -33,7 +33,7 @@ struct DaemonSettings {
   std::string lock_dir = "/run/lock";
   std::string log_level = "info";
   std::string metrics_listen;  // empty: no HTTP listener
-  std::uint64_t max_payload = 1024 * 1024;
+  std::uint64_t max_payload = 1024ULL * 1024;
 };
 
 // [mail]

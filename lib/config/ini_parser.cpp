@@ -18,15 +18,14 @@ std::string_view trim(std::string_view s) {
 
 bool validName(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
   });
 }
 
 class Parser {
  public:
-  Parser(const std::string& origin, std::vector<ConfigProblem>& problems)
-      : problems_(problems) {
+  Parser(const std::string& origin, std::vector<ConfigProblem>& problems) : problems_(problems) {
     doc_.origin = origin;
   }
 
@@ -46,7 +45,8 @@ class Parser {
 
  private:
   void problem(int line, std::string section, std::string key, std::string message) {
-    problems_.push_back({doc_.origin, line, std::move(section), std::move(key), std::move(message)});
+    problems_.push_back(
+        {doc_.origin, line, std::move(section), std::move(key), std::move(message)});
   }
 
   void header(std::string_view text, int number) {

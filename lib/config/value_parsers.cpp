@@ -11,8 +11,8 @@ namespace {
 
 bool identifierChars(const std::string& value) {
   return std::all_of(value.begin(), value.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -32,8 +32,8 @@ ValueParser<int> intBetween(int min, int max) {
   return [min, max](const std::string& value, std::string& error) -> std::optional<int> {
     std::optional<long long> n = parseInteger(value);
     if (!n || *n < min || *n > max) {
-      error = "expected a whole number from " + std::to_string(min) + " to " +
-              std::to_string(max) + ", got '" + value + "'";
+      error = "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+              ", got '" + value + "'";
       return std::nullopt;
     }
     return static_cast<int>(*n);
@@ -42,17 +42,17 @@ ValueParser<int> intBetween(int min, int max) {
 
 ValueParser<std::optional<int>> optionalIntBetween(int min, int max) {
   ValueParser<int> inner = intBetween(min, max);
-  return [inner](const std::string& value,
-                 std::string& error) -> std::optional<std::optional<int>> {
-    if (value.empty()) {
-      return std::optional<int>();
-    }
-    std::optional<int> n = inner(value, error);
-    if (!n) {
-      return std::nullopt;
-    }
-    return n;
-  };
+  return
+      [inner](const std::string& value, std::string& error) -> std::optional<std::optional<int>> {
+        if (value.empty()) {
+          return std::optional<int>();
+        }
+        std::optional<int> n = inner(value, error);
+        if (!n) {
+          return std::nullopt;
+        }
+        return n;
+      };
 }
 
 ValueParser<Duration> durationAtLeast(Duration min) {
@@ -78,8 +78,8 @@ ValueParser<std::uint64_t> sizeBetween(std::uint64_t min, std::uint64_t max) {
       return std::nullopt;
     }
     if (*n < min || *n > max) {
-      error = "must be from " + formatSize(min) + " to " + formatSize(max) + ", got '" + value +
-              "'";
+      error =
+          "must be from " + formatSize(min) + " to " + formatSize(max) + ", got '" + value + "'";
       return std::nullopt;
     }
     return n;
@@ -153,8 +153,7 @@ std::optional<std::string> parseAbsolutePath(const std::string& value, std::stri
   return value;
 }
 
-std::optional<std::string> parseAbsolutePathOrEmpty(const std::string& value,
-                                                    std::string& error) {
+std::optional<std::string> parseAbsolutePathOrEmpty(const std::string& value, std::string& error) {
   if (value.empty()) {
     return value;
   }

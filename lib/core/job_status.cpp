@@ -5,7 +5,9 @@
 namespace jobd {
 namespace {
 
-constexpr std::size_t index(JobStatus s) { return static_cast<std::size_t>(s); }
+constexpr std::size_t index(JobStatus s) {
+  return static_cast<std::size_t>(s);
+}
 
 // kTransitions[from][to], Launchpad's _valid_transitions plus cancel
 // (WAITING, RUNNING and SUSPENDED may go to FAILED) and the operator's retry

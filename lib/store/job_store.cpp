@@ -29,7 +29,8 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
   txn.exec("SET LOCAL TimeZone = 'UTC'");
   std::size_t size = 0;
   try {
-    size = txn.exec_params1("SELECT octet_length($1::jsonb::text)", r.json_data)[0].as<std::size_t>();
+    size =
+        txn.exec_params1("SELECT octet_length($1::jsonb::text)", r.json_data)[0].as<std::size_t>();
   } catch (const pqxx::sql_error& e) {
     if (isDataException(e)) {
       throw DataError("invalid JSON: " + firstLine(e.what()));
@@ -50,10 +51,10 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
   static const char* const kSchedule =
       "CASE WHEN $3::text IS NOT NULL THEN $3::timestamptz "
       "WHEN $4::text IS NOT NULL THEN now() + $4::interval END";
-  std::string sql = r.unique ? std::string("SELECT jobd.acquire($1, $6, $2::jsonb, ") + kSchedule +
-                                   ", $5, $7, $8)"
-                             : std::string("SELECT jobd.enqueue($1, $2::jsonb, ") + kSchedule +
-                                   ", $5, $6, $7, $8)";
+  std::string sql =
+      r.unique
+          ? std::string("SELECT jobd.acquire($1, $6, $2::jsonb, ") + kSchedule + ", $5, $7, $8)"
+          : std::string("SELECT jobd.enqueue($1, $2::jsonb, ") + kSchedule + ", $5, $6, $7, $8)";
   std::int64_t id = 0;
   try {
     id = txn.exec_params1(sql, r.job_type, r.json_data, nullable(r.at), nullable(delay), r.priority,
@@ -92,8 +93,8 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
 TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
                                  const std::string& reason) {
   pqxx::work txn(conn_);
-  pqxx::result row = txn.exec_params(
-      "SELECT status, job_type FROM jobd.job WHERE id = $1 FOR UPDATE", id);
+  pqxx::result row =
+      txn.exec_params("SELECT status, job_type FROM jobd.job WHERE id = $1 FOR UPDATE", id);
   if (row.empty()) {
     throw NotFoundError("no job with id " + std::to_string(id));
   }
@@ -141,8 +142,7 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
             "log = $2 WHERE id = $1",
             id, reason);
       } else {
-        txn.exec_params("UPDATE jobd.job SET status = 4, lease_expires = NULL WHERE id = $1",
-                        id);
+        txn.exec_params("UPDATE jobd.job SET status = 4, lease_expires = NULL WHERE id = $1", id);
       }
       break;
     }

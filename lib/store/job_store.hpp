@@ -16,7 +16,7 @@ namespace jobd::store {
 
 struct EnqueueRequest {
   std::string job_type;
-  std::string json_data = "{}";  // text of a JSON object
+  std::string json_data = "{}";   // text of a JSON object
   std::optional<std::string> at;  // ISO 8601; UTC when no offset
   std::optional<Duration> delay;  // scheduled_start = now() + delay
   int priority = 0;
@@ -24,7 +24,7 @@ struct EnqueueRequest {
   bool unique = false;  // jobd.acquire instead of jobd.enqueue
   int max_retries = 0;
   std::optional<std::string> requester;
-  std::uint64_t max_payload = 1024 * 1024;
+  std::uint64_t max_payload = 1024ULL * 1024;
 };
 
 struct TransitionResult {

@@ -37,7 +37,9 @@ std::vector<const Migration*> after(int version) {
 
 }  // namespace
 
-int requiredSchemaVersion() { return embeddedMigrations().back().version; }
+int requiredSchemaVersion() {
+  return embeddedMigrations().back().version;
+}
 
 int currentSchemaVersion(pqxx::connection_base& conn) {
   pqxx::read_transaction txn(conn);

@@ -15,7 +15,6 @@ namespace jobd::store {
 //   "date_started"}],
 //  "daemons": [{"name", "running", "lease_expires"}],
 //  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}]}
-nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50,
-                          int oops_limit = 10);
+nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50, int oops_limit = 10);
 
 }  // namespace jobd::store

@@ -66,10 +66,12 @@ TEST(JobStoreTest, RetryAndCancelColumns) {
   std::int64_t running = jobInStatus(db, JobStatus::kRunning);
   store.apply(running, OperatorAction::kCancel, "duplicate request");
   EXPECT_EQ(db.scalar("SELECT concat_ws(',', status, log, date_finished IS NOT NULL) "
-                      "FROM jobd.job WHERE id = " + std::to_string(running)),
+                      "FROM jobd.job WHERE id = " +
+                      std::to_string(running)),
             "3,duplicate request,t");
   EXPECT_EQ(db.scalar("SELECT concat_ws(',', attempt, daemon, outcome, error_type, error_message) "
-                      "FROM jobd.job_attempt WHERE job_id = " + std::to_string(running)),
+                      "FROM jobd.job_attempt WHERE job_id = " +
+                      std::to_string(running)),
             "1,daemon-a,failed,Cancelled,duplicate request");
 }
 
@@ -118,9 +120,10 @@ TEST(JobStoreTest, EnqueueSchedules) {
   r.job_type = "noop";
   r.at = "2031-02-03T04:05:06";
   std::int64_t at = store.enqueue(r);
-  EXPECT_EQ(db.scalar("SELECT scheduled_start = '2031-02-03 04:05:06+00' FROM jobd.job WHERE id = " +
-                      std::to_string(at)),
-            "t");
+  EXPECT_EQ(
+      db.scalar("SELECT scheduled_start = '2031-02-03 04:05:06+00' FROM jobd.job WHERE id = " +
+                std::to_string(at)),
+      "t");
   r.at.reset();
   r.delay = std::chrono::minutes(5);
   std::int64_t delayed = store.enqueue(r);

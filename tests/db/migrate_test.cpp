@@ -83,9 +83,9 @@ TEST(MigrateTest, VersionMismatchNamesBothVersions) {
     checkSchemaVersion(*conn);
     FAIL() << "no exception on an empty database";
   } catch (const SchemaVersionError& e) {
-    EXPECT_EQ(std::string(e.what()), "the database schema is at version 0 but this jobd needs version " +
-                                         std::to_string(requiredSchemaVersion()) +
-                                         ": run jobd migrate");
+    EXPECT_EQ(std::string(e.what()),
+              "the database schema is at version 0 but this jobd needs version " +
+                  std::to_string(requiredSchemaVersion()) + ": run jobd migrate");
   }
   Migrator(*conn).migrate();
   EXPECT_NO_THROW(checkSchemaVersion(*conn));

@@ -14,7 +14,8 @@ TEST(SchemaTest, PlainInsertWorks) {
   std::string id = db.scalar("INSERT INTO jobd.job (job_type) VALUES ('noop') RETURNING id");
   EXPECT_EQ(db.scalar("SELECT concat_ws(',', status, json_data, priority, attempt_count, "
                       "max_retries, target IS NULL, scheduled_start IS NULL, "
-                      "date_created IS NOT NULL) FROM jobd.job WHERE id = " + id),
+                      "date_created IS NOT NULL) FROM jobd.job WHERE id = " +
+                      id),
             "0,{},0,0,0,t,t,t");
   std::string with_data = db.scalar(
       "INSERT INTO jobd.job (job_type, json_data, priority, target) "
@@ -44,7 +45,8 @@ TEST(SchemaTest, EnqueueFunction) {
       "SELECT jobd.enqueue('sleep', '{\"ms\": 5}', priority => 3, target => 't', "
       "max_retries => 2, requester => 'me')");
   EXPECT_EQ(db.scalar("SELECT concat_ws(',', job_type, json_data->>'ms', priority, target, "
-                      "max_retries, requester, status) FROM jobd.job WHERE id = " + id),
+                      "max_retries, requester, status) FROM jobd.job WHERE id = " +
+                      id),
             "sleep,5,3,t,2,me,0");
   EXPECT_NE(db.scalar("SELECT jobd.enqueue('noop')"), "");
 }
@@ -52,10 +54,12 @@ TEST(SchemaTest, EnqueueFunction) {
 // The claim's index only holds WAITING jobs, so finished ones never enter it.
 TEST(SchemaTest, ClaimIndexHoldsOnlyWaitingJobs) {
   TestDatabase db;
-  db.scalar("INSERT INTO jobd.job (job_type, status) SELECT 'noop', 2 FROM generate_series(1, 500)");
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, status) SELECT 'noop', 2 FROM generate_series(1, 500)");
   db.scalar("INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, 3)");
-  db.scalar("INSERT INTO jobd.job (job_type, scheduled_start) "
-            "SELECT 'noop', now() + interval '1 year' FROM generate_series(1, 500)");
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, scheduled_start) "
+      "SELECT 'noop', now() + interval '1 year' FROM generate_series(1, 500)");
   auto conn = db.connect();
   pqxx::work txn(*conn);
   txn.exec("ANALYZE jobd.job");
@@ -67,9 +71,10 @@ TEST(SchemaTest, ClaimIndexHoldsOnlyWaitingJobs) {
   std::string json = plan[0][0].c_str();
   EXPECT_THAT(json, ::testing::HasSubstr("\"Index Name\": \"job_ready_idx\""));
   EXPECT_THAT(json, ::testing::HasSubstr("\"Actual Rows\": 3"));
-  EXPECT_EQ(txn.exec("SELECT count(*) FROM jobd.job WHERE status = 0 AND scheduled_start IS NULL")[0][0]
-                .as<int>(),
-            3);
+  EXPECT_EQ(
+      txn.exec("SELECT count(*) FROM jobd.job WHERE status = 0 AND scheduled_start IS NULL")[0][0]
+          .as<int>(),
+      3);
 }
 
 // Two RUNNING jobs can never share a target, even when written directly.

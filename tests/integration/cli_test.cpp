@@ -76,9 +76,9 @@ TEST_F(CliTest, EnqueueThenShowJson) {
 
 // Every enqueue option lands in its column.
 TEST_F(CliTest, EnqueueOptions) {
-  std::string id = enqueue({"--priority", "-3", "sleep", R"({"ms": 10})", "--at",
-                            "2030-06-01T12:00:00+02:00", "--target", "mp:9", "--max-retries", "4",
-                            "--requester", "alice"});
+  std::string id =
+      enqueue({"--priority", "-3", "sleep", R"({"ms": 10})", "--at", "2030-06-01T12:00:00+02:00",
+               "--target", "mp:9", "--max-retries", "4", "--requester", "alice"});
   nlohmann::json job = nlohmann::json::parse(jobd({"show", id, "--json"}).out);
   EXPECT_EQ(job["priority"], -3);
   EXPECT_EQ(job["json_data"]["ms"], 10);

@@ -48,7 +48,9 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
 
 }  // namespace
 
-std::string jobdBinary() { return JOBD_TEST_BINARY; }
+std::string jobdBinary() {
+  return JOBD_TEST_BINARY;
+}
 
 Process::Process(const std::vector<std::string>& argv_in, const ProcessOptions& options) {
   int in_pipe[2], out_pipe[2], err_pipe[2];

@@ -113,10 +113,11 @@ TEST(ConfigTest, UnknownKeysAndHandlers) {
   EXPECT_THAT(problems("[noop]\nconcurency: 2\n"),
               ::testing::ElementsAre(HasSubstr("test.conf:2: [noop] concurency: unknown key")));
   EXPECT_THAT(problems("[reports]\nconcurrency: 2\n"),
-              ::testing::ElementsAre(HasSubstr(
-                  "test.conf:1: [reports] handler: unknown handler 'reports' (known: ")));
-  EXPECT_THAT(problems("[x]\nhandler: nope\n"),
-              ::testing::ElementsAre(HasSubstr("test.conf:2: [x] handler: unknown handler 'nope'")));
+              ::testing::ElementsAre(
+                  HasSubstr("test.conf:1: [reports] handler: unknown handler 'reports' (known: ")));
+  EXPECT_THAT(
+      problems("[x]\nhandler: nope\n"),
+      ::testing::ElementsAre(HasSubstr("test.conf:2: [x] handler: unknown handler 'nope'")));
 }
 
 // A handler's own keys are checked: required, validated, and only its own.
@@ -183,9 +184,9 @@ TEST(ConfigTest, LinkCyclesAndDanglingLinks) {
   auto found = problems("[a]\nhandler: noop\nlink: b\n[b]\nlink: c\n[c]\nlink: a\n");
   EXPECT_THAT(found, ::testing::Each(HasSubstr("link: link cycle: ")));
   EXPECT_THAT(found, ::testing::Contains("test.conf:7: [c] link: link cycle: a -> b -> c -> a"));
-  EXPECT_THAT(problems("[noop]\nlink: nowhere\n"),
-              ::testing::ElementsAre(
-                  "test.conf:2: [noop] link: 'nowhere' is not a job source section"));
+  EXPECT_THAT(
+      problems("[noop]\nlink: nowhere\n"),
+      ::testing::ElementsAre("test.conf:2: [noop] link: 'nowhere' is not a job source section"));
   EXPECT_THAT(problems("[noop]\nlink: jobd\n[jobd]\n"),
               ::testing::ElementsAre(HasSubstr("[noop] link: 'jobd' is not a job source")));
 }
@@ -219,17 +220,16 @@ TEST(ConfigTest, ShippedConfigDocumentsEveryKey) {
   text << in.rdbuf();
   std::string content = text.str();
   auto documented = [&](const KeyInfo& key) {
-    std::string value = std::regex_replace(key.default_value,
-                                           std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
-    std::regex line("(^|\n)#? ?" + key.name + ":" + (value.empty() ? "" : " " + value) +
-                    "(\n|$)");
+    std::string value =
+        std::regex_replace(key.default_value, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+    std::regex line("(^|\n)#? ?" + key.name + ":" + (value.empty() ? "" : " " + value) + "(\n|$)");
     return std::regex_search(content, line);
   };
   for (const auto* keys : {&Config::daemonKeys(), &Config::mailKeys(), &Config::sectionKeys()}) {
     for (const KeyInfo& key : *keys) {
-      EXPECT_TRUE(documented(key)) << "etc/jobd.conf lacks '# " << key.name << ":"
-                                   << (key.default_value.empty() ? "" : " ")
-                                   << key.default_value << "'";
+      EXPECT_TRUE(documented(key))
+          << "etc/jobd.conf lacks '# " << key.name << ":" << (key.default_value.empty() ? "" : " ")
+          << key.default_value << "'";
     }
   }
   for (const HandlerDescriptor& handler : jobtypes::handlerCatalog()) {

@@ -21,8 +21,8 @@ TEST(DurationTest, ParsesEveryUnit) {
 
 // Anything else is refused rather than guessed.
 TEST(DurationTest, RefusesMalformedValues) {
-  for (const char* bad : {"", "s", "-5s", "5 s", "5x", "5sec", "1e3", ".5s", "5.s", "inf",
-                          "99999999999d", "0x10"}) {
+  for (const char* bad :
+       {"", "s", "-5s", "5 s", "5x", "5sec", "1e3", ".5s", "5.s", "inf", "99999999999d", "0x10"}) {
     EXPECT_FALSE(parseDuration(bad).has_value()) << bad;
   }
 }
