@@ -19,6 +19,13 @@ struct CommandSpec {
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> specs = {
+      {"serve",
+       0,
+       1000,
+       {},
+       {},
+       "serve [SECTION...]",
+       "run the daemon in the foreground for every enabled section, or those named"},
       {"migrate",
        0,
        0,

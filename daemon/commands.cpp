@@ -5,7 +5,9 @@
 #include <iostream>
 
 #include "config/config_problem.hpp"
+#include "controller.hpp"
 #include "core/errors.hpp"
+#include "logging.hpp"
 #include "registry.hpp"
 #include "store/database.hpp"
 #include "store/migrations.hpp"
@@ -88,7 +90,17 @@ int cmdCheckConfig(const CommandLine& cl) {
   }
 }
 
+int cmdServe(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  setupLogging(config->daemon().log_level, cl.verbosity);
+  Controller controller(config, cl.positional, databaseConninfo(cl, *config));
+  return controller.run();
+}
+
 int runCommand(const CommandLine& cl) {
+  if (cl.command == "serve") {
+    return cmdServe(cl);
+  }
   if (cl.command == "migrate") {
     return cmdMigrate(cl);
   }

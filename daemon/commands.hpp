@@ -28,5 +28,6 @@ int cmdEnqueue(const CommandLine& cl);
 int cmdStatus(const CommandLine& cl);
 int cmdShow(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
+int cmdServe(const CommandLine& cl);
 
 }  // namespace jobd::cli

@@ -21,10 +21,6 @@ int fail(int status, const std::string& message) {
   return status;
 }
 
-std::string firstLine(const std::string& text) {
-  return text.substr(0, text.find('\n'));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,11 +45,11 @@ int main(int argc, char** argv) {
   } catch (const jobd::Error& e) {
     return fail(kExitFailure, e.what());
   } catch (const pqxx::broken_connection& e) {
-    return fail(kExitFailure, "lost the database connection: " + firstLine(e.what()));
+    return fail(kExitFailure, "lost the database connection: " + jobd::errorLine(e.what()));
   } catch (const pqxx::sql_error& e) {
     return fail(kExitFailure,
-                "database error (SQLSTATE " + e.sqlstate() + "): " + firstLine(e.what()));
+                "database error (SQLSTATE " + e.sqlstate() + "): " + jobd::errorLine(e.what()));
   } catch (const std::exception& e) {
-    return fail(kExitFailure, firstLine(e.what()));
+    return fail(kExitFailure, jobd::errorLine(e.what()));
   }
 }

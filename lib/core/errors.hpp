@@ -50,4 +50,12 @@ class SchemaVersionError : public Error {
   using Error::Error;
 };
 
+// The first line of an error message, without libpq's "ERROR:  " prefix:
+// what a log line or a one-line CLI error shows of a database error.
+inline std::string errorLine(const std::string& message) {
+  std::string line = message.substr(0, message.find('\n'));
+  const std::string prefix = "ERROR:  ";
+  return line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line;
+}
+
 }  // namespace jobd

@@ -15,6 +15,10 @@ namespace jobd::store {
 // Works for key=value strings and postgresql:// URIs.
 std::string redactConninfo(const std::string& conninfo);
 
+// conninfo with its user replaced by user (unchanged when user is empty),
+// as a key=value string; works for URIs too.
+std::string conninfoWithUser(const std::string& conninfo, const std::string& user);
+
 // Connects (empty conninfo: libpq's PG* defaults), sets application_name and
 // the session time zone to UTC, so that every timestamp jobd prints is UTC.
 // Throws jobd::Error naming the (redacted) target when it cannot connect.

@@ -14,13 +14,6 @@ bool isDataException(const pqxx::sql_error& e) {
   return state.rfind("22", 0) == 0 || state == "54001";
 }
 
-// The first line of a PostgreSQL error, without libpq's "ERROR:  " prefix.
-std::string firstLine(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  const std::string prefix = "ERROR:  ";
-  return line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line;
-}
-
 }  // namespace
 
 std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
@@ -33,7 +26,7 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
         txn.exec_params1("SELECT octet_length($1::jsonb::text)", r.json_data)[0].as<std::size_t>();
   } catch (const pqxx::sql_error& e) {
     if (isDataException(e)) {
-      throw DataError("invalid JSON: " + firstLine(e.what()));
+      throw DataError("invalid JSON: " + errorLine(e.what()));
     }
     throw;
   }
@@ -62,7 +55,7 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
              .as<std::int64_t>();
   } catch (const pqxx::sql_error& e) {
     if (isDataException(e)) {
-      throw UsageError("--at: " + firstLine(e.what()));
+      throw UsageError("--at: " + errorLine(e.what()));
     }
     throw;
   }

@@ -1,6 +1,8 @@
-#include "exec_descriptor.hpp"
+#include "exec_handler.hpp"
 
 #include <stdexcept>
+
+#include "core/errors.hpp"
 
 #include "config/argv.hpp"
 
@@ -20,6 +22,10 @@ config::HandlerDescriptor execDescriptor() {
               }
               return std::nullopt;
             }}}};
+}
+
+std::unique_ptr<runtime::IJobSource> makeExecSource(const config::SectionConfig& section) {
+  throw ConfigError("[" + section.name + "] handler: exec is not available in this build yet");
 }
 
 }  // namespace jobd::jobtypes

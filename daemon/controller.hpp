@@ -1,0 +1,73 @@
+// Controller: `jobd serve`. Launches the daemon in numbered steps (sections
+// and their sources, the database thread, the worker pool, signals, the
+// pre-flight schema check, LISTEN, the first poll, READY), owns the io
+// thread's io_context, and stops in order. Signal handlers only record what
+// arrived; the loop acts. Runs on the main thread, which becomes the io
+// thread.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "runtime/asio.hpp"
+#include "runtime/database_thread.hpp"
+#include "runtime/job_executor.hpp"
+#include "runtime/notifier.hpp"
+#include "runtime/outcome_recorder.hpp"
+#include "runtime/producer.hpp"
+
+namespace jobd::cli {
+
+class Controller {
+ public:
+  // sections: the names given on the command line; empty means every
+  // enabled section. Throws UsageError for an unknown or disabled name and
+  // ConfigError for a section that cannot run here.
+  Controller(std::shared_ptr<const config::Config> config, const std::vector<std::string>& sections,
+             std::string conninfo);
+  ~Controller();
+
+  // Runs until a clean stop; returns the exit status.
+  int run();
+
+ private:
+  void chooseSections(const std::vector<std::string>& names);
+  void initSignalHandling();
+  void preflight();
+  void onListening();
+  void onReady();
+  void beginDrain();
+  void waitForOutcomes();
+  void scheduleSummary();
+  std::string statusLine() const;
+
+  std::shared_ptr<const config::Config> config_;
+  std::string conninfo_;
+  std::string owner_;
+  std::string hostname_;
+  std::vector<runtime::ServedSection> sections_;
+
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer preflight_timer_;
+  boost::asio::steady_timer summary_timer_;
+  boost::asio::steady_timer drain_timer_;
+  std::unique_ptr<runtime::DatabaseThread> db_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::unique_ptr<runtime::JobExecutor> executor_;
+  std::unique_ptr<runtime::OutcomeRecorder> recorder_;
+  std::unique_ptr<runtime::Producer> producer_;
+  std::unique_ptr<runtime::Notifier> notifier_;
+  int preflight_failures_ = 0;
+  bool ready_ = false;
+  bool draining_ = false;
+  int exit_status_ = 0;
+  std::chrono::steady_clock::time_point drain_deadline_;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+}  // namespace jobd::cli

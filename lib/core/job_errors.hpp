@@ -1,0 +1,49 @@
+// The errors a handler raises to choose its job's outcome (SPEC §5):
+// RetryError (requeue while attempts remain), UserError (FAILED, no OOPS,
+// message in log, user-error notice) and SuspendJob (SUSPENDED). Anything
+// else a handler throws is an OOPS. Each carries the type name that SPEC §5
+// records as <Type>. Thrown on worker threads, caught by the JobExecutor.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace jobd {
+
+class JobError : public std::runtime_error {
+ public:
+  JobError(std::string type_name, const std::string& message)
+      : std::runtime_error(message), type_name_(std::move(type_name)) {}
+  const std::string& typeName() const { return type_name_; }
+
+ private:
+  std::string type_name_;
+};
+
+class RetryError : public JobError {
+ public:
+  explicit RetryError(const std::string& message, std::string type_name = "RetryError")
+      : JobError(std::move(type_name), message) {}
+};
+
+class UserError : public JobError {
+ public:
+  explicit UserError(const std::string& message, std::string type_name = "UserError")
+      : JobError(std::move(type_name), message) {}
+};
+
+class SuspendJob : public JobError {
+ public:
+  explicit SuspendJob(const std::string& message, std::string type_name = "SuspendJob")
+      : JobError(std::move(type_name), message) {}
+};
+
+// An OOPS with a chosen type name (the fail handler's FailError, the sql
+// handler's SqlState<code>).
+class OopsError : public JobError {
+ public:
+  OopsError(std::string type_name, const std::string& message)
+      : JobError(std::move(type_name), message) {}
+};
+
+}  // namespace jobd

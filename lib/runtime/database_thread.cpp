@@ -1,0 +1,82 @@
+#include "runtime/database_thread.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+
+#include "store/database.hpp"
+#include "store/migrations.hpp"
+
+namespace jobd::runtime {
+
+DatabaseThread::DatabaseThread(std::string conninfo, std::string owner)
+    : conninfo_(std::move(conninfo)), owner_(std::move(owner)) {}
+
+DatabaseThread::~DatabaseThread() {
+  stop();
+}
+
+void DatabaseThread::start() {
+  guard_.emplace(context_.get_executor());
+  thread_ = std::thread([this] { context_.run(); });
+}
+
+void DatabaseThread::stop() {
+  guard_.reset();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  repository_.reset();
+  connection_.reset();
+}
+
+std::chrono::milliseconds DatabaseThread::backoff(int failures, std::mt19937_64& rng) {
+  double base = 100.0 * static_cast<double>(1 << std::min(failures, 7));
+  base = std::min(base, 10000.0);
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  return std::chrono::milliseconds(static_cast<long long>(base * jitter(rng)));
+}
+
+store::JobRepository* DatabaseThread::repository() {
+  if (repository_) {
+    return repository_.get();
+  }
+  if (std::chrono::steady_clock::now() < next_try_) {
+    return nullptr;
+  }
+  try {
+    connection_ = store::connect(conninfo_, "jobd serve");
+    // The daemon's bookkeeping may lose its last commits in a crash: a lost
+    // claim or outcome only causes a re-run (at-least-once). Jobs' own work
+    // runs on other connections with the server's setting.
+    connection_->set_variable("synchronous_commit", "off");
+    store::checkSchemaVersion(*connection_);
+    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_);
+    if (failures_ > 0) {
+      spdlog::info("DATABASE_UP the database is reachable again");
+    }
+    failures_ = 0;
+    up_ = true;
+    return repository_.get();
+  } catch (const std::exception& e) {
+    if (failures_ == 0) {
+      spdlog::warn("DATABASE_DOWN {}", errorLine(e.what()));
+    }
+    up_ = false;
+    next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
+    connection_.reset();
+    return nullptr;
+  }
+}
+
+void DatabaseThread::connectionLost(const std::string& why) {
+  if (repository_) {
+    spdlog::warn("DATABASE_DOWN lost the connection: {}", why);
+  }
+  repository_.reset();
+  connection_.reset();
+  up_ = false;
+  next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
+}
+
+}  // namespace jobd::runtime

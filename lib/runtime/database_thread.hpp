@@ -1,0 +1,66 @@
+// DatabaseThread: the daemon's own database work (claims, outcomes, later
+// renewals and rescues) runs here, on one thread with its own Asio
+// io_context and its own connection, so that the io thread never waits on
+// the database. Work is posted to it; results are posted back by the work
+// itself. A lost connection is reopened with capped, jittered backoff on
+// the next use.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include "runtime/asio.hpp"
+
+#include "store/job_repository.hpp"
+
+namespace jobd::runtime {
+
+class DatabaseThread {
+ public:
+  DatabaseThread(std::string conninfo, std::string owner);
+  ~DatabaseThread();
+  DatabaseThread(const DatabaseThread&) = delete;
+  DatabaseThread& operator=(const DatabaseThread&) = delete;
+
+  void start();
+  // Runs what is queued, then joins. Idempotent; safe before start().
+  void stop();
+
+  boost::asio::io_context& context() { return context_; }
+
+  template <class F>
+  void post(F&& work) {
+    boost::asio::post(context_, std::forward<F>(work));
+  }
+
+  // On the database thread: the repository on an open connection, or
+  // nullptr while the database cannot be reached (the failure is logged
+  // once per outage, and the next try waits for the backoff).
+  store::JobRepository* repository();
+  pqxx::connection* connection() { return connection_.get(); }
+  // On the database thread: forget a connection that failed.
+  void connectionLost(const std::string& why);
+  bool connected() const { return up_.load(); }
+
+  // The delay before the next try after `failures` failures in a row:
+  // 100 ms doubling to 10 s, with +-20% jitter.
+  static std::chrono::milliseconds backoff(int failures, std::mt19937_64& rng);
+
+ private:
+  std::string conninfo_;
+  std::string owner_;
+  boost::asio::io_context context_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+  std::unique_ptr<pqxx::connection> connection_;
+  std::unique_ptr<store::JobRepository> repository_;
+  std::atomic<bool> up_{false};
+  int failures_ = 0;
+  std::chrono::steady_clock::time_point next_try_{};
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,130 @@
+#include "runtime/job_executor.hpp"
+
+#include <cxxabi.h>
+
+#include <map>
+#include <memory>
+
+#include "core/errors.hpp"
+#include "core/job_errors.hpp"
+#include "store/database.hpp"
+#include "store/job_repository.hpp"
+
+namespace jobd::runtime {
+namespace {
+
+// The job's own connections, one per conninfo (that is, per dbuser), kept
+// by each worker thread: no connection is shared between threads.
+thread_local std::map<std::string, std::unique_ptr<pqxx::connection>> t_connections;
+
+pqxx::connection& connectionFor(const std::string& conninfo) {
+  auto& slot = t_connections[conninfo];
+  if (!slot || !slot->is_open()) {
+    slot = store::connect(conninfo, "jobd job");
+  }
+  return *slot;
+}
+
+std::string typeNameOf(const std::exception& e) {
+  int status = 0;
+  const char* mangled = typeid(e).name();
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? name.get() : mangled;
+}
+
+}  // namespace
+
+std::string_view outcomeName(OutcomeKind kind) {
+  switch (kind) {
+    case OutcomeKind::kCompleted:
+      return "completed";
+    case OutcomeKind::kRetry:
+      return "retry";
+    case OutcomeKind::kUserError:
+      return "user_error";
+    case OutcomeKind::kSuspended:
+      return "suspended";
+    case OutcomeKind::kOops:
+      return "oops";
+    case OutcomeKind::kPayloadTooLarge:
+      return "payload_too_large";
+  }
+  return "unknown";
+}
+
+void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& context,
+                                      const config::SectionConfig& section,
+                                      JobOutcome& outcome) const {
+  std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
+  try {
+    pqxx::connection& conn = connectionFor(conninfo);
+    pqxx::work txn(conn);
+    context.transaction = &txn;
+    runnable.run(context);
+    context.transaction = nullptr;
+    if (!store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
+      // The lease is gone: roll the work back (txn's destructor aborts).
+      outcome.lease_lost = true;
+      return;
+    }
+    txn.commit();
+    outcome.committed = true;
+  } catch (const pqxx::in_doubt_error&) {
+    // The commit's outcome is unknown: the job is COMPLETED, or still
+    // RUNNING and will be rescued when its lease expires. Writing anything
+    // now could contradict the truth, so nothing is written.
+    t_connections.erase(conninfo);
+    outcome.in_doubt = true;
+  } catch (const pqxx::broken_connection& e) {
+    t_connections.erase(conninfo);
+    throw RetryError("lost the job's database connection: " + errorLine(e.what()),
+                     "ConnectionLost");
+  }
+}
+
+JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
+                                const config::SectionConfig& section,
+                                const CancellationToken& cancellation) const {
+  JobOutcome outcome;
+  outcome.job = job;
+  auto started = std::chrono::steady_clock::now();
+  nlohmann::json data;
+  JobContext context{job, data, nullptr, cancellation, {}};
+  auto fail = [&](OutcomeKind kind, std::string type, std::string message) {
+    outcome.kind = kind;
+    outcome.error_type = std::move(type);
+    outcome.message = std::move(message);
+  };
+  try {
+    outcome.operation = source.operationDescription(job);
+    data = nlohmann::json::parse(job.json_data.value_or("{}"));
+    std::unique_ptr<IRunnableJob> runnable = source.makeRunnable(job, data);
+    if (source.usesDatabase()) {
+      runInOwnTransaction(*runnable, context, section, outcome);
+    } else {
+      runnable->run(context);
+    }
+    outcome.kind = OutcomeKind::kCompleted;
+  } catch (const RetryError& e) {
+    fail(OutcomeKind::kRetry, e.typeName(), e.what());
+  } catch (const UserError& e) {
+    fail(OutcomeKind::kUserError, e.typeName(), e.what());
+  } catch (const SuspendJob& e) {
+    fail(OutcomeKind::kSuspended, e.typeName(), e.what());
+  } catch (const JobError& e) {
+    fail(OutcomeKind::kOops, e.typeName(), e.what());
+  } catch (const pqxx::sql_error& e) {
+    fail(OutcomeKind::kOops, "SqlState" + e.sqlstate(), errorLine(e.what()));
+  } catch (const std::exception& e) {
+    fail(OutcomeKind::kOops, typeNameOf(e), errorLine(e.what()));
+  } catch (...) {
+    fail(OutcomeKind::kOops, "UnknownException", "a non-standard exception was thrown");
+  }
+  outcome.oops_vars = std::move(context.oops_vars);
+  outcome.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  return outcome;
+}
+
+}  // namespace jobd::runtime

@@ -1,0 +1,36 @@
+// JobExecutor: runs one claimed job on the calling worker thread and says
+// what became of it (SPEC §5). A source that uses the database gets a
+// transaction on a connection of its section's dbuser (cached per worker
+// thread), and the fenced COMPLETED mark is written in that same
+// transaction, so the work and the mark commit together or not at all.
+// Every other outcome is returned for the OutcomeRecorder to write.
+#pragma once
+
+#include <string>
+
+#include "config/config.hpp"
+#include "runtime/job_outcome.hpp"
+#include "runtime/job_source.hpp"
+
+namespace jobd::runtime {
+
+class JobExecutor {
+ public:
+  // conninfo: the daemon's database; owner: its lease owner name.
+  JobExecutor(std::string conninfo, std::string owner)
+      : conninfo_(std::move(conninfo)), owner_(std::move(owner)) {}
+
+  // Never throws: every failure becomes the outcome's kind and message.
+  JobOutcome execute(const ClaimedJob& job, const IJobSource& source,
+                     const config::SectionConfig& section,
+                     const CancellationToken& cancellation) const;
+
+ private:
+  void runInOwnTransaction(IRunnableJob& runnable, JobContext& context,
+                           const config::SectionConfig& section, JobOutcome& outcome) const;
+
+  std::string conninfo_;
+  std::string owner_;
+};
+
+}  // namespace jobd::runtime

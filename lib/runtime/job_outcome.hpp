@@ -1,0 +1,48 @@
+// JobOutcome: what became of one claimed job, as the JobExecutor reports it
+// from a worker thread and the OutcomeRecorder writes it on the database
+// thread. A value type, moved between threads.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "runtime/job_source.hpp"
+
+namespace jobd::runtime {
+
+enum class OutcomeKind {
+  kCompleted,        // run() returned
+  kRetry,            // RetryError: requeued while attempts remain, else FAILED + OOPS
+  kUserError,        // UserError: FAILED, no OOPS
+  kSuspended,        // SuspendJob: SUSPENDED
+  kOops,             // anything else: FAILED + OOPS
+  kPayloadTooLarge,  // json_data over max_payload: FAILED + OOPS, never run
+};
+
+std::string_view outcomeName(OutcomeKind kind);
+
+struct JobOutcome {
+  ClaimedJob job;
+  OutcomeKind kind = OutcomeKind::kCompleted;
+  std::string error_type;  // SPEC §5's <Type>
+  std::string message;
+  std::string traceback;
+  std::map<std::string, std::string> oops_vars;
+  std::string operation;  // the source's operation description
+  std::chrono::milliseconds duration{0};
+  // Set when the COMPLETED mark was already committed in the job's own
+  // transaction (database handlers): nothing is left to write.
+  bool committed = false;
+  // Set when the job's own transaction found its lease gone: nothing was
+  // committed and nothing may be written.
+  bool lease_lost = false;
+  // Set when the job's own commit failed in a way that leaves its outcome
+  // unknown: nothing may be written; the lease decides.
+  bool in_doubt = false;
+
+  // Whether the OutcomeRecorder has anything to write.
+  bool needsWrite() const { return !committed && !lease_lost && !in_doubt; }
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,79 @@
+// The handler's vocabulary, after Launchpad's lp.services.job: an
+// IJobSource per configured section makes an IRunnableJob for each claimed
+// job; run() returns to complete it or throws a jobd::JobError (or anything
+// else, an OOPS) to choose another outcome. IJobSource objects are created
+// on the io thread and used from worker threads, so they must be immutable
+// after construction; an IRunnableJob lives on one worker thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+
+namespace jobd::runtime {
+
+// A job as the claim returned it.
+struct ClaimedJob {
+  std::int64_t id = 0;
+  std::string job_type;
+  std::string section;
+  int attempt = 0;      // attempt_count after the claim
+  int max_retries = 0;  // the row's value
+  int priority = 0;
+  std::optional<std::string> target;
+  std::optional<std::string> json_data;  // nullopt when over max_payload
+  std::size_t payload_size = 0;
+  std::chrono::steady_clock::time_point claimed_at;
+};
+
+// Set by the daemon when a job must stop (timeout, cancel, shutdown);
+// long-running handlers check it.
+class CancellationToken {
+ public:
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  void cancel() { cancelled_.store(true, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct JobContext {
+  const ClaimedJob& job;
+  const nlohmann::json& data;
+  // The job's own transaction when its source usesDatabase(), else nullptr.
+  // Its work commits with the COMPLETED mark, or not at all.
+  pqxx::work* transaction = nullptr;
+  const CancellationToken& cancellation;
+  // Extra OOPS vars for a report about this job (job_id and job_type are
+  // always added).
+  std::map<std::string, std::string> oops_vars;
+};
+
+class IRunnableJob {
+ public:
+  virtual ~IRunnableJob() = default;
+  virtual void run(JobContext& context) = 0;
+};
+
+class IJobSource {
+ public:
+  virtual ~IJobSource() = default;
+  // Whether its jobs do database work in their own transaction.
+  virtual bool usesDatabase() const { return false; }
+  // Checks the job's json_data and makes the runnable job; throws UserError
+  // for arguments of the wrong shape.
+  virtual std::unique_ptr<IRunnableJob> makeRunnable(const ClaimedJob& job,
+                                                     const nlohmann::json& data) const = 0;
+  // Launchpad's operation description, used in notices.
+  virtual std::string operationDescription(const ClaimedJob& job) const {
+    return "running a " + job.job_type + " job";
+  }
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,277 @@
+#include "runtime/outcome_recorder.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/retry_policy.hpp"
+
+namespace jobd::runtime {
+namespace {
+
+std::string utcDate() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[16];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", &tm);
+  return buffer;
+}
+
+std::string utcTimestamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+std::string typeAndMessage(const JobOutcome& o) {
+  return o.error_type + ": " + o.message;
+}
+
+}  // namespace
+
+OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, std::string hostname)
+    : db_(db), hostname_(std::move(hostname)), retry_timer_(db.context()) {}
+
+void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::Config> config) {
+  pending_count_.fetch_add(1);
+  db_.post([this, item = Item{std::move(outcome), std::move(config)}]() mutable {
+    queue_.push_back(std::move(item));
+    scheduleFlush();
+  });
+}
+
+void OutcomeRecorder::scheduleFlush() {
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    // Posted behind whatever is already queued on the database thread, so
+    // outcomes that arrive meanwhile join this batch.
+    db_.post([this] { flush(); });
+  }
+}
+
+void OutcomeRecorder::flush() {
+  flush_scheduled_ = false;
+  if (queue_.empty()) {
+    return;
+  }
+  store::JobRepository* repo = db_.repository();
+  if (repo == nullptr) {
+    flush_scheduled_ = true;
+    retry_timer_.expires_after(std::chrono::milliseconds(500));
+    retry_timer_.async_wait([this](const boost::system::error_code&) {
+      flush_scheduled_ = false;
+      scheduleFlush();
+    });
+    return;
+  }
+  std::vector<Item> batch;
+  batch.swap(queue_);
+  try {
+    writeBatch(*repo, batch);
+  } catch (const pqxx::broken_connection& e) {
+    db_.connectionLost(errorLine(e.what()));
+    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+    scheduleFlush();
+  } catch (const pqxx::in_doubt_error& e) {
+    // The batch may or may not have landed; writing it again is safe
+    // because every write is fenced: a landed one now changes nothing.
+    db_.connectionLost(errorLine(e.what()));
+    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+    scheduleFlush();
+  } catch (const std::exception& e) {
+    spdlog::error("OUTCOME_BATCH_FAILED writing {} outcomes one by one: {}", batch.size(),
+                  errorLine(e.what()));
+    writeOneByOne(*repo, batch);
+  }
+}
+
+void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& items) {
+  pqxx::connection& conn = *db_.connection();
+  pqxx::work txn(conn, "outcomes");
+  std::vector<const JobOutcome*> completions;
+  std::vector<std::pair<const Item*, store::OutcomeWrite>> others;
+  for (const Item& item : items) {
+    if (!item.outcome.needsWrite()) {
+      continue;
+    }
+    if (item.outcome.kind == OutcomeKind::kCompleted) {
+      completions.push_back(&item.outcome);
+    } else {
+      others.emplace_back(&item, resolve(item));
+    }
+  }
+  std::vector<std::int64_t> lost;
+  if (!completions.empty()) {
+    lost = repo.completeMany(txn, completions);
+  }
+  std::vector<bool> written;
+  written.reserve(others.size());
+  for (auto& [item, write] : others) {
+    written.push_back(repo.writeOutcome(txn, write));
+  }
+  txn.commit();
+
+  std::size_t other_index = 0;
+  for (const Item& item : items) {
+    const JobOutcome& o = item.outcome;
+    if (!o.needsWrite()) {
+      finished(item, nullptr, o.lease_lost);
+    } else if (o.kind == OutcomeKind::kCompleted) {
+      bool was_lost = std::find(lost.begin(), lost.end(), o.job.id) != lost.end();
+      finished(item, nullptr, was_lost);
+    } else {
+      const store::OutcomeWrite& write = others[other_index].second;
+      finished(item, &write, !written[other_index]);
+      ++other_index;
+    }
+  }
+  pending_count_.fetch_sub(items.size());
+}
+
+void OutcomeRecorder::writeOneByOne(store::JobRepository& repo, std::vector<Item>& items) {
+  for (Item& item : items) {
+    std::vector<Item> one;
+    one.push_back(std::move(item));
+    try {
+      writeBatch(repo, one);
+    } catch (const std::exception& e) {
+      // The job stays RUNNING; when its lease expires the rescuer requeues
+      // or fails it, so nothing is lost.
+      spdlog::error("OUTCOME_WRITE_FAILED id={} type={} attempt={}: {}", one[0].outcome.job.id,
+                    one[0].outcome.job.job_type, one[0].outcome.job.attempt, errorLine(e.what()));
+      pending_count_.fetch_sub(1);
+    }
+  }
+}
+
+store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
+  const JobOutcome& o = item.outcome;
+  const config::SectionConfig* section = item.config->section(o.job.section);
+  config::SectionConfig defaults;
+  if (section == nullptr) {
+    section = &defaults;
+  }
+  store::OutcomeWrite w;
+  w.outcome = &o;
+  w.log = typeAndMessage(o);
+  auto oops = [&] {
+    w.status = 3;
+    w.attempt_outcome = "failed";
+    w.oops_id = store::newOopsId(rng_);
+    w.oops_reporter = item.config->daemon().oops_prefix + "-" + o.job.section;
+    w.hostname = hostname_;
+  };
+  switch (o.kind) {
+    case OutcomeKind::kRetry: {
+      int max_retries = section->max_retries.value_or(o.job.max_retries);
+      if (attemptsRemain(o.job.attempt, max_retries)) {
+        w.status = 0;
+        w.attempt_outcome = "retry";
+        w.requeue_delay = retryDelay(section->retry_delay,
+                                     section->retry_backoff == config::RetryBackoff::kExponential,
+                                     section->retry_delay_max, o.job.attempt, rng_);
+      } else {
+        oops();
+      }
+      break;
+    }
+    case OutcomeKind::kUserError:
+      w.status = 3;
+      w.attempt_outcome = "user_error";
+      w.log = o.message;
+      break;
+    case OutcomeKind::kSuspended:
+      w.status = 4;
+      w.attempt_outcome = "suspended";
+      break;
+    case OutcomeKind::kOops:
+    case OutcomeKind::kPayloadTooLarge:
+    case OutcomeKind::kCompleted:
+      oops();
+      break;
+  }
+  return w;
+}
+
+void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* write,
+                               bool lease_lost) {
+  const JobOutcome& o = item.outcome;
+  if (o.in_doubt) {
+    spdlog::warn(
+        "JOB_COMMIT_IN_DOUBT id={} type={} attempt={}: the job's commit may not have "
+        "landed; its lease decides",
+        o.job.id, o.job.job_type, o.job.attempt);
+    return;
+  }
+  if (lease_lost) {
+    counters_.lease_lost++;
+    spdlog::warn(
+        "JOB_LEASE_LOST id={} type={} attempt={} outcome={}: this daemon no longer holds "
+        "the job; nothing was written",
+        o.job.id, o.job.job_type, o.job.attempt, outcomeName(o.kind));
+    return;
+  }
+  std::string outcome = "completed";
+  if (write != nullptr) {
+    outcome = write->attempt_outcome;
+    if (write->status == 0) {
+      spdlog::info("Scheduling retry due to {}.", typeAndMessage(o));
+      counters_.retried++;
+    } else if (write->status == 4) {
+      counters_.suspended++;
+    } else {
+      counters_.failed++;
+    }
+    if (write->oops_id) {
+      writeOopsFile(item, *write);
+    }
+  } else {
+    counters_.completed++;
+  }
+  spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}", o.job.id,
+               o.job.job_type, o.job.attempt, o.duration.count(), outcome,
+               write && write->oops_id ? *write->oops_id : "-");
+}
+
+void OutcomeRecorder::writeOopsFile(const Item& item, const store::OutcomeWrite& write) {
+  const std::string& dir = item.config->daemon().oops_dir;
+  if (dir.empty()) {
+    return;
+  }
+  const JobOutcome& o = item.outcome;
+  nlohmann::json vars = nlohmann::json::object();
+  for (const auto& [key, value] : o.oops_vars) {
+    vars[key] = value;
+  }
+  vars["job_id"] = std::to_string(o.job.id);
+  vars["job_type"] = o.job.job_type;
+  nlohmann::json report = {
+      {"id", *write.oops_id}, {"time", utcTimestamp()},     {"reporter", write.oops_reporter},
+      {"job_id", o.job.id},   {"job_type", o.job.job_type}, {"attempt", o.job.attempt},
+      {"type", o.error_type}, {"value", o.message},         {"traceback", o.traceback},
+      {"vars", vars},         {"hostname", write.hostname}};
+  try {
+    std::filesystem::path folder = std::filesystem::path(dir) / utcDate();
+    std::filesystem::create_directories(folder);
+    std::ofstream out(folder / *write.oops_id);
+    out << report.dump(2) << "\n";
+    if (!out) {
+      throw std::runtime_error("write failed");
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("OOPS_FILE_FAILED {} in {}: {}", *write.oops_id, dir, errorLine(e.what()));
+  }
+}
+
+}  // namespace jobd::runtime

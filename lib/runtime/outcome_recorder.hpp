@@ -1,0 +1,68 @@
+// OutcomeRecorder: writes what became of each job (SPEC §5) on the database
+// thread, in batches: every outcome queued while the previous batch was
+// being written goes into the next transaction (group commit). COMPLETED
+// marks are written by one statement for the whole batch; the others each
+// with their attempt row and OOPS. Every write is fenced on the job's id,
+// status, attempt and lease owner; an outcome for a lost lease changes
+// nothing and is logged as JOB_LEASE_LOST. Outcomes that cannot be written
+// while the database is away are kept and retried until they land.
+// record() may be called from any thread; the rest runs on the database thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+#include "runtime/asio.hpp"
+
+#include "config/config.hpp"
+#include "runtime/database_thread.hpp"
+#include "runtime/job_outcome.hpp"
+
+namespace jobd::runtime {
+
+struct OutcomeCounters {
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> suspended{0};
+  std::atomic<std::uint64_t> lease_lost{0};
+};
+
+class OutcomeRecorder {
+ public:
+  OutcomeRecorder(DatabaseThread& db, std::string hostname);
+
+  // Queues an outcome with the configuration it ran under.
+  void record(JobOutcome outcome, std::shared_ptr<const config::Config> config);
+
+  // Outcomes queued and not yet written (or given up on).
+  std::size_t pending() const { return pending_count_.load(); }
+  const OutcomeCounters& counters() const { return counters_; }
+
+ private:
+  struct Item {
+    JobOutcome outcome;
+    std::shared_ptr<const config::Config> config;
+  };
+
+  void scheduleFlush();
+  void flush();
+  void writeBatch(store::JobRepository& repo, std::vector<Item>& items);
+  void writeOneByOne(store::JobRepository& repo, std::vector<Item>& items);
+  store::OutcomeWrite resolve(const Item& item);
+  void finished(const Item& item, const store::OutcomeWrite* write, bool lease_lost);
+  void writeOopsFile(const Item& item, const store::OutcomeWrite& write);
+
+  DatabaseThread& db_;
+  std::string hostname_;
+  boost::asio::steady_timer retry_timer_;
+  std::vector<Item> queue_;  // database thread only
+  bool flush_scheduled_ = false;
+  std::atomic<std::size_t> pending_count_{0};
+  OutcomeCounters counters_;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,220 @@
+#include "runtime/producer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+
+namespace jobd::runtime {
+
+Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
+                   const JobExecutor& executor, boost::asio::thread_pool& pool,
+                   std::shared_ptr<const config::Config> config,
+                   std::vector<ServedSection> sections)
+    : io_(io),
+      db_(db),
+      recorder_(recorder),
+      executor_(executor),
+      pool_(pool),
+      config_(std::move(config)),
+      poll_timer_(io) {
+  for (ServedSection& served : sections) {
+    auto section = std::make_unique<Section>();
+    section->config = config_->section(served.name);
+    section->served = std::move(served);
+    section->scheduled_timer = std::make_unique<boost::asio::steady_timer>(io);
+    by_job_type_[section->config->job_type] = section.get();
+    sections_[section->served.name] = std::move(section);
+  }
+}
+
+void Producer::wakeJobType(const std::string& job_type) {
+  auto it = by_job_type_.find(job_type);
+  if (it != by_job_type_.end()) {
+    claim(*it->second);
+  }
+}
+
+void Producer::wakeAll() {
+  for (auto& [name, section] : sections_) {
+    claim(*section);
+  }
+}
+
+void Producer::startPolling() {
+  schedulePoll();
+}
+
+void Producer::schedulePoll() {
+  // +-10% jitter, so that daemons started together do not poll together.
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+      config_->daemon().poll_interval * jitter(rng_));
+  poll_timer_.expires_after(interval);
+  poll_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) {
+      return;
+    }
+    wakeAll();
+    schedulePoll();
+  });
+}
+
+void Producer::claim(Section& section) {
+  if (stopping_) {
+    return;
+  }
+  if (section.claiming) {
+    section.again = true;
+    return;
+  }
+  int section_free = section.config->concurrency - section.running;
+  int pool_free = config_->daemon().workers - pool_running_;
+  if (pool_free <= 0 && section_free > 0) {
+    section.starved = true;
+  }
+  int limit = std::min(section_free, pool_free);
+  if (limit <= 0) {
+    return;
+  }
+  section.claiming = true;
+  section.again = false;
+  store::ClaimRequest request{section.served.name, section.config->job_type, limit,
+                              section.config->lease_duration, config_->daemon().max_payload};
+  db_.post([this, &section, request] {
+    store::ClaimResult result;
+    bool ok = false;
+    for (int attempt = 0; attempt < 2 && !ok; ++attempt) {
+      store::JobRepository* repo = db_.repository();
+      if (repo == nullptr) {
+        break;
+      }
+      try {
+        result = repo->claim(request);
+        ok = true;
+      } catch (const pqxx::unique_violation&) {
+        // Another daemon started a job with the same target at the same
+        // instant (docs/schema.md); the next try skips it.
+        continue;
+      } catch (const pqxx::broken_connection& e) {
+        db_.connectionLost(errorLine(e.what()));
+      } catch (const std::exception& e) {
+        spdlog::error("CLAIM_FAILED section={}: {}", request.section, errorLine(e.what()));
+        break;
+      }
+    }
+    boost::asio::post(
+        io_, [this, &section, result = std::move(result), ok, asked = request.limit]() mutable {
+          onClaimed(section, std::move(result), ok, asked);
+        });
+  });
+}
+
+void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
+  section.claiming = false;
+  section.more = ok && static_cast<int>(result.jobs.size()) >= asked;
+  for (ClaimedJob& job : result.jobs) {
+    dispatch(section, std::move(job));
+  }
+  if (result.next_scheduled_in) {
+    wakeAt(section, *result.next_scheduled_in);
+  }
+  if (!section.polled) {
+    section.polled = true;
+    bool all = true;
+    for (auto& [name, s] : sections_) {
+      all = all && s->polled;
+    }
+    if (all && on_first_poll_) {
+      auto callback = std::move(on_first_poll_);
+      on_first_poll_ = nullptr;
+      callback();
+    }
+  }
+  if (ok && (section.again || section.more)) {
+    claim(section);
+  }
+  checkIdle();
+}
+
+void Producer::wakeAt(Section& section, double seconds) {
+  auto when = std::chrono::steady_clock::now() +
+              std::chrono::microseconds(static_cast<long long>(seconds * 1e6)) +
+              std::chrono::milliseconds(1);
+  if (section.scheduled_at > std::chrono::steady_clock::now() && section.scheduled_at <= when) {
+    return;  // an earlier wake-up is already set
+  }
+  section.scheduled_at = when;
+  section.scheduled_timer->expires_at(when);
+  section.scheduled_timer->async_wait([this, &section](const boost::system::error_code& ec) {
+    if (!ec) {
+      claim(section);
+    }
+  });
+}
+
+void Producer::dispatch(Section& section, ClaimedJob job) {
+  if (!job.json_data) {
+    // Never run and never loaded: SPEC §5's PayloadTooLarge.
+    JobOutcome outcome;
+    outcome.kind = OutcomeKind::kPayloadTooLarge;
+    outcome.error_type = "PayloadTooLarge";
+    outcome.message = "json_data is " + std::to_string(job.payload_size) +
+                      " bytes, over max_payload (" + std::to_string(config_->daemon().max_payload) +
+                      " bytes)";
+    outcome.job = std::move(job);
+    recorder_.record(std::move(outcome), config_);
+    return;
+  }
+  ++section.running;
+  ++pool_running_;
+  auto token = std::make_shared<CancellationToken>();
+  boost::asio::post(pool_, [this, &section, job = std::move(job), config = config_, token] {
+    JobOutcome outcome =
+        executor_.execute(job, *section.served.source, *config->section(job.section), *token);
+    boost::asio::post(io_, [this, &section, outcome = std::move(outcome)]() mutable {
+      onFinished(section, std::move(outcome));
+    });
+  });
+}
+
+void Producer::onFinished(Section& section, JobOutcome outcome) {
+  --section.running;
+  --pool_running_;
+  recorder_.record(std::move(outcome), config_);
+  if (section.more || section.again) {
+    claim(section);
+  }
+  for (auto& [name, other] : sections_) {
+    if (other->starved) {
+      other->starved = false;
+      claim(*other);
+    }
+  }
+  checkIdle();
+}
+
+void Producer::stopClaiming(std::function<void()> on_idle) {
+  stopping_ = true;
+  on_idle_ = std::move(on_idle);
+  poll_timer_.cancel();
+  for (auto& [name, section] : sections_) {
+    section->scheduled_timer->cancel();
+  }
+  checkIdle();
+}
+
+void Producer::checkIdle() {
+  if (!stopping_ || !on_idle_ || pool_running_ > 0) {
+    return;
+  }
+  for (auto& [name, section] : sections_) {
+    if (section->claiming) {
+      return;
+    }
+  }
+  auto callback = std::move(on_idle_);
+  on_idle_ = nullptr;
+  callback();
+}
+
+}  // namespace jobd::runtime

@@ -1,0 +1,229 @@
+#include "store/job_repository.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace jobd::store {
+namespace {
+
+// The claim (SPEC §4.1's ready predicate, §6's order): unscheduled and due
+// jobs are read from their own partial indexes (docs/schema.md), locked with
+// SKIP LOCKED so that daemons never wait on each other, narrowed to one job
+// per target, and the first $2 by priority, then id, are marked RUNNING.
+// json_data comes back as text only when it fits max_payload ($5), so an
+// oversized payload is never loaded.
+constexpr const char* kClaimReady = R"sql(
+WITH unscheduled AS MATERIALIZED (
+  SELECT j.id, j.priority, j.target
+    FROM jobd.job AS j
+   WHERE j.status = 0 AND j.job_type = $1 AND j.scheduled_start IS NULL
+     AND (j.lease_expires IS NULL OR j.lease_expires <= now())
+     AND (j.target IS NULL OR NOT EXISTS (
+           SELECT 1 FROM jobd.job AS r WHERE r.status = 1 AND r.target = j.target))
+   ORDER BY j.priority, j.id
+   LIMIT $2
+   FOR UPDATE SKIP LOCKED
+), due AS MATERIALIZED (
+  SELECT j.id, j.priority, j.target
+    FROM jobd.job AS j
+   WHERE j.status = 0 AND j.job_type = $1 AND j.scheduled_start IS NOT NULL
+     AND j.scheduled_start <= now()
+     AND (j.lease_expires IS NULL OR j.lease_expires <= now())
+     AND (j.target IS NULL OR NOT EXISTS (
+           SELECT 1 FROM jobd.job AS r WHERE r.status = 1 AND r.target = j.target))
+   ORDER BY j.priority, j.id
+   LIMIT $2
+   FOR UPDATE SKIP LOCKED
+), picked AS (
+  SELECT id FROM (
+    SELECT DISTINCT ON (c.target IS NULL, COALESCE(c.target, c.id::text)) c.id, c.priority
+      FROM (SELECT * FROM unscheduled UNION ALL SELECT * FROM due) AS c
+     ORDER BY c.target IS NULL, COALESCE(c.target, c.id::text), c.priority, c.id
+  ) AS one_per_target
+  ORDER BY priority, id
+  LIMIT $2
+), claimed AS (
+  UPDATE jobd.job AS j
+     SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
+         date_finished = NULL, lease_expires = now() + $3::interval, lease_owner = $4
+    FROM picked
+   WHERE j.id = picked.id
+  RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data
+)
+SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
+       CASE WHEN octet_length(t.text) <= $5 THEN t.text END
+  FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
+ ORDER BY c.priority, c.id
+)sql";
+
+constexpr const char* kNextScheduled = R"sql(
+SELECT extract(epoch FROM min(scheduled_start) - now())
+  FROM jobd.job
+ WHERE status = 0 AND job_type = $1 AND scheduled_start IS NOT NULL AND scheduled_start > now()
+)sql";
+
+// Fenced on id, status, attempt and lease owner: a daemon that lost the
+// lease (rescued, cancelled, suspended by an operator) changes nothing.
+constexpr const char* kCompleteMany = R"sql(
+WITH done AS (
+  SELECT * FROM unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
+), updated AS (
+  UPDATE jobd.job AS j
+     SET status = 2, date_finished = now(), lease_expires = NULL
+    FROM done
+   WHERE j.id = done.id AND j.status = 1 AND j.attempt_count = done.attempt
+     AND j.lease_owner = $3
+  RETURNING j.id
+)
+SELECT done.id FROM done WHERE done.id NOT IN (SELECT id FROM updated)
+)sql";
+
+constexpr const char* kCompleteOne = R"sql(
+UPDATE jobd.job
+   SET status = 2, date_finished = now(), lease_expires = NULL
+ WHERE id = $1 AND status = 1 AND attempt_count = $2 AND lease_owner = $3
+)sql";
+
+// Every other outcome: status, log, lease cleared; a retry also schedules
+// the next attempt. date_finished is set as Launchpad does for complete,
+// fail and queue.
+constexpr const char* kFinishAttempt = R"sql(
+WITH updated AS (
+  UPDATE jobd.job
+     SET status = $4::smallint, log = $5, lease_expires = NULL,
+         date_finished = CASE WHEN $4::smallint IN (0, 2, 3) THEN now() ELSE date_finished END,
+         scheduled_start = CASE WHEN $4::smallint = 0 THEN now() + $6::interval
+                                ELSE scheduled_start END
+   WHERE id = $1 AND status = 1 AND attempt_count = $2 AND lease_owner = $3
+  RETURNING id, attempt_count, lease_owner, date_started
+)
+INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, error_type,
+                              error_message, oops_id)
+SELECT id, attempt_count, lease_owner, date_started, $7, $8, $9, $10 FROM updated
+RETURNING job_id
+)sql";
+
+constexpr const char* kInsertOops = R"sql(
+INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, traceback, vars,
+                       hostname)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
+)sql";
+
+template <class T>
+std::string pgArray(const std::vector<T>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out += (i ? "," : "") + std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+const char* nullIfEmpty(const std::string& s) {
+  return s.empty() ? nullptr : s.c_str();
+}
+
+}  // namespace
+
+JobRepository::JobRepository(pqxx::connection_base& conn, std::string owner)
+    : conn_(conn), owner_(std::move(owner)) {
+  prepare();
+}
+
+void JobRepository::prepare() {
+  conn_.prepare("job_claim_ready", kClaimReady);
+  conn_.prepare("job_next_scheduled", kNextScheduled);
+  conn_.prepare("job_complete_many", kCompleteMany);
+  conn_.prepare("job_finish_attempt", kFinishAttempt);
+  conn_.prepare("oops_insert", kInsertOops);
+}
+
+ClaimResult JobRepository::claim(const ClaimRequest& request) {
+  ClaimResult result;
+  pqxx::work txn(conn_, "job_claim_ready");
+  pqxx::result rows = txn.exec_prepared("job_claim_ready", request.job_type, request.limit,
+                                        toSqlInterval(request.lease_duration), owner_,
+                                        static_cast<std::int64_t>(request.max_payload));
+  auto now = std::chrono::steady_clock::now();
+  for (const pqxx::row& row : rows) {
+    runtime::ClaimedJob job;
+    job.id = row[0].as<std::int64_t>();
+    job.job_type = request.job_type;
+    job.section = request.section;
+    job.attempt = row[1].as<int>();
+    job.max_retries = row[2].as<int>();
+    job.priority = row[3].as<int>();
+    if (!row[4].is_null()) {
+      job.target = row[4].as<std::string>();
+    }
+    job.payload_size = row[5].as<std::size_t>();
+    if (!row[6].is_null()) {
+      job.json_data = row[6].as<std::string>();
+    }
+    job.claimed_at = now;
+    result.jobs.push_back(std::move(job));
+  }
+  if (static_cast<int>(result.jobs.size()) < request.limit) {
+    pqxx::result next = txn.exec_prepared("job_next_scheduled", request.job_type);
+    if (!next.empty() && !next[0][0].is_null()) {
+      result.next_scheduled_in = next[0][0].as<double>();
+    }
+  }
+  txn.commit();
+  return result;
+}
+
+std::vector<std::int64_t> JobRepository::completeMany(
+    pqxx::work& txn, const std::vector<const runtime::JobOutcome*>& jobs) {
+  std::vector<std::int64_t> ids;
+  std::vector<int> attempts;
+  for (const runtime::JobOutcome* o : jobs) {
+    ids.push_back(o->job.id);
+    attempts.push_back(o->job.attempt);
+  }
+  std::vector<std::int64_t> lost;
+  for (const pqxx::row& row :
+       txn.exec_prepared("job_complete_many", pgArray(ids), pgArray(attempts), owner_)) {
+    lost.push_back(row[0].as<std::int64_t>());
+  }
+  return lost;
+}
+
+bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
+  const runtime::JobOutcome& o = *w.outcome;
+  std::string delay = toSqlInterval(w.requeue_delay.value_or(Duration(0)));
+  pqxx::result written =
+      txn.exec_prepared("job_finish_attempt", o.job.id, o.job.attempt, owner_, w.status,
+                        nullIfEmpty(w.log), delay, w.attempt_outcome, nullIfEmpty(o.error_type),
+                        nullIfEmpty(o.message), w.oops_id ? w.oops_id->c_str() : nullptr);
+  if (written.empty()) {
+    return false;
+  }
+  if (w.oops_id) {
+    nlohmann::json vars = nlohmann::json::object();
+    for (const auto& [key, value] : o.oops_vars) {
+      vars[key] = value;
+    }
+    vars["job_id"] = std::to_string(o.job.id);
+    vars["job_type"] = o.job.job_type;
+    txn.exec_prepared("oops_insert", *w.oops_id, w.oops_reporter, o.job.id, o.job.job_type,
+                      o.job.attempt, o.error_type, o.message, nullIfEmpty(o.traceback), vars.dump(),
+                      nullIfEmpty(w.hostname));
+  }
+  return true;
+}
+
+bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,
+                                             const std::string& owner) {
+  return txn.exec_params0(kCompleteOne, job.id, job.attempt, owner).affected_rows() == 1;
+}
+
+std::string newOopsId(std::mt19937_64& rng) {
+  static const char* const kHex = "0123456789abcdef";
+  std::uint64_t value = rng();
+  std::string id = "OOPS-";
+  for (int shift = 60; shift >= 0; shift -= 4) {
+    id += kHex[(value >> shift) & 0xf];
+  }
+  return id;
+}
+
+}  // namespace jobd::store

@@ -1,0 +1,81 @@
+// JobRepository: the daemon's SQL on its own connection (the database
+// thread's): the batch claim, fenced completion of many jobs at once, the
+// other fenced outcomes with their attempt and OOPS rows, and the next
+// scheduled start. Statements are prepared once per connection. Also
+// completeInJobTransaction(), which a worker thread calls on the job's own
+// connection so that a handler's work and its COMPLETED mark commit together.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <pqxx/pqxx>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/duration.hpp"
+#include "runtime/job_outcome.hpp"
+
+namespace jobd::store {
+
+struct ClaimRequest {
+  std::string section;
+  std::string job_type;
+  int limit = 1;
+  Duration lease_duration = std::chrono::seconds(30);
+  std::uint64_t max_payload = 1024ULL * 1024;
+};
+
+struct ClaimResult {
+  std::vector<runtime::ClaimedJob> jobs;
+  // When fewer jobs than asked for were ready: seconds from now to the
+  // type's next scheduled_start, if any.
+  std::optional<double> next_scheduled_in;
+};
+
+// How a non-COMPLETED outcome is written, decided by the recorder.
+struct OutcomeWrite {
+  const runtime::JobOutcome* outcome = nullptr;
+  int status = 0;                         // the job's new status
+  std::string attempt_outcome;            // job_attempt.outcome
+  std::optional<Duration> requeue_delay;  // set for a retry
+  std::string log;                        // jobd.job.log
+  std::optional<std::string> oops_id;     // set when an OOPS is recorded
+  std::string oops_reporter;
+  std::string hostname;
+};
+
+class JobRepository {
+ public:
+  JobRepository(pqxx::connection_base& conn, std::string owner);
+
+  ClaimResult claim(const ClaimRequest& request);
+
+  // Marks every (id, attempt) COMPLETED if this daemon still holds it;
+  // returns the ids that were not (their lease was lost).
+  std::vector<std::int64_t> completeMany(pqxx::work& txn,
+                                         const std::vector<const runtime::JobOutcome*>& jobs);
+
+  // Writes one other outcome, fenced; false when the lease was lost (then
+  // nothing is written).
+  bool writeOutcome(pqxx::work& txn, const OutcomeWrite& write);
+
+  const std::string& owner() const { return owner_; }
+
+  // Used on the job's own connection: the fenced COMPLETED mark in the
+  // job's transaction. False when the lease is gone (roll back then).
+  static bool completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,
+                                       const std::string& owner);
+
+ private:
+  void prepare();
+
+  pqxx::connection_base& conn_;
+  std::string owner_;
+};
+
+// "OOPS-" and 16 random hex digits.
+std::string newOopsId(std::mt19937_64& rng);
+
+}  // namespace jobd::store
