@@ -1,12 +1,102 @@
 #include "exec_handler.hpp"
 
+#include <cstring>
 #include <stdexcept>
 
 #include "core/errors.hpp"
+#include "core/job_errors.hpp"
+#include "runtime/child_process.hpp"
 
 #include "config/argv.hpp"
 
 namespace jobd::jobtypes {
+namespace {
+
+constexpr int kExTempFail = 75;  // EX_TEMPFAIL: a retry error
+constexpr int kExDataErr = 65;   // EX_DATAERR: a user error
+
+// The last non-empty line of a process's stderr: SPEC §5's <message>.
+std::string lastLine(const std::string& text) {
+  std::size_t end = text.find_last_not_of("\r\n");
+  if (end == std::string::npos) {
+    return "";
+  }
+  std::size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+class ExecJob : public runtime::IRunnableJob {
+ public:
+  explicit ExecJob(runtime::ChildSpec spec) : spec_(std::move(spec)) {}
+
+  void run(runtime::JobContext& context) override {
+    context.oops_vars["command"] = spec_.argv.at(0);
+    runtime::ChildResult child = runtime::runChild(spec_, context.cancellation);
+    if (!child.started) {
+      throw OopsError("ExecError", child.start_error);
+    }
+    std::string message = lastLine(child.stderr_tail);
+    if (child.timed_out) {
+      throw TimeoutError(child.stderr_tail);
+    }
+    if (child.cancelled) {
+      throw RetryError("stopped by jobd", "Cancelled");
+    }
+    if (child.signal != 0) {
+      std::string type = "Signal" + std::to_string(child.signal);
+      throw CrashError(
+          type, message.empty() ? std::string("killed by ") + strsignal(child.signal) : message,
+          child.stderr_tail);
+    }
+    switch (child.exit_status) {
+      case 0:
+        return;
+      case kExTempFail:
+        throw RetryError(message, "ExitStatus75");
+      case kExDataErr:
+        throw UserError(message, "ExitStatus65");
+      default:
+        throw OopsError("ExitStatus" + std::to_string(child.exit_status), message,
+                        child.stderr_tail);
+    }
+  }
+
+ private:
+  runtime::ChildSpec spec_;
+};
+
+class ExecSource : public runtime::IJobSource {
+ public:
+  explicit ExecSource(const config::SectionConfig& section)
+      : argv_(config::splitWords(section.handler_options.at("command"))),
+        timeout_(section.timeout),
+        kill_grace_(section.kill_grace),
+        memory_limit_(section.memory_limit) {}
+
+  std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob& job,
+                                                      const nlohmann::json&) const override {
+    runtime::ChildSpec spec;
+    spec.argv = argv_;
+    spec.env = runtime::childEnvironment();
+    spec.env.push_back("JOBD_JOB_ID=" + std::to_string(job.id));
+    spec.env.push_back("JOBD_JOB_TYPE=" + job.job_type);
+    spec.env.push_back("JOBD_ATTEMPT=" + std::to_string(job.attempt));
+    spec.input = job.json_data.value_or("{}");
+    spec.deadline = job.claimed_at + timeout_;
+    spec.kill_grace = kill_grace_;
+    spec.memory_limit = memory_limit_;
+    return std::make_unique<ExecJob>(std::move(spec));
+  }
+
+ private:
+  std::vector<std::string> argv_;
+  Duration timeout_;
+  Duration kill_grace_;
+  std::optional<std::uint64_t> memory_limit_;
+};
+
+}  // namespace
 
 config::HandlerDescriptor execDescriptor() {
   return {"exec",
@@ -25,7 +115,7 @@ config::HandlerDescriptor execDescriptor() {
 }
 
 std::unique_ptr<runtime::IJobSource> makeExecSource(const config::SectionConfig& section) {
-  throw ConfigError("[" + section.name + "] handler: exec is not available in this build yet");
+  return std::make_unique<ExecSource>(section);
 }
 
 }  // namespace jobd::jobtypes

@@ -8,6 +8,19 @@
 namespace jobd::jobtypes {
 namespace {
 
+std::string rollbackState(const pqxx::transaction_rollback& e) {
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e) != nullptr) {
+    return "40001";
+  }
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr) {
+    return "40P01";
+  }
+  if (dynamic_cast<const pqxx::statement_completion_unknown*>(&e) != nullptr) {
+    return "40003";
+  }
+  return "40000";
+}
+
 class SqlJob : public runtime::IRunnableJob {
  public:
   SqlJob(const std::string& name, const std::string& statement)
@@ -27,6 +40,10 @@ class SqlJob : public runtime::IRunnableJob {
                "::jsonb, " + std::to_string(context.job.id) + ")");
     } catch (const pqxx::broken_connection&) {
       throw;
+    } catch (const pqxx::transaction_rollback& e) {
+      // libpqxx 6.4 reports SQLSTATE class 40 with its own types, outside
+      // sql_error and without the code.
+      throw RetryError(errorLine(e.what()), "SqlState" + rollbackState(e));
     } catch (const pqxx::sql_error& e) {
       const std::string& state = e.sqlstate();
       std::string message = errorLine(e.what());

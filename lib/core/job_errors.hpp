@@ -39,11 +39,32 @@ class SuspendJob : public JobError {
 };
 
 // An OOPS with a chosen type name (the fail handler's FailError, the sql
-// handler's SqlState<code>).
+// handler's SqlState<code>, exec's ExitStatus<N>) and, optionally, a
+// traceback (for exec, the tail of stderr).
 class OopsError : public JobError {
  public:
-  OopsError(std::string type_name, const std::string& message)
-      : JobError(std::move(type_name), message) {}
+  OopsError(std::string type_name, const std::string& message, std::string traceback = "")
+      : JobError(std::move(type_name), message), traceback_(std::move(traceback)) {}
+  const std::string& traceback() const { return traceback_; }
+
+ private:
+  std::string traceback_;
+};
+
+// The job ran past its section's timeout and was stopped: FAILED with the
+// OOPS TimeoutError "Job ran too long." and attempt outcome `timeout`.
+class TimeoutError : public OopsError {
+ public:
+  explicit TimeoutError(std::string traceback = "")
+      : OopsError("TimeoutError", "Job ran too long.", std::move(traceback)) {}
+};
+
+// A child process died of a signal that jobd did not send: FAILED with an
+// OOPS and attempt outcome `crashed`.
+class CrashError : public OopsError {
+ public:
+  CrashError(std::string type_name, const std::string& message, std::string traceback)
+      : OopsError(std::move(type_name), message, std::move(traceback)) {}
 };
 
 }  // namespace jobd

@@ -49,6 +49,10 @@ std::string_view outcomeName(OutcomeKind kind) {
       return "oops";
     case OutcomeKind::kPayloadTooLarge:
       return "payload_too_large";
+    case OutcomeKind::kTimeout:
+      return "timeout";
+    case OutcomeKind::kCrashed:
+      return "crashed";
   }
   return "unknown";
 }
@@ -112,6 +116,15 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
     fail(OutcomeKind::kUserError, e.typeName(), e.what());
   } catch (const SuspendJob& e) {
     fail(OutcomeKind::kSuspended, e.typeName(), e.what());
+  } catch (const TimeoutError& e) {
+    fail(OutcomeKind::kTimeout, e.typeName(), e.what());
+    outcome.traceback = e.traceback();
+  } catch (const CrashError& e) {
+    fail(OutcomeKind::kCrashed, e.typeName(), e.what());
+    outcome.traceback = e.traceback();
+  } catch (const OopsError& e) {
+    fail(OutcomeKind::kOops, e.typeName(), e.what());
+    outcome.traceback = e.traceback();
   } catch (const JobError& e) {
     fail(OutcomeKind::kOops, e.typeName(), e.what());
   } catch (const pqxx::sql_error& e) {

@@ -17,6 +17,8 @@ enum class OutcomeKind {
   kUserError,        // UserError: FAILED, no OOPS
   kSuspended,        // SuspendJob: SUSPENDED
   kOops,             // anything else: FAILED + OOPS
+  kTimeout,          // ran past the timeout: FAILED + OOPS TimeoutError
+  kCrashed,          // a child died of a signal jobd did not send: FAILED + OOPS
   kPayloadTooLarge,  // json_data over max_payload: FAILED + OOPS, never run
 };
 

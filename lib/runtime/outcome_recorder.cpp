@@ -195,6 +195,14 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       w.status = 4;
       w.attempt_outcome = "suspended";
       break;
+    case OutcomeKind::kTimeout:
+      oops();
+      w.attempt_outcome = "timeout";
+      break;
+    case OutcomeKind::kCrashed:
+      oops();
+      w.attempt_outcome = "crashed";
+      break;
     case OutcomeKind::kOops:
     case OutcomeKind::kPayloadTooLarge:
     case OutcomeKind::kCompleted:

@@ -98,12 +98,16 @@ Process::Process(const std::vector<std::string>& argv_in, const ProcessOptions& 
   close(in_pipe[1]);
   out_fd_ = out_pipe[0];
   err_fd_ = err_pipe[0];
+  reader_ = std::thread([this] { drain(); });
 }
 
 Process::~Process() {
   if (!reaped_ && pid_ > 0) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
+  }
+  if (reader_.joinable()) {
+    reader_.join();
   }
   if (out_fd_ >= 0) {
     close(out_fd_);
@@ -119,19 +123,11 @@ void Process::signal(int sig) {
   }
 }
 
-ProcessResult Process::wait(std::chrono::milliseconds timeout) {
-  ProcessResult result;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string* sinks[2] = {&result.out, &result.err};
+void Process::drain() {
   int fds[2] = {out_fd_, err_fd_};
+  std::string* sinks[2] = {&out_, &err_};
   int open_fds = 2;
   while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      kill(pid_, SIGKILL);
-      throw std::runtime_error("process " + std::to_string(pid_) + " did not finish in time");
-    }
     pollfd pfds[2];
     nfds_t n = 0;
     int index[2];
@@ -141,9 +137,11 @@ ProcessResult Process::wait(std::chrono::milliseconds timeout) {
         index[n++] = i;
       }
     }
-    int ready = poll(pfds, n, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) {
-      continue;
+    if (poll(pfds, n, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      break;
     }
     for (nfds_t k = 0; k < n; ++k) {
       if ((pfds[k].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
@@ -151,16 +149,50 @@ ProcessResult Process::wait(std::chrono::milliseconds timeout) {
       }
       char buffer[65536];
       ssize_t got = read(pfds[k].fd, buffer, sizeof buffer);
+      if (got < 0 && errno == EINTR) {
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
       if (got > 0) {
         sinks[index[k]]->append(buffer, static_cast<std::size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        close(fds[index[k]]);
+      } else {
         fds[index[k]] = -1;
         --open_fds;
       }
+      changed_.notify_all();
     }
   }
-  out_fd_ = err_fd_ = -1;
+  std::lock_guard<std::mutex> lock(mutex_);
+  closed_ = true;
+  changed_.notify_all();
+}
+
+bool Process::waitForOutput(const std::string& needle, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] {
+    return err_.find(needle) != std::string::npos || out_.find(needle) != std::string::npos ||
+           closed_;
+  }) && (err_.find(needle) != std::string::npos || out_.find(needle) != std::string::npos);
+}
+
+std::string Process::errSoFar() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return err_;
+}
+
+ProcessResult Process::wait(std::chrono::milliseconds timeout) {
+  ProcessResult result;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!changed_.wait_for(lock, timeout, [&] { return closed_; })) {
+      lock.unlock();
+      kill(pid_, SIGKILL);
+      throw std::runtime_error("process " + std::to_string(pid_) + " did not finish in time");
+    }
+    result.out = out_;
+    result.err = err_;
+  }
+  reader_.join();
   int status = 0;
   while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }

@@ -1,14 +1,18 @@
 // Running the built jobd binary (or any program) from a test: argv, optional
 // stdin text and extra environment in; exit status, stdout and stderr out.
-// Waits on the pipes with poll() and a deadline, never with sleep. Used
-// from a test's thread; each Process is owned by one thread.
+// A reader thread drains the child's output as it comes, so a chatty daemon
+// never blocks on a full pipe, and waitForOutput() wakes on a condition
+// variable, never a sleep. Each Process is owned by one test thread.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace jobd::testing {
@@ -47,14 +51,28 @@ class Process {
 
   pid_t pid() const { return pid_; }
   void signal(int sig);
+  // Waits until stderr (or stdout) contains needle; false on timeout or when
+  // the process closed its output first.
+  bool waitForOutput(const std::string& needle,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Everything written to stderr so far.
+  std::string errSoFar();
   // Collects output until exit; throws if it does not exit within timeout.
   ProcessResult wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
  private:
+  void drain();
+
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;
   bool reaped_ = false;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::string out_;
+  std::string err_;
+  bool closed_ = false;
+  std::thread reader_;
 };
 
 }  // namespace jobd::testing

@@ -1,0 +1,207 @@
+#include "runtime/child_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern char** environ;
+
+namespace jobd::runtime {
+namespace {
+
+struct Pipe {
+  int fds[2] = {-1, -1};
+  ~Pipe() { closeBoth(); }
+  void closeBoth() {
+    for (int& fd : fds) {
+      if (fd >= 0) {
+        close(fd);
+        fd = -1;
+      }
+    }
+  }
+  void closeEnd(int i) {
+    if (fds[i] >= 0) {
+      close(fds[i]);
+      fds[i] = -1;
+    }
+  }
+};
+
+std::vector<char*> pointers(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) {
+    out.push_back(const_cast<char*>(s.c_str()));
+  }
+  out.push_back(nullptr);
+  return out;
+}
+
+// In the child, between fork and exec: async-signal-safe calls only.
+[[noreturn]] void execChild(const ChildSpec& spec, char* const* argv, char* const* envp, int in_fd,
+                            int err_fd, int report_fd) {
+  setpgid(0, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+  if (spec.memory_limit) {
+    rlimit limit{*spec.memory_limit, *spec.memory_limit};
+    setrlimit(RLIMIT_AS, &limit);
+  }
+  int devnull = open("/dev/null", O_WRONLY);
+  dup2(in_fd, 0);
+  dup2(devnull, 1);
+  dup2(err_fd, 2);
+  execvpe(argv[0], argv, envp);
+  int error = errno;
+  ssize_t ignored = write(report_fd, &error, sizeof error);
+  (void)ignored;
+  _exit(127);
+}
+
+void appendTail(std::string& tail, const char* data, std::size_t size, std::size_t limit) {
+  tail.append(data, size);
+  if (tail.size() > limit) {
+    tail.erase(0, tail.size() - limit);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> childEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    std::string key = entry.substr(0, entry.find('='));
+    if (key == "NOTIFY_SOCKET" || key == "PGPASSWORD" || key.rfind("WATCHDOG_", 0) == 0 ||
+        key.rfind("LISTEN_", 0) == 0) {
+      continue;
+    }
+    env.push_back(std::move(entry));
+  }
+  return env;
+}
+
+ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation) {
+  ChildResult result;
+  Pipe in, err, report;
+  if (pipe2(in.fds, O_CLOEXEC) != 0 || pipe2(err.fds, O_CLOEXEC) != 0 ||
+      pipe2(report.fds, O_CLOEXEC) != 0) {
+    result.start_error = std::string("pipe: ") + std::strerror(errno);
+    return result;
+  }
+  std::vector<char*> argv = pointers(spec.argv);
+  std::vector<char*> envp = pointers(spec.env);
+  pid_t pid = fork();
+  if (pid < 0) {
+    result.start_error = std::string("fork: ") + std::strerror(errno);
+    return result;
+  }
+  if (pid == 0) {
+    execChild(spec, argv.data(), envp.data(), in.fds[0], err.fds[1], report.fds[1]);
+  }
+  // Also set the group from here, so that a kill right after fork reaches it.
+  setpgid(pid, pid);
+  in.closeEnd(0);
+  err.closeEnd(1);
+  report.closeEnd(1);
+  int exec_error = 0;
+  if (read(report.fds[0], &exec_error, sizeof exec_error) == sizeof exec_error) {
+    waitpid(pid, nullptr, 0);
+    result.start_error = "cannot run " + spec.argv[0] + ": " + std::strerror(exec_error);
+    return result;
+  }
+  result.started = true;
+  fcntl(in.fds[1], F_SETFL, O_NONBLOCK);
+
+  std::size_t written = 0;
+  if (spec.input.empty()) {
+    in.closeEnd(1);
+  }
+  std::optional<std::chrono::steady_clock::time_point> kill_at;
+  bool err_open = true;
+  int status = 0;
+  for (;;) {
+    auto now = std::chrono::steady_clock::now();
+    if (!kill_at && (now >= spec.deadline || cancellation.cancelled())) {
+      result.timed_out = now >= spec.deadline;
+      result.cancelled = !result.timed_out;
+      kill(-pid, SIGTERM);
+      kill_at = now + spec.kill_grace;
+    } else if (kill_at && now >= *kill_at) {
+      kill(-pid, SIGKILL);
+      kill_at = now + std::chrono::hours(24);
+    }
+    // Look without reaping: while the child is a zombie its pid, and so
+    // its process group id, cannot be reused, so the group kill below is safe.
+    siginfo_t info{};
+    bool exited = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                  info.si_pid == pid;
+    if (exited && !err_open) {
+      break;
+    }
+    pollfd fds[2];
+    nfds_t n = 0;
+    if (err_open) {
+      fds[n++] = {err.fds[0], POLLIN, 0};
+    }
+    if (in.fds[1] >= 0) {
+      fds[n++] = {in.fds[1], POLLOUT, 0};
+    }
+    // Short waits: the deadline, cancellation and the child's exit are
+    // checked between them.
+    int ready = poll(fds, n, n == 0 ? 10 : 50);
+    if (ready < 0 && errno != EINTR) {
+      break;
+    }
+    for (nfds_t k = 0; k < n && ready > 0; ++k) {
+      if (fds[k].fd == err.fds[0] && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buffer[8192];
+        ssize_t got = read(err.fds[0], buffer, sizeof buffer);
+        if (got > 0) {
+          appendTail(result.stderr_tail, buffer, static_cast<std::size_t>(got), spec.stderr_tail);
+        } else if (got == 0 || errno != EINTR) {
+          err_open = false;
+        }
+      } else if (fds[k].fd == in.fds[1] && (fds[k].revents & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t put = write(in.fds[1], spec.input.data() + written, spec.input.size() - written);
+        if (put > 0) {
+          written += static_cast<std::size_t>(put);
+        }
+        if ((put < 0 && errno != EAGAIN && errno != EINTR) || written == spec.input.size()) {
+          in.closeEnd(1);  // done, or the child closed its stdin
+        }
+      }
+    }
+    if (exited) {
+      // Exited; drain what is left of stderr without waiting for a
+      // grandchild that may still hold it open.
+      char buffer[8192];
+      fcntl(err.fds[0], F_SETFL, O_NONBLOCK);
+      ssize_t got;
+      while (err_open && (got = read(err.fds[0], buffer, sizeof buffer)) > 0) {
+        appendTail(result.stderr_tail, buffer, static_cast<std::size_t>(got), spec.stderr_tail);
+      }
+      break;
+    }
+  }
+  kill(-pid, SIGKILL);  // nothing of the job outlives it
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) {
+    result.exit_status = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signal = WTERMSIG(status);
+  }
+  return result;
+}
+
+}  // namespace jobd::runtime

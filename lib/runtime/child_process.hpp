@@ -1,0 +1,44 @@
+// ChildProcess: runs a program in its own process group with input on
+// stdin, collects the tail of its stderr, and enforces a deadline: at the
+// deadline (or when cancelled) the whole group gets SIGTERM, then SIGKILL
+// after a grace period. Used by the exec handler on a worker thread; one
+// call runs one child to its end on the calling thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/job_source.hpp"
+
+namespace jobd::runtime {
+
+struct ChildSpec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=value"
+  std::string input;             // written to stdin, then stdin is closed
+  std::chrono::steady_clock::time_point deadline;
+  std::chrono::milliseconds kill_grace{5000};
+  std::optional<std::uint64_t> memory_limit;  // RLIMIT_AS in bytes
+  std::size_t stderr_tail = 16UL * 1024;
+};
+
+struct ChildResult {
+  bool started = false;
+  std::string start_error;  // why it could not start
+  int exit_status = -1;     // when it exited
+  int signal = 0;           // when a signal killed it
+  bool timed_out = false;   // jobd stopped it at the deadline
+  bool cancelled = false;   // jobd stopped it on request
+  std::string stderr_tail;  // the last stderr_tail bytes
+};
+
+ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation);
+
+// The daemon's environment less what a child must not inherit (SPEC §5):
+// NOTIFY_SOCKET, WATCHDOG_*, LISTEN_* and PGPASSWORD.
+std::vector<std::string> childEnvironment();
+
+}  // namespace jobd::runtime

@@ -1,0 +1,229 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon.hpp"
+
+namespace jobd {
+namespace {
+
+using testing::Daemon;
+using ::testing::HasSubstr;
+using testing::TestDatabase;
+
+constexpr const char* kConfig = R"(
+[jobd]
+poll_interval: 1s
+max_payload: 1K
+[noop]
+concurrency: 2
+[fail]
+concurrency: 2
+retry_delay: 1h
+[sleep]
+[work]
+handler: sql
+concurrency: 2
+statement: SELECT test_work($1, $2)
+)";
+
+// The sql handler's work: a row in work_log, then, as json_data.fail asks,
+// an error with one of SPEC §5's SQLSTATEs.
+constexpr const char* kWorkFunction = R"sql(
+CREATE TABLE work_log (job_id bigint, note text);
+CREATE FUNCTION test_work(data jsonb, id bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO work_log VALUES (id, data->>'note');
+  CASE data->>'fail'
+    WHEN 'user' THEN RAISE EXCEPTION 'note % is not allowed', data->>'note' USING ERRCODE = 'JU000';
+    WHEN 'retry' THEN RAISE EXCEPTION 'try later' USING ERRCODE = 'JR000';
+    WHEN 'suspend' THEN RAISE EXCEPTION 'wait for review' USING ERRCODE = 'JS000';
+    WHEN 'serialization' THEN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001';
+    WHEN 'oops' THEN PERFORM 1 / 0;
+    ELSE NULL;
+  END CASE;
+END $$;
+)sql";
+
+class ServeOutcomesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_.scalar(kWorkFunction);
+    daemon_ = std::make_unique<Daemon>(db_, kConfig);
+    daemon_->waitReady();
+  }
+
+  void TearDown() override {
+    testing::ProcessResult r = daemon_->stop();
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  std::string enqueue(const std::string& type, const std::string& json, int max_retries = 0) {
+    return db_.scalar("SELECT jobd.enqueue('" + type + "', '" + json + "', max_retries => " +
+                      std::to_string(max_retries) + ")");
+  }
+
+  // Waits for the job's JOB_FINISHED line (attempt n) and returns the row.
+  nlohmann::json finished(const std::string& id, int attempt = 1) {
+    EXPECT_TRUE(daemon_->waitForLog("JOB_FINISHED id=" + id + " type=", std::chrono::seconds(30)))
+        << daemon_->log();
+    (void)attempt;
+    return nlohmann::json::parse(db_.scalar("SELECT to_jsonb(j) FROM jobd.job j WHERE id = " + id));
+  }
+
+  nlohmann::json attempts(const std::string& id) {
+    return nlohmann::json::parse(db_.scalar(
+        "SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY attempt), '[]') FROM jobd.job_attempt a "
+        "WHERE job_id = " +
+        id));
+  }
+
+  nlohmann::json oops(const std::string& id) {
+    return nlohmann::json::parse(db_.scalar(
+        "SELECT COALESCE(jsonb_agg(to_jsonb(o)), '[]') FROM jobd.oops o WHERE job_id = " + id));
+  }
+
+  TestDatabase db_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+// A handler that returns: COMPLETED, lease cleared, no attempt row.
+TEST_F(ServeOutcomesTest, Completed) {
+  std::string id = enqueue("noop", "{}");
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 2);
+  EXPECT_EQ(job["attempt_count"], 1);
+  EXPECT_TRUE(job["lease_expires"].is_null());
+  EXPECT_FALSE(job["date_started"].is_null());
+  EXPECT_FALSE(job["date_finished"].is_null());
+  EXPECT_THAT(job["lease_owner"].get<std::string>(), HasSubstr(":"));
+  EXPECT_EQ(attempts(id).size(), 0u);
+  EXPECT_THAT(daemon_->log(),
+              HasSubstr("JOB_FINISHED id=" + id + " type=noop attempt=1 duration_ms="));
+}
+
+// A retry error with attempts left: WAITING, scheduled retry_delay ahead,
+// lease cleared, attempt_count kept, Launchpad's log line, a retry attempt.
+TEST_F(ServeOutcomesTest, RetryWithAttemptsLeft) {
+  std::string id = enqueue("fail", R"({"error": "retry", "message": "server busy"})", 2);
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 0);
+  EXPECT_EQ(job["attempt_count"], 1);
+  EXPECT_TRUE(job["lease_expires"].is_null());
+  EXPECT_EQ(job["log"], "RetryError: server busy");
+  EXPECT_EQ(db_.scalar("SELECT abs(extract(epoch FROM scheduled_start - date_finished) - 3600) < 1 "
+                       "FROM jobd.job WHERE id = " +
+                       id),
+            "t");
+  EXPECT_THAT(daemon_->log(), HasSubstr("Scheduling retry due to RetryError: server busy."));
+  nlohmann::json a = attempts(id);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0]["outcome"], "retry");
+  EXPECT_EQ(a[0]["error_type"], "RetryError");
+  EXPECT_EQ(a[0]["error_message"], "server busy");
+  EXPECT_TRUE(a[0]["oops_id"].is_null());
+  EXPECT_EQ(oops(id).size(), 0u);
+}
+
+// Retries exhausted: FAILED with an OOPS that names the job.
+TEST_F(ServeOutcomesTest, RetriesExhausted) {
+  std::string id = enqueue("fail", R"({"error": "retry", "message": "still busy"})", 0);
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 3);
+  EXPECT_EQ(job["log"], "RetryError: still busy");
+  nlohmann::json o = oops(id);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0]["type"], "RetryError");
+  EXPECT_EQ(o[0]["value"], "still busy");
+  EXPECT_EQ(o[0]["reporter"], "JOBD-fail");
+  EXPECT_EQ(o[0]["attempt"], 1);
+  EXPECT_THAT(o[0]["id"].get<std::string>(), ::testing::MatchesRegex("OOPS-[0-9a-f]{16}"));
+  nlohmann::json a = attempts(id);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0]["outcome"], "failed");
+  EXPECT_EQ(a[0]["oops_id"], o[0]["id"]);
+}
+
+// A user error: FAILED, no OOPS, the message in log.
+TEST_F(ServeOutcomesTest, UserError) {
+  std::string id = enqueue("fail", R"({"error": "user", "message": "no such branch"})");
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 3);
+  EXPECT_EQ(job["log"], "no such branch");
+  EXPECT_EQ(oops(id).size(), 0u);
+  EXPECT_EQ(attempts(id)[0]["outcome"], "user_error");
+}
+
+// A request to suspend: SUSPENDED, no OOPS.
+TEST_F(ServeOutcomesTest, Suspend) {
+  std::string id = enqueue("fail", R"({"error": "suspend", "message": "waiting"})");
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 4);
+  EXPECT_TRUE(job["lease_expires"].is_null());
+  EXPECT_EQ(oops(id).size(), 0u);
+  EXPECT_EQ(attempts(id)[0]["outcome"], "suspended");
+}
+
+// Any other error: FAILED + OOPS with the handler's vars plus job_id and job_type.
+TEST_F(ServeOutcomesTest, OopsWithVars) {
+  std::string id = enqueue("fail", R"({"error": "oops", "message": "kaboom"})");
+  nlohmann::json job = finished(id);
+  EXPECT_EQ(job["status"], 3);
+  nlohmann::json o = oops(id);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0]["type"], "FailError");
+  EXPECT_EQ(o[0]["value"], "kaboom");
+  EXPECT_EQ(o[0]["vars"]["job_id"], id);
+  EXPECT_EQ(o[0]["vars"]["job_type"], "fail");
+  EXPECT_EQ(o[0]["vars"]["requested_error"], "oops");
+  EXPECT_FALSE(o[0]["hostname"].is_null());
+}
+
+// The sql handler: a completed job's work is committed exactly once, a
+// failing job's work is rolled back, and SQLSTATEs choose the outcome.
+TEST_F(ServeOutcomesTest, SqlWorkCommitsOnlyWithCompletion) {
+  std::string done = enqueue("work", R"({"note": "keep"})");
+  std::string user = enqueue("work", R"({"note": "bad", "fail": "user"})");
+  std::string retry = enqueue("work", R"({"note": "later", "fail": "retry"})", 3);
+  std::string serial = enqueue("work", R"({"note": "conflict", "fail": "serialization"})", 3);
+  std::string suspend = enqueue("work", R"({"note": "review", "fail": "suspend"})");
+  std::string oops_id = enqueue("work", R"({"note": "divide", "fail": "oops"})");
+  EXPECT_EQ(finished(done)["status"], 2);
+  nlohmann::json u = finished(user);
+  EXPECT_EQ(u["status"], 3);
+  EXPECT_EQ(u["log"], "note bad is not allowed");
+  EXPECT_EQ(finished(retry)["status"], 0);
+  EXPECT_EQ(finished(serial)["log"], "SqlState40001: conflict");
+  EXPECT_EQ(finished(suspend)["status"], 4);
+  EXPECT_EQ(finished(oops_id)["status"], 3);
+  EXPECT_EQ(oops(oops_id)[0]["type"], "SqlState22012");
+  EXPECT_EQ(db_.scalar("SELECT string_agg(note, ',' ORDER BY job_id) FROM work_log"), "keep");
+}
+
+// An unknown job type stays WAITING, an oversized payload fails without
+// running, a handler given the wrong argument types fails with a clear
+// message; the daemon goes on serving.
+TEST_F(ServeOutcomesTest, BadJobsDoNotStopTheDaemon) {
+  std::string unknown = enqueue("mystery", "{}");
+  std::string big = db_.scalar(
+      "INSERT INTO jobd.job (job_type, json_data) VALUES ('noop', "
+      "jsonb_build_object('pad', repeat('x', 2000))) RETURNING id");
+  std::string wrong = enqueue("sleep", R"({"ms": "soon"})");
+  nlohmann::json b = finished(big);
+  EXPECT_EQ(b["status"], 3);
+  EXPECT_THAT(b["log"].get<std::string>(), HasSubstr("PayloadTooLarge: json_data is 2"));
+  EXPECT_THAT(b["log"].get<std::string>(), HasSubstr("over max_payload (1024 bytes)"));
+  EXPECT_EQ(oops(big)[0]["type"], "PayloadTooLarge");
+  nlohmann::json w = finished(wrong);
+  EXPECT_EQ(w["status"], 3);
+  EXPECT_EQ(w["log"],
+            "sleep: json_data.ms must be a whole number of milliseconds from 0 to 7 days");
+  std::string after = enqueue("noop", "{}");
+  EXPECT_EQ(finished(after)["status"], 2);
+  EXPECT_EQ(db_.scalar("SELECT status || '/' || attempt_count FROM jobd.job WHERE id = " + unknown),
+            "0/0");
+}
+
+}  // namespace
+}  // namespace jobd
