@@ -85,7 +85,10 @@ int Controller::run() {
   db_->start();
   pool_ = std::make_unique<boost::asio::thread_pool>(config_->daemon().workers);
   executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_);
-  recorder_ = std::make_unique<runtime::OutcomeRecorder>(*db_, hostname_);
+  // A finished job with a target may unblock jobs waiting on that target,
+  // of any type: claim again once its outcome has landed.
+  recorder_ = std::make_unique<runtime::OutcomeRecorder>(
+      *db_, hostname_, [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *executor_, *pool_,
                                                   config_, sections_);
   std::string listen =

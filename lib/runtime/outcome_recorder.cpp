@@ -4,6 +4,7 @@
 
 #include "core/errors.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -38,8 +39,12 @@ std::string typeAndMessage(const JobOutcome& o) {
 
 }  // namespace
 
-OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, std::string hostname)
-    : db_(db), hostname_(std::move(hostname)), retry_timer_(db.context()) {}
+OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, std::string hostname,
+                                 std::function<void()> on_target_released)
+    : db_(db),
+      hostname_(std::move(hostname)),
+      on_target_released_(std::move(on_target_released)),
+      retry_timer_(db.context()) {}
 
 void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::Config> config) {
   pending_count_.fetch_add(1);
@@ -137,6 +142,11 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
     }
   }
   pending_count_.fetch_sub(items.size());
+  bool released = std::any_of(items.begin(), items.end(),
+                              [](const Item& item) { return item.outcome.job.target.has_value(); });
+  if (released && on_target_released_) {
+    on_target_released_();
+  }
 }
 
 void OutcomeRecorder::writeOneByOne(store::JobRepository& repo, std::vector<Item>& items) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -32,7 +33,10 @@ struct OutcomeCounters {
 
 class OutcomeRecorder {
  public:
-  OutcomeRecorder(DatabaseThread& db, std::string hostname);
+  // on_target_released runs on the database thread after a batch that
+  // ended jobs with a target: jobs waiting on those targets may be ready.
+  OutcomeRecorder(DatabaseThread& db, std::string hostname,
+                  std::function<void()> on_target_released);
 
   // Queues an outcome with the configuration it ran under.
   void record(JobOutcome outcome, std::shared_ptr<const config::Config> config);
@@ -57,6 +61,7 @@ class OutcomeRecorder {
 
   DatabaseThread& db_;
   std::string hostname_;
+  std::function<void()> on_target_released_;
   boost::asio::steady_timer retry_timer_;
   std::vector<Item> queue_;  // database thread only
   bool flush_scheduled_ = false;
