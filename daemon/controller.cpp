@@ -82,6 +82,7 @@ void Controller::chooseSections(const std::vector<std::string>& names) {
 int Controller::run() {
   // Step 1: the threads that do the waiting: database and workers.
   db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_);
+  db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   db_->start();
   pool_ = std::make_unique<boost::asio::thread_pool>(config_->daemon().workers);
   executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_);

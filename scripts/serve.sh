@@ -30,7 +30,4 @@ or from psql (scripts/jobd-psql):
 Stop the cluster with: scripts/dev-cluster-stop
 MSG
 
-if "$jobd" --help | grep -q '^  serve'; then
-  exec "$jobd" serve "$@"
-fi
-echo "jobd serve is not in this build yet (it comes with the daemon core); stopping after migrate." >&2
+exec "$jobd" serve "$@"

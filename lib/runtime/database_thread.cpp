@@ -52,11 +52,15 @@ store::JobRepository* DatabaseThread::repository() {
     connection_->set_variable("synchronous_commit", "off");
     store::checkSchemaVersion(*connection_);
     repository_ = std::make_unique<store::JobRepository>(*connection_, owner_);
-    if (failures_ > 0) {
-      spdlog::info("DATABASE_UP the database is reachable again");
-    }
+    bool recovered = failures_ > 0;
     failures_ = 0;
     up_ = true;
+    if (recovered) {
+      spdlog::info("DATABASE_UP the database is reachable again");
+      if (on_reconnect_) {
+        on_reconnect_();
+      }
+    }
     return repository_.get();
   } catch (const std::exception& e) {
     if (failures_ == 0) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -24,6 +25,10 @@ class DatabaseThread {
   ~DatabaseThread();
   DatabaseThread(const DatabaseThread&) = delete;
   DatabaseThread& operator=(const DatabaseThread&) = delete;
+
+  // Runs on the database thread after the connection comes back from an
+  // outage (the daemon polls then: claims may have been missed). Set before start().
+  void onReconnect(std::function<void()> callback) { on_reconnect_ = std::move(callback); }
 
   void start();
   // Runs what is queued, then joins. Idempotent; safe before start().
@@ -58,6 +63,7 @@ class DatabaseThread {
   std::unique_ptr<pqxx::connection> connection_;
   std::unique_ptr<store::JobRepository> repository_;
   std::atomic<bool> up_{false};
+  std::function<void()> on_reconnect_;
   int failures_ = 0;
   std::chrono::steady_clock::time_point next_try_{};
   std::mt19937_64 rng_{std::random_device{}()};

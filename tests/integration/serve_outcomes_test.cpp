@@ -51,7 +51,7 @@ class ServeOutcomesTest : public ::testing::Test {
   void SetUp() override {
     db_.scalar(kWorkFunction);
     daemon_ = std::make_unique<Daemon>(db_, kConfig);
-    daemon_->waitReady();
+    ASSERT_TRUE(daemon_->waitReady());
   }
 
   void TearDown() override {

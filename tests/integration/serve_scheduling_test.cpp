@@ -51,7 +51,7 @@ TEST(ServeSchedulingTest, ConcurrencyLimitsHoldConcurrently) {
       "FROM unnest(ARRAY['one', 'two', 'four']) t, generate_series(1, 1000)");
   Daemon daemon(
       db, "[jobd]\nworkers: 8\n" + section("one", 1) + section("two", 2) + section("four", 4));
-  daemon.waitReady();
+  ASSERT_TRUE(daemon.waitReady());
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "3000",
                          std::chrono::minutes(4)),
             "3000");
@@ -72,7 +72,7 @@ TEST(ServeSchedulingTest, PrioritiesAreHonoured) {
     db.scalar("SELECT jobd.enqueue('ordered', priority => " + std::to_string(priority) + ")");
   }
   Daemon daemon(db, section("ordered", 1));
-  daemon.waitReady();
+  ASSERT_TRUE(daemon.waitReady());
   waitForValue(db, "SELECT count(*) FROM ran", "7");
   EXPECT_EQ(db.scalar("SELECT string_agg(j.priority::text, ',' ORDER BY r.started) FROM ran r "
                       "JOIN jobd.job j ON j.id = r.job_id"),
@@ -90,7 +90,7 @@ TEST(ServeSchedulingTest, ScheduledJobStartsOnTime) {
   TestDatabase db;
   db.scalar(kIntervalsTable);
   Daemon daemon(db, "[jobd]\npoll_interval: 1h\n" + section("later", 1));
-  daemon.waitReady();
+  ASSERT_TRUE(daemon.waitReady());
   std::string id =
       db.scalar("SELECT jobd.enqueue('later', scheduled_start => now() + interval '2 seconds')");
   waitForValue(db, "SELECT count(*) FROM ran", "1", std::chrono::seconds(10));
@@ -114,7 +114,7 @@ TEST(ServeSchedulingTest, OneTargetNeverOverlapsConcurrently) {
       "INSERT INTO jobd.job (job_type, json_data) SELECT 'a', '{\"sleep\": 0.01}' "
       "FROM generate_series(1, 10)");
   Daemon daemon(db, section("a", 4) + section("b", 4));
-  daemon.waitReady();
+  ASSERT_TRUE(daemon.waitReady());
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM ran", "40"), "40");
   EXPECT_EQ(maxOverlap(db,
                        "(SELECT target FROM jobd.job WHERE id = a.job_id) = 'mp:1' AND "
@@ -131,7 +131,7 @@ TEST(ServeSchedulingTest, LatencyOfAnIdleDaemon) {
   db.scalar(kIntervalsTable);
   db.scalar("CREATE TABLE committed (job_id bigint, at timestamptz)");
   Daemon daemon(db, "[jobd]\npoll_interval: 1s\n" + section("quick", 4));
-  daemon.waitReady();
+  ASSERT_TRUE(daemon.waitReady());
   auto conn = db.connect();
   std::vector<double> latencies;
   for (int i = 0; i < 100; ++i) {
@@ -177,8 +177,8 @@ TEST(ServeSchedulingTest, TwoDaemonsConcurrently) {
   const std::string config = "[jobd]\nworkers: 16\n[noop]\nconcurrency: 16\n";
   Daemon first(db, config);
   Daemon second(db, config);
-  first.waitReady();
-  second.waitReady();
+  ASSERT_TRUE(first.waitReady());
+  ASSERT_TRUE(second.waitReady());
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "10000",
                          std::chrono::minutes(4)),
             "10000");

@@ -20,10 +20,12 @@ Daemon::Daemon(const TestDatabase& db, const std::string& config_text,
   process_ = std::make_unique<Process>(argv);
 }
 
-void Daemon::waitReady(std::chrono::milliseconds timeout) {
-  ASSERT_TRUE(process_->waitForOutput("DAEMON_READY", timeout))
-      << "the daemon did not become ready; its log:\n"
-      << process_->errSoFar();
+bool Daemon::waitReady(std::chrono::milliseconds timeout) {
+  if (process_->waitForOutput("DAEMON_READY", timeout)) {
+    return true;
+  }
+  ADD_FAILURE() << "the daemon did not become ready; its log:\n" << process_->errSoFar();
+  return false;
 }
 
 ProcessResult Daemon::stop(std::chrono::milliseconds timeout) {

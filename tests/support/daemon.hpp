@@ -18,8 +18,9 @@ class Daemon {
   Daemon(const TestDatabase& db, const std::string& config_text,
          const std::vector<std::string>& sections = {});
 
-  // Fails the test unless DAEMON_READY appears within the timeout.
-  void waitReady(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Whether DAEMON_READY appeared within the timeout; on failure, adds the
+  // daemon's log to the test's failure message. Use as ASSERT_TRUE(d.waitReady()).
+  bool waitReady(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   bool waitForLog(const std::string& needle,
                   std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
     return process_->waitForOutput(needle, timeout);
