@@ -90,8 +90,22 @@ int Controller::run() {
   // of any type: claim again once its outcome has landed.
   recorder_ = std::make_unique<runtime::OutcomeRecorder>(
       *db_, hostname_, [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
-  producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *executor_, *pool_,
-                                                  config_, sections_);
+  // Renew a third of the shortest lease served, so that two renewals can
+  // fail before any lease runs out.
+  Duration shortest = std::chrono::hours(24);
+  std::vector<store::RescuePolicy> policies;
+  for (const runtime::ServedSection& served : sections_) {
+    const config::SectionConfig* section = config_->section(served.name);
+    shortest = std::min(shortest, section->lease_duration);
+    policies.push_back({section->job_type, section->name, section->max_retries});
+  }
+  leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, shortest / 3);
+  leases_->onRecovered([this] { producer_->wakeAll(); });
+  rescuer_ = std::make_unique<runtime::LeaseRescuer>(io_, *db_, config_->daemon().rescue_interval,
+                                                     std::move(policies),
+                                                     config_->daemon().oops_prefix, hostname_);
+  producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *leases_, *executor_,
+                                                  *pool_, config_, sections_);
   std::string listen =
       config_->daemon().listen_database.empty() ? conninfo_ : config_->daemon().listen_database;
   notifier_ = std::make_unique<runtime::Notifier>(
@@ -193,6 +207,8 @@ void Controller::onListening() {
 void Controller::onReady() {
   ready_ = true;
   producer_->startPolling();
+  leases_->start();
+  rescuer_->start();
   spdlog::info("DAEMON_READY listening and polled; {}", statusLine());
   systemd::notifyReady(statusLine());
 }
@@ -201,6 +217,7 @@ void Controller::beginDrain() {
   draining_ = true;
   systemd::notifyStopping();
   preflight_timer_.cancel();
+  rescuer_->stop();
   drain_deadline_ = std::chrono::steady_clock::now() + config_->daemon().drain_timeout;
   producer_->stopClaiming([this] { waitForOutcomes(); });
 }
@@ -208,6 +225,8 @@ void Controller::beginDrain() {
 void Controller::waitForOutcomes() {
   if (recorder_->pending() == 0 || std::chrono::steady_clock::now() > drain_deadline_) {
     notifier_->stop();
+    leases_->stop();
+    rescuer_->stop();
     summary_timer_.cancel();
     signals_.cancel();
     io_.stop();

@@ -16,6 +16,8 @@
 #include "runtime/asio.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
+#include "runtime/lease_keeper.hpp"
+#include "runtime/lease_rescuer.hpp"
 #include "runtime/notifier.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/producer.hpp"
@@ -60,6 +62,8 @@ class Controller {
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
+  std::unique_ptr<runtime::LeaseKeeper> leases_;
+  std::unique_ptr<runtime::LeaseRescuer> rescuer_;
   std::unique_ptr<runtime::Producer> producer_;
   std::unique_ptr<runtime::Notifier> notifier_;
   int preflight_failures_ = 0;

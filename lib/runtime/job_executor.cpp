@@ -67,7 +67,10 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     context.transaction = &txn;
     runnable.run(context);
     context.transaction = nullptr;
-    if (!store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
+    // Past the local lease deadline another daemon may already have been
+    // given the job: never commit then, even if the row still looks ours.
+    if (context.cancellation.leaseExpiredLocally() ||
+        !store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
       // The lease is gone: roll the work back (txn's destructor aborts).
       outcome.lease_lost = true;
       return;

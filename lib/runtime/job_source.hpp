@@ -32,15 +32,28 @@ struct ClaimedJob {
   std::chrono::steady_clock::time_point claimed_at;
 };
 
-// Set by the daemon when a job must stop (timeout, cancel, shutdown);
-// long-running handlers check it.
+// Set by the daemon when a job must stop (timeout, a lost lease, shutdown);
+// long-running handlers check it. It also carries the lease's local
+// deadline: the monotonic time until which this daemon knows it holds the
+// lease (the last successful renewal plus lease_duration). Written by the io
+// thread, read by the worker.
 class CancellationToken {
  public:
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   void cancel() { cancelled_.store(true, std::memory_order_release); }
 
+  void setLeaseDeadline(std::chrono::steady_clock::time_point deadline) {
+    lease_deadline_.store(deadline.time_since_epoch().count(), std::memory_order_release);
+  }
+  bool leaseExpiredLocally() const {
+    return std::chrono::steady_clock::now().time_since_epoch().count() >
+           lease_deadline_.load(std::memory_order_acquire);
+  }
+
  private:
   std::atomic<bool> cancelled_{false};
+  std::atomic<std::chrono::steady_clock::rep> lease_deadline_{
+      std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
 };
 
 struct JobContext {

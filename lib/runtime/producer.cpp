@@ -7,12 +7,13 @@
 namespace jobd::runtime {
 
 Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
-                   const JobExecutor& executor, boost::asio::thread_pool& pool,
+                   LeaseKeeper& leases, const JobExecutor& executor, boost::asio::thread_pool& pool,
                    std::shared_ptr<const config::Config> config,
                    std::vector<ServedSection> sections)
     : io_(io),
       db_(db),
       recorder_(recorder),
+      leases_(leases),
       executor_(executor),
       pool_(pool),
       config_(std::move(config)),
@@ -60,7 +61,9 @@ void Producer::schedulePoll() {
 }
 
 void Producer::claim(Section& section) {
-  if (stopping_) {
+  // A daemon that cannot renew its leases takes no more work (LeaseKeeper
+  // wakes every section when renewals work again).
+  if (stopping_ || !leases_.healthy()) {
     return;
   }
   if (section.claiming) {
@@ -168,6 +171,7 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   ++section.running;
   ++pool_running_;
   auto token = std::make_shared<CancellationToken>();
+  leases_.add(job, section.config->lease_duration, token);
   boost::asio::post(pool_, [this, &section, job = std::move(job), config = config_, token] {
     JobOutcome outcome =
         executor_.execute(job, *section.served.source, *config->section(job.section), *token);
@@ -180,6 +184,7 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
 void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
   --pool_running_;
+  leases_.remove(outcome.job.id);
   recorder_.record(std::move(outcome), config_);
   if (section.more || section.again) {
     claim(section);

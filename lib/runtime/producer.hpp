@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
+#include "runtime/lease_keeper.hpp"
 #include "runtime/outcome_recorder.hpp"
 
 namespace jobd::runtime {
@@ -30,7 +31,7 @@ struct ServedSection {
 class Producer {
  public:
   Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
-           const JobExecutor& executor, boost::asio::thread_pool& pool,
+           LeaseKeeper& leases, const JobExecutor& executor, boost::asio::thread_pool& pool,
            std::shared_ptr<const config::Config> config, std::vector<ServedSection> sections);
 
   // A NOTIFY arrived for job_type.
@@ -72,6 +73,7 @@ class Producer {
   boost::asio::io_context& io_;
   DatabaseThread& db_;
   OutcomeRecorder& recorder_;
+  LeaseKeeper& leases_;
   const JobExecutor& executor_;
   boost::asio::thread_pool& pool_;
   std::shared_ptr<const config::Config> config_;

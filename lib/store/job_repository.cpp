@@ -108,11 +108,89 @@ INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, tra
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 )sql";
 
+constexpr const char* kRenewLeases = R"sql(
+WITH held AS (
+  SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS h(id, attempt, lease_us)
+), renewed AS (
+  UPDATE jobd.job AS j
+     SET lease_expires = now() + held.lease_us * interval '1 microsecond'
+    FROM held
+   WHERE j.id = held.id AND j.status = 1 AND j.attempt_count = held.attempt
+     AND j.lease_owner = $4
+  RETURNING j.id
+)
+SELECT held.id FROM held WHERE held.id NOT IN (SELECT id FROM renewed)
+)sql";
+
+// The rescue: expired leases, oldest first, locked with SKIP LOCKED so that
+// daemons rescuing at the same time share the work. One OOPS id per job,
+// made in SQL so that the job, attempt and OOPS rows agree.
+constexpr const char* kRescueExpired = R"sql(
+WITH policy AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::integer[]) AS p(job_type, section, max_retries)
+), expired AS (
+  SELECT id FROM jobd.job
+   WHERE status = 1 AND lease_expires < now()
+   ORDER BY lease_expires
+   LIMIT $6
+   FOR UPDATE SKIP LOCKED
+), decided AS MATERIALIZED (
+  SELECT j.id, j.job_type, j.attempt_count, j.lease_owner, j.date_started,
+         j.attempt_count <= COALESCE(p.max_retries, j.max_retries) AS again,
+         'OOPS-' || substr(md5(random()::text || j.id::text || clock_timestamp()::text), 1, 16)
+           AS oops_id,
+         $4 || '-' || COALESCE(p.section, 'rescuer') AS reporter,
+         'the lease of ' || COALESCE(j.lease_owner, 'an unknown daemon') || ' on attempt ' ||
+           j.attempt_count || ' expired at ' || j.lease_expires AS message
+    FROM jobd.job AS j
+    JOIN expired AS e ON e.id = j.id
+    LEFT JOIN policy AS p ON p.job_type = j.job_type
+), updated AS (
+  UPDATE jobd.job AS j
+     SET status = CASE WHEN d.again THEN 0 ELSE 3 END, lease_expires = NULL,
+         date_finished = now(), log = 'LeaseExpired: ' || d.message,
+         scheduled_start = CASE WHEN d.again THEN NULL ELSE j.scheduled_start END
+    FROM decided AS d
+   WHERE j.id = d.id
+  RETURNING j.id
+), attempts AS (
+  INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, error_type,
+                                error_message, oops_id)
+  SELECT id, attempt_count, lease_owner, date_started, 'lease_expired', 'LeaseExpired', message,
+         oops_id
+    FROM decided
+), oopses AS (
+  INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, vars, hostname)
+  SELECT oops_id, reporter, id, job_type, attempt_count, 'LeaseExpired', message,
+         jsonb_build_object('job_id', id::text, 'job_type', job_type, 'lease_owner', lease_owner),
+         $5
+    FROM decided
+)
+SELECT count(*) FILTER (WHERE again), count(*) FILTER (WHERE NOT again) FROM decided
+)sql";
+
 template <class T>
 std::string pgArray(const std::vector<T>& values) {
   std::string out = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {
     out += (i ? "," : "") + std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+// A text[] literal; every element quoted, since job types and section
+// names are free text.
+std::string pgTextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out += i ? ",\"" : "\"";
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+      }
+      out += c;
+    }
+    out += '"';
   }
   return out + "}";
 }
@@ -134,6 +212,8 @@ void JobRepository::prepare() {
   conn_.prepare("job_complete_many", kCompleteMany);
   conn_.prepare("job_finish_attempt", kFinishAttempt);
   conn_.prepare("oops_insert", kInsertOops);
+  conn_.prepare("job_renew_leases", kRenewLeases);
+  conn_.prepare("job_rescue_expired", kRescueExpired);
 }
 
 ClaimResult JobRepository::claim(const ClaimRequest& request) {
@@ -209,6 +289,47 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
                       nullIfEmpty(w.hostname));
   }
   return true;
+}
+
+std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease>& leases) {
+  std::vector<std::int64_t> ids, durations;
+  std::vector<int> attempts;
+  for (const HeldLease& lease : leases) {
+    ids.push_back(lease.id);
+    attempts.push_back(lease.attempt);
+    durations.push_back(
+        std::chrono::duration_cast<std::chrono::microseconds>(lease.lease_duration).count());
+  }
+  pqxx::work txn(conn_, "job_renew_leases");
+  std::vector<std::int64_t> lost;
+  for (const pqxx::row& row : txn.exec_prepared("job_renew_leases", pgArray(ids), pgArray(attempts),
+                                                pgArray(durations), owner_)) {
+    lost.push_back(row[0].as<std::int64_t>());
+  }
+  txn.commit();
+  return lost;
+}
+
+RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& policies,
+                                          const std::string& oops_prefix,
+                                          const std::string& hostname, int limit) {
+  std::vector<std::string> types, sections, retries;
+  for (const RescuePolicy& p : policies) {
+    types.push_back(p.job_type);
+    sections.push_back(p.section);
+    retries.push_back(p.max_retries ? std::to_string(*p.max_retries) : "NULL");
+  }
+  std::string retries_array = "{";
+  for (std::size_t i = 0; i < retries.size(); ++i) {
+    retries_array += (i ? "," : "") + retries[i];
+  }
+  retries_array += "}";
+  pqxx::work txn(conn_, "job_rescue_expired");
+  pqxx::row row =
+      txn.exec_prepared1("job_rescue_expired", pgTextArray(types), pgTextArray(sections),
+                         retries_array, oops_prefix, hostname, limit);
+  txn.commit();
+  return {row[0].as<int>(), row[1].as<int>()};
 }
 
 bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,

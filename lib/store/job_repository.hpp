@@ -46,6 +46,25 @@ struct OutcomeWrite {
   std::string hostname;
 };
 
+// A lease this daemon holds, as the renewal sends it.
+struct HeldLease {
+  std::int64_t id = 0;
+  int attempt = 0;
+  Duration lease_duration = std::chrono::seconds(30);
+};
+
+// What the rescuer knows of a job type it serves.
+struct RescuePolicy {
+  std::string job_type;
+  std::string section;
+  std::optional<int> max_retries;  // the section's override
+};
+
+struct RescueResult {
+  int requeued = 0;
+  int failed = 0;
+};
+
 class JobRepository {
  public:
   JobRepository(pqxx::connection_base& conn, std::string owner);
@@ -60,6 +79,18 @@ class JobRepository {
   // Writes one other outcome, fenced; false when the lease was lost (then
   // nothing is written).
   bool writeOutcome(pqxx::work& txn, const OutcomeWrite& write);
+
+  // Extends every lease in one statement; returns the ids whose lease this
+  // daemon no longer holds.
+  std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);
+
+  // SPEC §6's rescue, for every job type: RUNNING jobs whose lease expired
+  // go back to WAITING when attempts remain (the policy's max_retries when
+  // this daemon serves the type, else the row's), else FAILED; each gets a
+  // `lease_expired` attempt row and an OOPS. At most `limit` per call.
+  RescueResult rescueExpired(const std::vector<RescuePolicy>& policies,
+                             const std::string& oops_prefix, const std::string& hostname,
+                             int limit = 500);
 
   const std::string& owner() const { return owner_; }
 

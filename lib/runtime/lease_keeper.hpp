@@ -1,0 +1,58 @@
+// LeaseKeeper: the lease heartbeat (SPEC §6). On the io thread it keeps the
+// jobs this daemon runs; every interval (a third of the shortest
+// lease_duration served) it renews all their leases in one statement on the
+// database thread. A job whose lease is gone (rescued elsewhere, cancelled
+// or suspended by an operator) has its token cancelled; each successful
+// renewal moves the tokens' local deadlines. While renewals fail, healthy()
+// is false and the Producer stops claiming.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "runtime/asio.hpp"
+#include "runtime/database_thread.hpp"
+#include "runtime/job_source.hpp"
+
+namespace jobd::runtime {
+
+class LeaseKeeper {
+ public:
+  LeaseKeeper(boost::asio::io_context& io, DatabaseThread& db, Duration interval);
+
+  void add(const ClaimedJob& job, Duration lease_duration,
+           std::shared_ptr<CancellationToken> token);
+  void remove(std::int64_t id);
+  void start();
+  void stop();
+  bool healthy() const { return healthy_; }
+  // Runs when renewals work again after failing.
+  void onRecovered(std::function<void()> callback) { on_recovered_ = std::move(callback); }
+  std::uint64_t renewals() const { return renewals_; }
+
+ private:
+  struct Held {
+    int attempt;
+    Duration lease_duration;
+    std::shared_ptr<CancellationToken> token;
+  };
+
+  void schedule();
+  void renew();
+  void onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
+                 const std::vector<std::int64_t>& lost);
+
+  boost::asio::io_context& io_;
+  DatabaseThread& db_;
+  Duration interval_;
+  boost::asio::steady_timer timer_;
+  std::map<std::int64_t, Held> held_;
+  bool in_flight_ = false;
+  bool healthy_ = true;
+  bool stopped_ = false;
+  std::uint64_t renewals_ = 0;
+  std::function<void()> on_recovered_;
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,65 @@
+#include "runtime/lease_rescuer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+
+namespace jobd::runtime {
+
+LeaseRescuer::LeaseRescuer(boost::asio::io_context& io, DatabaseThread& db, Duration interval,
+                           std::vector<store::RescuePolicy> policies, std::string oops_prefix,
+                           std::string hostname)
+    : io_(io),
+      db_(db),
+      interval_(interval),
+      policies_(std::move(policies)),
+      oops_prefix_(std::move(oops_prefix)),
+      hostname_(std::move(hostname)),
+      timer_(io) {}
+
+void LeaseRescuer::start() {
+  stopped_ = false;
+  schedule();
+}
+
+void LeaseRescuer::stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
+void LeaseRescuer::schedule() {
+  timer_.expires_after(interval_);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !stopped_) {
+      runOnce();
+      schedule();
+    }
+  });
+}
+
+void LeaseRescuer::runOnce() {
+  db_.post([this] {
+    store::JobRepository* repo = db_.repository();
+    if (repo == nullptr) {
+      return;
+    }
+    try {
+      store::RescueResult result;
+      do {
+        result = repo->rescueExpired(policies_, oops_prefix_, hostname_, kBatch);
+        if (result.requeued + result.failed > 0) {
+          rescued_ += static_cast<std::uint64_t>(result.requeued) +
+                      static_cast<std::uint64_t>(result.failed);
+          spdlog::warn("JOB_RESCUED requeued={} failed={}: leases expired", result.requeued,
+                       result.failed);
+        }
+      } while (result.requeued + result.failed == kBatch);
+    } catch (const pqxx::broken_connection& e) {
+      db_.connectionLost(errorLine(e.what()));
+    } catch (const std::exception& e) {
+      spdlog::error("RESCUE_FAILED {}", errorLine(e.what()));
+    }
+  });
+}
+
+}  // namespace jobd::runtime

@@ -1,0 +1,42 @@
+// LeaseRescuer: SPEC §6's rescue, on every daemon, every rescue_interval,
+// for every job type (the lease owner may be dead). The timer runs on the
+// io thread, the statement on the database thread; it logs only when it
+// rescued something, and repeats at once while a full batch came back.
+#pragma once
+
+#include <atomic>
+#include <vector>
+
+#include "runtime/asio.hpp"
+#include "runtime/database_thread.hpp"
+
+namespace jobd::runtime {
+
+class LeaseRescuer {
+ public:
+  LeaseRescuer(boost::asio::io_context& io, DatabaseThread& db, Duration interval,
+               std::vector<store::RescuePolicy> policies, std::string oops_prefix,
+               std::string hostname);
+
+  void start();
+  void stop();
+  // Runs one rescue pass on the database thread; for tests and the timer.
+  void runOnce();
+  std::uint64_t rescued() const { return rescued_.load(); }
+
+ private:
+  void schedule();
+
+  boost::asio::io_context& io_;
+  DatabaseThread& db_;
+  Duration interval_;
+  std::vector<store::RescuePolicy> policies_;
+  std::string oops_prefix_;
+  std::string hostname_;
+  boost::asio::steady_timer timer_;
+  bool stopped_ = false;
+  std::atomic<std::uint64_t> rescued_{0};
+  static constexpr int kBatch = 500;
+};
+
+}  // namespace jobd::runtime
