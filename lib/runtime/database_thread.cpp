@@ -23,6 +23,10 @@ void DatabaseThread::start() {
 
 void DatabaseThread::stop() {
   guard_.reset();
+  // The controller has already waited for the outcomes it could write;
+  // what is left (a retry timer while the database is away, a renewal) must
+  // not keep the daemon from exiting.
+  context_.stop();
   if (thread_.joinable()) {
     thread_.join();
   }
@@ -50,6 +54,8 @@ store::JobRepository* DatabaseThread::repository() {
     // claim or outcome only causes a re-run (at-least-once). Jobs' own work
     // runs on other connections with the server's setting.
     connection_->set_variable("synchronous_commit", "off");
+    // Every statement of the daemon's own has a deadline.
+    connection_->set_variable("statement_timeout", "'60s'");
     store::checkSchemaVersion(*connection_);
     repository_ = std::make_unique<store::JobRepository>(*connection_, owner_);
     bool recovered = failures_ > 0;

@@ -31,7 +31,8 @@ class DatabaseThread {
   void onReconnect(std::function<void()> callback) { on_reconnect_ = std::move(callback); }
 
   void start();
-  // Runs what is queued, then joins. Idempotent; safe before start().
+  // Stops after the handler that is running, dropping what is queued, and
+  // joins. Idempotent; safe before start().
   void stop();
 
   boost::asio::io_context& context() { return context_; }

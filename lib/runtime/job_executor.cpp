@@ -65,6 +65,16 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     pqxx::connection& conn = connectionFor(conninfo);
     pqxx::work txn(conn);
     context.transaction = &txn;
+    // A timeout or a lost lease interrupts the running query (PQcancel is
+    // made to be called from another thread).
+    struct CancellerGuard {
+      const CancellationToken& token;
+      ~CancellerGuard() { token.setCanceller(nullptr); }
+    } guard{context.cancellation};
+    context.cancellation.setCanceller([&conn] { conn.cancel_query(); });
+    if (context.cancellation.cancelled()) {
+      throw RetryError("stopped by jobd before it started", "Cancelled");
+    }
     runnable.run(context);
     context.transaction = nullptr;
     // Past the local lease deadline another daemon may already have been
@@ -136,6 +146,14 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
     fail(OutcomeKind::kOops, typeNameOf(e), errorLine(e.what()));
   } catch (...) {
     fail(OutcomeKind::kOops, "UnknownException", "a non-standard exception was thrown");
+  }
+  if (cancellation.timedOut() && outcome.kind != OutcomeKind::kCompleted) {
+    // Whatever the handler did once stopped (a cancelled query, a
+    // Cancelled retry), the outcome is SPEC §3's timeout.
+    outcome.kind = OutcomeKind::kTimeout;
+    outcome.error_type = "TimeoutError";
+    outcome.message = "Job ran too long.";
+    outcome.committed = false;
   }
   outcome.oops_vars = std::move(context.oops_vars);
   outcome.duration = std::chrono::duration_cast<std::chrono::milliseconds>(

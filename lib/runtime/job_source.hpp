@@ -9,8 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <pqxx/pqxx>
@@ -40,7 +42,28 @@ struct ClaimedJob {
 class CancellationToken {
  public:
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
-  void cancel() { cancelled_.store(true, std::memory_order_release); }
+  void cancel() {
+    cancelled_.store(true, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (canceller_) {
+      canceller_();
+    }
+  }
+  // The job ran past its section's timeout (SPEC §3): cancel it, and make
+  // its outcome TimeoutError whatever the handler does next.
+  void timeOut() {
+    timed_out_.store(true, std::memory_order_release);
+    cancel();
+  }
+  bool timedOut() const { return timed_out_.load(std::memory_order_acquire); }
+
+  // While a handler waits on something that cancelled() cannot interrupt
+  // (a query), it registers how to interrupt it (PQcancel); cancel() calls
+  // it. Cleared before that something goes away.
+  void setCanceller(std::function<void()> canceller) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    canceller_ = std::move(canceller);
+  }
 
   void setLeaseDeadline(std::chrono::steady_clock::time_point deadline) {
     lease_deadline_.store(deadline.time_since_epoch().count(), std::memory_order_release);
@@ -52,6 +75,9 @@ class CancellationToken {
 
  private:
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> timed_out_{false};
+  mutable std::mutex mutex_;
+  mutable std::function<void()> canceller_;
   std::atomic<std::chrono::steady_clock::rep> lease_deadline_{
       std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
 };

@@ -15,21 +15,13 @@
 namespace jobd::runtime {
 namespace {
 
-std::string utcDate() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buffer[16];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", &tm);
-  return buffer;
-}
-
-std::string utcTimestamp() {
+// The current UTC time in strftime's format (OOPS dates are UTC, SPEC §7).
+std::string utcNow(const char* format) {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&now, &tm);
   char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::strftime(buffer, sizeof buffer, format, &tm);
   return buffer;
 }
 
@@ -274,13 +266,19 @@ void OutcomeRecorder::writeOopsFile(const Item& item, const store::OutcomeWrite&
   }
   vars["job_id"] = std::to_string(o.job.id);
   vars["job_type"] = o.job.job_type;
-  nlohmann::json report = {
-      {"id", *write.oops_id}, {"time", utcTimestamp()},     {"reporter", write.oops_reporter},
-      {"job_id", o.job.id},   {"job_type", o.job.job_type}, {"attempt", o.job.attempt},
-      {"type", o.error_type}, {"value", o.message},         {"traceback", o.traceback},
-      {"vars", vars},         {"hostname", write.hostname}};
+  nlohmann::json report = {{"id", *write.oops_id},
+                           {"time", utcNow("%Y-%m-%dT%H:%M:%SZ")},
+                           {"reporter", write.oops_reporter},
+                           {"job_id", o.job.id},
+                           {"job_type", o.job.job_type},
+                           {"attempt", o.job.attempt},
+                           {"type", o.error_type},
+                           {"value", o.message},
+                           {"traceback", o.traceback},
+                           {"vars", vars},
+                           {"hostname", write.hostname}};
   try {
-    std::filesystem::path folder = std::filesystem::path(dir) / utcDate();
+    std::filesystem::path folder = std::filesystem::path(dir) / utcNow("%Y-%m-%d");
     std::filesystem::create_directories(folder);
     std::ofstream out(folder / *write.oops_id);
     out << report.dump(2) << "\n";

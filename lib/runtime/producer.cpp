@@ -172,6 +172,15 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   ++pool_running_;
   auto token = std::make_shared<CancellationToken>();
   leases_.add(job, section.config->lease_duration, token);
+  auto timer = std::make_unique<boost::asio::steady_timer>(io_);
+  timer->expires_at(job.claimed_at + section.config->timeout);
+  timer->async_wait([token, id = job.id, type = job.job_type](const boost::system::error_code& ec) {
+    if (!ec) {
+      spdlog::warn("JOB_TIMEOUT id={} type={}: ran past its timeout; stopping it", id, type);
+      token->timeOut();
+    }
+  });
+  timeouts_[job.id] = std::move(timer);
   boost::asio::post(pool_, [this, &section, job = std::move(job), config = config_, token] {
     JobOutcome outcome =
         executor_.execute(job, *section.served.source, *config->section(job.section), *token);
@@ -185,6 +194,7 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
   --pool_running_;
   leases_.remove(outcome.job.id);
+  timeouts_.erase(outcome.job.id);  // cancels the timer
   recorder_.record(std::move(outcome), config_);
   if (section.more || section.again) {
     claim(section);

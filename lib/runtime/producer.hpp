@@ -79,6 +79,8 @@ class Producer {
   std::shared_ptr<const config::Config> config_;
   std::map<std::string, std::unique_ptr<Section>> sections_;  // by name
   std::map<std::string, Section*> by_job_type_;
+  // One timer per running job, at claim + the section's timeout.
+  std::map<std::int64_t, std::unique_ptr<boost::asio::steady_timer>> timeouts_;
   int pool_running_ = 0;
   bool stopping_ = false;
   std::function<void()> on_idle_;
