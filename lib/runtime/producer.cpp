@@ -121,7 +121,8 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   if (result.next_scheduled_in) {
     wakeAt(section, *result.next_scheduled_in);
   }
-  if (!section.polled) {
+  // READY waits for a first poll of every section that reached the database.
+  if (ok && !section.polled) {
     section.polled = true;
     bool all = true;
     for (auto& [name, s] : sections_) {
