@@ -81,12 +81,7 @@ void Notifier::connect() {
       if (failures_ == 0) {
         spdlog::warn("LISTENER_DOWN cannot LISTEN: {}", error);
       }
-      reconnect_timer_.expires_after(DatabaseThread::backoff(failures_++, rng_));
-      reconnect_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (!ec && !stopped_) {
-          connect();
-        }
-      });
+      scheduleReconnect(failures_++);
     });
   });
 }
@@ -139,7 +134,11 @@ void Notifier::drop(const std::string& why) {
   }
   session_.reset();
   failures_ = 1;
-  reconnect_timer_.expires_after(DatabaseThread::backoff(0, rng_));
+  scheduleReconnect(0);
+}
+
+void Notifier::scheduleReconnect(int failures) {
+  reconnect_timer_.expires_after(DatabaseThread::backoff(failures, rng_));
   reconnect_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec && !stopped_) {
       connect();

@@ -37,6 +37,7 @@ class Notifier {
   void adopt(std::unique_ptr<Session> session);
   void waitReadable();
   void drop(const std::string& why);
+  void scheduleReconnect(int failures);
 
   boost::asio::io_context& io_;
   DatabaseThread& db_;

@@ -72,20 +72,21 @@ void OutcomeRecorder::flush() {
   }
   std::vector<Item> batch;
   batch.swap(queue_);
+  // A lost connection, or a commit in doubt: keep the batch and write it
+  // again once connected. Writing a batch that did land is harmless, since
+  // every write is fenced: it now changes nothing.
+  auto keepForLater = [&](const std::exception& e) {
+    db_.connectionLost(errorLine(e.what()));
+    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+    scheduleFlush();
+  };
   try {
     writeBatch(*repo, batch);
   } catch (const pqxx::broken_connection& e) {
-    db_.connectionLost(errorLine(e.what()));
-    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                  std::make_move_iterator(batch.end()));
-    scheduleFlush();
+    keepForLater(e);
   } catch (const pqxx::in_doubt_error& e) {
-    // The batch may or may not have landed; writing it again is safe
-    // because every write is fenced: a landed one now changes nothing.
-    db_.connectionLost(errorLine(e.what()));
-    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                  std::make_move_iterator(batch.end()));
-    scheduleFlush();
+    keepForLater(e);
   } catch (const std::exception& e) {
     spdlog::error("OUTCOME_BATCH_FAILED writing {} outcomes one by one: {}", batch.size(),
                   errorLine(e.what()));

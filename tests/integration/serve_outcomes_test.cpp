@@ -64,11 +64,10 @@ class ServeOutcomesTest : public ::testing::Test {
                       std::to_string(max_retries) + ")");
   }
 
-  // Waits for the job's JOB_FINISHED line (attempt n) and returns the row.
-  nlohmann::json finished(const std::string& id, int attempt = 1) {
+  // Waits for the job's JOB_FINISHED line and returns the row.
+  nlohmann::json finished(const std::string& id) {
     EXPECT_TRUE(daemon_->waitForLog("JOB_FINISHED id=" + id + " type=", std::chrono::seconds(30)))
         << daemon_->log();
-    (void)attempt;
     return nlohmann::json::parse(db_.scalar("SELECT to_jsonb(j) FROM jobd.job j WHERE id = " + id));
   }
 
