@@ -41,7 +41,8 @@ Controller::Controller(std::shared_ptr<const config::Config> config,
       signals_(io_),
       preflight_timer_(io_),
       summary_timer_(io_),
-      drain_timer_(io_) {
+      drain_timer_(io_),
+      deadline_timer_(io_) {
   owner_ = ownerName(hostname_);
   chooseSections(sections);
 }
@@ -71,11 +72,13 @@ void Controller::chooseSections(const std::vector<std::string>& names) {
     throw ConfigError(config_->origin() + ": no enabled job source section to serve");
   }
   for (const config::SectionConfig* section : chosen) {
+    runtime::ServedSection served{section->name, jobtypes::makeJobSource(*section), nullptr};
     if (section->runner == config::RunnerKind::kProcess) {
-      throw ConfigError(config_->origin() + ": [" + section->name +
-                        "] runner: process is not available in this build yet");
+      served.runner = std::make_shared<runtime::ProcessRunner>(
+          io_, runtime::ProcessRunner::Options{*section, conninfo_, owner_,
+                                               config_->daemon().log_level});
     }
-    sections_.push_back({section->name, jobtypes::makeJobSource(*section)});
+    sections_.push_back(std::move(served));
   }
 }
 
@@ -106,6 +109,17 @@ int Controller::run() {
                                                      config_->daemon().oops_prefix, hostname_);
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *leases_, *executor_,
                                                   *pool_, config_, sections_);
+  producer_->onAllStuck([this](const std::string& what) {
+    spdlog::critical(
+        "DAEMON_STUCK {}: draining, then exiting with status 1 so that the service manager "
+        "restarts jobd",
+        what);
+    systemd::notifyStatus("stuck: " + what);
+    exit_status_ = 1;
+    if (!draining_) {
+      beginDrain();
+    }
+  });
   std::string listen =
       config_->daemon().listen_database.empty() ? conninfo_ : config_->daemon().listen_database;
   notifier_ = std::make_unique<runtime::Notifier>(
@@ -123,9 +137,16 @@ int Controller::run() {
   io_.run();
 
   // Step 4: stop in order: no more notifications, outcomes flushed by the
-  // database thread, workers joined.
+  // database thread, workers joined. A thread that never returned cannot be
+  // joined: its job stays RUNNING and is rescued when its lease expires.
   notifier_->stop();
   db_->stop();
+  if (int left = producer_->running(); left > 0) {
+    spdlog::warn("DAEMON_STOPPED exit_status={} leaving {} running jobs to be rescued",
+                 exit_status_, left);
+    std::fflush(nullptr);
+    std::_Exit(exit_status_);  // process runners die with the daemon (PR_SET_PDEATHSIG)
+  }
   pool_->join();
   spdlog::info("DAEMON_STOPPED exit_status={}", exit_status_);
   return exit_status_;
@@ -219,17 +240,30 @@ void Controller::beginDrain() {
   preflight_timer_.cancel();
   rescuer_->stop();
   drain_deadline_ = std::chrono::steady_clock::now() + config_->daemon().drain_timeout;
+  deadline_timer_.expires_at(drain_deadline_);
+  deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      spdlog::warn("DRAIN_TIMEOUT {} jobs still running after drain_timeout", producer_->running());
+      stopLoop();
+    }
+  });
   producer_->stopClaiming([this] { waitForOutcomes(); });
+}
+
+void Controller::stopLoop() {
+  notifier_->stop();
+  leases_->stop();
+  rescuer_->stop();
+  summary_timer_.cancel();
+  deadline_timer_.cancel();
+  drain_timer_.cancel();
+  signals_.cancel();
+  io_.stop();
 }
 
 void Controller::waitForOutcomes() {
   if (recorder_->pending() == 0 || std::chrono::steady_clock::now() > drain_deadline_) {
-    notifier_->stop();
-    leases_->stop();
-    rescuer_->stop();
-    summary_timer_.cancel();
-    signals_.cancel();
-    io_.stop();
+    stopLoop();
     return;
   }
   drain_timer_.expires_after(std::chrono::milliseconds(20));
@@ -242,8 +276,10 @@ void Controller::waitForOutcomes() {
 
 std::string Controller::statusLine() const {
   const runtime::OutcomeCounters& c = recorder_->counters();
+  std::string stuck =
+      producer_->stuck() > 0 ? " (" + std::to_string(producer_->stuck()) + " stuck)" : "";
   return "running " + std::to_string(producer_->running()) + "/" +
-         std::to_string(producer_->slots()) + ", completed " + std::to_string(c.completed) +
+         std::to_string(producer_->slots()) + stuck + ", completed " + std::to_string(c.completed) +
          ", failed " + std::to_string(c.failed) + ", retried " + std::to_string(c.retried) +
          ", database " + (db_->connected() ? "up" : "down") + ", listener " +
          (notifier_->listening() ? "up" : "down");

@@ -44,6 +44,7 @@ class Controller {
   void onReady();
   void beginDrain();
   void waitForOutcomes();
+  void stopLoop();
   void scheduleSummary();
   std::string statusLine() const;
 
@@ -51,13 +52,15 @@ class Controller {
   std::string conninfo_;
   std::string owner_;
   std::string hostname_;
-  std::vector<runtime::ServedSection> sections_;
 
   boost::asio::io_context io_;
+  // After io_: process runners hold descriptors of io_.
+  std::vector<runtime::ServedSection> sections_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer preflight_timer_;
   boost::asio::steady_timer summary_timer_;
   boost::asio::steady_timer drain_timer_;
+  boost::asio::steady_timer deadline_timer_;
   std::unique_ptr<runtime::DatabaseThread> db_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<runtime::JobExecutor> executor_;

@@ -55,11 +55,12 @@ spdlog::level::level_enum levelFromName(const std::string& name) {
 
 }  // namespace
 
-void setupLogging(const std::string& level, int verbosity) {
+void setupLogging(const std::string& level, int verbosity, bool timestamps) {
   auto logger =
       std::make_shared<spdlog::logger>("jobd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  formatter->add_flag<LevelFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %* %v");
+  formatter->add_flag<LevelFlag>('*').set_pattern(timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %v"
+                                                             : "%* %v");
   logger->set_formatter(std::move(formatter));
   int value = static_cast<int>(levelFromName(level)) - verbosity;
   value = std::clamp(value, static_cast<int>(spdlog::level::trace),

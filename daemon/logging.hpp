@@ -8,7 +8,8 @@
 namespace jobd::cli {
 
 // level: a [jobd] log_level name; verbosity: -v count minus -q count, each
-// step moving one level.
-void setupLogging(const std::string& level, int verbosity);
+// step moving one level. Without timestamps for a process runner, whose
+// lines the daemon logs again with its own.
+void setupLogging(const std::string& level, int verbosity, bool timestamps = true);
 
 }  // namespace jobd::cli

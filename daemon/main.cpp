@@ -8,6 +8,8 @@
 #include "config/config_problem.hpp"
 #include "core/errors.hpp"
 #include "logging.hpp"
+#include "runtime/worker_protocol.hpp"
+#include "worker.hpp"
 
 namespace {
 
@@ -25,6 +27,9 @@ int fail(int status, const std::string& message) {
 
 int main(int argc, char** argv) {
   try {
+    if (argc == 2 && std::string(argv[1]) == jobd::runtime::worker::kCommand) {
+      return jobd::cli::runWorker();
+    }
     jobd::cli::CommandLine cl = jobd::cli::parseCommandLine(argc, argv);
     if (cl.help) {
       std::cout << jobd::cli::usageText();

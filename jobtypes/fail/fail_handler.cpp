@@ -1,5 +1,11 @@
 #include "fail_handler.hpp"
 
+#include <sys/mman.h>
+
+#include <csignal>
+#include <new>
+#include <set>
+
 #include "core/job_errors.hpp"
 
 namespace jobd::jobtypes {
@@ -7,10 +13,20 @@ namespace {
 
 class FailJob : public runtime::IRunnableJob {
  public:
-  FailJob(std::string error, std::string message)
-      : error_(std::move(error)), message_(std::move(message)) {}
+  FailJob(std::string error, std::string message, std::size_t bytes)
+      : error_(std::move(error)), message_(std::move(message)), bytes_(bytes) {}
 
   void run(runtime::JobContext& context) override {
+    if (error_ == "crash") {
+      // Dies as a segmentation fault does, whatever handler a sanitizer
+      // installed: the process running the job goes with it.
+      std::signal(SIGSEGV, SIG_DFL);
+      std::raise(SIGSEGV);
+    }
+    if (error_ == "memory") {
+      hog();
+      return;
+    }
     if (error_ == "retry") {
       throw RetryError(message_);
     }
@@ -24,9 +40,25 @@ class FailJob : public runtime::IRunnableJob {
     throw OopsError("FailError", message_);
   }
 
- private:
+  // Maps bytes_ of memory and touches every page, as a job that grows
+  // without bound does; past memory_limit the mapping fails (std::bad_alloc,
+  // an OOPS). Mapped directly so that no allocator's policy interferes.
+  void hog() const {
+    void* memory =
+        mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+      throw std::bad_alloc();
+    }
+    auto* bytes = static_cast<volatile char*>(memory);
+    for (std::size_t offset = 0; offset < bytes_; offset += 4096) {
+      bytes[offset] = 1;
+    }
+    munmap(memory, bytes_);
+  }
+
   std::string error_;
   std::string message_;
+  std::size_t bytes_;
 };
 
 class FailSource : public runtime::IJobSource {
@@ -34,9 +66,13 @@ class FailSource : public runtime::IJobSource {
   std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob&,
                                                       const nlohmann::json& data) const override {
     auto error = data.find("error");
+    static const std::set<std::string> kErrors = {"retry",   "user",  "oops",
+                                                  "suspend", "crash", "memory"};
     if (error == data.end() || !error->is_string() ||
-        (*error != "retry" && *error != "user" && *error != "oops" && *error != "suspend")) {
-      throw UserError("fail: json_data.error must be \"retry\", \"user\", \"oops\" or \"suspend\"");
+        kErrors.count(error->get<std::string>()) == 0) {
+      throw UserError(
+          "fail: json_data.error must be \"retry\", \"user\", \"oops\", \"suspend\", "
+          "\"crash\" or \"memory\"");
     }
     std::string message = "failed as asked";
     if (auto m = data.find("message"); m != data.end()) {
@@ -45,7 +81,14 @@ class FailSource : public runtime::IJobSource {
       }
       message = m->get<std::string>();
     }
-    return std::make_unique<FailJob>(error->get<std::string>(), message);
+    std::size_t bytes = 1ULL << 30;
+    if (auto b = data.find("bytes"); b != data.end()) {
+      if (!b->is_number_unsigned() || b->get<std::uint64_t>() > (1ULL << 40)) {
+        throw UserError("fail: json_data.bytes must be a whole number of bytes up to 1T");
+      }
+      bytes = b->get<std::size_t>();
+    }
+    return std::make_unique<FailJob>(error->get<std::string>(), message, bytes);
   }
 };
 
@@ -53,7 +96,8 @@ class FailSource : public runtime::IJobSource {
 
 config::HandlerDescriptor failDescriptor() {
   return {"fail",
-          "ends as json_data.error says: retry, user, oops or suspend, with json_data.message",
+          "ends as json_data.error says: retry, user, oops or suspend, with json_data.message; "
+          "crash dies of SIGSEGV and memory maps json_data.bytes (default 1G)",
           {}};
 }
 

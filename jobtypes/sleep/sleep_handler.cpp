@@ -9,12 +9,14 @@ namespace {
 
 class SleepJob : public runtime::IRunnableJob {
  public:
-  explicit SleepJob(std::chrono::milliseconds duration) : duration_(duration) {}
+  SleepJob(std::chrono::milliseconds duration, bool ignore_cancel)
+      : duration_(duration), ignore_cancel_(ignore_cancel) {}
 
-  // Sleeps in short steps so that a cancelled job stops promptly.
+  // Sleeps in short steps so that a cancelled job stops promptly, unless
+  // asked to ignore cancellation (a stuck job, for tests and drills).
   void run(runtime::JobContext& context) override {
     auto deadline = std::chrono::steady_clock::now() + duration_;
-    while (!context.cancellation.cancelled()) {
+    while (ignore_cancel_ || !context.cancellation.cancelled()) {
       auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::steady_clock::duration::zero()) {
         return;
@@ -27,6 +29,7 @@ class SleepJob : public runtime::IRunnableJob {
 
  private:
   std::chrono::milliseconds duration_;
+  bool ignore_cancel_;
 };
 
 class SleepSource : public runtime::IJobSource {
@@ -39,14 +42,25 @@ class SleepSource : public runtime::IJobSource {
       throw UserError(
           "sleep: json_data.ms must be a whole number of milliseconds from 0 to 7 days");
     }
-    return std::make_unique<SleepJob>(std::chrono::milliseconds(ms->get<std::int64_t>()));
+    bool ignore_cancel = false;
+    if (auto ignore = data.find("ignore_cancel"); ignore != data.end()) {
+      if (!ignore->is_boolean()) {
+        throw UserError("sleep: json_data.ignore_cancel must be true or false");
+      }
+      ignore_cancel = ignore->get<bool>();
+    }
+    return std::make_unique<SleepJob>(std::chrono::milliseconds(ms->get<std::int64_t>()),
+                                      ignore_cancel);
   }
 };
 
 }  // namespace
 
 config::HandlerDescriptor sleepDescriptor() {
-  return {"sleep", "sleeps for json_data.ms milliseconds, then completes", {}};
+  return {"sleep",
+          "sleeps for json_data.ms milliseconds, then completes; json_data.ignore_cancel: true "
+          "makes it ignore a timeout, as a stuck job does",
+          {}};
 }
 
 std::unique_ptr<runtime::IJobSource> makeSleepSource(const config::SectionConfig&) {

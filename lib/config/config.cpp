@@ -100,7 +100,8 @@ const Fields<SectionConfig>& sectionFields() {
       {{"timeout", "5m", "longest a job may run before it is stopped and fails"},
        into<S, Duration>(&S::timeout, durationAtLeast(std::chrono::milliseconds(1)))},
       {{"kill_grace", "5s",
-        "after the timeout, SIGTERM to child processes, SIGKILL this much later"},
+        "after the timeout, SIGTERM to child processes, SIGKILL this much later; a thread "
+        "still running then is reported stuck"},
        into<S, Duration>(&S::kill_grace, durationAtLeast(std::chrono::milliseconds(0)))},
       {{"max_retries", "",
         "if set, overrides the row's max_retries; a job gets max_retries + 1 attempts"},
@@ -112,7 +113,9 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, RetryBackoff>(&S::retry_backoff, parseBackoff)},
       {{"retry_delay_max", "1h", "cap of the exponential retry delay"},
        into<S, Duration>(&S::retry_delay_max, durationAtLeast(std::chrono::milliseconds(0)))},
-      {{"runner", "thread", "thread (the shared worker pool) or process (a child per job slot)"},
+      {{"runner", "thread",
+        "thread (the shared worker pool) or process (a child per slot, reused after a "
+        "success, replaced after a failure)"},
        into<S, RunnerKind>(&S::runner, parseRunner)},
       {{"memory_limit", "",
         "address-space limit of process runners and exec children; empty: none"},

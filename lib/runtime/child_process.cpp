@@ -34,16 +34,6 @@ struct Pipe {
   }
 };
 
-std::vector<char*> pointers(const std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (const std::string& s : strings) {
-    out.push_back(const_cast<char*>(s.c_str()));
-  }
-  out.push_back(nullptr);
-  return out;
-}
-
 // In the child, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void execChild(const ChildSpec& spec, char* const* argv, char* const* envp, int in_fd,
                             int err_fd, int report_fd) {
@@ -76,13 +66,23 @@ void appendTail(std::string& tail, const char* data, std::size_t size, std::size
 
 }  // namespace
 
-std::vector<std::string> childEnvironment() {
+std::vector<char*> execArray(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) {
+    out.push_back(const_cast<char*>(s.c_str()));  // execve() does not write to them
+  }
+  out.push_back(nullptr);
+  return out;
+}
+
+std::vector<std::string> childEnvironment(ChildKind kind) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry = *e;
     std::string key = entry.substr(0, entry.find('='));
-    if (key == "NOTIFY_SOCKET" || key == "PGPASSWORD" || key.rfind("WATCHDOG_", 0) == 0 ||
-        key.rfind("LISTEN_", 0) == 0) {
+    if (key == "NOTIFY_SOCKET" || (key == "PGPASSWORD" && kind == ChildKind::kJobProgram) ||
+        key.rfind("WATCHDOG_", 0) == 0 || key.rfind("LISTEN_", 0) == 0) {
       continue;
     }
     env.push_back(std::move(entry));
@@ -98,8 +98,8 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
     result.start_error = std::string("pipe: ") + std::strerror(errno);
     return result;
   }
-  std::vector<char*> argv = pointers(spec.argv);
-  std::vector<char*> envp = pointers(spec.env);
+  std::vector<char*> argv = execArray(spec.argv);
+  std::vector<char*> envp = execArray(spec.env);
   pid_t pid = fork();
   if (pid < 0) {
     result.start_error = std::string("fork: ") + std::strerror(errno);

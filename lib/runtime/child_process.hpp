@@ -37,8 +37,15 @@ struct ChildResult {
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation);
 
-// The daemon's environment less what a child must not inherit (SPEC §5):
-// NOTIFY_SOCKET, WATCHDOG_*, LISTEN_* and PGPASSWORD.
-std::vector<std::string> childEnvironment();
+// The null-terminated char* array that execve() takes, pointing into
+// strings, which must outlive it. Built before fork(): the child may only
+// make async-signal-safe calls.
+std::vector<char*> execArray(const std::vector<std::string>& strings);
+
+// The daemon's environment less what a child must not inherit: systemd's
+// NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*, and for a job's program (SPEC §5)
+// also PGPASSWORD. A process runner is jobd itself and keeps PGPASSWORD.
+enum class ChildKind { kJobProgram, kProcessRunner };
+std::vector<std::string> childEnvironment(ChildKind kind = ChildKind::kJobProgram);
 
 }  // namespace jobd::runtime

@@ -77,6 +77,11 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     }
     runnable.run(context);
     context.transaction = nullptr;
+    // Past its timeout a job's work never commits, even when its handler
+    // ignored the cancellation and returned.
+    if (context.cancellation.timedOut()) {
+      throw TimeoutError();
+    }
     // Past the local lease deadline another daemon may already have been
     // given the job: never commit then, even if the row still looks ours.
     if (context.cancellation.leaseExpiredLocally() ||
@@ -147,9 +152,10 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
   } catch (...) {
     fail(OutcomeKind::kOops, "UnknownException", "a non-standard exception was thrown");
   }
-  if (cancellation.timedOut() && outcome.kind != OutcomeKind::kCompleted) {
+  if (cancellation.timedOut() && !outcome.committed) {
     // Whatever the handler did once stopped (a cancelled query, a
-    // Cancelled retry), the outcome is SPEC §3's timeout.
+    // Cancelled retry, or returning as if nothing happened), the outcome is
+    // SPEC §3's timeout. Only a commit that won the race stands.
     outcome.kind = OutcomeKind::kTimeout;
     outcome.error_type = "TimeoutError";
     outcome.message = "Job ran too long.";

@@ -33,6 +33,7 @@ struct JobOutcome {
   std::map<std::string, std::string> oops_vars;
   std::string operation;  // the source's operation description
   std::chrono::milliseconds duration{0};
+  int runner_pid = 0;  // the process runner's pid; 0 for a thread
   // Set when the COMPLETED mark was already committed in the job's own
   // transaction (database handlers): nothing is left to write.
   bool committed = false;

@@ -69,15 +69,22 @@ class CancellationToken {
     lease_deadline_.store(deadline.time_since_epoch().count(), std::memory_order_release);
   }
   bool leaseExpiredLocally() const {
+    if (lease_check_) {
+      return !lease_check_();
+    }
     return std::chrono::steady_clock::now().time_since_epoch().count() >
            lease_deadline_.load(std::memory_order_acquire);
   }
+  // In a process runner the lease is held by the daemon: the child asks it
+  // instead (runtime/worker_protocol.hpp). Set before the job runs.
+  void setLeaseCheck(std::function<bool()> holds_lease) { lease_check_ = std::move(holds_lease); }
 
  private:
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> timed_out_{false};
   mutable std::mutex mutex_;
   mutable std::function<void()> canceller_;
+  std::function<bool()> lease_check_;
   std::atomic<std::chrono::steady_clock::rep> lease_deadline_{
       std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
 };

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/retry_policy.hpp"
+#include "core/text.hpp"
 
 namespace jobd::runtime {
 namespace {
@@ -39,6 +40,12 @@ OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, std::string hostname,
       retry_timer_(db.context()) {}
 
 void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::Config> config) {
+  for (std::string* text : {&outcome.error_type, &outcome.message, &outcome.traceback}) {
+    *text = storableText(*text);
+  }
+  for (auto& [key, value] : outcome.oops_vars) {
+    value = storableText(value);
+  }
   pending_count_.fetch_add(1);
   db_.post([this, item = Item{std::move(outcome), std::move(config)}]() mutable {
     queue_.push_back(std::move(item));
@@ -202,10 +209,19 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       oops();
       w.attempt_outcome = "timeout";
       break;
-    case OutcomeKind::kCrashed:
+    case OutcomeKind::kCrashed: {
+      // The runner died under the job, as a daemon killed mid-job does: a
+      // rescue requeues such a job at once while attempts remain, and so
+      // does this, with an OOPS for every crash.
+      int max_retries = section->max_retries.value_or(o.job.max_retries);
       oops();
       w.attempt_outcome = "crashed";
+      if (attemptsRemain(o.job.attempt, max_retries)) {
+        w.status = 0;
+        w.requeue_delay = Duration(0);
+      }
       break;
+    }
     case OutcomeKind::kOops:
     case OutcomeKind::kPayloadTooLarge:
     case OutcomeKind::kCompleted:
@@ -250,9 +266,10 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   } else {
     counters_.completed++;
   }
-  spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}", o.job.id,
-               o.job.job_type, o.job.attempt, o.duration.count(), outcome,
-               write && write->oops_id ? *write->oops_id : "-");
+  spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}",
+               o.job.id, o.job.job_type, o.job.attempt, o.duration.count(), outcome,
+               write && write->oops_id ? *write->oops_id : "-",
+               o.runner_pid != 0 ? " runner_pid=" + std::to_string(o.runner_pid) : "");
 }
 
 void OutcomeRecorder::writeOopsFile(const Item& item, const store::OutcomeWrite& write) {

@@ -70,12 +70,14 @@ void Producer::claim(Section& section) {
     section.again = true;
     return;
   }
-  int section_free = section.config->concurrency - section.running;
-  int pool_free = config_->daemon().workers - pool_running_;
-  if (pool_free <= 0 && section_free > 0) {
-    section.starved = true;
+  int limit = section.config->concurrency - section.running;
+  if (!section.served.runner) {
+    int pool_free = config_->daemon().workers - pool_running_;
+    if (pool_free <= 0 && limit > 0) {
+      section.starved = true;
+    }
+    limit = std::min(limit, pool_free);
   }
-  int limit = std::min(section_free, pool_free);
   if (limit <= 0) {
     return;
   }
@@ -156,6 +158,16 @@ void Producer::wakeAt(Section& section, double seconds) {
   });
 }
 
+int Producer::slots() const {
+  int slots = config_->daemon().workers;
+  for (const auto& [name, section] : sections_) {
+    if (section->served.runner) {
+      slots += section->config->concurrency;
+    }
+  }
+  return slots;
+}
+
 void Producer::dispatch(Section& section, ClaimedJob job) {
   if (!job.json_data) {
     // Never run and never loaded: SPEC §5's PayloadTooLarge.
@@ -170,18 +182,24 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
     return;
   }
   ++section.running;
-  ++pool_running_;
   auto token = std::make_shared<CancellationToken>();
   leases_.add(job, section.config->lease_duration, token);
-  auto timer = std::make_unique<boost::asio::steady_timer>(io_);
-  timer->expires_at(job.claimed_at + section.config->timeout);
-  timer->async_wait([token, id = job.id, type = job.job_type](const boost::system::error_code& ec) {
+  RunningJob& running = jobs_[job.id];
+  running.token = token;
+  running.timer = std::make_unique<boost::asio::steady_timer>(io_);
+  running.timer->expires_at(job.claimed_at + section.config->timeout);
+  running.timer->async_wait([this, &section, id = job.id](const boost::system::error_code& ec) {
     if (!ec) {
-      spdlog::warn("JOB_TIMEOUT id={} type={}: ran past its timeout; stopping it", id, type);
-      token->timeOut();
+      onTimeout(section, id);
     }
   });
-  timeouts_[job.id] = std::move(timer);
+  if (section.served.runner) {
+    section.served.runner->run(std::move(job), token, [this, &section](JobOutcome outcome) {
+      onFinished(section, std::move(outcome));
+    });
+    return;
+  }
+  ++pool_running_;
   boost::asio::post(pool_, [this, &section, job = std::move(job), config = config_, token] {
     JobOutcome outcome =
         executor_.execute(job, *section.served.source, *config->section(job.section), *token);
@@ -191,11 +209,70 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   });
 }
 
+void Producer::onTimeout(Section& section, std::int64_t id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return;
+  }
+  spdlog::warn("JOB_TIMEOUT id={} section={}: ran past its timeout; stopping it", id,
+               section.served.name);
+  it->second.token->timeOut();
+  if (section.served.runner) {
+    return;  // the child gets SIGTERM, then SIGKILL: it cannot get stuck
+  }
+  // A thread cannot be killed: if it has not returned kill_grace from now,
+  // it ignores its cancellation.
+  it->second.timer->expires_after(section.config->kill_grace);
+  it->second.timer->async_wait([this, &section, id](const boost::system::error_code& ec) {
+    if (!ec) {
+      onStuck(section, id);
+    }
+  });
+}
+
+void Producer::onStuck(Section& section, std::int64_t id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || it->second.stuck) {
+    return;
+  }
+  it->second.stuck = true;
+  ++section.stuck;
+  ++stuck_;
+  spdlog::error(
+      "JOB_STUCK id={} section={}: still running {} ms after its timeout, ignoring "
+      "cancellation; its worker slot is held until it returns ({} stuck in the section)",
+      id, section.served.name, section.config->kill_grace.count(), section.stuck);
+  std::string what;
+  if (section.stuck >= section.config->concurrency) {
+    what = "every slot of section [" + section.served.name + "] is stuck";
+  } else if (stuck_ >= config_->daemon().workers) {
+    what = "every worker thread is stuck";
+  }
+  if (!what.empty() && !all_stuck_reported_ && on_all_stuck_) {
+    all_stuck_reported_ = true;
+    on_all_stuck_(what);
+  }
+}
+
 void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
-  --pool_running_;
+  if (!section.served.runner) {
+    --pool_running_;
+  }
   leases_.remove(outcome.job.id);
-  timeouts_.erase(outcome.job.id);  // cancels the timer
+  auto it = jobs_.find(outcome.job.id);
+  if (it != jobs_.end()) {
+    if (it->second.stuck) {
+      --section.stuck;
+      --stuck_;
+      spdlog::warn("JOB_UNSTUCK id={} section={}: returned at last", outcome.job.id,
+                   section.served.name);
+    }
+    jobs_.erase(it);  // cancels the timer
+  }
+  if (outcome.operation.empty()) {
+    outcome.operation = section.served.source->operationDescription(outcome.job);
+  }
   recorder_.record(std::move(outcome), config_);
   if (section.more || section.again) {
     claim(section);
@@ -215,12 +292,15 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
   poll_timer_.cancel();
   for (auto& [name, section] : sections_) {
     section->scheduled_timer->cancel();
+    if (section->served.runner) {
+      section->served.runner->shutdown();
+    }
   }
   checkIdle();
 }
 
 void Producer::checkIdle() {
-  if (!stopping_ || !on_idle_ || pool_running_ > 0) {
+  if (!stopping_ || !on_idle_ || !jobs_.empty()) {
     return;
   }
   for (auto& [name, section] : sections_) {

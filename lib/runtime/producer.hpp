@@ -1,10 +1,13 @@
 // Producer: decides when each served section claims, and how many jobs.
 // Lives on the io thread. A section claims when woken (a NOTIFY for its job
 // type, the jittered poll, a freed slot while more jobs may be ready, its
-// next scheduled_start), never more than its free `concurrency` slots nor
-// the pool's free `workers`, one claim in flight per section. The claim
-// runs on the database thread; claimed jobs run on the worker pool; their
-// outcomes go to the OutcomeRecorder.
+// next scheduled_start), never more than its free `concurrency` slots nor,
+// for `runner = thread`, the pool's free `workers`; one claim in flight per
+// section. The claim runs on the database thread; claimed jobs run on the
+// worker pool or in the section's ProcessRunner; their outcomes go to the
+// OutcomeRecorder. At a job's timeout its token is timed out; a thread job
+// still running kill_grace later is stuck (it holds its slot until it
+// returns), and a section whose slots are all stuck is reported once.
 #pragma once
 
 #include <functional>
@@ -20,12 +23,14 @@
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/outcome_recorder.hpp"
+#include "runtime/process_runner.hpp"
 
 namespace jobd::runtime {
 
 struct ServedSection {
   std::string name;
   std::shared_ptr<const IJobSource> source;
+  std::shared_ptr<ProcessRunner> runner;  // set for `runner = process`
 };
 
 class Producer {
@@ -43,16 +48,26 @@ class Producer {
   // No more claims; on_idle runs once no job is running.
   void stopClaiming(std::function<void()> on_idle);
 
-  int running() const { return pool_running_; }
-  int slots() const { return config_->daemon().workers; }
+  // Jobs running, and the slots they run in: the pool's workers plus the
+  // concurrency of every process section.
+  int running() const { return static_cast<int>(jobs_.size()); }
+  int slots() const;
+  // Thread jobs past timeout + kill_grace that have not returned.
+  int stuck() const { return stuck_; }
   // Called once the first poll of every section has come back.
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }
+  // Called once when every slot of a section, or of the pool, is stuck:
+  // only a restart frees them.
+  void onAllStuck(std::function<void(const std::string&)> callback) {
+    on_all_stuck_ = std::move(callback);
+  }
 
  private:
   struct Section {
     ServedSection served;
     const config::SectionConfig* config = nullptr;
     int running = 0;
+    int stuck = 0;
     bool claiming = false;
     bool again = false;    // woken while a claim was in flight
     bool more = false;     // the last claim was full: more may be ready
@@ -66,6 +81,8 @@ class Producer {
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
   void onFinished(Section& section, JobOutcome outcome);
+  void onTimeout(Section& section, std::int64_t id);
+  void onStuck(Section& section, std::int64_t id);
   void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();
@@ -79,9 +96,18 @@ class Producer {
   std::shared_ptr<const config::Config> config_;
   std::map<std::string, std::unique_ptr<Section>> sections_;  // by name
   std::map<std::string, Section*> by_job_type_;
-  // One timer per running job, at claim + the section's timeout.
-  std::map<std::int64_t, std::unique_ptr<boost::asio::steady_timer>> timeouts_;
+  // Every running job: its token, and its timer (at claim + the section's
+  // timeout, then kill_grace later for a thread job).
+  struct RunningJob {
+    std::shared_ptr<CancellationToken> token;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    bool stuck = false;
+  };
+  std::map<std::int64_t, RunningJob> jobs_;
   int pool_running_ = 0;
+  int stuck_ = 0;
+  bool all_stuck_reported_ = false;
+  std::function<void(const std::string&)> on_all_stuck_;
   bool stopping_ = false;
   std::function<void()> on_idle_;
   std::function<void()> on_first_poll_;

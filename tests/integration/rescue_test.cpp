@@ -91,17 +91,20 @@ TEST(RescueTest, NoAttemptsLeftFails) {
 
 // A daemon stopped (SIGSTOP) past its lease: the job is rescued and run
 // elsewhere; after SIGCONT the stale daemon's completion changes nothing and
-// is logged; the job's database work is committed exactly once.
-TEST(RescueTest, PausedDaemonsLateCompletionChangesNothing) {
+// is logged; the job's database work is committed exactly once. With
+// `runner = process` the child is not paused with its daemon: it finishes
+// the work and waits for the daemon's answer before committing.
+void pausedDaemonScenario(const std::string& runner) {
   TestDatabase db;
   db.scalar(kWork);
-  Daemon paused(db, kConfig);
+  std::string config = std::string(kConfig) + "runner: " + runner + "\n";
+  Daemon paused(db, config);
   ASSERT_TRUE(paused.waitReady());
   std::string id = db.scalar("SELECT jobd.enqueue('work', '{\"seconds\": 1.5}', max_retries => 2)");
   ASSERT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "1"), "1");
   paused.process().signal(SIGSTOP);
 
-  Daemon other(db, kConfig);
+  Daemon other(db, config);
   ASSERT_TRUE(other.waitReady());
   EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2",
                          std::chrono::seconds(20)),
@@ -116,6 +119,14 @@ TEST(RescueTest, PausedDaemonsLateCompletionChangesNothing) {
             "lease_expired");
   EXPECT_EQ(paused.stop().exit_code, 0);
   EXPECT_EQ(other.stop().exit_code, 0);
+}
+
+TEST(RescueTest, PausedDaemonsLateCompletionChangesNothing) {
+  pausedDaemonScenario("thread");
+}
+
+TEST(RescueTest, PausedDaemonsLateCompletionChangesNothingInAProcessRunner) {
+  pausedDaemonScenario("process");
 }
 
 }  // namespace

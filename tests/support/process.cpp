@@ -11,6 +11,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runtime/child_process.hpp"
+
 extern char** environ;
 
 namespace jobd::testing {
@@ -35,15 +37,6 @@ std::vector<std::string> mergedEnvironment(const std::map<std::string, std::stri
     env.push_back(key + "=" + value);
   }
   return env;
-}
-
-std::vector<char*> pointers(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (std::string& s : strings) {
-    out.push_back(s.data());
-  }
-  out.push_back(nullptr);
-  return out;
 }
 
 }  // namespace
@@ -71,8 +64,8 @@ Process::Process(const std::vector<std::string>& argv_in, const ProcessOptions& 
 
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = mergedEnvironment(options.env);
-  std::vector<char*> argv_ptrs = pointers(argv);
-  std::vector<char*> env_ptrs = pointers(env);
+  std::vector<char*> argv_ptrs = runtime::execArray(argv);
+  std::vector<char*> env_ptrs = runtime::execArray(env);
   int rc = posix_spawnp(&pid_, argv_ptrs[0], &actions, &attr, argv_ptrs.data(), env_ptrs.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);

@@ -1,0 +1,90 @@
+#include "worker.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "core/errors.hpp"
+#include "logging.hpp"
+#include "registry.hpp"
+#include "runtime/job_executor.hpp"
+#include "runtime/worker_protocol.hpp"
+
+namespace jobd::cli {
+namespace {
+
+constexpr int kSocket = 3;
+
+namespace worker = runtime::worker;
+
+std::uint64_t addressSpaceInUse() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages = 0;
+  statm >> pages;
+  return pages * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// SPEC §3 memory_limit: the runner's address-space limit. A sanitizer
+// build reserves terabytes of shadow address space before main(), so there
+// the limit counts from what is in use now.
+void applyMemoryLimit(const std::optional<std::uint64_t>& limit) {
+  if (!limit) {
+    return;
+  }
+  std::uint64_t base = 0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  base = addressSpaceInUse();
+#endif
+  rlimit r{base + *limit, base + *limit};
+  if (setrlimit(RLIMIT_AS, &r) != 0) {
+    throw Error(std::string("cannot set memory_limit: ") + std::strerror(errno));
+  }
+}
+
+// Asks the daemon whether it still holds the job's lease; blocks until it
+// answers (a paused daemon answers late, and then no).
+bool daemonHoldsLease() {
+  worker::writeFrame(kSocket, {{"op", "may_commit"}});
+  std::optional<nlohmann::json> reply = worker::readFrame(kSocket);
+  return reply && reply->at("op") == "may_commit" && reply->at("ok").get<bool>();
+}
+
+}  // namespace
+
+int runWorker() {
+  // Die with the daemon; keep the socket from the programs jobs run.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (fcntl(kSocket, F_SETFD, FD_CLOEXEC) != 0) {
+    throw UsageError(std::string(runtime::worker::kCommand) +
+                     " is started by jobd serve, not by hand");
+  }
+  std::optional<nlohmann::json> hello = worker::readFrame(kSocket);
+  if (!hello || hello->at("op") != "hello") {
+    return 0;
+  }
+  if (getppid() != hello->at("daemon_pid").get<pid_t>()) {
+    return 1;  // the daemon died before PR_SET_PDEATHSIG took effect
+  }
+  setupLogging(hello->at("log_level").get<std::string>(), 0, false);
+  const config::SectionConfig section = worker::sectionFromJson(hello->at("section"));
+  applyMemoryLimit(section.memory_limit);
+  std::unique_ptr<runtime::IJobSource> source = jobtypes::makeJobSource(section);
+  runtime::JobExecutor executor(hello->at("conninfo").get<std::string>(),
+                                hello->at("owner").get<std::string>());
+  while (std::optional<nlohmann::json> message = worker::readFrame(kSocket)) {
+    runtime::ClaimedJob job = worker::jobFromJson(message->at("job"));
+    runtime::CancellationToken token;
+    token.setLeaseCheck(daemonHoldsLease);
+    runtime::JobOutcome outcome = executor.execute(job, *source, section, token);
+    worker::writeFrame(kSocket, {{"op", "outcome"}, {"outcome", worker::outcomeToJson(outcome)}});
+  }
+  return 0;
+}
+
+}  // namespace jobd::cli

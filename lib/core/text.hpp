@@ -1,0 +1,13 @@
+// Text that PostgreSQL will store: error messages and tracebacks come from
+// handlers and child processes' stderr, which may hold any bytes. A text
+// column refuses NUL and bytes that are not UTF-8 (and a tail cut from
+// stderr may split a character), so such bytes become U+FFFD.
+#pragma once
+
+#include <string>
+
+namespace jobd {
+
+std::string storableText(const std::string& bytes);
+
+}  // namespace jobd

@@ -1,0 +1,55 @@
+// The process runner's protocol (SPEC §3 `runner = process`): the daemon
+// and a `jobd __worker` child speak over a Unix stream socket, the child's
+// descriptor 3, in frames of a 4-byte big-endian length and a JSON object.
+//
+//   daemon -> child  {"op":"hello", "section":{...}, "conninfo", "owner", "log_level"}
+//                    once, first; then for each job, one at a time:
+//   daemon -> child  {"op":"job", "job":{...}}
+//   child -> daemon  {"op":"may_commit"}           only for database handlers,
+//   daemon -> child  {"op":"may_commit", "ok":b}   just before the job's commit
+//   child -> daemon  {"op":"outcome", "outcome":{...}}
+//
+// The child exits when the socket closes. The lease is the daemon's: the
+// child asks before it commits a job's own transaction, and the daemon
+// answers from its local lease deadline (a paused daemon answers late, and
+// then no). Encoding and decoding live here so that both ends agree.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "runtime/job_outcome.hpp"
+
+namespace jobd::runtime::worker {
+
+// The child's command line: `jobd __worker`.
+constexpr const char* kCommand = "__worker";
+
+// Largest frame either side accepts: a job's json_data is bounded by
+// max_payload, so anything near this is a broken peer.
+constexpr std::uint32_t kMaxFrame = 1U << 30;
+
+// The frame's bytes: length prefix and JSON text.
+std::string encodeFrame(const nlohmann::json& message);
+// The length from a frame's 4-byte prefix.
+std::uint32_t frameLength(const unsigned char* prefix);
+
+// Blocking ends, for the child. readFrame returns nullopt at end of file;
+// both throw std::runtime_error on a broken or oversized frame.
+std::optional<nlohmann::json> readFrame(int fd);
+void writeFrame(int fd, const nlohmann::json& message);
+
+nlohmann::json sectionToJson(const config::SectionConfig& section);
+config::SectionConfig sectionFromJson(const nlohmann::json& j);
+
+nlohmann::json jobToJson(const ClaimedJob& job);
+ClaimedJob jobFromJson(const nlohmann::json& j);
+
+nlohmann::json outcomeToJson(const JobOutcome& outcome);
+// The job is not carried back: the daemon keeps its own copy.
+JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job);
+
+}  // namespace jobd::runtime::worker

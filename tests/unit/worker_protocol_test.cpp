@@ -1,0 +1,87 @@
+#include "runtime/worker_protocol.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace jobd::runtime::worker {
+namespace {
+
+TEST(WorkerProtocolTest, FramesRoundTripOverASocket) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  nlohmann::json message = {{"op", "job"}, {"text", std::string(100000, 'x') + "'\"\\$1"}};
+  writeFrame(fds[0], message);
+  writeFrame(fds[0], {{"op", "may_commit"}});
+  close(fds[0]);
+  EXPECT_EQ(readFrame(fds[1]), message);
+  EXPECT_EQ(readFrame(fds[1])->at("op"), "may_commit");
+  EXPECT_FALSE(readFrame(fds[1]).has_value());  // end of file between frames
+  close(fds[1]);
+}
+
+TEST(WorkerProtocolTest, BrokenFramesAreErrors) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  std::string frame = encodeFrame({{"op", "job"}});
+  ASSERT_EQ(write(fds[0], frame.data(), frame.size() - 2), static_cast<ssize_t>(frame.size() - 2));
+  close(fds[0]);
+  EXPECT_THROW(readFrame(fds[1]), std::runtime_error);
+  close(fds[1]);
+
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  const unsigned char huge[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+  ASSERT_EQ(write(fds[0], huge, 4), 4);
+  EXPECT_THROW(readFrame(fds[1]), std::runtime_error);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(WorkerProtocolTest, JobSectionAndOutcomeRoundTrip) {
+  ClaimedJob job;
+  job.id = 42;
+  job.job_type = "t";
+  job.section = "s";
+  job.attempt = 2;
+  job.max_retries = 3;
+  job.priority = -1;
+  job.target = "merge_proposal:7";
+  job.json_data = R"({"a": "b"})";
+  job.payload_size = 10;
+  job.claimed_at = std::chrono::steady_clock::now();
+  ClaimedJob back = jobFromJson(jobToJson(job));
+  EXPECT_EQ(back.id, 42);
+  EXPECT_EQ(back.target, job.target);
+  EXPECT_EQ(back.json_data, job.json_data);
+  EXPECT_EQ(back.claimed_at, job.claimed_at);
+
+  config::SectionConfig section;
+  section.name = "s";
+  section.handler = "exec";
+  section.job_type = "t";
+  section.dbuser = "u";
+  section.memory_limit = 1U << 28;
+  section.handler_options["command"] = "/bin/true";
+  config::SectionConfig section_back = sectionFromJson(sectionToJson(section));
+  EXPECT_EQ(section_back.memory_limit, section.memory_limit);
+  EXPECT_EQ(section_back.handler_options, section.handler_options);
+  EXPECT_EQ(section_back.timeout, section.timeout);
+
+  JobOutcome outcome;
+  outcome.kind = OutcomeKind::kCrashed;
+  outcome.error_type = "Signal11";
+  outcome.message = "m";
+  outcome.traceback = "bytes \xFF cut";
+  outcome.oops_vars["k"] = "v";
+  outcome.committed = true;
+  JobOutcome outcome_back =
+      outcomeFromJson(nlohmann::json::parse(encodeFrame(outcomeToJson(outcome)).substr(4)), job);
+  EXPECT_EQ(outcome_back.kind, OutcomeKind::kCrashed);
+  EXPECT_EQ(outcome_back.traceback, "bytes \xEF\xBF\xBD cut");
+  EXPECT_EQ(outcome_back.oops_vars, outcome.oops_vars);
+  EXPECT_TRUE(outcome_back.committed);
+  EXPECT_EQ(outcome_back.job.id, 42);
+}
+
+}  // namespace
+}  // namespace jobd::runtime::worker
