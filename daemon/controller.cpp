@@ -5,8 +5,10 @@
 
 #include <csignal>
 #include <random>
+#include <thread>
 
 #include "core/errors.hpp"
+#include "logging.hpp"
 #include "registry.hpp"
 #include "store/database.hpp"
 #include "store/migrations.hpp"
@@ -42,44 +44,89 @@ Controller::Controller(std::shared_ptr<const config::Config> config,
       preflight_timer_(io_),
       summary_timer_(io_),
       drain_timer_(io_),
-      deadline_timer_(io_) {
+      deadline_timer_(io_),
+      extend_timer_(io_),
+      status_timer_(io_),
+      watchdog_timer_(io_),
+      names_(sections) {
   owner_ = ownerName(hostname_);
-  chooseSections(sections);
+  sections_ = makeServed(*config_, chosenSections(*config_, false));
 }
 
 Controller::~Controller() = default;
 
-void Controller::chooseSections(const std::vector<std::string>& names) {
+// The sections to serve: those named, or every enabled one. At start a
+// missing or disabled name is a usage error; on reload it is skipped.
+std::vector<const config::SectionConfig*> Controller::chosenSections(const config::Config& config,
+                                                                     bool reloading) const {
   std::vector<const config::SectionConfig*> chosen;
-  for (const std::string& name : names) {
-    const config::SectionConfig* section = config_->section(name);
+  for (const std::string& name : names_) {
+    const config::SectionConfig* section = config.section(name);
+    std::string problem;
     if (section == nullptr) {
-      throw UsageError("serve: no section [" + name + "] in " + config_->origin());
+      problem = "no section [" + name + "] in " + config.origin();
+    } else if (!section->enabled) {
+      problem = "section [" + name + "] is disabled in " + config.origin();
     }
-    if (!section->enabled) {
-      throw UsageError("serve: section [" + name + "] is disabled in " + config_->origin());
+    if (problem.empty()) {
+      chosen.push_back(section);
+    } else if (reloading) {
+      spdlog::warn("RELOAD_SECTION_GONE {}: no longer served", problem);
+    } else {
+      throw UsageError("serve: " + problem);
     }
-    chosen.push_back(section);
   }
-  if (names.empty()) {
-    for (const config::SectionConfig& section : config_->sections()) {
+  if (names_.empty()) {
+    for (const config::SectionConfig& section : config.sections()) {
       if (section.enabled) {
         chosen.push_back(&section);
       }
     }
   }
   if (chosen.empty()) {
-    throw ConfigError(config_->origin() + ": no enabled job source section to serve");
+    throw ConfigError(config.origin() + ": no enabled job source section to serve");
   }
+  return chosen;
+}
+
+// Job sources (and process runners) for the chosen sections; throws
+// ConfigError before anything is applied when one cannot run here.
+std::vector<runtime::ServedSection> Controller::makeServed(
+    const config::Config& config, const std::vector<const config::SectionConfig*>& chosen) {
+  std::vector<runtime::ServedSection> served;
   for (const config::SectionConfig* section : chosen) {
-    runtime::ServedSection served{section->name, jobtypes::makeJobSource(*section), nullptr};
-    if (section->runner == config::RunnerKind::kProcess) {
-      served.runner = std::make_shared<runtime::ProcessRunner>(
-          io_, runtime::ProcessRunner::Options{*section, conninfo_, owner_,
-                                               config_->daemon().log_level});
-    }
-    sections_.push_back(std::move(served));
+    served.push_back({section->name, jobtypes::makeJobSource(*section), nullptr});
   }
+  for (runtime::ServedSection& one : served) {
+    const config::SectionConfig* section = config.section(one.name);
+    if (section->runner != config::RunnerKind::kProcess) {
+      continue;
+    }
+    runtime::ProcessRunner::Options options{*section, conninfo_, owner_, config.daemon().log_level};
+    std::shared_ptr<runtime::ProcessRunner>& runner = runners_[one.name];
+    if (runner) {
+      runner->reconfigure(std::move(options));
+    } else {
+      runner = std::make_shared<runtime::ProcessRunner>(io_, std::move(options));
+    }
+    one.runner = runner;
+  }
+  return served;
+}
+
+void Controller::applyTimings(const std::vector<runtime::ServedSection>& served) {
+  // Renew a third of the shortest lease served, so that two renewals can
+  // fail before any lease runs out.
+  Duration shortest = std::chrono::hours(24);
+  std::vector<store::RescuePolicy> policies;
+  for (const runtime::ServedSection& one : served) {
+    const config::SectionConfig* section = config_->section(one.name);
+    shortest = std::min(shortest, section->lease_duration);
+    policies.push_back({section->job_type, section->name, section->max_retries});
+  }
+  leases_->setInterval(shortest / 3);
+  rescuer_->configure(config_->daemon().rescue_interval, std::move(policies),
+                      config_->daemon().oops_prefix);
 }
 
 int Controller::run() {
@@ -87,28 +134,20 @@ int Controller::run() {
   db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_);
   db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   db_->start();
-  pool_ = std::make_unique<boost::asio::thread_pool>(config_->daemon().workers);
+  pools_.push_back(std::make_unique<boost::asio::thread_pool>(config_->daemon().workers));
   executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_);
   // A finished job with a target may unblock jobs waiting on that target,
   // of any type: claim again once its outcome has landed.
   recorder_ = std::make_unique<runtime::OutcomeRecorder>(
       *db_, hostname_, [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
-  // Renew a third of the shortest lease served, so that two renewals can
-  // fail before any lease runs out.
-  Duration shortest = std::chrono::hours(24);
-  std::vector<store::RescuePolicy> policies;
-  for (const runtime::ServedSection& served : sections_) {
-    const config::SectionConfig* section = config_->section(served.name);
-    shortest = std::min(shortest, section->lease_duration);
-    policies.push_back({section->job_type, section->name, section->max_retries});
-  }
-  leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, shortest / 3);
+  leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, Duration(1000));
   leases_->onRecovered([this] { producer_->wakeAll(); });
   rescuer_ = std::make_unique<runtime::LeaseRescuer>(io_, *db_, config_->daemon().rescue_interval,
-                                                     std::move(policies),
+                                                     std::vector<store::RescuePolicy>{},
                                                      config_->daemon().oops_prefix, hostname_);
+  applyTimings(sections_);
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *leases_, *executor_,
-                                                  *pool_, config_, sections_);
+                                                  *pools_.back(), config_, sections_);
   producer_->onAllStuck([this](const std::string& what) {
     spdlog::critical(
         "DAEMON_STUCK {}: draining, then exiting with status 1 so that the service manager "
@@ -134,20 +173,24 @@ int Controller::run() {
                sections_.size(), config_->daemon().workers, store::redactConninfo(conninfo_));
   preflight();
   scheduleSummary();
+  scheduleStatus();
+  pingWatchdog();
   io_.run();
 
   // Step 4: stop in order: no more notifications, outcomes flushed by the
   // database thread, workers joined. A thread that never returned cannot be
-  // joined: its job stays RUNNING and is rescued when its lease expires.
+  // joined (its job was released, or stays RUNNING for the rescuer).
   notifier_->stop();
   db_->stop();
   if (int left = producer_->running(); left > 0) {
-    spdlog::warn("DAEMON_STOPPED exit_status={} leaving {} running jobs to be rescued",
-                 exit_status_, left);
+    spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,
+                 left);
     std::fflush(nullptr);
     std::_Exit(exit_status_);  // process runners die with the daemon (PR_SET_PDEATHSIG)
   }
-  pool_->join();
+  for (auto& pool : pools_) {
+    pool->join();
+  }
   spdlog::info("DAEMON_STOPPED exit_status={}", exit_status_);
   return exit_status_;
 }
@@ -156,22 +199,37 @@ void Controller::initSignalHandling() {
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGHUP);
+  // A test hook: SIGUSR1 blocks the io loop, as a bug would, to show that
+  // the watchdog then stops (tests/integration/systemd_test.cpp).
+  if (const char* hooks = std::getenv("JOBD_TEST_HOOKS"); hooks != nullptr && *hooks == '1') {
+    signals_.add(SIGUSR1);
+  }
+  waitForSignal();
+}
+
+void Controller::waitForSignal() {
   signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
     if (ec) {
       return;
     }
     if (signal == SIGHUP) {
-      spdlog::warn("RELOAD_UNSUPPORTED SIGHUP received; reloading comes with the systemd work");
+      reload();
+    } else if (signal == SIGUSR1) {
+      spdlog::warn("TEST_HOOK blocking the io loop for 3 s");
+      std::this_thread::sleep_for(std::chrono::seconds(3));
     } else if (!draining_) {
-      spdlog::info("DAEMON_DRAINING {} received: no more claims; waiting for running jobs",
-                   strsignal(signal));
+      spdlog::info(
+          "DAEMON_DRAINING {} received: no more claims; waiting up to {} ms for running "
+          "jobs",
+          strsignal(signal), config_->daemon().drain_timeout.count());
       beginDrain();
     } else {
-      spdlog::warn("DAEMON_STOP_NOW second {} received: stopping at once", strsignal(signal));
-      std::fflush(nullptr);
-      std::_Exit(0);
+      int released = producer_->releaseAll();
+      spdlog::warn("DAEMON_STOP_NOW second {} received: released {} running jobs; stopping",
+                   strsignal(signal), released);
+      finishSoon(std::chrono::seconds(2));
     }
-    initSignalHandling();
+    waitForSignal();
   });
 }
 
@@ -207,7 +265,11 @@ void Controller::preflight() {
         spdlog::warn("DATABASE_WAIT {}; retrying", error);
       }
       systemd::notifyStatus("waiting for the database: " + error);
-      preflight_timer_.expires_after(runtime::DatabaseThread::backoff(preflight_failures_++, rng_));
+      auto wait = runtime::DatabaseThread::backoff(preflight_failures_++, rng_);
+      // Not started yet: ask systemd for more time than TimeoutStartSec.
+      systemd::notifyExtendTimeout(
+          std::chrono::duration_cast<std::chrono::microseconds>(wait + std::chrono::seconds(30)));
+      preflight_timer_.expires_after(wait);
       preflight_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec) {
           preflight();
@@ -240,14 +302,41 @@ void Controller::beginDrain() {
   preflight_timer_.cancel();
   rescuer_->stop();
   drain_deadline_ = std::chrono::steady_clock::now() + config_->daemon().drain_timeout;
+  // Room after the drain for the releases to be written.
+  finish_deadline_ = drain_deadline_ + std::chrono::seconds(3);
   deadline_timer_.expires_at(drain_deadline_);
   deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) {
-      spdlog::warn("DRAIN_TIMEOUT {} jobs still running after drain_timeout", producer_->running());
-      stopLoop();
+      int released = producer_->releaseAll();
+      spdlog::warn("DRAIN_TIMEOUT released {} jobs still running after drain_timeout", released);
+      finishSoon(std::chrono::seconds(2));
     }
   });
+  extendStopTimeout();
   producer_->stopClaiming([this] { waitForOutcomes(); });
+}
+
+void Controller::extendStopTimeout() {
+  if (!draining_) {
+    return;
+  }
+  // Ask for what is left of the drain, plus the release and some margin;
+  // asked again every few seconds while jobs finish.
+  auto left = std::max(finish_deadline_ - std::chrono::steady_clock::now(),
+                       std::chrono::steady_clock::duration::zero());
+  systemd::notifyExtendTimeout(
+      std::chrono::duration_cast<std::chrono::microseconds>(left + std::chrono::seconds(15)));
+  extend_timer_.expires_after(std::chrono::seconds(5));
+  extend_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      extendStopTimeout();
+    }
+  });
+}
+
+void Controller::finishSoon(std::chrono::steady_clock::duration within) {
+  finish_deadline_ = std::min(finish_deadline_, std::chrono::steady_clock::now() + within);
+  waitForOutcomes();
 }
 
 void Controller::stopLoop() {
@@ -255,14 +344,20 @@ void Controller::stopLoop() {
   leases_->stop();
   rescuer_->stop();
   summary_timer_.cancel();
+  status_timer_.cancel();
+  watchdog_timer_.cancel();
+  extend_timer_.cancel();
   deadline_timer_.cancel();
   drain_timer_.cancel();
   signals_.cancel();
   io_.stop();
 }
 
+// The drain ends once no job runs and every outcome (releases included) is
+// written, or at the finish deadline.
 void Controller::waitForOutcomes() {
-  if (recorder_->pending() == 0 || std::chrono::steady_clock::now() > drain_deadline_) {
+  bool done = producer_->running() == 0 && recorder_->pending() == 0;
+  if (done || std::chrono::steady_clock::now() >= finish_deadline_) {
     stopLoop();
     return;
   }
@@ -270,6 +365,107 @@ void Controller::waitForOutcomes() {
   drain_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) {
       waitForOutcomes();
+    }
+  });
+}
+
+// SIGHUP (SPEC §8): validate the whole file, then apply it, or keep the
+// old configuration and say why. Keys marked "restart only" are logged as
+// pending and left as they were.
+void Controller::reload() {
+  systemd::notifyReloading();
+  spdlog::info("RELOADING {}", config_->origin());
+  std::shared_ptr<const config::Config> next;
+  std::vector<runtime::ServedSection> served;
+  try {
+    next = config::Config::fromFile(config_->origin(), jobtypes::handlerCatalog());
+    served = makeServed(*next, chosenSections(*next, true));
+  } catch (const config::ConfigInvalid& e) {
+    for (const config::ConfigProblem& p : e.problems()) {
+      spdlog::error("RELOAD_FAILED {}", p.describe());
+    }
+    reloadFailed(std::to_string(e.problems().size()) + " problems in " + config_->origin());
+    return;
+  } catch (const std::exception& e) {
+    spdlog::error("RELOAD_FAILED {}", e.what());
+    reloadFailed(e.what());
+    return;
+  }
+  const config::DaemonSettings& was = config_->daemon();
+  const config::DaemonSettings& now = next->daemon();
+  for (const auto& [key, changed] :
+       {std::pair<const char*, bool>{"database", was.database != now.database},
+        {"listen_database", was.listen_database != now.listen_database},
+        {"metrics_listen", was.metrics_listen != now.metrics_listen}}) {
+    if (changed) {
+      spdlog::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
+    }
+  }
+  if (now.workers != was.workers) {
+    // A thread_pool cannot grow or shrink: new thread jobs go to a new
+    // pool; the old one ends with its last job and is joined at exit.
+    pools_.push_back(std::make_unique<boost::asio::thread_pool>(now.workers));
+  }
+  config_ = next;
+  sections_ = served;
+  setLogLevel(now.log_level);
+  applyTimings(served);
+  producer_->reconfigure(config_, std::move(served), *pools_.back());
+  std::string status = "reloaded " + config_->origin() + "; " + statusLine();
+  spdlog::info("RELOADED {} sections served, workers={}", sections_.size(), now.workers);
+  systemd::notifyReady(status);
+}
+
+void Controller::reloadFailed(const std::string& why) {
+  std::string status = "reload failed, kept the old configuration: " + why;
+  spdlog::warn("RELOAD_KEPT_OLD_CONFIGURATION {}", why);
+  systemd::notifyReady(status);
+}
+
+// STATUS= every few seconds (SPEC §8), with the number of waiting jobs
+// counted on the database thread, up to a cap so that it stays cheap.
+void Controller::scheduleStatus() {
+  status_timer_.expires_after(std::chrono::seconds(5));
+  status_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    db_->post([this] {
+      std::optional<std::int64_t> waiting;
+      if (store::JobRepository* repo = db_->repository()) {
+        try {
+          waiting = repo->countWaiting(kWaitingCap);
+        } catch (const pqxx::broken_connection& e) {
+          db_->connectionLost(errorLine(e.what()));
+        } catch (const std::exception& e) {
+          spdlog::debug("STATUS_COUNT_FAILED {}", errorLine(e.what()));
+        }
+      }
+      boost::asio::post(io_, [this, waiting] {
+        std::string line = statusLine();
+        if (waiting) {
+          line += ", waiting " + std::to_string(*waiting) + (*waiting >= kWaitingCap ? "+" : "");
+        }
+        systemd::notifyStatus((draining_ ? "draining: " : "") + line);
+      });
+    });
+    scheduleStatus();
+  });
+}
+
+// WATCHDOG=1 every half WATCHDOG_USEC, from the io loop itself: a loop
+// that stops turning stops the pings, and systemd restarts the service; a
+// database outage does not stop them.
+void Controller::pingWatchdog() {
+  std::optional<std::chrono::microseconds> interval = systemd::watchdogInterval();
+  if (!interval) {
+    return;
+  }
+  systemd::notifyWatchdog();
+  watchdog_timer_.expires_after(*interval / 2);
+  watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      pingWatchdog();
     }
   });
 }

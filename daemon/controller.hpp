@@ -6,6 +6,7 @@
 // thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -37,8 +38,19 @@ class Controller {
   int run();
 
  private:
-  void chooseSections(const std::vector<std::string>& names);
+  std::vector<const config::SectionConfig*> chosenSections(const config::Config& config,
+                                                           bool reloading) const;
+  std::vector<runtime::ServedSection> makeServed(
+      const config::Config& config, const std::vector<const config::SectionConfig*>& chosen);
+  void applyTimings(const std::vector<runtime::ServedSection>& served);
   void initSignalHandling();
+  void waitForSignal();
+  void reload();
+  void reloadFailed(const std::string& why);
+  void scheduleStatus();
+  void pingWatchdog();
+  void extendStopTimeout();
+  void finishSoon(std::chrono::steady_clock::duration within);
   void preflight();
   void onListening();
   void onReady();
@@ -61,8 +73,16 @@ class Controller {
   boost::asio::steady_timer summary_timer_;
   boost::asio::steady_timer drain_timer_;
   boost::asio::steady_timer deadline_timer_;
+  boost::asio::steady_timer extend_timer_;
+  boost::asio::steady_timer status_timer_;
+  boost::asio::steady_timer watchdog_timer_;
+  std::vector<std::string> names_;  // the sections named on the command line
+  // Process runners by section, kept across reloads.
+  std::map<std::string, std::shared_ptr<runtime::ProcessRunner>> runners_;
+  // The newest pool takes new thread jobs; older ones (before a reload
+  // changed `workers`) finish theirs and are joined at exit.
+  std::vector<std::unique_ptr<boost::asio::thread_pool>> pools_;
   std::unique_ptr<runtime::DatabaseThread> db_;
-  std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
   std::unique_ptr<runtime::LeaseKeeper> leases_;
@@ -74,6 +94,8 @@ class Controller {
   bool draining_ = false;
   int exit_status_ = 0;
   std::chrono::steady_clock::time_point drain_deadline_;
+  std::chrono::steady_clock::time_point finish_deadline_;
+  static constexpr std::int64_t kWaitingCap = 100000;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

@@ -53,6 +53,13 @@ spdlog::level::level_enum levelFromName(const std::string& name) {
   return spdlog::level::from_str(name);
 }
 
+spdlog::level::level_enum levelWith(const std::string& level, int verbosity) {
+  int value = static_cast<int>(levelFromName(level)) - verbosity;
+  value = std::clamp(value, static_cast<int>(spdlog::level::trace),
+                     static_cast<int>(spdlog::level::off));
+  return static_cast<spdlog::level::level_enum>(value);
+}
+
 }  // namespace
 
 void setupLogging(const std::string& level, int verbosity, bool timestamps) {
@@ -62,12 +69,13 @@ void setupLogging(const std::string& level, int verbosity, bool timestamps) {
   formatter->add_flag<LevelFlag>('*').set_pattern(timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %v"
                                                              : "%* %v");
   logger->set_formatter(std::move(formatter));
-  int value = static_cast<int>(levelFromName(level)) - verbosity;
-  value = std::clamp(value, static_cast<int>(spdlog::level::trace),
-                     static_cast<int>(spdlog::level::off));
-  logger->set_level(static_cast<spdlog::level::level_enum>(value));
+  logger->set_level(levelWith(level, verbosity));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
+}
+
+void setLogLevel(const std::string& level) {
+  spdlog::default_logger()->set_level(levelWith(level, 0));
 }
 
 }  // namespace jobd::cli

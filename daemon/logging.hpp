@@ -11,5 +11,7 @@ namespace jobd::cli {
 // step moving one level. Without timestamps for a process runner, whose
 // lines the daemon logs again with its own.
 void setupLogging(const std::string& level, int verbosity, bool timestamps = true);
+// A reload's log_level, for the logger setupLogging made.
+void setLogLevel(const std::string& level);
 
 }  // namespace jobd::cli

@@ -53,6 +53,8 @@ std::string_view outcomeName(OutcomeKind kind) {
       return "timeout";
     case OutcomeKind::kCrashed:
       return "crashed";
+    case OutcomeKind::kReleased:
+      return "released";
   }
   return "unknown";
 }
@@ -77,10 +79,14 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     }
     runnable.run(context);
     context.transaction = nullptr;
-    // Past its timeout a job's work never commits, even when its handler
-    // ignored the cancellation and returned.
+    // Past its timeout, or once stopped (a lost lease, a release), a
+    // job's work never commits, even when its handler ignored the
+    // cancellation and returned.
     if (context.cancellation.timedOut()) {
       throw TimeoutError();
+    }
+    if (context.cancellation.cancelled()) {
+      throw RetryError("stopped by jobd", "Cancelled");
     }
     // Past the local lease deadline another daemon may already have been
     // given the job: never commit then, even if the row still looks ours.

@@ -20,6 +20,7 @@ enum class OutcomeKind {
   kTimeout,          // ran past the timeout: FAILED + OOPS TimeoutError
   kCrashed,          // a child died of a signal jobd did not send: FAILED + OOPS
   kPayloadTooLarge,  // json_data over max_payload: FAILED + OOPS, never run
+  kReleased,         // a draining daemon gave it back: WAITING, attempt given back
 };
 
 std::string_view outcomeName(OutcomeKind kind);

@@ -26,6 +26,8 @@ class LeaseKeeper {
   void remove(std::int64_t id);
   void start();
   void stop();
+  // A reload: renew at this interval from the next renewal.
+  void setInterval(Duration interval) { interval_ = interval; }
   bool healthy() const { return healthy_; }
   // Runs when renewals work again after failing.
   void onRecovered(std::function<void()> callback) { on_recovered_ = std::move(callback); }

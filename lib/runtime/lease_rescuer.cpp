@@ -37,8 +37,16 @@ void LeaseRescuer::schedule() {
   });
 }
 
+void LeaseRescuer::configure(Duration interval, std::vector<store::RescuePolicy> policies,
+                             std::string oops_prefix) {
+  interval_ = interval;
+  policies_ = std::move(policies);
+  oops_prefix_ = std::move(oops_prefix);
+}
+
 void LeaseRescuer::runOnce() {
-  db_.post([this] {
+  // A copy for the database thread: configure() may replace them meanwhile.
+  db_.post([this, policies = policies_, oops_prefix = oops_prefix_] {
     store::JobRepository* repo = db_.repository();
     if (repo == nullptr) {
       return;
@@ -46,7 +54,7 @@ void LeaseRescuer::runOnce() {
     try {
       store::RescueResult result;
       do {
-        result = repo->rescueExpired(policies_, oops_prefix_, hostname_, kBatch);
+        result = repo->rescueExpired(policies, oops_prefix, hostname_, kBatch);
         if (result.requeued + result.failed > 0) {
           rescued_ += static_cast<std::uint64_t>(result.requeued) +
                       static_cast<std::uint64_t>(result.failed);

@@ -20,6 +20,9 @@ class LeaseRescuer {
 
   void start();
   void stop();
+  // A reload: applied from the next pass. On the io thread.
+  void configure(Duration interval, std::vector<store::RescuePolicy> policies,
+                 std::string oops_prefix);
   // Runs one rescue pass on the database thread; for tests and the timer.
   void runOnce();
   std::uint64_t rescued() const { return rescued_.load(); }

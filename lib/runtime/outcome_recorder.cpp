@@ -222,6 +222,12 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       }
       break;
     }
+    case OutcomeKind::kReleased:
+      w.status = 0;
+      w.attempt_outcome = "released";
+      w.requeue_delay = Duration(0);
+      w.give_back_attempt = true;
+      break;
     case OutcomeKind::kOops:
     case OutcomeKind::kPayloadTooLarge:
     case OutcomeKind::kCompleted:
@@ -252,7 +258,9 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   std::string outcome = "completed";
   if (write != nullptr) {
     outcome = write->attempt_outcome;
-    if (write->status == 0) {
+    if (o.kind == OutcomeKind::kReleased) {
+      counters_.released++;
+    } else if (write->status == 0) {
       spdlog::info("Scheduling retry due to {}.", typeAndMessage(o));
       counters_.retried++;
     } else if (write->status == 4) {

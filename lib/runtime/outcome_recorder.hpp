@@ -29,6 +29,7 @@ struct OutcomeCounters {
   std::atomic<std::uint64_t> retried{0};
   std::atomic<std::uint64_t> suspended{0};
   std::atomic<std::uint64_t> lease_lost{0};
+  std::atomic<std::uint64_t> released{0};
 };
 
 class OutcomeRecorder {

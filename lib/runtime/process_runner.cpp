@@ -49,6 +49,7 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
 
   pid_t pid() const { return pid_; }
   bool busy() const { return job_.has_value(); }
+  std::uint64_t generation = 0;  // of the ProcessRunner's options it started with
 
   void start(const nlohmann::json& hello, std::function<void()> on_gone) {
     on_gone_ = std::move(on_gone);
@@ -427,6 +428,7 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
       gone(gone_child);
     }
   });
+  child->generation = generation_;
   children_.insert(child);
   ++started_;
   spdlog::debug("WORKER_STARTED pid={} section={}", pid, options_.section.name);
@@ -466,7 +468,7 @@ void ProcessRunner::run(ClaimedJob job, std::shared_ptr<CancellationToken> token
 }
 
 void ProcessRunner::finished(const std::shared_ptr<WorkerChild>& child, bool reusable) {
-  if (reusable && !shut_down_) {
+  if (reusable && !shut_down_ && child->generation == generation_) {
     idle_.push_back(child);
   } else {
     child->retire();
@@ -477,6 +479,16 @@ void ProcessRunner::gone(const std::shared_ptr<WorkerChild>& child) {
   idle_.erase(std::remove(idle_.begin(), idle_.end(), child), idle_.end());
   children_.erase(child);
   spdlog::debug("WORKER_EXITED pid={} section={}", child->pid(), options_.section.name);
+}
+
+void ProcessRunner::reconfigure(Options options) {
+  options_ = std::move(options);
+  ++generation_;
+  shut_down_ = false;
+  for (const std::shared_ptr<WorkerChild>& child : idle_) {
+    child->retire();
+  }
+  idle_.clear();
 }
 
 void ProcessRunner::shutdown() {

@@ -45,6 +45,9 @@ class ProcessRunner {
   void run(ClaimedJob job, std::shared_ptr<CancellationToken> token, Done done);
   // Closes idle children; busy ones exit after their job.
   void shutdown();
+  // A reload: new children get these options; the children started with
+  // the old ones exit after their job (idle ones at once).
+  void reconfigure(Options options);
   // Children alive (idle, busy or exiting), and of those idle.
   std::size_t children() const { return children_.size(); }
   std::size_t idle() const { return idle_.size(); }
@@ -60,6 +63,7 @@ class ProcessRunner {
   std::set<std::shared_ptr<WorkerChild>> children_;
   std::vector<std::shared_ptr<WorkerChild>> idle_;
   std::uint64_t started_ = 0;
+  std::uint64_t generation_ = 0;  // of options_; children remember theirs
   bool shut_down_ = false;
 };
 

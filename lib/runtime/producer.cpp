@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "core/errors.hpp"
 
 namespace jobd::runtime {
@@ -15,17 +17,59 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
       recorder_(recorder),
       leases_(leases),
       executor_(executor),
-      pool_(pool),
+      pool_(&pool),
       config_(std::move(config)),
       poll_timer_(io) {
   for (ServedSection& served : sections) {
-    auto section = std::make_unique<Section>();
-    section->config = config_->section(served.name);
-    section->served = std::move(served);
-    section->scheduled_timer = std::make_unique<boost::asio::steady_timer>(io);
-    by_job_type_[section->config->job_type] = section.get();
-    sections_[section->served.name] = std::move(section);
+    serve(std::move(served));
   }
+}
+
+void Producer::serve(ServedSection served) {
+  std::unique_ptr<Section>& slot = sections_[served.name];
+  if (!slot) {
+    slot = std::make_unique<Section>();
+    slot->scheduled_timer = std::make_unique<boost::asio::steady_timer>(io_);
+  }
+  Section& section = *slot;
+  if (section.config != nullptr) {
+    auto it = by_job_type_.find(section.config->job_type);
+    if (it != by_job_type_.end() && it->second == &section) {
+      by_job_type_.erase(it);
+    }
+  }
+  section.config = config_->section(served.name);
+  section.snapshot = config_;
+  section.served = std::move(served);
+  section.retired = false;
+  by_job_type_[section.config->job_type] = &section;
+}
+
+void Producer::reconfigure(std::shared_ptr<const config::Config> config,
+                           std::vector<ServedSection> sections, boost::asio::thread_pool& pool) {
+  config_ = std::move(config);
+  pool_ = &pool;
+  std::set<std::string> names;
+  for (ServedSection& served : sections) {
+    names.insert(served.name);
+    serve(std::move(served));
+  }
+  for (auto& [name, section] : sections_) {
+    if (names.count(name) != 0 || section->retired) {
+      continue;
+    }
+    // No longer served: its running jobs finish; it claims nothing more.
+    section->retired = true;
+    section->scheduled_timer->cancel();
+    auto it = by_job_type_.find(section->config->job_type);
+    if (it != by_job_type_.end() && it->second == section.get()) {
+      by_job_type_.erase(it);
+    }
+    if (section->served.runner) {
+      section->served.runner->shutdown();
+    }
+  }
+  wakeAll();
 }
 
 void Producer::wakeJobType(const std::string& job_type) {
@@ -63,7 +107,7 @@ void Producer::schedulePoll() {
 void Producer::claim(Section& section) {
   // A daemon that cannot renew its leases takes no more work (LeaseKeeper
   // wakes every section when renewals work again).
-  if (stopping_ || !leases_.healthy()) {
+  if (stopping_ || section.retired || !leases_.healthy()) {
     return;
   }
   if (section.claiming) {
@@ -78,7 +122,9 @@ void Producer::claim(Section& section) {
     }
     limit = std::min(limit, pool_free);
   }
-  if (limit <= 0) {
+  if (!ready_) {
+    limit = 0;  // the first poll only proves the claim works: no job runs before READY
+  } else if (limit <= 0) {
     return;
   }
   section.claiming = true;
@@ -116,7 +162,7 @@ void Producer::claim(Section& section) {
 
 void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
   section.claiming = false;
-  section.more = ok && static_cast<int>(result.jobs.size()) >= asked;
+  section.more = ok && asked > 0 && static_cast<int>(result.jobs.size()) >= asked;
   for (ClaimedJob& job : result.jobs) {
     dispatch(section, std::move(job));
   }
@@ -130,10 +176,14 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
     for (auto& [name, s] : sections_) {
       all = all && s->polled;
     }
-    if (all && on_first_poll_) {
-      auto callback = std::move(on_first_poll_);
-      on_first_poll_ = nullptr;
-      callback();
+    if (all && !ready_) {
+      ready_ = true;
+      if (on_first_poll_) {
+        auto callback = std::move(on_first_poll_);
+        on_first_poll_ = nullptr;
+        callback();
+      }
+      wakeAll();
     }
   }
   if (ok && (section.again || section.more)) {
@@ -161,7 +211,7 @@ void Producer::wakeAt(Section& section, double seconds) {
 int Producer::slots() const {
   int slots = config_->daemon().workers;
   for (const auto& [name, section] : sections_) {
-    if (section->served.runner) {
+    if (section->served.runner && !section->retired) {
       slots += section->config->concurrency;
     }
   }
@@ -185,6 +235,7 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   auto token = std::make_shared<CancellationToken>();
   leases_.add(job, section.config->lease_duration, token);
   RunningJob& running = jobs_[job.id];
+  running.job = job;
   running.token = token;
   running.timer = std::make_unique<boost::asio::steady_timer>(io_);
   running.timer->expires_at(job.claimed_at + section.config->timeout);
@@ -200,9 +251,12 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
     return;
   }
   ++pool_running_;
-  boost::asio::post(pool_, [this, &section, job = std::move(job), config = config_, token] {
-    JobOutcome outcome =
-        executor_.execute(job, *section.served.source, *config->section(job.section), *token);
+  running.in_pool = true;
+  // The source and configuration are held by the job: a reload may
+  // replace the section's meanwhile.
+  boost::asio::post(*pool_, [this, &section, job = std::move(job), config = section.snapshot,
+                             source = section.served.source, token] {
+    JobOutcome outcome = executor_.execute(job, *source, *config->section(job.section), *token);
     boost::asio::post(io_, [this, &section, outcome = std::move(outcome)]() mutable {
       onFinished(section, std::move(outcome));
     });
@@ -256,24 +310,28 @@ void Producer::onStuck(Section& section, std::int64_t id) {
 
 void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
-  if (!section.served.runner) {
-    --pool_running_;
-  }
   leases_.remove(outcome.job.id);
+  bool released = false;
   auto it = jobs_.find(outcome.job.id);
   if (it != jobs_.end()) {
+    if (it->second.in_pool) {
+      --pool_running_;
+    }
     if (it->second.stuck) {
       --section.stuck;
       --stuck_;
       spdlog::warn("JOB_UNSTUCK id={} section={}: returned at last", outcome.job.id,
                    section.served.name);
     }
+    released = it->second.released;
     jobs_.erase(it);  // cancels the timer
   }
   if (outcome.operation.empty()) {
     outcome.operation = section.served.source->operationDescription(outcome.job);
   }
-  recorder_.record(std::move(outcome), config_);
+  if (!released) {
+    recorder_.record(std::move(outcome), section.snapshot);
+  }
   if (section.more || section.again) {
     claim(section);
   }
@@ -297,6 +355,29 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
     }
   }
   checkIdle();
+}
+
+int Producer::releaseAll() {
+  int released = 0;
+  for (auto& [id, running] : jobs_) {
+    if (running.released) {
+      continue;
+    }
+    running.released = true;
+    ++released;
+    JobOutcome outcome;
+    outcome.job = running.job;
+    outcome.kind = OutcomeKind::kReleased;
+    outcome.error_type = "Released";
+    outcome.message = "stopped by a draining daemon; the attempt is given back";
+    outcome.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - running.job.claimed_at);
+    // Written first: the handler's own commit, if it races, is fenced out
+    // by the release, or fences the release out.
+    recorder_.record(std::move(outcome), config_);
+    running.token->cancel();
+  }
+  return released;
 }
 
 void Producer::checkIdle() {

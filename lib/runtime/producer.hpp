@@ -39,6 +39,13 @@ class Producer {
            LeaseKeeper& leases, const JobExecutor& executor, boost::asio::thread_pool& pool,
            std::shared_ptr<const config::Config> config, std::vector<ServedSection> sections);
 
+  // A reload (SPEC §8): the sections to serve under a new configuration,
+  // and the pool new thread jobs go to. Running jobs are untouched and
+  // finish under the settings they started with; a section no longer
+  // served stops claiming; new limits apply to the next claims.
+  void reconfigure(std::shared_ptr<const config::Config> config,
+                   std::vector<ServedSection> sections, boost::asio::thread_pool& pool);
+
   // A NOTIFY arrived for job_type.
   void wakeJobType(const std::string& job_type);
   // Claim for every section now (after a (re)connect, and on the poll).
@@ -47,6 +54,10 @@ class Producer {
   void startPolling();
   // No more claims; on_idle runs once no job is running.
   void stopClaiming(std::function<void()> on_idle);
+  // The end of a drain (SPEC §8): every running job is stopped and released
+  // to WAITING with its attempt given back; what its handler then returns
+  // is not written. Returns how many were released.
+  int releaseAll();
 
   // Jobs running, and the slots they run in: the pool's workers plus the
   // concurrency of every process section.
@@ -54,7 +65,8 @@ class Producer {
   int slots() const;
   // Thread jobs past timeout + kill_grace that have not returned.
   int stuck() const { return stuck_; }
-  // Called once the first poll of every section has come back.
+  // Called once the first poll of every section has come back; until then
+  // polls claim nothing (READY=1 comes before the first job runs).
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }
   // Called once when every slot of a section, or of the pool, is stuck:
   // only a restart frees them.
@@ -66,6 +78,8 @@ class Producer {
   struct Section {
     ServedSection served;
     const config::SectionConfig* config = nullptr;
+    std::shared_ptr<const config::Config> snapshot;  // owns *config
+    bool retired = false;                            // no longer served
     int running = 0;
     int stuck = 0;
     bool claiming = false;
@@ -86,22 +100,26 @@ class Producer {
   void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();
+  void serve(ServedSection served);
 
   boost::asio::io_context& io_;
   DatabaseThread& db_;
   OutcomeRecorder& recorder_;
   LeaseKeeper& leases_;
   const JobExecutor& executor_;
-  boost::asio::thread_pool& pool_;
+  boost::asio::thread_pool* pool_;
   std::shared_ptr<const config::Config> config_;
   std::map<std::string, std::unique_ptr<Section>> sections_;  // by name
   std::map<std::string, Section*> by_job_type_;
   // Every running job: its token, and its timer (at claim + the section's
   // timeout, then kill_grace later for a thread job).
   struct RunningJob {
+    ClaimedJob job;
     std::shared_ptr<CancellationToken> token;
     std::unique_ptr<boost::asio::steady_timer> timer;
     bool stuck = false;
+    bool released = false;
+    bool in_pool = false;  // a thread job, holding one of the pool's workers
   };
   std::map<std::int64_t, RunningJob> jobs_;
   int pool_running_ = 0;
@@ -109,6 +127,7 @@ class Producer {
   bool all_stuck_reported_ = false;
   std::function<void(const std::string&)> on_all_stuck_;
   bool stopping_ = false;
+  bool ready_ = false;  // every section's first poll came back
   std::function<void()> on_idle_;
   std::function<void()> on_first_poll_;
   boost::asio::steady_timer poll_timer_;

@@ -14,6 +14,7 @@ constexpr OutcomeKind kAllKinds[] = {
     OutcomeKind::kUserError, OutcomeKind::kSuspended,
     OutcomeKind::kOops,      OutcomeKind::kTimeout,
     OutcomeKind::kCrashed,   OutcomeKind::kPayloadTooLarge,
+    OutcomeKind::kReleased,
 };
 
 OutcomeKind kindFromName(const std::string& name) {

@@ -84,21 +84,23 @@ UPDATE jobd.job
 )sql";
 
 // Every other outcome: status, log, lease cleared; a retry also schedules
-// the next attempt. date_finished is set as Launchpad does for complete,
-// fail and queue.
+// the next attempt, and a release gives the attempt back ($11). The
+// attempt row is the attempt that ran ($2). date_finished is set as
+// Launchpad does for complete, fail and queue.
 constexpr const char* kFinishAttempt = R"sql(
 WITH updated AS (
   UPDATE jobd.job
      SET status = $4::smallint, log = $5, lease_expires = NULL,
+         attempt_count = attempt_count - CASE WHEN $11::boolean THEN 1 ELSE 0 END,
          date_finished = CASE WHEN $4::smallint IN (0, 2, 3) THEN now() ELSE date_finished END,
          scheduled_start = CASE WHEN $4::smallint = 0 THEN now() + $6::interval
                                 ELSE scheduled_start END
    WHERE id = $1 AND status = 1 AND attempt_count = $2 AND lease_owner = $3
-  RETURNING id, attempt_count, lease_owner, date_started
+  RETURNING id, lease_owner, date_started
 )
 INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, error_type,
                               error_message, oops_id)
-SELECT id, attempt_count, lease_owner, date_started, $7, $8, $9, $10 FROM updated
+SELECT id, $2::integer, lease_owner, date_started, $7, $8, $9, $10 FROM updated
 RETURNING job_id
 )sql";
 
@@ -270,10 +272,10 @@ std::vector<std::int64_t> JobRepository::completeMany(
 bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
   const runtime::JobOutcome& o = *w.outcome;
   std::string delay = toSqlInterval(w.requeue_delay.value_or(Duration(0)));
-  pqxx::result written =
-      txn.exec_prepared("job_finish_attempt", o.job.id, o.job.attempt, owner_, w.status,
-                        nullIfEmpty(w.log), delay, w.attempt_outcome, nullIfEmpty(o.error_type),
-                        nullIfEmpty(o.message), w.oops_id ? w.oops_id->c_str() : nullptr);
+  pqxx::result written = txn.exec_prepared(
+      "job_finish_attempt", o.job.id, o.job.attempt, owner_, w.status, nullIfEmpty(w.log), delay,
+      w.attempt_outcome, nullIfEmpty(o.error_type), nullIfEmpty(o.message),
+      w.oops_id ? w.oops_id->c_str() : nullptr, w.give_back_attempt);
   if (written.empty()) {
     return false;
   }
@@ -289,6 +291,14 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
                       nullIfEmpty(w.hostname));
   }
   return true;
+}
+
+std::int64_t JobRepository::countWaiting(std::int64_t cap) {
+  pqxx::work txn(conn_, "count_waiting");
+  pqxx::row row = txn.exec_params1(
+      "SELECT count(*) FROM (SELECT 1 FROM jobd.job WHERE status = 0 LIMIT $1) AS w", cap);
+  txn.commit();
+  return row[0].as<std::int64_t>();
 }
 
 std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease>& leases) {

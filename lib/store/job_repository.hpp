@@ -44,6 +44,9 @@ struct OutcomeWrite {
   std::optional<std::string> oops_id;     // set when an OOPS is recorded
   std::string oops_reporter;
   std::string hostname;
+  // A release (SPEC §8): the attempt is given back, so attempt_count
+  // goes down by one and the next claim is this attempt again.
+  bool give_back_attempt = false;
 };
 
 // A lease this daemon holds, as the renewal sends it.
@@ -82,6 +85,8 @@ class JobRepository {
 
   // Extends every lease in one statement; returns the ids whose lease this
   // daemon no longer holds.
+  // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
+  std::int64_t countWaiting(std::int64_t cap);
   std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);
 
   // SPEC §6's rescue, for every job type: RUNNING jobs whose lease expired

@@ -1,11 +1,20 @@
 #include "systemd/notify.hpp"
 
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 namespace jobd::systemd {
 
 void notifyReady(const std::string& status) {
   sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+}
+
+void notifyReloading() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  unsigned long long usec = static_cast<unsigned long long>(now.tv_sec) * 1000000ULL +
+                            static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
 }
 
 void notifyStopping() {
@@ -14,6 +23,22 @@ void notifyStopping() {
 
 void notifyStatus(const std::string& status) {
   sd_notifyf(0, "STATUS=%s", status.c_str());
+}
+
+void notifyWatchdog() {
+  sd_notify(0, "WATCHDOG=1");
+}
+
+void notifyExtendTimeout(std::chrono::microseconds more) {
+  sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu", static_cast<unsigned long long>(more.count()));
+}
+
+std::optional<std::chrono::microseconds> watchdogInterval() {
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    return std::chrono::microseconds(usec);
+  }
+  return std::nullopt;
 }
 
 }  // namespace jobd::systemd

@@ -297,8 +297,8 @@ kill_grace: 500ms
 }
 
 // When every slot of a section is stuck only a restart frees them: the
-// daemon drains what it can and exits with status 1 (systemd restarts it);
-// the stuck job stays RUNNING for the rescuer.
+// daemon drains, releases the stuck job to WAITING with its attempt given
+// back, and exits with status 1 (systemd restarts it).
 TEST(ProcessRunnerTest, AllSlotsStuckExitsNonZero) {
   TestDatabase db;
   Daemon daemon(db, R"(
@@ -315,8 +315,11 @@ kill_grace: 500ms
   testing::ProcessResult result = daemon.process().wait(std::chrono::seconds(20));
   EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_THAT(result.err, HasSubstr("DAEMON_STUCK every slot of section [stubborn] is stuck"));
-  EXPECT_THAT(result.err, HasSubstr("leaving 1 running jobs to be rescued"));
-  EXPECT_EQ(jobStatus(db, stuck), "1");
+  EXPECT_THAT(result.err, HasSubstr("DRAIN_TIMEOUT released 1 jobs"));
+  EXPECT_THAT(result.err, HasSubstr("with 1 jobs that never returned"));
+  EXPECT_EQ(db.scalar("SELECT status || '/' || attempt_count FROM jobd.job WHERE id = " + stuck),
+            "0/0");
+  EXPECT_EQ(db.scalar("SELECT outcome FROM jobd.job_attempt WHERE job_id = " + stuck), "released");
 }
 
 }  // namespace

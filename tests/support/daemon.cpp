@@ -9,7 +9,8 @@
 namespace jobd::testing {
 
 Daemon::Daemon(const TestDatabase& db, const std::string& config_text,
-               const std::vector<std::string>& sections) {
+               const std::vector<std::string>& sections,
+               const std::map<std::string, std::string>& env) {
   static std::atomic<int> counter{0};
   config_path_ =
       ::testing::TempDir() + "jobd_" + db.name() + "_" + std::to_string(counter++) + ".conf";
@@ -17,7 +18,9 @@ Daemon::Daemon(const TestDatabase& db, const std::string& config_text,
   std::vector<std::string> argv = {jobdBinary(), "--config",    config_path_,
                                    "--database", db.conninfo(), "serve"};
   argv.insert(argv.end(), sections.begin(), sections.end());
-  process_ = std::make_unique<Process>(argv);
+  ProcessOptions options;
+  options.env = env;
+  process_ = std::make_unique<Process>(argv, options);
 }
 
 bool Daemon::waitReady(std::chrono::milliseconds timeout) {

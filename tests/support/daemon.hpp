@@ -4,6 +4,7 @@
 // they arrive. Owned by one test thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,7 +17,8 @@ namespace jobd::testing {
 class Daemon {
  public:
   Daemon(const TestDatabase& db, const std::string& config_text,
-         const std::vector<std::string>& sections = {});
+         const std::vector<std::string>& sections = {},
+         const std::map<std::string, std::string>& env = {});
 
   // Whether DAEMON_READY appeared within the timeout; on failure, adds the
   // daemon's log to the test's failure message. Use as ASSERT_TRUE(d.waitReady()).
@@ -29,6 +31,8 @@ class Daemon {
   // SIGTERM, then the exit status and the whole log.
   ProcessResult stop(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Process& process() { return *process_; }
+  // The configuration file, for a test that rewrites it and sends SIGHUP.
+  const std::string& configPath() const { return config_path_; }
 
  private:
   std::string config_path_;
