@@ -1,6 +1,14 @@
 #include "commands.hpp"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -97,9 +105,72 @@ int cmdServe(const CommandLine& cl) {
   return controller.run();
 }
 
+// Launchpad's process-job-source.py (SPEC §7): a lock file per section,
+// every ready job of the unlocked sections run once, and the number of
+// sections that failed as the exit status.
+int cmdRunOnce(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  setupLogging(config->daemon().log_level, cl.verbosity);
+  int failed = 0;
+  std::vector<std::string> runnable;
+  std::vector<int> locks;  // held until exit
+  for (const std::string& name : cl.positional) {
+    const config::SectionConfig* section = config->section(name);
+    if (section == nullptr || !section->enabled) {
+      spdlog::error("No enabled section [{}] in {}", name, config->origin());
+      ++failed;
+      continue;
+    }
+    std::string path = config->daemon().lock_dir + "/jobd-" + name + ".lock";
+    spdlog::info("Creating lockfile: {}", path);
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      spdlog::error("Cannot open lockfile {}: {}", path, std::strerror(errno));
+      ++failed;
+      continue;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      spdlog::info("Lockfile {} in use", path);
+      close(fd);
+      ++failed;
+      continue;
+    }
+    locks.push_back(fd);
+    runnable.push_back(name);
+  }
+  if (!runnable.empty()) {
+    Controller controller(config, runnable, databaseConninfo(cl, *config),
+                          Controller::Mode::kRunOnce);
+    if (controller.run() != 0) {
+      failed += static_cast<int>(runnable.size());
+    } else {
+      auto counts = controller.runCounts();
+      for (const std::string& name : runnable) {
+        const runtime::Producer::RunCounts& c = counts[name];
+        if (c.completed > 0) {
+          spdlog::info("Ran {} {} jobs.", c.completed, name);
+        }
+        if (c.incomplete > 0) {
+          spdlog::info("{} {} jobs did not complete.", c.incomplete, name);
+        }
+      }
+    }
+  }
+  for (int fd : locks) {
+    close(fd);
+  }
+  if (failed > 0) {
+    spdlog::info("{} job sources failed.", failed);
+  }
+  return std::min(failed, 63);
+}
+
 int runCommand(const CommandLine& cl) {
   if (cl.command == "serve") {
     return cmdServe(cl);
+  }
+  if (cl.command == "run-once") {
+    return cmdRunOnce(cl);
   }
   if (cl.command == "migrate") {
     return cmdMigrate(cl);

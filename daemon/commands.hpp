@@ -29,5 +29,6 @@ int cmdStatus(const CommandLine& cl);
 int cmdShow(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
 int cmdServe(const CommandLine& cl);
+int cmdRunOnce(const CommandLine& cl);
 
 }  // namespace jobd::cli

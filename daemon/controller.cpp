@@ -36,9 +36,10 @@ std::string ownerName(const std::string& host) {
 }  // namespace
 
 Controller::Controller(std::shared_ptr<const config::Config> config,
-                       const std::vector<std::string>& sections, std::string conninfo)
+                       const std::vector<std::string>& sections, std::string conninfo, Mode mode)
     : config_(std::move(config)),
       conninfo_(std::move(conninfo)),
+      mode_(mode),
       hostname_(hostName()),
       signals_(io_),
       preflight_timer_(io_),
@@ -94,6 +95,7 @@ std::vector<const config::SectionConfig*> Controller::chosenSections(const confi
 std::vector<runtime::ServedSection> Controller::makeServed(
     const config::Config& config, const std::vector<const config::SectionConfig*>& chosen) {
   std::vector<runtime::ServedSection> served;
+  served.reserve(chosen.size());
   for (const config::SectionConfig* section : chosen) {
     served.push_back({section->name, jobtypes::makeJobSource(*section), nullptr});
   }
@@ -252,10 +254,14 @@ void Controller::preflight() {
         return;
       }
       if (error.empty()) {
-        notifier_->start();
+        if (mode_ == Mode::kRunOnce) {
+          onListening();  // cron mode needs no LISTEN: it polls once
+        } else {
+          notifier_->start();
+        }
         return;
       }
-      if (fatal) {
+      if (fatal || mode_ == Mode::kRunOnce) {
         spdlog::critical("DAEMON_FATAL {}", error);
         exit_status_ = 1;
         io_.stop();
@@ -289,6 +295,17 @@ void Controller::onListening() {
 
 void Controller::onReady() {
   ready_ = true;
+  if (mode_ == Mode::kRunOnce) {
+    leases_->start();
+    // When no section has more ready jobs: finish those running, write
+    // their outcomes, stop.
+    producer_->runOnce([this] {
+      draining_ = true;
+      finish_deadline_ = std::chrono::steady_clock::time_point::max();
+      producer_->stopClaiming([this] { waitForOutcomes(); });
+    });
+    return;
+  }
   producer_->startPolling();
   leases_->start();
   rescuer_->start();

@@ -27,15 +27,24 @@ namespace jobd::cli {
 
 class Controller {
  public:
+  // kServe: `jobd serve`. kRunOnce: `jobd run-once` (SPEC §7): no LISTEN,
+  // no polling, no rescue; every ready job of the sections runs once, then
+  // the run ends.
+  enum class Mode { kServe, kRunOnce };
+
   // sections: the names given on the command line; empty means every
   // enabled section. Throws UsageError for an unknown or disabled name and
   // ConfigError for a section that cannot run here.
   Controller(std::shared_ptr<const config::Config> config, const std::vector<std::string>& sections,
-             std::string conninfo);
+             std::string conninfo, Mode mode = Mode::kServe);
   ~Controller();
 
   // Runs until a clean stop; returns the exit status.
   int run();
+  // After run() in kRunOnce mode: what each section's jobs came to.
+  std::map<std::string, runtime::Producer::RunCounts> runCounts() const {
+    return producer_->runCounts();
+  }
 
  private:
   std::vector<const config::SectionConfig*> chosenSections(const config::Config& config,
@@ -62,6 +71,7 @@ class Controller {
 
   std::shared_ptr<const config::Config> config_;
   std::string conninfo_;
+  Mode mode_;
   std::string owner_;
   std::string hostname_;
 

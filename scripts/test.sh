@@ -21,6 +21,7 @@ if [ -z "${JOBD_SKIP_TSAN:-}" ]; then
 fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # TSan cannot map its shadow memory with the kernel's high mmap randomisation
 # on some machines; setarch -R turns randomisation off for the tests only.

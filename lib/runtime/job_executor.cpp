@@ -2,8 +2,11 @@
 
 #include <cxxabi.h>
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 #include <memory>
+#include <stdexcept>
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
@@ -24,6 +27,12 @@ pqxx::connection& connectionFor(const std::string& conninfo) {
   }
   return *slot;
 }
+
+// The job's own connection could not be opened: the handler never ran.
+class ConnectFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 std::string typeNameOf(const std::exception& e) {
   int status = 0;
@@ -63,8 +72,15 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
                                       const config::SectionConfig& section,
                                       JobOutcome& outcome) const {
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
+  pqxx::connection* opened = nullptr;
   try {
-    pqxx::connection& conn = connectionFor(conninfo);
+    opened = &connectionFor(conninfo);
+  } catch (const std::exception& e) {
+    t_connections.erase(conninfo);
+    throw ConnectFailed(errorLine(e.what()));
+  }
+  try {
+    pqxx::connection& conn = *opened;
     pqxx::work txn(conn);
     context.transaction = &txn;
     // A timeout or a lost lease interrupts the running query (PQcancel is
@@ -134,6 +150,14 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
       runnable->run(context);
     }
     outcome.kind = OutcomeKind::kCompleted;
+  } catch (const ConnectFailed& e) {
+    // Most likely the database is down, which is no fault of the job: it
+    // goes back with its attempt given back, a little later, and the log
+    // says why (a wrong dbuser password shows up here too, every time).
+    spdlog::error("JOB_CONNECT_FAILED id={} section={} dbuser={}: {}; releasing the job", job.id,
+                  job.section, section.dbuser.empty() ? "-" : section.dbuser, e.what());
+    fail(OutcomeKind::kReleased, "ConnectFailed", e.what());
+    outcome.release_delay = kReleaseDelay;
   } catch (const RetryError& e) {
     fail(OutcomeKind::kRetry, e.typeName(), e.what());
   } catch (const UserError& e) {

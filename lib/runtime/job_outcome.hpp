@@ -25,6 +25,10 @@ enum class OutcomeKind {
 
 std::string_view outcomeName(OutcomeKind kind);
 
+// A job whose own database connection could not be opened is released
+// this much later (JobExecutor).
+constexpr std::chrono::milliseconds kReleaseDelay{5000};
+
 struct JobOutcome {
   ClaimedJob job;
   OutcomeKind kind = OutcomeKind::kCompleted;
@@ -35,6 +39,8 @@ struct JobOutcome {
   std::string operation;  // the source's operation description
   std::chrono::milliseconds duration{0};
   int runner_pid = 0;  // the process runner's pid; 0 for a thread
+  // For kReleased: how long the job waits before it is claimed again.
+  std::chrono::milliseconds release_delay{0};
   // Set when the COMPLETED mark was already committed in the job's own
   // transaction (database handlers): nothing is left to write.
   bool committed = false;

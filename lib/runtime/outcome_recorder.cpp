@@ -225,7 +225,7 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
     case OutcomeKind::kReleased:
       w.status = 0;
       w.attempt_outcome = "released";
-      w.requeue_delay = Duration(0);
+      w.requeue_delay = o.release_delay;
       w.give_back_attempt = true;
       break;
     case OutcomeKind::kOops:

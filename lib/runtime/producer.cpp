@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/errors.hpp"
@@ -186,10 +187,31 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
       wakeAll();
     }
   }
+  if (on_exhausted_ && ready_ && !section.retired &&
+      (!ok || static_cast<int>(result.jobs.size()) < asked)) {
+    // Cron mode: nothing more is ready now for this section.
+    section.retired = true;
+    bool all = std::all_of(sections_.begin(), sections_.end(),
+                           [](const auto& entry) { return entry.second->retired; });
+    if (all) {
+      auto callback = std::move(on_exhausted_);
+      on_exhausted_ = nullptr;
+      callback();
+      return;
+    }
+  }
   if (ok && (section.again || section.more)) {
     claim(section);
   }
   checkIdle();
+}
+
+std::map<std::string, Producer::RunCounts> Producer::runCounts() const {
+  std::map<std::string, RunCounts> counts;
+  for (const auto& [name, section] : sections_) {
+    counts[name] = section->counts;
+  }
+  return counts;
 }
 
 void Producer::wakeAt(Section& section, double seconds) {
@@ -330,6 +352,9 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
     outcome.operation = section.served.source->operationDescription(outcome.job);
   }
   if (!released) {
+    bool completed =
+        outcome.kind == OutcomeKind::kCompleted && !outcome.lease_lost && !outcome.in_doubt;
+    ++(completed ? section.counts.completed : section.counts.incomplete);
     recorder_.record(std::move(outcome), section.snapshot);
   }
   if (section.more || section.again) {

@@ -68,6 +68,16 @@ class Producer {
   // Called once the first poll of every section has come back; until then
   // polls claim nothing (READY=1 comes before the first job runs).
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }
+  // Cron mode (`jobd run-once`): a section stops claiming once a claim
+  // finds no more ready jobs than it asked for; on_exhausted runs once
+  // when every section has.
+  void runOnce(std::function<void()> on_exhausted) { on_exhausted_ = std::move(on_exhausted); }
+  struct RunCounts {
+    int completed = 0;
+    int incomplete = 0;
+  };
+  // What each section's finished jobs came to, by section name.
+  std::map<std::string, RunCounts> runCounts() const;
   // Called once when every slot of a section, or of the pool, is stuck:
   // only a restart frees them.
   void onAllStuck(std::function<void(const std::string&)> callback) {
@@ -80,6 +90,7 @@ class Producer {
     const config::SectionConfig* config = nullptr;
     std::shared_ptr<const config::Config> snapshot;  // owns *config
     bool retired = false;                            // no longer served
+    RunCounts counts;
     int running = 0;
     int stuck = 0;
     bool claiming = false;
@@ -126,6 +137,7 @@ class Producer {
   int stuck_ = 0;
   bool all_stuck_reported_ = false;
   std::function<void(const std::string&)> on_all_stuck_;
+  std::function<void()> on_exhausted_;  // set in cron mode
   bool stopping_ = false;
   bool ready_ = false;  // every section's first poll came back
   std::function<void()> on_idle_;

@@ -181,6 +181,7 @@ nlohmann::json outcomeToJson(const JobOutcome& o) {
           {"oops_vars", o.oops_vars},
           {"operation", o.operation},
           {"duration_ms", o.duration.count()},
+          {"release_delay_ms", o.release_delay.count()},
           {"committed", o.committed},
           {"lease_lost", o.lease_lost},
           {"in_doubt", o.in_doubt}};
@@ -196,6 +197,7 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   o.oops_vars = j.at("oops_vars").get<std::map<std::string, std::string>>();
   o.operation = j.at("operation").get<std::string>();
   o.duration = std::chrono::milliseconds(j.at("duration_ms").get<std::int64_t>());
+  o.release_delay = std::chrono::milliseconds(j.at("release_delay_ms").get<std::int64_t>());
   o.committed = j.at("committed").get<bool>();
   o.lease_lost = j.at("lease_lost").get<bool>();
   o.in_doubt = j.at("in_doubt").get<bool>();

@@ -224,5 +224,28 @@ TEST_F(ServeOutcomesTest, BadJobsDoNotStopTheDaemon) {
             "0/0");
 }
 
+// A job whose own connection cannot be opened (here a dbuser that does not
+// exist; usually the database going away) never ran: it is released with
+// its attempt given back, 5 s later, and logged each time; it does not
+// use up its attempts.
+TEST(ServeConnectFailedTest, JobIsReleasedNotFailed) {
+  TestDatabase db;
+  Daemon daemon(db, "[nobody]\nhandler: sql\ndbuser: jobd_no_such_role\nstatement: SELECT 1\n");
+  ASSERT_TRUE(daemon.waitReady());
+  std::string id = db.scalar("SELECT jobd.enqueue('nobody')");
+  ASSERT_TRUE(daemon.waitForLog("JOB_CONNECT_FAILED id=" + id));
+  EXPECT_EQ(
+      testing::waitForValue(db, "SELECT count(*) FROM jobd.job_attempt WHERE job_id = " + id, "1"),
+      "1");
+  EXPECT_EQ(db.scalar("SELECT concat_ws('/', status, attempt_count, scheduled_start > now()) "
+                      "FROM jobd.job WHERE id = " +
+                      id),
+            "0/0/t");
+  EXPECT_EQ(
+      db.scalar("SELECT outcome || '/' || error_type FROM jobd.job_attempt WHERE job_id = " + id),
+      "released/ConnectFailed");
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
 }  // namespace
 }  // namespace jobd

@@ -1,0 +1,158 @@
+// Database outages (SPEC §6, §8): the test stops and restarts the cluster
+// the tests run against (pg_ctlcluster; these tests run alone). The daemon
+// keeps running, reconnects with backoff, listens again, keeps pinging the
+// watchdog and says in STATUS= that the database is down; every job ends
+// COMPLETED and none has its database work done twice.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "daemon.hpp"
+#include "notify_socket.hpp"
+
+namespace jobd {
+namespace {
+
+using testing::Daemon;
+using ::testing::HasSubstr;
+using testing::NotifySocket;
+using testing::TestDatabase;
+using testing::waitForValue;
+
+// "15 regress" for pg_ctlcluster: the first cluster pg_lsclusters knows
+// (pg_virtualenv's).
+std::vector<std::string> cluster() {
+  testing::ProcessResult list = testing::runProcess({"pg_lsclusters", "-h"});
+  std::istringstream line(list.out);
+  std::string version, name;
+  line >> version >> name;
+  if (version.empty() || name.empty()) {
+    throw std::runtime_error("no PostgreSQL cluster found: " + list.out + list.err);
+  }
+  return {version, name};
+}
+
+void clusterCtl(const std::string& action) {
+  std::vector<std::string> c = cluster();
+  testing::ProcessResult result =
+      testing::runProcess({"pg_ctlcluster", c[0], c[1], action, "-m", "fast"});
+  ASSERT_EQ(result.exit_code, 0) << "pg_ctlcluster " << action << ": " << result.out << result.err;
+}
+
+// Running, and not a zombie waiting to be reaped.
+bool alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::size_t close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z';
+}
+
+// Brings the cluster back if a test fails while it is down.
+struct ClusterGuard {
+  ~ClusterGuard() {
+    std::vector<std::string> c = cluster();
+    testing::runProcess({"pg_ctlcluster", c[0], c[1], "start"});
+  }
+};
+
+constexpr const char* kConfig = R"(
+[jobd]
+poll_interval: 1s
+rescue_interval: 1s
+[work]
+handler: sql
+statement: INSERT INTO runs (job_id) SELECT $2 FROM pg_sleep(0.01)
+concurrency: 4
+lease_duration: 3s
+max_retries: 5
+retry_delay: 500ms
+[noop]
+max_retries: 5
+retry_delay: 500ms
+)";
+
+constexpr const char* kRuns = "CREATE TABLE runs (job_id bigint NOT NULL)";
+
+void expectEveryJobOnce(const TestDatabase& db, int work_jobs) {
+  EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status <> 2", "0",
+                         std::chrono::seconds(60)),
+            "0")
+      << db.scalar(
+             "SELECT string_agg(id || ':' || status || ':' || coalesce(log, ''), ' ') "
+             "FROM jobd.job WHERE status <> 2");
+  EXPECT_EQ(db.scalar("SELECT count(*) || '/' || count(DISTINCT job_id) FROM runs"),
+            std::to_string(work_jobs) + "/" + std::to_string(work_jobs));
+}
+
+TEST(DatabaseOutageTest, RestartUnderLoad) {
+  ClusterGuard guard;
+  TestDatabase db;
+  db.scalar(kRuns);
+  Daemon daemon(db, kConfig);
+  ASSERT_TRUE(daemon.waitReady());
+  db.scalar("SELECT jobd.enqueue('work') FROM generate_series(1, 600)");
+  db.scalar("SELECT jobd.enqueue('noop') FROM generate_series(1, 200)");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) > 50 FROM runs", "true"), "true");
+  clusterCtl("restart");
+  ASSERT_TRUE(daemon.waitForLog("DATABASE_UP", std::chrono::seconds(30))) << daemon.log();
+  db.scalar("SELECT jobd.enqueue('work') FROM generate_series(1, 100)");
+  expectEveryJobOnce(db, 700);
+  testing::ProcessResult stopped_result = daemon.stop(std::chrono::seconds(20));
+  EXPECT_EQ(stopped_result.exit_code, 0) << stopped_result.err;
+}
+
+TEST(DatabaseOutageTest, ThirtySecondOutage) {
+  ClusterGuard guard;
+  TestDatabase db;
+  db.scalar(kRuns);
+  NotifySocket notify;
+  auto env = notify.env();
+  env["WATCHDOG_USEC"] = "2000000";
+  Daemon daemon(db, kConfig, {}, env);
+  ASSERT_TRUE(daemon.waitReady());
+  db.scalar("SELECT jobd.enqueue('work') FROM generate_series(1, 200)");
+  clusterCtl("stop");
+  auto stopped = std::chrono::steady_clock::now();
+  std::size_t from = notify.messages().size();
+  EXPECT_GE(notify.waitFor("database down", from, std::chrono::seconds(15)), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(30) -
+                              (std::chrono::steady_clock::now() - stopped));
+  int pings = 0;
+  for (const auto& m : notify.messages()) {
+    pings += m.at > stopped && m.text == "WATCHDOG=1";
+  }
+  EXPECT_GE(pings, 25) << "the watchdog must keep pinging through an outage";
+  EXPECT_TRUE(alive(daemon.process().pid())) << daemon.log();
+  clusterCtl("start");
+  ASSERT_TRUE(daemon.waitForLog("LISTENER_UP", std::chrono::seconds(30))) << daemon.log();
+  // Inserted after the outage: woken by NOTIFY on the new LISTEN session.
+  db.scalar("SELECT jobd.enqueue('work') FROM generate_series(1, 50)");
+  expectEveryJobOnce(db, 250);
+  testing::ProcessResult stopped_result = daemon.stop(std::chrono::seconds(20));
+  EXPECT_EQ(stopped_result.exit_code, 0) << stopped_result.err;
+}
+
+TEST(DatabaseOutageTest, StartWhileTheDatabaseIsDown) {
+  ClusterGuard guard;
+  TestDatabase db;
+  db.scalar(kRuns);
+  db.scalar("SELECT jobd.enqueue('work') FROM generate_series(1, 20)");
+  clusterCtl("stop");
+  NotifySocket notify;
+  Daemon daemon(db, kConfig, {}, notify.env());
+  ASSERT_TRUE(daemon.waitForLog("DATABASE_WAIT", std::chrono::seconds(10))) << daemon.log();
+  EXPECT_GE(notify.waitFor("EXTEND_TIMEOUT_USEC=", 0, std::chrono::seconds(5)), 0);
+  EXPECT_GE(notify.waitFor("STATUS=waiting for the database", 0, std::chrono::seconds(5)), 0);
+  EXPECT_EQ(notify.waitFor("READY=1", 0, std::chrono::seconds(3)), -1);
+  clusterCtl("start");
+  ASSERT_TRUE(daemon.waitReady(std::chrono::seconds(60)));
+  expectEveryJobOnce(db, 20);
+  testing::ProcessResult stopped_result = daemon.stop(std::chrono::seconds(20));
+  EXPECT_EQ(stopped_result.exit_code, 0) << stopped_result.err;
+}
+
+}  // namespace
+}  // namespace jobd
