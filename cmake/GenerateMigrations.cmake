@@ -1,6 +1,6 @@
 # Run as a script: writes OUT, a C++ file holding every migration in FILES.
 # A file is named NNNN_description.sql; NNNN is its schema version.
-set(body "// Generated from lib/store/migrations by cmake/GenerateMigrations.cmake.\n")
+set(body "// Generated from the migration files by cmake/GenerateMigrations.cmake.\n")
 string(APPEND body "#include \"store/migrations.hpp\"\n\nnamespace jobd::store {\n\n")
 string(APPEND body "const std::vector<Migration>& embeddedMigrations() {\n")
 string(APPEND body "  static const std::vector<Migration> migrations = {\n")

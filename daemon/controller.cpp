@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/errors.hpp"
+#include "core/host.hpp"
 #include "logging.hpp"
 #include "registry.hpp"
 #include "store/database.hpp"
@@ -16,14 +17,6 @@
 
 namespace jobd::cli {
 namespace {
-
-std::string hostName() {
-  char buffer[256] = {};
-  if (gethostname(buffer, sizeof buffer - 1) != 0) {
-    return "localhost";
-  }
-  return buffer;
-}
 
 // "<host>:<pid>:<4 hex>": unique across restarts that reuse a pid.
 std::string ownerName(const std::string& host) {
@@ -97,14 +90,15 @@ std::vector<runtime::ServedSection> Controller::makeServed(
   std::vector<runtime::ServedSection> served;
   served.reserve(chosen.size());
   for (const config::SectionConfig* section : chosen) {
-    served.push_back({section->name, jobtypes::makeJobSource(*section), nullptr});
+    served.push_back({section->name, jobtypes::makeJobSource(*section, config.mail()), nullptr});
   }
   for (runtime::ServedSection& one : served) {
     const config::SectionConfig* section = config.section(one.name);
     if (section->runner != config::RunnerKind::kProcess) {
       continue;
     }
-    runtime::ProcessRunner::Options options{*section, conninfo_, owner_, config.daemon().log_level};
+    runtime::ProcessRunner::Options options{*section, config.mail(), conninfo_, owner_,
+                                            config.daemon().log_level};
     std::shared_ptr<runtime::ProcessRunner>& runner = runners_[one.name];
     if (runner) {
       runner->reconfigure(std::move(options));
@@ -142,6 +136,12 @@ int Controller::run() {
   // of any type: claim again once its outcome has landed.
   recorder_ = std::make_unique<runtime::OutcomeRecorder>(
       *db_, hostname_, [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
+  notices_ = std::make_unique<runtime::NoticeSender>(*db_, hostname_);
+  recorder_->onFailed([this](const runtime::JobOutcome& outcome,
+                             const std::optional<std::string>& oops_id,
+                             const std::shared_ptr<const config::Config>& config) {
+    notices_->send({outcome, oops_id, config});
+  });
   leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, Duration(1000));
   leases_->onRecovered([this] { producer_->wakeAll(); });
   rescuer_ = std::make_unique<runtime::LeaseRescuer>(io_, *db_, config_->daemon().rescue_interval,
@@ -183,6 +183,7 @@ int Controller::run() {
   // database thread, workers joined. A thread that never returned cannot be
   // joined (its job was released, or stays RUNNING for the rescuer).
   notifier_->stop();
+  notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
   db_->stop();
   if (int left = producer_->running(); left > 0) {
     spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,

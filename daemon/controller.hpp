@@ -19,6 +19,7 @@
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/lease_rescuer.hpp"
+#include "runtime/notice_sender.hpp"
 #include "runtime/notifier.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/producer.hpp"
@@ -95,6 +96,7 @@ class Controller {
   std::unique_ptr<runtime::DatabaseThread> db_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
+  std::unique_ptr<runtime::NoticeSender> notices_;
   std::unique_ptr<runtime::LeaseKeeper> leases_;
   std::unique_ptr<runtime::LeaseRescuer> rescuer_;
   std::unique_ptr<runtime::Producer> producer_;

@@ -74,7 +74,8 @@ int runWorker() {
   setupLogging(hello->at("log_level").get<std::string>(), 0, false);
   const config::SectionConfig section = worker::sectionFromJson(hello->at("section"));
   applyMemoryLimit(section.memory_limit);
-  std::unique_ptr<runtime::IJobSource> source = jobtypes::makeJobSource(section);
+  std::unique_ptr<runtime::IJobSource> source =
+      jobtypes::makeJobSource(section, worker::mailFromJson(hello->at("mail")));
   runtime::JobExecutor executor(hello->at("conninfo").get<std::string>(),
                                 hello->at("owner").get<std::string>());
   while (std::optional<nlohmann::json> message = worker::readFrame(kSocket)) {

@@ -3,17 +3,27 @@
 #include <functional>
 
 #include "core/errors.hpp"
+#include "email/email_handler.hpp"
 #include "exec/exec_handler.hpp"
 #include "fail/fail_handler.hpp"
+#include "merge_proposal_diff/merge_proposal_diff_handler.hpp"
 #include "noop/noop_handler.hpp"
+#include "person_merge/person_merge_handler.hpp"
 #include "sleep/sleep_handler.hpp"
 #include "sql/sql_handler.hpp"
 
 namespace jobd::jobtypes {
 namespace {
 
-using SourceFactory =
-    std::function<std::unique_ptr<runtime::IJobSource>(const config::SectionConfig&)>;
+using SourceFactory = std::function<std::unique_ptr<runtime::IJobSource>(
+    const config::SectionConfig&, const config::MailSettings&)>;
+
+// For the handlers that do not send mail.
+template <std::unique_ptr<runtime::IJobSource> (*Make)(const config::SectionConfig&)>
+std::unique_ptr<runtime::IJobSource> withoutMail(const config::SectionConfig& section,
+                                                 const config::MailSettings&) {
+  return Make(section);
+}
 
 struct Entry {
   config::HandlerDescriptor descriptor;
@@ -22,9 +32,14 @@ struct Entry {
 
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> all = {
-      {execDescriptor(), makeExecSource}, {failDescriptor(), makeFailSource},
-      {noopDescriptor(), makeNoopSource}, {sleepDescriptor(), makeSleepSource},
-      {sqlDescriptor(), makeSqlSource},
+      {emailDescriptor(), makeEmailSource},
+      {execDescriptor(), withoutMail<makeExecSource>},
+      {failDescriptor(), withoutMail<makeFailSource>},
+      {mergeProposalDiffDescriptor(), withoutMail<makeMergeProposalDiffSource>},
+      {noopDescriptor(), withoutMail<makeNoopSource>},
+      {personMergeDescriptor(), withoutMail<makePersonMergeSource>},
+      {sleepDescriptor(), withoutMail<makeSleepSource>},
+      {sqlDescriptor(), withoutMail<makeSqlSource>},
   };
   return all;
 }
@@ -42,10 +57,11 @@ const config::HandlerCatalog& handlerCatalog() {
   return catalog;
 }
 
-std::unique_ptr<runtime::IJobSource> makeJobSource(const config::SectionConfig& section) {
+std::unique_ptr<runtime::IJobSource> makeJobSource(const config::SectionConfig& section,
+                                                   const config::MailSettings& mail) {
   for (const Entry& e : entries()) {
     if (e.descriptor.name == section.handler) {
-      return e.make(section);
+      return e.make(section, mail);
     }
   }
   throw ConfigError("[" + section.name + "] handler: unknown handler '" + section.handler + "'");

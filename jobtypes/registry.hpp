@@ -16,6 +16,7 @@ namespace jobd::jobtypes {
 const config::HandlerCatalog& handlerCatalog();
 
 // Throws ConfigError when the section's handler cannot run here.
-std::unique_ptr<runtime::IJobSource> makeJobSource(const config::SectionConfig& section);
+std::unique_ptr<runtime::IJobSource> makeJobSource(const config::SectionConfig& section,
+                                                   const config::MailSettings& mail);
 
 }  // namespace jobd::jobtypes

@@ -9,7 +9,7 @@ packages=(
   libboost-dev libpqxx-dev libpq-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsystemd-dev libgtest-dev libgmock-dev libinih-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 postgresql-common
-  clang-format clang-tidy util-linux procps systemd
+  clang-format clang-tidy util-linux procps systemd python3-aiosmtpd
 )
 
 missing=()

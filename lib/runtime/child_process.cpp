@@ -36,7 +36,7 @@ struct Pipe {
 
 // In the child, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void execChild(const ChildSpec& spec, char* const* argv, char* const* envp, int in_fd,
-                            int err_fd, int report_fd) {
+                            int out_fd, int err_fd, int report_fd) {
   setpgid(0, 0);
   sigset_t none;
   sigemptyset(&none);
@@ -48,7 +48,7 @@ struct Pipe {
   }
   int devnull = open("/dev/null", O_WRONLY);
   dup2(in_fd, 0);
-  dup2(devnull, 1);
+  dup2(out_fd >= 0 ? out_fd : devnull, 1);
   dup2(err_fd, 2);
   execvpe(argv[0], argv, envp);
   int error = errno;
@@ -92,9 +92,10 @@ std::vector<std::string> childEnvironment(ChildKind kind) {
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation) {
   ChildResult result;
-  Pipe in, err, report;
+  Pipe in, out, err, report;
   if (pipe2(in.fds, O_CLOEXEC) != 0 || pipe2(err.fds, O_CLOEXEC) != 0 ||
-      pipe2(report.fds, O_CLOEXEC) != 0) {
+      pipe2(report.fds, O_CLOEXEC) != 0 ||
+      (spec.capture_stdout && pipe2(out.fds, O_CLOEXEC) != 0)) {
     result.start_error = std::string("pipe: ") + std::strerror(errno);
     return result;
   }
@@ -106,11 +107,12 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
     return result;
   }
   if (pid == 0) {
-    execChild(spec, argv.data(), envp.data(), in.fds[0], err.fds[1], report.fds[1]);
+    execChild(spec, argv.data(), envp.data(), in.fds[0], out.fds[1], err.fds[1], report.fds[1]);
   }
   // Also set the group from here, so that a kill right after fork reaches it.
   setpgid(pid, pid);
   in.closeEnd(0);
+  out.closeEnd(1);
   err.closeEnd(1);
   report.closeEnd(1);
   int exec_error = 0;
@@ -128,6 +130,14 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
   }
   std::optional<std::chrono::steady_clock::time_point> kill_at;
   bool err_open = true;
+  bool out_open = spec.capture_stdout.has_value();
+  auto keepStdout = [&](const char* data, std::size_t size) {
+    std::size_t room =
+        *spec.capture_stdout - std::min(*spec.capture_stdout, result.stdout_text.size());
+    result.stdout_text.append(data, std::min(room, size));
+    result.stdout_bytes += size;
+    result.stdout_truncated = result.stdout_truncated || size > room;
+  };
   int status = 0;
   for (;;) {
     auto now = std::chrono::steady_clock::now();
@@ -145,13 +155,16 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
     siginfo_t info{};
     bool exited = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
                   info.si_pid == pid;
-    if (exited && !err_open) {
+    if (exited && !err_open && !out_open) {
       break;
     }
-    pollfd fds[2];
+    pollfd fds[3];
     nfds_t n = 0;
     if (err_open) {
       fds[n++] = {err.fds[0], POLLIN, 0};
+    }
+    if (out_open) {
+      fds[n++] = {out.fds[0], POLLIN, 0};
     }
     if (in.fds[1] >= 0) {
       fds[n++] = {in.fds[1], POLLOUT, 0};
@@ -171,6 +184,14 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
         } else if (got == 0 || errno != EINTR) {
           err_open = false;
         }
+      } else if (fds[k].fd == out.fds[0] && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buffer[65536];
+        ssize_t got = read(out.fds[0], buffer, sizeof buffer);
+        if (got > 0) {
+          keepStdout(buffer, static_cast<std::size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+          out_open = false;
+        }
       } else if (fds[k].fd == in.fds[1] && (fds[k].revents & (POLLOUT | POLLERR | POLLHUP))) {
         ssize_t put = write(in.fds[1], spec.input.data() + written, spec.input.size() - written);
         if (put > 0) {
@@ -189,6 +210,12 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
       ssize_t got;
       while (err_open && (got = read(err.fds[0], buffer, sizeof buffer)) > 0) {
         appendTail(result.stderr_tail, buffer, static_cast<std::size_t>(got), spec.stderr_tail);
+      }
+      if (out_open) {
+        fcntl(out.fds[0], F_SETFL, O_NONBLOCK);
+        while ((got = read(out.fds[0], buffer, sizeof buffer)) > 0) {
+          keepStdout(buffer, static_cast<std::size_t>(got));
+        }
       }
       break;
     }

@@ -23,6 +23,9 @@ struct ChildSpec {
   std::chrono::milliseconds kill_grace{5000};
   std::optional<std::uint64_t> memory_limit;  // RLIMIT_AS in bytes
   std::size_t stderr_tail = 16UL * 1024;
+  // Set: keep up to this many bytes of stdout (the rest is read and
+  // dropped); unset: stdout goes to /dev/null.
+  std::optional<std::size_t> capture_stdout;
 };
 
 struct ChildResult {
@@ -33,6 +36,9 @@ struct ChildResult {
   bool timed_out = false;   // jobd stopped it at the deadline
   bool cancelled = false;   // jobd stopped it on request
   std::string stderr_tail;  // the last stderr_tail bytes
+  std::string stdout_text;  // with capture_stdout: its first bytes
+  bool stdout_truncated = false;
+  std::size_t stdout_bytes = 0;  // all it wrote, kept or not
 };
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation);

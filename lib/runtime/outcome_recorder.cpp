@@ -271,6 +271,9 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
     if (write->oops_id) {
       writeOopsFile(item, *write);
     }
+    if (write->status == 3 && (write->oops_id || o.kind == OutcomeKind::kUserError) && on_failed_) {
+      on_failed_(o, write->oops_id, item.config);
+    }
   } else {
     counters_.completed++;
   }

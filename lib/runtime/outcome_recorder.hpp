@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,6 +43,12 @@ class OutcomeRecorder {
   // Queues an outcome with the configuration it ran under.
   void record(JobOutcome outcome, std::shared_ptr<const config::Config> config);
 
+  // Runs on the database thread for every job written FAILED with an OOPS
+  // (oops_id set) or a user error: the notices go from there.
+  using FailedCallback = std::function<void(const JobOutcome&, const std::optional<std::string>&,
+                                            const std::shared_ptr<const config::Config>&)>;
+  void onFailed(FailedCallback callback) { on_failed_ = std::move(callback); }
+
   // Outcomes queued and not yet written (or given up on).
   std::size_t pending() const { return pending_count_.load(); }
   const OutcomeCounters& counters() const { return counters_; }
@@ -63,6 +70,7 @@ class OutcomeRecorder {
   DatabaseThread& db_;
   std::string hostname_;
   std::function<void()> on_target_released_;
+  FailedCallback on_failed_;
   boost::asio::steady_timer retry_timer_;
   std::vector<Item> queue_;  // database thread only
   bool flush_scheduled_ = false;

@@ -418,6 +418,7 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
       std::make_shared<WorkerChild>(io_, pid, sockets[0], err[0], options_.section.kill_grace);
   nlohmann::json hello = {{"op", "hello"},
                           {"section", worker::sectionToJson(options_.section)},
+                          {"mail", worker::mailToJson(options_.mail)},
                           {"conninfo", options_.conninfo},
                           {"owner", options_.owner},
                           {"log_level", options_.log_level},

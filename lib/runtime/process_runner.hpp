@@ -29,6 +29,7 @@ class ProcessRunner {
  public:
   struct Options {
     config::SectionConfig section;
+    config::MailSettings mail;
     std::string conninfo;  // the daemon's database, for the job's own transaction
     std::string owner;     // the lease owner the job's completion is fenced on
     std::string log_level;

@@ -141,6 +141,20 @@ config::SectionConfig sectionFromJson(const nlohmann::json& j) {
   return s;
 }
 
+nlohmann::json mailToJson(const config::MailSettings& mail) {
+  return {{"smtp_url", mail.smtp_url},
+          {"from_address", mail.from_address},
+          {"product_name", mail.product_name}};
+}
+
+config::MailSettings mailFromJson(const nlohmann::json& j) {
+  config::MailSettings mail;
+  mail.smtp_url = j.at("smtp_url").get<std::string>();
+  mail.from_address = j.at("from_address").get<std::string>();
+  mail.product_name = j.at("product_name").get<std::string>();
+  return mail;
+}
+
 nlohmann::json jobToJson(const ClaimedJob& job) {
   return {{"id", job.id},
           {"job_type", job.job_type},

@@ -45,6 +45,9 @@ void writeFrame(int fd, const nlohmann::json& message);
 nlohmann::json sectionToJson(const config::SectionConfig& section);
 config::SectionConfig sectionFromJson(const nlohmann::json& j);
 
+nlohmann::json mailToJson(const config::MailSettings& mail);
+config::MailSettings mailFromJson(const nlohmann::json& j);
+
 nlohmann::json jobToJson(const ClaimedJob& job);
 ClaimedJob jobFromJson(const nlohmann::json& j);
 

@@ -293,6 +293,13 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
   return true;
 }
 
+void JobRepository::insertOops(const OopsRecord& o) {
+  pqxx::work txn(conn_, "oops_insert");
+  txn.exec_prepared("oops_insert", o.id, o.reporter, o.job_id, o.job_type, o.attempt, o.type,
+                    o.value, nullptr, o.vars_json, nullIfEmpty(o.hostname));
+  txn.commit();
+}
+
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {
   pqxx::work txn(conn_, "count_waiting");
   pqxx::row row = txn.exec_params1(

@@ -63,6 +63,20 @@ struct RescuePolicy {
   std::optional<int> max_retries;  // the section's override
 };
 
+// An OOPS that is not an attempt's outcome (a notice that could not be
+// sent, SPEC §5).
+struct OopsRecord {
+  std::string id;
+  std::string reporter;
+  std::int64_t job_id = 0;
+  std::string job_type;
+  int attempt = 0;
+  std::string type;
+  std::string value;
+  std::string vars_json = "{}";
+  std::string hostname;
+};
+
 struct RescueResult {
   int requeued = 0;
   int failed = 0;
@@ -85,6 +99,8 @@ class JobRepository {
 
   // Extends every lease in one statement; returns the ids whose lease this
   // daemon no longer holds.
+  // Records an OOPS in its own transaction.
+  void insertOops(const OopsRecord& oops);
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
   std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);
