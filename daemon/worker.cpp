@@ -23,13 +23,6 @@ constexpr int kSocket = 3;
 
 namespace worker = runtime::worker;
 
-std::uint64_t addressSpaceInUse() {
-  std::ifstream statm("/proc/self/statm");
-  std::uint64_t pages = 0;
-  statm >> pages;
-  return pages * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-}
-
 // SPEC §3 memory_limit: the runner's address-space limit. A sanitizer
 // build reserves terabytes of shadow address space before main(), so there
 // the limit counts from what is in use now.
@@ -39,7 +32,10 @@ void applyMemoryLimit(const std::optional<std::uint64_t>& limit) {
   }
   std::uint64_t base = 0;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  base = addressSpaceInUse();
+  std::ifstream statm("/proc/self/statm");  // the first field: pages in use
+  std::uint64_t pages = 0;
+  statm >> pages;
+  base = pages * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 #endif
   rlimit r{base + *limit, base + *limit};
   if (setrlimit(RLIMIT_AS, &r) != 0) {
