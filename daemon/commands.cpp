@@ -187,6 +187,9 @@ int runCommand(const CommandLine& cl) {
   if (cl.command == "show") {
     return cmdShow(cl);
   }
+  if (cl.command == "oops") {
+    return cmdOops(cl);
+  }
   if (cl.command == "retry" || cl.command == "suspend" || cl.command == "resume" ||
       cl.command == "cancel") {
     return cmdOperator(cl);

@@ -27,6 +27,7 @@ int cmdCheckConfig(const CommandLine& cl);
 int cmdEnqueue(const CommandLine& cl);
 int cmdStatus(const CommandLine& cl);
 int cmdShow(const CommandLine& cl);
+int cmdOops(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
 int cmdServe(const CommandLine& cl);
 int cmdRunOnce(const CommandLine& cl);

@@ -127,6 +127,31 @@ int cmdEnqueue(const CommandLine& cl) {
   return 0;
 }
 
+int cmdOops(const CommandLine& cl) {
+  const std::string& id = cl.positional.at(0);
+  auto config = loadConfig(cl);
+  auto conn = connectChecked(cl, *config);
+  std::optional<nlohmann::json> oops = store::JobStore(*conn).oops(id);
+  if (!oops) {
+    throw NotFoundError("no OOPS with id " + id);
+  }
+  if (cl.flag("--json")) {
+    std::cout << oops->dump(2) << "\n";
+    return 0;
+  }
+  for (const char* column :
+       {"id", "time", "reporter", "hostname", "job_id", "job_type", "attempt", "type", "value"}) {
+    std::cout << std::left << std::setw(10) << (std::string(column) + ":") << text((*oops)[column])
+              << "\n";
+  }
+  std::cout << std::left << std::setw(10) << "vars:" << (*oops)["vars"].dump() << "\n";
+  std::cout << "traceback:" << ((*oops)["traceback"].is_null() ? " none\n" : "\n");
+  if (!(*oops)["traceback"].is_null()) {
+    std::cout << (*oops)["traceback"].get<std::string>() << "\n";
+  }
+  return 0;
+}
+
 int cmdShow(const CommandLine& cl) {
   std::int64_t id = parseJobId(cl);
   auto config = loadConfig(cl);

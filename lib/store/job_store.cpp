@@ -83,6 +83,15 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
   return nlohmann::json::parse(r[0][0].c_str());
 }
 
+std::optional<nlohmann::json> JobStore::oops(const std::string& id) {
+  pqxx::read_transaction txn(conn_);
+  pqxx::result r = txn.exec_params("SELECT to_jsonb(o) FROM jobd.oops AS o WHERE o.id = $1", id);
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return nlohmann::json::parse(r[0][0].c_str());
+}
+
 TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
                                  const std::string& reason) {
   pqxx::work txn(conn_);

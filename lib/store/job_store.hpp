@@ -45,6 +45,8 @@ class JobStore {
   // The job as a JSON object: every jobd.job column by name, plus
   // status_name, attempts and oops arrays. nullopt when there is no such job.
   std::optional<nlohmann::json> show(std::int64_t id);
+  // One OOPS report (every column of jobd.oops); nullopt when none has the id.
+  std::optional<nlohmann::json> oops(const std::string& id);
 
   // Applies an operator action under a row lock; throws NotFoundError or
   // TransitionError (Launchpad's message). reason is cancel's log text.

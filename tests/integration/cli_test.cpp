@@ -150,6 +150,34 @@ TEST_F(CliTest, ExitStatuses) {
   EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job"), "0");
 }
 
+// `jobd oops ID`: one OOPS report, in text with its traceback and as JSON;
+// an unknown id is a one-line error with exit status 1.
+TEST_F(CliTest, OopsShowsOneReport) {
+  std::string id = enqueue({"noop"});
+  db_.scalar(
+      "INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, "
+      "traceback, vars, hostname) VALUES ('OOPS-00000000000000ab', 'JOBD-noop', " +
+      id +
+      ", 'noop', 1, 'FailError', 'it broke', E'line 1\nline 2', "
+      "'{\"job_id\": \"" +
+      id + "\"}', 'host1')");
+  ProcessResult text = jobd({"oops", "OOPS-00000000000000ab"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("type:     FailError\n"));
+  EXPECT_THAT(text.out, HasSubstr("value:    it broke\n"));
+  EXPECT_THAT(text.out, HasSubstr("job_id:   " + id + "\n"));
+  EXPECT_THAT(text.out, HasSubstr("traceback:\nline 1\nline 2\n"));
+  ProcessResult json = jobd({"oops", "OOPS-00000000000000ab", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  nlohmann::json report = nlohmann::json::parse(json.out);
+  EXPECT_EQ(report["reporter"], "JOBD-noop");
+  EXPECT_EQ(report["vars"]["job_id"], id);
+  ProcessResult missing = jobd({"oops", "OOPS-ffff"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("no OOPS with id OOPS-ffff"));
+  expectOneLineError(missing);
+}
+
 // An oversized payload is refused with 65 and a clear message; nothing is stored.
 TEST_F(CliTest, OversizedPayload) {
   config_text_ = "[jobd]\nmax_payload: 1K\n[noop]\n";
