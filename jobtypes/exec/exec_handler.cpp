@@ -15,17 +15,6 @@ namespace {
 constexpr int kExTempFail = 75;  // EX_TEMPFAIL: a retry error
 constexpr int kExDataErr = 65;   // EX_DATAERR: a user error
 
-// The last non-empty line of a process's stderr: SPEC §5's <message>.
-std::string lastLine(const std::string& text) {
-  std::size_t end = text.find_last_not_of("\r\n");
-  if (end == std::string::npos) {
-    return "";
-  }
-  std::size_t start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1,
-                     end - (start == std::string::npos ? 0 : start + 1) + 1);
-}
-
 class ExecJob : public runtime::IRunnableJob {
  public:
   explicit ExecJob(runtime::ChildSpec spec) : spec_(std::move(spec)) {}
@@ -36,7 +25,7 @@ class ExecJob : public runtime::IRunnableJob {
     if (!child.started) {
       throw OopsError("ExecError", child.start_error);
     }
-    std::string message = lastLine(child.stderr_tail);
+    std::string message = runtime::lastLine(child.stderr_tail);
     if (child.timed_out) {
       throw TimeoutError(child.stderr_tail);
     }

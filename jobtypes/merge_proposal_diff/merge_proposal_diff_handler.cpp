@@ -164,11 +164,8 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
 
   std::string checked(const runtime::ChildResult& r, const char* what) const {
     if (r.signal != 0 || r.exit_status != 0) {
-      std::string message = trimmed(r.stderr_tail);
-      std::size_t last = message.rfind('\n');
       throw OopsError("GitError",
-                      std::string("git ") + what + " failed: " +
-                          (last == std::string::npos ? message : message.substr(last + 1)),
+                      std::string("git ") + what + " failed: " + runtime::lastLine(r.stderr_tail),
                       r.stderr_tail);
     }
     return trimmed(r.stdout_text);

@@ -66,6 +66,16 @@ void appendTail(std::string& tail, const char* data, std::size_t size, std::size
 
 }  // namespace
 
+std::string lastLine(const std::string& text) {
+  std::size_t end = text.find_last_not_of("\r\n");
+  if (end == std::string::npos) {
+    return "";
+  }
+  std::size_t start = text.rfind('\n', end);
+  start = start == std::string::npos ? 0 : start + 1;
+  return text.substr(start, end - start + 1);
+}
+
 std::vector<char*> execArray(const std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);

@@ -43,6 +43,10 @@ struct ChildResult {
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation);
 
+// The last non-empty line of a child's output (SPEC §5's <message> for
+// exec: the last line of stderr).
+std::string lastLine(const std::string& text);
+
 // The null-terminated char* array that execve() takes, pointing into
 // strings, which must outlive it. Built before fork(): the child may only
 // make async-signal-safe calls.

@@ -197,18 +197,10 @@ ProcessCounts countsOf(pid_t pid) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') {
       continue;
     }
-    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    // pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
-    std::size_t close = text.rfind(')');
-    if (close == std::string::npos) {
-      continue;
-    }
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(text.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == pid) {
+    std::optional<testing::ProcStat> stat = testing::procStat(std::atoi(e->d_name));
+    if (stat && stat->ppid == pid) {
       ++c.children;
-      c.zombies += state == 'Z';
+      c.zombies += stat->state == 'Z';
     }
   }
   closedir(proc);

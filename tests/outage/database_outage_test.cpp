@@ -44,10 +44,8 @@ void clusterCtl(const std::string& action) {
 
 // Running, and not a zombie waiting to be reaped.
 bool alive(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  std::size_t close = text.rfind(')');
-  return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z';
+  std::optional<testing::ProcStat> stat = testing::procStat(pid);
+  return stat && stat->state != 'Z';
 }
 
 // Brings the cluster back if a test fails while it is down.

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "runtime/child_process.hpp"
@@ -40,6 +41,21 @@ std::vector<std::string> mergedEnvironment(const std::map<std::string, std::stri
 }
 
 }  // namespace
+
+std::optional<ProcStat> procStat(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // "pid (comm) state ppid ...": comm may hold spaces, so read after ')'.
+  std::size_t close = text.rfind(')');
+  ProcStat out;
+  int ppid = 0;
+  if (close == std::string::npos ||
+      std::sscanf(text.c_str() + close + 1, " %c %d", &out.state, &ppid) != 2) {
+    return std::nullopt;
+  }
+  out.ppid = ppid;
+  return out;
+}
 
 std::string jobdBinary() {
   return JOBD_TEST_BINARY;

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +34,14 @@ struct ProcessOptions {
 // Runs argv to completion. Throws std::runtime_error when it cannot start or
 // outlives the timeout (then it is killed).
 ProcessResult runProcess(const std::vector<std::string>& argv, const ProcessOptions& options = {});
+
+// A process's state letter (R, S, Z ...) and parent, from /proc/<pid>/stat;
+// nullopt when there is no such process.
+struct ProcStat {
+  char state = 0;
+  pid_t ppid = 0;
+};
+std::optional<ProcStat> procStat(pid_t pid);
 
 // The path of the jobd binary under test (set by CMake).
 std::string jobdBinary();
