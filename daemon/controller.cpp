@@ -134,8 +134,13 @@ int Controller::run() {
   executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_);
   // A finished job with a target may unblock jobs waiting on that target,
   // of any type: claim again once its outcome has landed.
-  recorder_ = std::make_unique<runtime::OutcomeRecorder>(
-      *db_, hostname_, [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
+  // Outcomes are written on a connection of their own, so that the next
+  // claim and the last batch of outcomes travel side by side.
+  outcomes_db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_, "jobd outcomes");
+  outcomes_db_->start();
+  recorder_ = std::make_unique<runtime::OutcomeRecorder>(*outcomes_db_, hostname_, [this] {
+    boost::asio::post(io_, [this] { producer_->wakeAll(); });
+  });
   notices_ = std::make_unique<runtime::NoticeSender>(*db_, hostname_);
   recorder_->onFailed([this](const runtime::JobOutcome& outcome,
                              const std::optional<std::string>& oops_id,
@@ -184,6 +189,7 @@ int Controller::run() {
   // joined (its job was released, or stays RUNNING for the rescuer).
   notifier_->stop();
   notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
+  outcomes_db_->stop();
   db_->stop();
   if (int left = producer_->running(); left > 0) {
     spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,

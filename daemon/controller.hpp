@@ -94,6 +94,7 @@ class Controller {
   // changed `workers`) finish theirs and are joined at exit.
   std::vector<std::unique_ptr<boost::asio::thread_pool>> pools_;
   std::unique_ptr<runtime::DatabaseThread> db_;
+  std::unique_ptr<runtime::DatabaseThread> outcomes_db_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
   std::unique_ptr<runtime::NoticeSender> notices_;

@@ -9,8 +9,8 @@
 
 namespace jobd::runtime {
 
-DatabaseThread::DatabaseThread(std::string conninfo, std::string owner)
-    : conninfo_(std::move(conninfo)), owner_(std::move(owner)) {}
+DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name)
+    : conninfo_(std::move(conninfo)), owner_(std::move(owner)), name_(std::move(name)) {}
 
 DatabaseThread::~DatabaseThread() {
   stop();
@@ -49,7 +49,7 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   try {
-    connection_ = store::connect(conninfo_, "jobd serve");
+    connection_ = store::connect(conninfo_, name_);
     // The daemon's bookkeeping may lose its last commits in a crash: a lost
     // claim or outcome only causes a re-run (at-least-once). Jobs' own work
     // runs on other connections with the server's setting.

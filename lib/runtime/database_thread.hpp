@@ -21,7 +21,9 @@ namespace jobd::runtime {
 
 class DatabaseThread {
  public:
-  DatabaseThread(std::string conninfo, std::string owner);
+  // `name` is the connection's application_name ("jobd serve", "jobd
+  // outcomes"), so that pg_stat_activity tells the daemon's connections apart.
+  DatabaseThread(std::string conninfo, std::string owner, std::string name = "jobd serve");
   ~DatabaseThread();
   DatabaseThread(const DatabaseThread&) = delete;
   DatabaseThread& operator=(const DatabaseThread&) = delete;
@@ -58,6 +60,7 @@ class DatabaseThread {
  private:
   std::string conninfo_;
   std::string owner_;
+  std::string name_;
   boost::asio::io_context context_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;

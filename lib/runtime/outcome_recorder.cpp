@@ -77,8 +77,18 @@ void OutcomeRecorder::flush() {
     });
     return;
   }
+  // At most kMaxBatch outcomes per transaction: a backlog is written in
+  // bounded statements, each well inside statement_timeout, rather than in
+  // one that grows with the backlog.
   std::vector<Item> batch;
-  batch.swap(queue_);
+  if (queue_.size() <= kMaxBatch) {
+    batch.swap(queue_);
+  } else {
+    auto end = queue_.begin() + static_cast<std::ptrdiff_t>(kMaxBatch);
+    batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+    queue_.erase(queue_.begin(), end);
+    scheduleFlush();
+  }
   // A lost connection, or a commit in doubt: keep the batch and write it
   // again once connected. Writing a batch that did land is harmless, since
   // every write is fenced: it now changes nothing.
@@ -103,7 +113,6 @@ void OutcomeRecorder::flush() {
 
 void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& items) {
   pqxx::connection& conn = *db_.connection();
-  pqxx::work txn(conn, "outcomes");
   std::vector<const JobOutcome*> completions;
   std::vector<std::pair<const Item*, store::OutcomeWrite>> others;
   for (const Item& item : items) {
@@ -117,15 +126,24 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
     }
   }
   std::vector<std::int64_t> lost;
-  if (!completions.empty()) {
-    lost = repo.completeMany(txn, completions);
-  }
   std::vector<bool> written;
   written.reserve(others.size());
-  for (auto& [item, write] : others) {
-    written.push_back(repo.writeOutcome(txn, write));
+  if (others.empty()) {
+    // Completions alone are one statement, which commits on its own.
+    if (!completions.empty()) {
+      pqxx::nontransaction txn(conn, "completions");
+      lost = repo.completeMany(txn, completions);
+    }
+  } else {
+    pqxx::work txn(conn, "outcomes");
+    if (!completions.empty()) {
+      lost = repo.completeMany(txn, completions);
+    }
+    for (auto& [item, write] : others) {
+      written.push_back(repo.writeOutcome(txn, write));
+    }
+    txn.commit();
   }
-  txn.commit();
 
   std::size_t other_index = 0;
   for (const Item& item : items) {

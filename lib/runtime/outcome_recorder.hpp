@@ -54,6 +54,8 @@ class OutcomeRecorder {
   const OutcomeCounters& counters() const { return counters_; }
 
  private:
+  static constexpr std::size_t kMaxBatch = 1000;
+
   struct Item {
     JobOutcome outcome;
     std::shared_ptr<const config::Config> config;

@@ -154,10 +154,31 @@ void Producer::claim(Section& section) {
         break;
       }
     }
+    bool short_claim = ok && static_cast<int>(result.jobs.size()) < request.limit;
     boost::asio::post(
         io_, [this, &section, result = std::move(result), ok, asked = request.limit]() mutable {
           onClaimed(section, std::move(result), ok, asked);
         });
+    // After the jobs are on their way (a round trip less before they
+    // start): when the claim came up short, when is the next scheduled job
+    // due? A job scheduled meanwhile is seen here or by the next claim.
+    if (short_claim) {
+      try {
+        if (store::JobRepository* repo = db_.repository()) {
+          if (std::optional<double> in = repo->nextScheduledIn(request.job_type)) {
+            boost::asio::post(io_, [this, &section, seconds = *in] {
+              if (!section.retired) {
+                wakeAt(section, seconds);
+              }
+            });
+          }
+        }
+      } catch (const pqxx::broken_connection& e) {
+        db_.connectionLost(errorLine(e.what()));
+      } catch (const std::exception& e) {
+        spdlog::error("CLAIM_FAILED section={}: {}", request.section, errorLine(e.what()));
+      }
+    }
   });
 }
 
@@ -166,9 +187,6 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   section.more = ok && asked > 0 && static_cast<int>(result.jobs.size()) >= asked;
   for (ClaimedJob& job : result.jobs) {
     dispatch(section, std::move(job));
-  }
-  if (result.next_scheduled_in) {
-    wakeAt(section, *result.next_scheduled_in);
   }
   // READY waits for a first poll of every section that reached the database.
   if (ok && !section.polled) {

@@ -63,24 +63,19 @@ SELECT extract(epoch FROM min(scheduled_start) - now())
 
 // Fenced on id, status, attempt and lease owner: a daemon that lost the
 // lease (rescued, cancelled, suspended by an operator) changes nothing.
-constexpr const char* kCompleteMany = R"sql(
-WITH done AS (
-  SELECT * FROM unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
-), updated AS (
-  UPDATE jobd.job AS j
-     SET status = 2, date_finished = now(), lease_expires = NULL
-    FROM done
-   WHERE j.id = done.id AND j.status = 1 AND j.attempt_count = done.attempt
-     AND j.lease_owner = $3
-  RETURNING j.id
-)
-SELECT done.id FROM done WHERE done.id NOT IN (SELECT id FROM updated)
-)sql";
+// The fences say `status + 0 = 1`, not `status = 1`, on purpose: a bare
+// `status = 1` lets the planner read the small partial indexes on RUNNING
+// rows (job_lease_idx) instead of the primary key, and statistics taken
+// while the queue was idle make those look free (migration 0003 says
+// more). The expression matches no index predicate, so the row is found by
+// its id.
+// jobd.complete_jobs (migration 0003): one UPDATE by id per job.
+constexpr const char* kCompleteMany = "SELECT * FROM jobd.complete_jobs($1, $2, $3)";
 
 constexpr const char* kCompleteOne = R"sql(
 UPDATE jobd.job
    SET status = 2, date_finished = now(), lease_expires = NULL
- WHERE id = $1 AND status = 1 AND attempt_count = $2 AND lease_owner = $3
+ WHERE id = $1 AND status + 0 = 1 AND attempt_count = $2 AND lease_owner = $3
 )sql";
 
 // Every other outcome: status, log, lease cleared; a retry also schedules
@@ -95,7 +90,7 @@ WITH updated AS (
          date_finished = CASE WHEN $4::smallint IN (0, 2, 3) THEN now() ELSE date_finished END,
          scheduled_start = CASE WHEN $4::smallint = 0 THEN now() + $6::interval
                                 ELSE scheduled_start END
-   WHERE id = $1 AND status = 1 AND attempt_count = $2 AND lease_owner = $3
+   WHERE id = $1 AND status + 0 = 1 AND attempt_count = $2 AND lease_owner = $3
   RETURNING id, lease_owner, date_started
 )
 INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, error_type,
@@ -110,19 +105,8 @@ INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, tra
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 )sql";
 
-constexpr const char* kRenewLeases = R"sql(
-WITH held AS (
-  SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS h(id, attempt, lease_us)
-), renewed AS (
-  UPDATE jobd.job AS j
-     SET lease_expires = now() + held.lease_us * interval '1 microsecond'
-    FROM held
-   WHERE j.id = held.id AND j.status = 1 AND j.attempt_count = held.attempt
-     AND j.lease_owner = $4
-  RETURNING j.id
-)
-SELECT held.id FROM held WHERE held.id NOT IN (SELECT id FROM renewed)
-)sql";
+// jobd.renew_leases (migration 0003): one UPDATE by id per job.
+constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_leases($1, $2, $3, $4)";
 
 // The rescue: expired leases, oldest first, locked with SKIP LOCKED so that
 // daemons rescuing at the same time share the work. One OOPS id per job,
@@ -220,7 +204,9 @@ void JobRepository::prepare() {
 
 ClaimResult JobRepository::claim(const ClaimRequest& request) {
   ClaimResult result;
-  pqxx::work txn(conn_, "job_claim_ready");
+  // One statement, so it commits on its own: no BEGIN and COMMIT round
+  // trips around it (the claim is most of the daemon's database traffic).
+  pqxx::nontransaction txn(conn_, "job_claim_ready");
   pqxx::result rows = txn.exec_prepared("job_claim_ready", request.job_type, request.limit,
                                         toSqlInterval(request.lease_duration), owner_,
                                         static_cast<std::int64_t>(request.max_payload));
@@ -243,18 +229,20 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
     job.claimed_at = now;
     result.jobs.push_back(std::move(job));
   }
-  if (static_cast<int>(result.jobs.size()) < request.limit) {
-    pqxx::result next = txn.exec_prepared("job_next_scheduled", request.job_type);
-    if (!next.empty() && !next[0][0].is_null()) {
-      result.next_scheduled_in = next[0][0].as<double>();
-    }
-  }
-  txn.commit();
   return result;
 }
 
+std::optional<double> JobRepository::nextScheduledIn(const std::string& job_type) {
+  pqxx::nontransaction txn(conn_, "job_next_scheduled");
+  pqxx::result next = txn.exec_prepared("job_next_scheduled", job_type);
+  if (next.empty() || next[0][0].is_null()) {
+    return std::nullopt;
+  }
+  return next[0][0].as<double>();
+}
+
 std::vector<std::int64_t> JobRepository::completeMany(
-    pqxx::work& txn, const std::vector<const runtime::JobOutcome*>& jobs) {
+    pqxx::transaction_base& txn, const std::vector<const runtime::JobOutcome*>& jobs) {
   std::vector<std::int64_t> ids;
   std::vector<int> attempts;
   for (const runtime::JobOutcome* o : jobs) {
@@ -347,6 +335,10 @@ RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& polic
                          retries_array, oops_prefix, hostname, limit);
   txn.commit();
   return {row[0].as<int>(), row[1].as<int>()};
+}
+
+const char* JobRepository::claimSql() {
+  return kClaimReady;
 }
 
 bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,

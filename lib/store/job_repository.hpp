@@ -29,9 +29,6 @@ struct ClaimRequest {
 
 struct ClaimResult {
   std::vector<runtime::ClaimedJob> jobs;
-  // When fewer jobs than asked for were ready: seconds from now to the
-  // type's next scheduled_start, if any.
-  std::optional<double> next_scheduled_in;
 };
 
 // How a non-COMPLETED outcome is written, decided by the recorder.
@@ -86,11 +83,15 @@ class JobRepository {
  public:
   JobRepository(pqxx::connection_base& conn, std::string owner);
 
+  // One statement, committed on its own.
   ClaimResult claim(const ClaimRequest& request);
+  // Seconds from now to the type's next future scheduled_start, if any.
+  std::optional<double> nextScheduledIn(const std::string& job_type);
 
   // Marks every (id, attempt) COMPLETED if this daemon still holds it;
-  // returns the ids that were not (their lease was lost).
-  std::vector<std::int64_t> completeMany(pqxx::work& txn,
+  // returns the ids that were not (their lease was lost). One statement:
+  // `txn` may be a nontransaction when nothing else is written with it.
+  std::vector<std::int64_t> completeMany(pqxx::transaction_base& txn,
                                          const std::vector<const runtime::JobOutcome*>& jobs);
 
   // Writes one other outcome, fenced; false when the lease was lost (then
@@ -114,6 +115,10 @@ class JobRepository {
                              int limit = 500);
 
   const std::string& owner() const { return owner_; }
+
+  // The claim's SQL text, for the benchmark's pgbench replay of it
+  // (bench/README.md). Parameters: job type, limit, lease, owner, max_payload.
+  static const char* claimSql();
 
   // Used on the job's own connection: the fenced COMPLETED mark in the
   // job's transaction. False when the lease is gone (roll back then).
