@@ -3,7 +3,10 @@
 // Prints a JSON document of results on stdout; bench/run.sh makes the
 // markdown table from it.
 //
-//   jobd-bench --jobd PATH [--quick]
+//   jobd-bench --jobd PATH [--peer DIR] [--quick]
+//
+// --peer DIR names bench/peer with graphile-worker installed in it; without
+// it the peer's scenarios are skipped.
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -13,7 +16,9 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <string>
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "process.hpp"
+#include "store/job_repository.hpp"
 
 namespace {
 
@@ -29,6 +35,7 @@ using jobd::testing::Process;
 
 struct Options {
   std::string jobd;
+  std::string peer;
   bool quick = false;
 };
 
@@ -101,8 +108,10 @@ void reset(pqxx::connection& conn) {
 // 1. drain: N pre-enqueued noop jobs, one daemon: jobs/s from the first
 // claim to the last completion (the database's own timestamps).
 nlohmann::json drain(const Options& options, pqxx::connection& conn, int workers, long jobs,
-                     int daemons = 1) {
-  reset(conn);
+                     int daemons = 1, bool clean = true) {
+  if (clean) {
+    reset(conn);
+  }
   exec(conn, "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, " +
                  std::to_string(jobs) + ")");
   exec(conn, "VACUUM ANALYZE jobd.job");
@@ -114,9 +123,14 @@ nlohmann::json drain(const Options& options, pqxx::connection& conn, int workers
   for (int i = 0; i < daemons; ++i) {
     running.push_back(std::make_unique<Daemon>(options, config));
   }
-  waitUntil(conn, "SELECT count(*) = 0 FROM jobd.job WHERE status <> 2", std::chrono::seconds(600));
-  double span = std::stod(scalar(
-      conn, "SELECT extract(epoch FROM max(date_finished) - min(date_started)) FROM jobd.job"));
+  waitUntil(conn,
+            "SELECT NOT EXISTS (SELECT 1 FROM jobd.job WHERE status IN (0, 1) AND "
+            "scheduled_start IS NULL)",
+            std::chrono::seconds(600));
+  double span = std::stod(
+      scalar(conn,
+             "SELECT extract(epoch FROM max(date_finished) - min(date_started)) FROM jobd.job "
+             "WHERE date_started > now() - interval '1 hour' AND status = 2"));
   long peak_kib = running[0]->memoryKiB("VmHWM");
   running.clear();
   return {{"workers", workers},
@@ -127,21 +141,33 @@ nlohmann::json drain(const Options& options, pqxx::connection& conn, int workers
           {"peak_rss_kib", peak_kib}};
 }
 
-// 2. latency: an idle daemon; one job per transaction at a fixed rate;
-// commit acknowledged (the client's clock) -> handler entered (the sql
-// handler's clock_timestamp(); one machine, one clock).
-nlohmann::json latency(const Options& options, pqxx::connection& conn, int rate, int secs) {
-  reset(conn);
+nlohmann::json percentiles(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) {
+    return ms.empty() ? 0.0
+                      : ms[std::min(ms.size() - 1,
+                                    static_cast<std::size_t>(p * static_cast<double>(ms.size())))];
+  };
+  return {{"jobs", ms.size()},
+          {"p50_ms", pct(0.5)},
+          {"p90_ms", pct(0.9)},
+          {"p99_ms", pct(0.99)},
+          {"max_ms", ms.empty() ? 0.0 : ms.back()}};
+}
+
+// 2. latency: an idle consumer; one job per transaction at a fixed rate;
+// commit acknowledged (the client's clock) -> handler entered (the
+// handler's INSERT of clock_timestamp() into bench_latency; one machine,
+// one clock). `enqueue` returns the new job's id; `start` starts the
+// consumer once the table exists.
+nlohmann::json latencyRun(pqxx::connection& conn, int rate, int secs, const std::string& enqueue,
+                          const std::function<void()>& start) {
   exec(conn, "DROP TABLE IF EXISTS bench_latency");
   exec(conn, "CREATE TABLE bench_latency (job_id bigint PRIMARY KEY, entered timestamptz)");
-  exec(conn, "CREATE TEMP TABLE IF NOT EXISTS acked (job_id bigint, at timestamptz)");
-  Daemon daemon(options,
-                "[jobd]\nworkers: 8\n[lat]\nhandler: sql\nconcurrency: 8\nstatement: INSERT INTO "
-                "bench_latency VALUES ($2, clock_timestamp())\n");
-  long idle_kib = daemon.memoryKiB("VmRSS");
+  start();
   pqxx::connection client;
-  client.prepare("enqueue", "SELECT jobd.enqueue('lat')");
-  std::vector<std::pair<long, double>> acked;  // job id, epoch seconds
+  client.prepare("enqueue", enqueue);
+  std::map<long, double> acked;  // job id -> epoch seconds
   auto period = std::chrono::microseconds(1000000 / rate);
   auto next = Clock::now();
   for (int i = 0; i < rate * secs; ++i) {
@@ -150,37 +176,230 @@ nlohmann::json latency(const Options& options, pqxx::connection& conn, int rate,
     pqxx::work txn(client);
     long id = txn.exec_prepared1("enqueue")[0].as<long>();
     txn.commit();
-    double now =
+    acked[id] =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    acked.emplace_back(id, now);
   }
-  waitUntil(conn, "SELECT count(*) = 0 FROM jobd.job WHERE status <> 2", std::chrono::seconds(60));
+  waitUntil(conn, "SELECT count(*) >= " + std::to_string(acked.size()) + " FROM bench_latency",
+            std::chrono::seconds(60));
   std::vector<double> ms;
   pqxx::nontransaction q(conn);
   for (const pqxx::row& row :
        q.exec("SELECT job_id, extract(epoch FROM entered) FROM bench_latency")) {
-    long id = row[0].as<long>();
-    double entered = row[1].as<double>();
-    auto it =
-        std::find_if(acked.begin(), acked.end(), [id](const auto& a) { return a.first == id; });
+    auto it = acked.find(row[0].as<long>());
     if (it != acked.end()) {
-      ms.push_back((entered - it->second) * 1000.0);
+      ms.push_back((row[1].as<double>() - it->second) * 1000.0);
     }
   }
-  std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) {
-    return ms.empty() ? 0.0
-                      : ms[std::min(ms.size() - 1,
-                                    static_cast<std::size_t>(p * static_cast<double>(ms.size())))];
+  nlohmann::json out = percentiles(std::move(ms));
+  out["rate"] = rate;
+  out["seconds"] = secs;
+  return out;
+}
+
+nlohmann::json latency(const Options& options, pqxx::connection& conn, int rate, int secs) {
+  reset(conn);
+  std::unique_ptr<Daemon> daemon;
+  nlohmann::json out = latencyRun(conn, rate, secs, "SELECT jobd.enqueue('lat')", [&] {
+    daemon = std::make_unique<Daemon>(
+        options,
+        "[jobd]\nworkers: 8\n[lat]\nhandler: sql\nconcurrency: 8\nstatement: INSERT INTO "
+        "bench_latency VALUES ($2, clock_timestamp())\n");
+  });
+  out["idle_rss_kib"] = daemon->memoryKiB("VmRSS");
+  return out;
+}
+
+// 3. sustained: jobs arrive in a batch every 10 ms at `rate` jobs/s for
+// `secs`; latency is the claim's time minus the enqueue transaction's
+// (date_started - date_created, both the database's clock).
+nlohmann::json sustained(const Options& options, pqxx::connection& conn, int workers, double rate,
+                         int secs) {
+  reset(conn);
+  Daemon daemon(options,
+                "[jobd]\nworkers: " + std::to_string(workers) +
+                    "\npoll_interval: 1s\n[noop]\nconcurrency: " + std::to_string(workers) + "\n");
+  pqxx::connection client;
+  client.prepare("enqueue_n",
+                 "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, $1)");
+  auto start = Clock::now();
+  auto next = start;
+  double owed = 0;
+  long sent = 0;
+  while (Clock::now() - start < std::chrono::seconds(secs)) {
+    std::this_thread::sleep_until(next);
+    next += std::chrono::milliseconds(10);
+    owed += rate / 100.0;
+    long n = static_cast<long>(owed);
+    owed -= static_cast<double>(n);
+    if (n > 0) {
+      pqxx::work txn(client);
+      txn.exec_prepared("enqueue_n", n);
+      txn.commit();
+      sent += n;
+    }
+  }
+  waitUntil(conn, "SELECT count(*) = 0 FROM jobd.job WHERE status <> 2", std::chrono::seconds(120));
+  std::vector<double> ms;
+  pqxx::nontransaction q(conn);
+  for (const pqxx::row& row :
+       q.exec("SELECT extract(epoch FROM date_started - date_created) * 1000 FROM jobd.job")) {
+    ms.push_back(row[0].as<double>());
+  }
+  nlohmann::json out = percentiles(std::move(ms));
+  out["rate"] = rate;
+  out["workers"] = workers;
+  out["sent"] = sent;
+  return out;
+}
+
+// 4. growth: the drain again, with 1,000,000 finished and 1,000,000
+// far-future jobs of the same type in the table.
+nlohmann::json growth(const Options& options, pqxx::connection& conn, int workers, long jobs,
+                      long extra) {
+  reset(conn);
+  std::string n = std::to_string(extra);
+  exec(conn,
+       "INSERT INTO jobd.job (job_type, status, attempt_count, date_started, date_finished) "
+       "SELECT 'noop', 2, 1, now() - interval '1 day', now() - interval '1 day' FROM "
+       "generate_series(1, " +
+           n + ")");
+  exec(conn,
+       "INSERT INTO jobd.job (job_type, scheduled_start) "
+       "SELECT 'noop', now() + interval '10 years' FROM generate_series(1, " +
+           n + ")");
+  nlohmann::json out = drain(options, conn, workers, jobs, 1, false);
+  out["extra_finished"] = extra;
+  out["extra_far_future"] = extra;
+  return out;
+}
+
+// 8. the limit: pgbench replays jobd's own claim (its SQL text, with the
+// final projection folded into arrays) and completion (jobd.complete_jobs)
+// in batches of `batch`, on `clients` connections with the daemon's
+// synchronous_commit = off: jobs/s as the drain measures it.
+nlohmann::json pgbenchLimit(pqxx::connection& conn, long jobs, int batch, int clients) {
+  reset(conn);
+  exec(conn, "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, " +
+                 std::to_string(jobs) + ")");
+  exec(conn, "VACUUM ANALYZE jobd.job");
+  std::string claim = jobd::store::JobRepository::claimSql();
+  std::size_t tail = claim.rfind("\nSELECT c.id");
+  if (tail == std::string::npos) {
+    throw std::runtime_error("the claim's SQL changed shape; update pgbenchLimit");
+  }
+  claim = claim.substr(0, tail) +
+          "\nSELECT coalesce(array_agg(id), '{}')::text AS ids, "
+          "coalesce(array_agg(attempt_count), '{}')::text AS attempts "
+          "FROM claimed \\gset\n";
+  const std::vector<std::pair<std::string, std::string>> params = {{"$1", "'noop'"},
+                                                                   {"$2", std::to_string(batch)},
+                                                                   {"$3", "'5 minutes'"},
+                                                                   {"$4", "'pgbench'"},
+                                                                   {"$5", "1048576"}};
+  for (const auto& [from, to] : params) {
+    for (std::size_t at = claim.find(from); at != std::string::npos; at = claim.find(from, at)) {
+      claim.replace(at, from.size(), to);
+      at += to.size();
+    }
+  }
+  std::string script = "/tmp/jobd_bench_" + std::to_string(getpid()) + ".pgbench";
+  std::ofstream(script) << claim
+                        << "SELECT count(*) FROM jobd.complete_jobs(:ids, :attempts, 'pgbench');\n";
+  long per_client = (jobs + static_cast<long>(batch) * clients - 1) / (batch * clients);
+  jobd::testing::ProcessOptions popts;
+  popts.env["PGOPTIONS"] = "-c synchronous_commit=off";
+  auto result = jobd::testing::runProcess(
+      {"pgbench", "-n", "-M", "prepared", "-f", script, "-c", std::to_string(clients), "-j",
+       std::to_string(std::min(clients, 2)), "-t", std::to_string(per_client)},
+      popts);
+  std::remove(script.c_str());
+  if (result.exit_code != 0) {
+    throw std::runtime_error("pgbench failed: " + result.err + result.out);
+  }
+  long done = std::stol(scalar(conn, "SELECT count(*) FROM jobd.job WHERE status = 2"));
+  double span = std::stod(
+      scalar(conn,
+             "SELECT extract(epoch FROM max(date_finished) - min(date_started)) FROM jobd.job "
+             "WHERE status = 2"));
+  return {{"batch", batch},
+          {"clients", clients},
+          {"jobs", done},
+          {"seconds", span},
+          {"jobs_per_s", static_cast<double>(done) / span}};
+}
+
+// 9. the peer: graphile-worker, as bench/peer/graphile.js runs it.
+class Peer {
+ public:
+  explicit Peer(const Options& options) {
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{"node", options.peer + "/graphile.js", "serve"});
+    if (!process_->waitForOutput("READY", std::chrono::seconds(60))) {
+      throw std::runtime_error("graphile-worker did not start: " + process_->errSoFar());
+    }
+  }
+  ~Peer() {
+    process_->signal(SIGTERM);
+    process_->wait(std::chrono::seconds(60));
+  }
+  long memoryKiB(const std::string& field) const {
+    std::ifstream status("/proc/" + std::to_string(process_->pid()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind(field + ":", 0) == 0) {
+        return std::stol(line.substr(field.size() + 1));
+      }
+    }
+    return -1;
+  }
+
+ private:
+  std::unique_ptr<Process> process_;
+};
+
+void resetPeer(pqxx::connection& conn) {
+  exec(conn, "TRUNCATE graphile_worker._private_jobs CASCADE");
+  exec(conn, "CHECKPOINT");
+}
+
+// graphile-worker deletes a job when it completes and keeps no start time:
+// the drain is timed from the first locked job to an empty table, polled
+// every 2 ms.
+nlohmann::json peerDrain(const Options& options, pqxx::connection& conn, long jobs) {
+  resetPeer(conn);
+  exec(conn,
+       "SELECT graphile_worker.add_jobs(array(SELECT json_populate_record(NULL::"
+       "graphile_worker.job_spec, '{\"identifier\": \"noop\"}') FROM generate_series(1, " +
+           std::to_string(jobs) + ")))");
+  exec(conn, "VACUUM ANALYZE graphile_worker._private_jobs");
+  Peer peer(options);
+  auto deadline = Clock::now() + std::chrono::seconds(600);
+  auto poll = [&](const std::string& sql) {
+    while (scalar(conn, sql) != "t") {
+      if (Clock::now() > deadline) {
+        throw std::runtime_error("graphile-worker drain timed out");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return Clock::now();
   };
-  return {{"rate", rate},
-          {"seconds", secs},
-          {"jobs", ms.size()},
-          {"p50_ms", pct(0.5)},
-          {"p90_ms", pct(0.9)},
-          {"p99_ms", pct(0.99)},
-          {"max_ms", ms.empty() ? 0.0 : ms.back()},
-          {"idle_rss_kib", idle_kib}};
+  auto first = poll(
+      "SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs WHERE locked_at IS NOT NULL)");
+  auto last = poll("SELECT NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs)");
+  double span = seconds(last - first);
+  return {{"jobs", jobs},
+          {"seconds", span},
+          {"jobs_per_s", static_cast<double>(jobs) / span},
+          {"peak_rss_kib", peer.memoryKiB("VmHWM")}};
+}
+
+nlohmann::json peerLatency(const Options& options, pqxx::connection& conn, int rate, int secs) {
+  resetPeer(conn);
+  std::unique_ptr<Peer> peer;
+  nlohmann::json out = latencyRun(conn, rate, secs, "SELECT (graphile_worker.add_job('lat')).id",
+                                  [&] { peer = std::make_unique<Peer>(options); });
+  out["idle_rss_kib"] = peer->memoryKiB("VmRSS");
+  return out;
 }
 
 // 6. enqueue: single-job transactions through jobd.enqueue, and one bulk
@@ -210,43 +429,93 @@ nlohmann::json enqueue(pqxx::connection& conn, int secs, long bulk) {
 
 int main(int argc, char** argv) {
   Options options;
+  std::string only;
+  const char* usage = "usage: jobd-bench --jobd PATH [--peer DIR] [--only a,b] [--quick]\n";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--jobd" && i + 1 < argc) {
       options.jobd = argv[++i];
+    } else if (arg == "--peer" && i + 1 < argc) {
+      options.peer = argv[++i];
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = "," + std::string(argv[++i]) + ",";
     } else if (arg == "--quick") {
       options.quick = true;
     } else {
-      std::cerr << "usage: jobd-bench --jobd PATH [--quick]\n";
+      std::cerr << usage;
       return 64;
     }
   }
   if (options.jobd.empty()) {
-    std::cerr << "usage: jobd-bench --jobd PATH [--quick]\n";
+    std::cerr << usage;
     return 64;
   }
+  // --only drain,limit,...: the named scenarios alone (for development).
+  auto want = [&](const std::string& name) {
+    return only.empty() || only.find("," + name + ",") != std::string::npos;
+  };
   try {
     pqxx::connection conn;
     nlohmann::json out;
-    out["profile"] = options.quick ? "quick" : "full";
+    bool quick = options.quick;
+    out["profile"] = quick ? "quick" : "full";
     out["postgresql"] = scalar(conn, "SHOW server_version");
     out["fsync"] = scalar(conn, "SHOW fsync");
     out["synchronous_commit"] = scalar(conn, "SHOW synchronous_commit");
-    long jobs = options.quick ? 5000 : 200000;
-    std::vector<int> workers =
-        options.quick ? std::vector<int>{8} : std::vector<int>{1, 8, 32, 128};
-    for (int w : workers) {
-      std::cerr << "drain: workers=" << w << " jobs=" << jobs << "\n";
-      out["drain"].push_back(drain(options, conn, w, jobs));
+    long jobs = quick ? 5000 : 200000;
+    int secs = quick ? 3 : 20;
+    std::vector<int> workers = quick ? std::vector<int>{8} : std::vector<int>{1, 8, 32, 128};
+    double best_rate = 0;
+    int best_workers = workers.back();
+    if (want("drain")) {
+      for (int w : workers) {
+        std::cerr << "drain: workers=" << w << " jobs=" << jobs << "\n";
+        out["drain"].push_back(drain(options, conn, w, jobs));
+        double rate = out["drain"].back()["jobs_per_s"];
+        if (rate > best_rate) {
+          best_rate = rate;
+          best_workers = w;
+        }
+      }
     }
-    for (int d : options.quick ? std::vector<int>{2} : std::vector<int>{2, 4}) {
-      std::cerr << "drain: daemons=" << d << "\n";
-      out["drain_daemons"].push_back(drain(options, conn, 32, jobs, d));
+    if (want("daemons")) {
+      for (int d : quick ? std::vector<int>{2} : std::vector<int>{2, 4}) {
+        std::cerr << "drain: daemons=" << d << "\n";
+        out["drain_daemons"].push_back(drain(options, conn, 32, jobs, d));
+      }
     }
-    std::cerr << "latency\n";
-    out["latency"] = latency(options, conn, 50, options.quick ? 3 : 20);
-    std::cerr << "enqueue\n";
-    out["enqueue"] = enqueue(conn, options.quick ? 1 : 5, options.quick ? 10000 : 100000);
+    if (want("growth")) {
+      std::cerr << "growth: workers=" << best_workers << "\n";
+      out["growth"] = growth(options, conn, best_workers, jobs, quick ? 20000 : 1000000);
+    }
+    if (want("latency")) {
+      std::cerr << "latency\n";
+      out["latency"] = latency(options, conn, 50, secs);
+    }
+    if (want("sustained") && best_rate > 0) {
+      for (double share : {0.5, 0.9}) {
+        std::cerr << "sustained: " << share * 100 << "% of " << best_rate << " jobs/s\n";
+        nlohmann::json run = sustained(options, conn, best_workers, share * best_rate, secs);
+        run["share"] = share;
+        out["sustained"].push_back(run);
+      }
+    }
+    if (want("enqueue")) {
+      std::cerr << "enqueue\n";
+      out["enqueue"] = enqueue(conn, quick ? 1 : 5, quick ? 10000 : 100000);
+    }
+    if (want("limit")) {
+      for (int clients : quick ? std::vector<int>{2} : std::vector<int>{1, 2, 4}) {
+        std::cerr << "limit: pgbench clients=" << clients << "\n";
+        out["limit"].push_back(pgbenchLimit(conn, jobs, 32, clients));
+      }
+    }
+    if (!options.peer.empty() && want("peer")) {
+      std::cerr << "peer: graphile-worker drain\n";
+      out["peer"]["drain"] = peerDrain(options, conn, jobs);
+      std::cerr << "peer: graphile-worker latency\n";
+      out["peer"]["latency"] = peerLatency(options, conn, 50, secs);
+    }
     std::cout << out.dump(2) << "\n";
     return 0;
   } catch (const std::exception& e) {

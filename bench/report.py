@@ -1,24 +1,126 @@
 #!/usr/bin/env python3
-"""Turns a jobd-bench JSON result into the markdown table of BENCHMARKS.md."""
+"""Turns a jobd-bench JSON result into the markdown tables of BENCHMARKS.md:
+every scenario, jobd beside the database's limit and graphile-worker, and
+the issue's targets with the ratios measured in this one run."""
 import json
 import sys
 
 r = json.load(open(sys.argv[1]))
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def lat_line(lat):
+    return (f"p50 {lat['p50_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms, "
+            f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms ({lat['jobs']} jobs)")
+
+
 print(f"Profile `{r['profile']}`; PostgreSQL {r['postgresql']}, fsync={r['fsync']}, "
       f"synchronous_commit={r['synchronous_commit']}.\n")
-print("| scenario | jobs | seconds | jobs/s | peak RSS |")
-print("|---|---|---|---|---|")
-for d in r["drain"]:
-    print(f"| drain, 1 daemon, workers {d['workers']} | {d['jobs']} | {d['seconds']:.2f} | "
-          f"{d['jobs_per_s']:.0f} | {d['peak_rss_kib'] / 1024:.1f} MiB |")
+
+drains = r.get("drain", [])
+best = max(drains, key=lambda d: d["jobs_per_s"]) if drains else None
+limit = max(r.get("limit", []), key=lambda d: d["jobs_per_s"], default=None)
+peer = r.get("peer", {})
+
+print("### Drain: pre-enqueued no-op jobs, first claim to last completion\n")
+print("| system | configuration | jobs | seconds | jobs/s | peak RSS |")
+print("|---|---|---|---|---|---|")
+for d in drains:
+    print(f"| jobd | 1 daemon, workers {d['workers']} | {d['jobs']} | {d['seconds']:.2f} | "
+          f"{d['jobs_per_s']:.0f} | {mib(d['peak_rss_kib'])} |")
 for d in r.get("drain_daemons", []):
-    print(f"| drain, {d['daemons']} daemons, workers {d['workers']} each | {d['jobs']} | "
-          f"{d['seconds']:.2f} | {d['jobs_per_s']:.0f} | {d['peak_rss_kib'] / 1024:.1f} MiB (first) |")
-lat = r["latency"]
-print(f"\nLatency, commit acknowledged to handler entered, {lat['rate']} jobs/s for "
-      f"{lat['seconds']} s ({lat['jobs']} jobs): p50 {lat['p50_ms']:.2f} ms, "
-      f"p90 {lat['p90_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms; "
-      f"idle RSS {lat['idle_rss_kib'] / 1024:.1f} MiB.")
-e = r["enqueue"]
-print(f"\nEnqueue: {e['single_per_s']:.0f} single-job transactions/s through jobd.enqueue; "
-      f"a bulk INSERT of {e['bulk_jobs']} jobs at {e['bulk_per_s']:.0f} jobs/s.")
+    print(f"| jobd | {d['daemons']} daemons, workers {d['workers']} each | {d['jobs']} | "
+          f"{d['seconds']:.2f} | {d['jobs_per_s']:.0f} | {mib(d['peak_rss_kib'])} (first) |")
+if "growth" in r:
+    g = r["growth"]
+    print(f"| jobd | 1 daemon, workers {g['workers']}, with {g['extra_finished']:,} finished and "
+          f"{g['extra_far_future']:,} far-future jobs | {g['jobs']} | {g['seconds']:.2f} | "
+          f"{g['jobs_per_s']:.0f} | {mib(g['peak_rss_kib'])} |")
+for d in r.get("limit", []):
+    print(f"| pgbench, jobd's claim + `jobd.complete_jobs` | batch {d['batch']}, "
+          f"{d['clients']} clients | {d['jobs']} | {d['seconds']:.2f} | {d['jobs_per_s']:.0f} | — |")
+if "drain" in peer:
+    d = peer["drain"]
+    print(f"| graphile-worker 0.17.3 | concurrency 24, local queue 500, batched completion | "
+          f"{d['jobs']} | {d['seconds']:.2f} | {d['jobs_per_s']:.0f} | {mib(d['peak_rss_kib'])} |")
+
+print("\n### Latency: one job per transaction at a fixed rate, idle consumer\n")
+print("Commit acknowledged (the client's clock) to handler entered (the handler's "
+      "`clock_timestamp()`); one machine, one clock.\n")
+print("| system | rate | latency | idle RSS |")
+print("|---|---|---|---|")
+if "latency" in r:
+    lat = r["latency"]
+    print(f"| jobd | {lat['rate']}/s for {lat['seconds']} s | {lat_line(lat)} | "
+          f"{mib(lat['idle_rss_kib'])} |")
+if "latency" in peer:
+    lat = peer["latency"]
+    print(f"| graphile-worker | {lat['rate']}/s for {lat['seconds']} s | {lat_line(lat)} | "
+          f"{mib(lat['idle_rss_kib'])} |")
+
+if r.get("sustained"):
+    print("\n### Sustained load: arrivals in a batch every 10 ms\n")
+    print("Latency here is the claim's time minus the enqueue transaction's "
+          "(`date_started - date_created`, the database's clock).\n")
+    print("| share of best drain | arrivals/s | workers | latency |")
+    print("|---|---|---|---|")
+    for s in r["sustained"]:
+        print(f"| {s['share'] * 100:.0f}% | {s['rate']:.0f} | {s['workers']} | {lat_line(s)} |")
+
+if "enqueue" in r:
+    e = r["enqueue"]
+    print(f"\nEnqueue: {e['single_per_s']:.0f} single-job transactions/s through `jobd.enqueue` "
+          f"(each a durable commit); a bulk INSERT of {e['bulk_jobs']:,} jobs at "
+          f"{e['bulk_per_s']:.0f} jobs/s.")
+
+print("\n### Against the targets, ratios from this run\n")
+print("| target | measured | |")
+print("|---|---|---|")
+
+
+def row(target, measured, ok):
+    print(f"| {target} | {measured} | {'met' if ok else 'missed'} |")
+
+
+if best and "drain" in peer:
+    ratio = best["jobs_per_s"] / peer["drain"]["jobs_per_s"]
+    row("drain ≥ 1.5 × graphile-worker", f"{best['jobs_per_s']:.0f} / "
+        f"{peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×", ratio >= 1.5)
+if best and limit:
+    ratio = best["jobs_per_s"] / limit["jobs_per_s"]
+    row("drain ≥ 85% of the pgbench limit", f"{best['jobs_per_s']:.0f} / "
+        f"{limit['jobs_per_s']:.0f} = {ratio * 100:.0f}%", ratio >= 0.85)
+if "latency" in r:
+    lat = r["latency"]
+    row("latency p50 ≤ 1 ms", f"{lat['p50_ms']:.2f} ms", lat["p50_ms"] <= 1.0)
+    row("latency p99 ≤ 2.5 ms", f"{lat['p99_ms']:.2f} ms", lat["p99_ms"] <= 2.5)
+    if "latency" in peer:
+        p = peer["latency"]
+        row("latency below graphile-worker's", f"p50 {lat['p50_ms']:.2f} vs {p['p50_ms']:.2f} ms, "
+            f"p99 {lat['p99_ms']:.2f} vs {p['p99_ms']:.2f} ms",
+            lat["p50_ms"] < p["p50_ms"] and lat["p99_ms"] < p["p99_ms"])
+if "growth" in r and drains:
+    g = r["growth"]
+    clean = next((d for d in drains if d["workers"] == g["workers"]), None)
+    if clean:
+        ratio = g["jobs_per_s"] / clean["jobs_per_s"]
+        row("growth ≥ 90% of the clean drain", f"{g['jobs_per_s']:.0f} / "
+            f"{clean['jobs_per_s']:.0f} = {ratio * 100:.0f}%", ratio >= 0.9)
+two = next((d for d in r.get("drain_daemons", []) if d["daemons"] == 2), None)
+one = next((d for d in drains if two and d["workers"] == two["workers"]), None)
+if two and one:
+    row("two daemons at least as fast as one", f"{two['jobs_per_s']:.0f} vs "
+        f"{one['jobs_per_s']:.0f} jobs/s (workers {one['workers']} each)",
+        two["jobs_per_s"] >= one["jobs_per_s"])
+if "latency" in r:
+    idle = r["latency"]["idle_rss_kib"] / 1024
+    row("RSS ≤ 25 MB idle", f"{idle:.1f} MiB", idle * 1.048576 <= 25)
+if drains:
+    peak = max(d["peak_rss_kib"] for d in drains) / 1024
+    row("RSS ≤ 80 MB at full drain", f"{peak:.1f} MiB", peak * 1.048576 <= 80)
+if "enqueue" in r:
+    bulk = r["enqueue"]["bulk_per_s"]
+    row("bulk enqueue ≥ 100,000 jobs/s", f"{bulk:,.0f} jobs/s", bulk >= 100000)

@@ -16,6 +16,22 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 bash scripts/install-deps.sh
+# The peer, graphile-worker, pinned by bench/peer/package-lock.json and
+# installed into bench/peer/node_modules (ignored by git). Debian's nodejs
+# serves when the machine has no Node.js. Without it the peer's scenarios
+# are skipped, and the table says so.
+peer=()
+if ! command -v npm >/dev/null; then
+  apt-get install -y -qq nodejs npm >/dev/null 2>&1 || sudo apt-get install -y -qq nodejs npm >/dev/null 2>&1 || true
+fi
+if command -v npm >/dev/null &&
+  npm ci --prefix bench/peer --no-audit --no-fund --loglevel=error >&2; then
+  peer=(--peer bench/peer)
+else
+  echo "bench/run.sh: graphile-worker could not be installed; its scenarios are skipped" >&2
+fi
+export BENCH_PEER="${peer[*]}"
+
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DJOBD_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j "$(nproc)" --target jobd jobd-bench
 
@@ -26,6 +42,11 @@ pg_virtualenv -t -o fsync=on -o synchronous_commit=on bash -c '
   build/release/daemon/jobd migrate >&2
   flags=()
   [ "$BENCH_PROFILE" = quick ] && flags=(--quick)
+  if [ -n "$BENCH_PEER" ]; then
+    node bench/peer/graphile.js migrate >&2
+    read -r -a peer <<<"$BENCH_PEER"
+    flags+=("${peer[@]}")
+  fi
   build/release/bench/jobd-bench --jobd build/release/daemon/jobd "${flags[@]}" \
     > "bench/results/$BENCH_PROFILE.json"
 '
