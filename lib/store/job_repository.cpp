@@ -69,7 +69,7 @@ SELECT extract(epoch FROM min(scheduled_start) - now())
 // while the queue was idle make those look free (migration 0003 says
 // more). The expression matches no index predicate, so the row is found by
 // its id.
-// jobd.complete_jobs (migration 0003): one UPDATE by id per job.
+// jobd.complete_jobs (migration 0003): rows found by primary key, no join.
 constexpr const char* kCompleteMany = "SELECT * FROM jobd.complete_jobs($1, $2, $3)";
 
 constexpr const char* kCompleteOne = R"sql(
@@ -105,7 +105,7 @@ INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, tra
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 )sql";
 
-// jobd.renew_leases (migration 0003): one UPDATE by id per job.
+// jobd.renew_leases (migration 0003): rows found by primary key, no join.
 constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_leases($1, $2, $3, $4)";
 
 // The rescue: expired leases, oldest first, locked with SKIP LOCKED so that
