@@ -308,7 +308,8 @@ nlohmann::json pgbenchLimit(pqxx::connection& conn, long jobs, int batch, int cl
   std::string script = "/tmp/jobd_bench_" + std::to_string(getpid()) + ".pgbench";
   std::ofstream(script) << claim
                         << "SELECT count(*) FROM jobd.complete_jobs(:ids, :attempts, 'pgbench');\n";
-  long per_client = (jobs + static_cast<long>(batch) * clients - 1) / (batch * clients);
+  long per_batch = static_cast<long>(batch) * clients;
+  long per_client = (jobs + per_batch - 1) / per_batch;
   jobd::testing::ProcessOptions popts;
   popts.env["PGOPTIONS"] = "-c synchronous_commit=off";
   auto result = jobd::testing::runProcess(
