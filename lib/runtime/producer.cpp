@@ -115,6 +115,12 @@ void Producer::claim(Section& section) {
     section.again = true;
     return;
   }
+  if (ready_ && recorder_.pending() >= kOutcomeBacklog) {
+    // Outcomes are written on their own connection and no longer hold up
+    // the claims; when they fall behind, claiming waits for them.
+    wakeAt(section, 0.01);
+    return;
+  }
   int limit = section.config->concurrency - section.running;
   if (!section.served.runner) {
     int pool_free = config_->daemon().workers - pool_running_;

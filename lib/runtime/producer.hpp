@@ -85,6 +85,12 @@ class Producer {
   }
 
  private:
+  // Outcomes queued and not yet written above which no section claims: a
+  // finished job's lease is no longer renewed, so its outcome must land
+  // well inside lease_duration: ten of the recorder's batches, a fraction
+  // of a second at the drain benchmark's rates.
+  static constexpr std::size_t kOutcomeBacklog = 10000;
+
   struct Section {
     ServedSection served;
     const config::SectionConfig* config = nullptr;
