@@ -61,14 +61,15 @@ SELECT extract(epoch FROM min(scheduled_start) - now())
  WHERE status = 0 AND job_type = $1 AND scheduled_start IS NOT NULL AND scheduled_start > now()
 )sql";
 
-// Fenced on id, status, attempt and lease owner: a daemon that lost the
-// lease (rescued, cancelled, suspended by an operator) changes nothing.
-// The fences say `status + 0 = 1`, not `status = 1`, on purpose: a bare
-// `status = 1` lets the planner read the small partial indexes on RUNNING
-// rows (job_lease_idx) instead of the primary key, and statistics taken
-// while the queue was idle make those look free (migration 0003 says
-// more). The expression matches no index predicate, so the row is found by
-// its id.
+// Every write below is fenced on id, status, attempt and lease owner: a
+// daemon that lost the lease (rescued, cancelled, suspended by an
+// operator) changes nothing. The fences say `status + 0 = 1`, not
+// `status = 1`, on purpose: a bare `status = 1` lets the planner read the
+// small partial indexes on RUNNING rows (job_lease_idx) instead of the
+// primary key, and statistics taken while the queue was idle make those
+// look free (migration 0003 says more). The expression matches no index
+// predicate, so the row is found by its id.
+
 // jobd.complete_jobs (migration 0003): rows found by primary key, no join.
 constexpr const char* kCompleteMany = "SELECT * FROM jobd.complete_jobs($1, $2, $3)";
 
