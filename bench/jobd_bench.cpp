@@ -54,6 +54,18 @@ void exec(pqxx::connection& conn, const std::string& sql) {
   q.exec(sql);
 }
 
+// From /proc/<pid>/status: VmRSS or VmHWM, in KiB; -1 when absent.
+long statusKiB(pid_t pid, const std::string& field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      return std::stol(line.substr(field.size() + 1));
+    }
+  }
+  return -1;
+}
+
 // A `jobd serve` with a configuration written for one scenario.
 class Daemon {
  public:
@@ -73,17 +85,7 @@ class Daemon {
     process_->wait(std::chrono::seconds(120));
     std::remove(path_.c_str());
   }
-  // From /proc/<pid>/status: VmRSS and VmHWM, in KiB.
-  long memoryKiB(const std::string& field) const {
-    std::ifstream status("/proc/" + std::to_string(process_->pid()) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind(field + ":", 0) == 0) {
-        return std::stol(line.substr(field.size() + 1));
-      }
-    }
-    return -1;
-  }
+  long memoryKiB(const std::string& field) const { return statusKiB(process_->pid(), field); }
 
  private:
   std::string path_;
@@ -346,16 +348,7 @@ class Peer {
     process_->signal(SIGTERM);
     process_->wait(std::chrono::seconds(60));
   }
-  long memoryKiB(const std::string& field) const {
-    std::ifstream status("/proc/" + std::to_string(process_->pid()) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind(field + ":", 0) == 0) {
-        return std::stol(line.substr(field.size() + 1));
-      }
-    }
-    return -1;
-  }
+  long memoryKiB(const std::string& field) const { return statusKiB(process_->pid(), field); }
 
  private:
   std::unique_ptr<Process> process_;
