@@ -100,7 +100,7 @@ int cmdCheckConfig(const CommandLine& cl) {
 
 int cmdServe(const CommandLine& cl) {
   auto config = loadConfig(cl);
-  setupLogging(config->daemon().log_level, cl.verbosity);
+  setupLogging(config->daemon().log_level, cl.verbosity, true, config->daemon().log_format);
   Controller controller(config, cl.positional, databaseConninfo(cl, *config));
   return controller.run();
 }
@@ -110,7 +110,7 @@ int cmdServe(const CommandLine& cl) {
 // sections that failed as the exit status.
 int cmdRunOnce(const CommandLine& cl) {
   auto config = loadConfig(cl);
-  setupLogging(config->daemon().log_level, cl.verbosity);
+  setupLogging(config->daemon().log_level, cl.verbosity, true, config->daemon().log_format);
   int failed = 0;
   std::vector<std::string> runnable;
   std::vector<int> locks;  // held until exit

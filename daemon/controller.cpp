@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <random>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "core/host.hpp"
 #include "logging.hpp"
 #include "registry.hpp"
+#include "store/daemon_registry.hpp"
 #include "store/database.hpp"
 #include "store/migrations.hpp"
 #include "systemd/notify.hpp"
@@ -126,6 +128,16 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
 }
 
 int Controller::run() {
+  // Step 0: the HTTP listener, so that a port already taken stops the
+  // start before anything runs. It answers once the loop turns.
+  if (mode_ == Mode::kServe && !config_->daemon().metrics_listen.empty()) {
+    try {
+      startHttp();
+    } catch (const std::exception& e) {
+      spdlog::critical("DAEMON_FATAL {}", e.what());
+      return 1;
+    }
+  }
   // Step 1: the threads that do the waiting: database and workers.
   db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_);
   db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
@@ -138,9 +150,9 @@ int Controller::run() {
   // claim and the last batch of outcomes travel side by side.
   outcomes_db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_, "jobd outcomes");
   outcomes_db_->start();
-  recorder_ = std::make_unique<runtime::OutcomeRecorder>(*outcomes_db_, hostname_, [this] {
-    boost::asio::post(io_, [this] { producer_->wakeAll(); });
-  });
+  recorder_ = std::make_unique<runtime::OutcomeRecorder>(
+      *outcomes_db_, metrics_, hostname_,
+      [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   notices_ = std::make_unique<runtime::NoticeSender>(*db_, hostname_);
   recorder_->onFailed([this](const runtime::JobOutcome& outcome,
                              const std::optional<std::string>& oops_id,
@@ -153,8 +165,8 @@ int Controller::run() {
                                                      std::vector<store::RescuePolicy>{},
                                                      config_->daemon().oops_prefix, hostname_);
   applyTimings(sections_);
-  producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, *leases_, *executor_,
-                                                  *pools_.back(), config_, sections_);
+  producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, metrics_, *leases_,
+                                                  *executor_, *pools_.back(), config_, sections_);
   producer_->onAllStuck([this](const std::string& what) {
     spdlog::critical(
         "DAEMON_STUCK {}: draining, then exiting with status 1 so that the service manager "
@@ -188,9 +200,13 @@ int Controller::run() {
   // database thread, workers joined. A thread that never returned cannot be
   // joined (its job was released, or stays RUNNING for the rescuer).
   notifier_->stop();
+  if (routes_) {
+    routes_->stop();
+  }
   notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
   outcomes_db_->stop();
   db_->stop();
+  signOff();
   if (int left = producer_->running(); left > 0) {
     spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,
                  left);
@@ -316,6 +332,7 @@ void Controller::onReady() {
   producer_->startPolling();
   leases_->start();
   rescuer_->start();
+  heartbeat();
   spdlog::info("DAEMON_READY listening and polled; {}", statusLine());
   systemd::notifyReady(statusLine());
 }
@@ -365,6 +382,9 @@ void Controller::finishSoon(std::chrono::steady_clock::duration within) {
 
 void Controller::stopLoop() {
   notifier_->stop();
+  if (http_) {
+    http_->stop();
+  }
   leases_->stop();
   rescuer_->stop();
   summary_timer_.cancel();
@@ -430,9 +450,13 @@ void Controller::reload() {
     // pool; the old one ends with its last job and is joined at exit.
     pools_.push_back(std::make_unique<boost::asio::thread_pool>(now.workers));
   }
+  bool format_changed = now.log_format != was.log_format;
   config_ = next;
   sections_ = served;
   setLogLevel(now.log_level);
+  if (format_changed) {
+    setLogFormat(now.log_format);
+  }
   applyTimings(served);
   producer_->reconfigure(config_, std::move(served), *pools_.back());
   std::string status = "reloaded " + config_->origin() + "; " + statusLine();
@@ -454,11 +478,16 @@ void Controller::scheduleStatus() {
     if (ec) {
       return;
     }
-    db_->post([this] {
+    heartbeat();
+    std::vector<std::string> types = http_ ? servedJobTypes() : std::vector<std::string>{};
+    db_->post([this, types = std::move(types)] {
       std::optional<std::int64_t> waiting;
       if (store::JobRepository* repo = db_->repository()) {
         try {
           waiting = repo->countWaiting(kWaitingCap);
+          if (!types.empty()) {
+            metrics_.setReady(repo->countReady(types, kWaitingCap));
+          }
         } catch (const pqxx::broken_connection& e) {
           db_->connectionLost(errorLine(e.what()));
         } catch (const std::exception& e) {
@@ -475,6 +504,91 @@ void Controller::scheduleStatus() {
     });
     scheduleStatus();
   });
+}
+
+// This daemon's jobd.daemon row: written at READY and every few seconds
+// after, so that `jobd status` and the dashboard list it even when idle.
+void Controller::heartbeat() {
+  if (mode_ != Mode::kServe) {
+    return;
+  }
+  store::DaemonBeat beat{owner_,
+                         hostname_,
+                         static_cast<int>(getpid()),
+                         JOBD_VERSION,
+                         {},
+                         config_->daemon().workers,
+                         producer_->running(),
+                         draining_};
+  for (const runtime::ServedSection& served : sections_) {
+    beat.sections.push_back(served.name);
+  }
+  std::sort(beat.sections.begin(), beat.sections.end());
+  db_->post([this, beat = std::move(beat)] {
+    if (db_->repository() == nullptr) {
+      return;
+    }
+    try {
+      store::writeHeartbeat(*db_->connection(), beat);
+      heartbeat_written_ = true;
+    } catch (const pqxx::broken_connection& e) {
+      db_->connectionLost(errorLine(e.what()));
+    } catch (const std::exception& e) {
+      spdlog::warn("DAEMON_HEARTBEAT_FAILED {}", errorLine(e.what()));
+    }
+  });
+}
+
+void Controller::startHttp() {
+  http::HttpRoutes::Sources sources{[this] { return gauges(); }, [this] { return draining_; },
+                                    [this] { return servedJobTypes(); }};
+  routes_ =
+      std::make_unique<http::HttpRoutes>(io_, metrics_, std::move(sources), conninfo_, owner_);
+  http_ = std::make_unique<http::HttpServer>(
+      io_, [this](const http::Request& request, std::function<void(http::Response)> respond) {
+        routes_->handle(request, respond);
+      });
+  std::string address = http_->start(config_->daemon().metrics_listen);
+  spdlog::info("HTTP_LISTENING address={} paths=/metrics,/healthz,/", address);
+}
+
+runtime::Metrics::Gauges Controller::gauges() const {
+  runtime::Metrics::Gauges g;
+  g.running = producer_->runningByJobType();
+  g.slots = producer_->slots();
+  g.stuck = producer_->stuck();
+  g.outcomes_pending = recorder_->pending();
+  g.lease_renewals = leases_->renewals();
+  g.rescued = rescuer_->rescued();
+  g.database_up = db_->connected();
+  g.listener_up = notifier_->listening();
+  g.draining = draining_;
+  return g;
+}
+
+std::vector<std::string> Controller::servedJobTypes() const {
+  std::vector<std::string> types;
+  for (const runtime::ServedSection& served : sections_) {
+    if (const config::SectionConfig* section = config_->section(served.name)) {
+      types.push_back(section->job_type);
+    }
+  }
+  return types;
+}
+
+// A clean stop removes this daemon's jobd.daemon row, on a connection of
+// its own: the database thread may already be gone or stuck.
+void Controller::signOff() {
+  if (mode_ != Mode::kServe || !heartbeat_written_) {
+    return;
+  }
+  try {
+    auto conn = store::connect(conninfo_, "jobd serve");
+    store::signOff(*conn, owner_);
+  } catch (const std::exception& e) {
+    spdlog::warn("DAEMON_SIGN_OFF_FAILED {}: its row ages out of `jobd status`",
+                 errorLine(e.what()));
+  }
 }
 
 // WATCHDOG=1 every half WATCHDOG_USEC, from the io loop itself: a loop

@@ -6,6 +6,7 @@
 // thread.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,11 +15,14 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "http/http_server.hpp"
+#include "http/routes.hpp"
 #include "runtime/asio.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/lease_rescuer.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/notice_sender.hpp"
 #include "runtime/notifier.hpp"
 #include "runtime/outcome_recorder.hpp"
@@ -58,6 +62,11 @@ class Controller {
   void reload();
   void reloadFailed(const std::string& why);
   void scheduleStatus();
+  void heartbeat();
+  void signOff();
+  void startHttp();
+  runtime::Metrics::Gauges gauges() const;
+  std::vector<std::string> servedJobTypes() const;
   void pingWatchdog();
   void extendStopTimeout();
   void finishSoon(std::chrono::steady_clock::duration within);
@@ -102,9 +111,13 @@ class Controller {
   std::unique_ptr<runtime::LeaseRescuer> rescuer_;
   std::unique_ptr<runtime::Producer> producer_;
   std::unique_ptr<runtime::Notifier> notifier_;
+  runtime::Metrics metrics_;
+  std::unique_ptr<http::HttpRoutes> routes_;  // with metrics_listen only
+  std::unique_ptr<http::HttpServer> http_;
   int preflight_failures_ = 0;
   bool ready_ = false;
   bool draining_ = false;
+  std::atomic<bool> heartbeat_written_{false};  // set on the database thread
   int exit_status_ = 0;
   std::chrono::steady_clock::time_point drain_deadline_;
   std::chrono::steady_clock::time_point finish_deadline_;

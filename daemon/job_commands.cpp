@@ -245,7 +245,14 @@ int cmdStatus(const CommandLine& cl) {
   }
   std::cout << "live daemons:" << (status["daemons"].empty() ? " none\n" : "\n");
   for (const auto& d : status["daemons"]) {
-    std::cout << "  " << text(d["name"]) << " (" << text(d["running"]) << " running)\n";
+    std::string sections;
+    for (const auto& s : d["sections"]) {
+      sections += (sections.empty() ? "" : ",") + text(s);
+    }
+    std::cout << "  " << text(d["name"]) << " version " << text(d["version"]) << ": "
+              << text(d["running"]) << " running, " << text(d["workers"]) << " workers, sections "
+              << sections << (d["draining"].get<bool>() ? ", draining" : "") << ", last seen "
+              << text(d["last_seen"]) << "\n";
   }
   std::cout << "recent OOPS:" << (status["recent_oops"].empty() ? " none\n" : "\n");
   for (const auto& o : status["recent_oops"]) {

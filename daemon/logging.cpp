@@ -5,6 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
+
+#include "core/log_record.hpp"
 
 namespace jobd::cli {
 namespace {
@@ -46,6 +49,64 @@ class LevelFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// log_format = keyvalue or json: one record per line (core/log_record.hpp).
+class StructuredFormatter : public spdlog::formatter {
+ public:
+  explicit StructuredFormatter(LogFormat format) : format_(format) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    auto since_epoch = msg.time.time_since_epoch();
+    std::time_t seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
+    auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    char time[40];
+    std::size_t n = std::strftime(time, sizeof time, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(time + n, sizeof time - n, ".%03dZ", static_cast<int>(millis));
+    std::string line = formatLogRecord(format_, time, levelWord(msg.level),
+                                       std::string_view(msg.payload.data(), msg.payload.size()));
+    line += '\n';
+    dest.append(line.data(), line.data() + line.size());
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<StructuredFormatter>(format_);
+  }
+
+ private:
+  static std::string_view levelWord(spdlog::level::level_enum level) {
+    switch (level) {
+      case spdlog::level::trace:
+        return "trace";
+      case spdlog::level::debug:
+        return "debug";
+      case spdlog::level::info:
+        return "info";
+      case spdlog::level::warn:
+        return "warning";
+      case spdlog::level::err:
+        return "error";
+      case spdlog::level::critical:
+        return "critical";
+      default:
+        return "off";
+    }
+  }
+
+  LogFormat format_;
+};
+
+std::unique_ptr<spdlog::formatter> formatterFor(const std::string& format, bool timestamps) {
+  LogFormat chosen = logFormatFromName(format);
+  if (chosen != LogFormat::kText) {
+    return std::make_unique<StructuredFormatter>(chosen);
+  }
+  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  formatter->add_flag<LevelFlag>('*').set_pattern(timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %v"
+                                                             : "%* %v");
+  return formatter;
+}
+
 spdlog::level::level_enum levelFromName(const std::string& name) {
   if (name == "warning") {
     return spdlog::level::warn;
@@ -62,13 +123,11 @@ spdlog::level::level_enum levelWith(const std::string& level, int verbosity) {
 
 }  // namespace
 
-void setupLogging(const std::string& level, int verbosity, bool timestamps) {
+void setupLogging(const std::string& level, int verbosity, bool timestamps,
+                  const std::string& format) {
   auto logger =
       std::make_shared<spdlog::logger>("jobd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  formatter->add_flag<LevelFlag>('*').set_pattern(timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %v"
-                                                             : "%* %v");
-  logger->set_formatter(std::move(formatter));
+  logger->set_formatter(formatterFor(format, timestamps));
   logger->set_level(levelWith(level, verbosity));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
@@ -76,6 +135,10 @@ void setupLogging(const std::string& level, int verbosity, bool timestamps) {
 
 void setLogLevel(const std::string& level) {
   spdlog::default_logger()->set_level(levelWith(level, 0));
+}
+
+void setLogFormat(const std::string& format) {
+  spdlog::default_logger()->set_formatter(formatterFor(format, true));
 }
 
 }  // namespace jobd::cli

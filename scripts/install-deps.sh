@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages jobd needs to build, test and run.
 # Only missing packages are installed; safe to run again. Works as root or
-# through sudo.
+# through sudo. With --test, also what only the test suite uses: promtool
+# (Debian's prometheus package) and headless Chromium for the dashboard test.
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,9 @@ packages=(
   postgresql-15 postgresql-client-15 postgresql-common
   clang-format clang-tidy util-linux procps systemd python3-aiosmtpd
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(prometheus chromium)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,3 +40,10 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# Debian's prometheus package starts a Prometheus server; the tests need
+# only its promtool. Stop the service this script caused to be installed.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  echo "install-deps: installed prometheus for promtool; its service is disabled" >&2
+fi

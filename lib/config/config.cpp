@@ -61,7 +61,13 @@ const Fields<DaemonSettings>& daemonFields() {
        into<D, std::string>(&D::lock_dir, parseAbsolutePath)},
       {{"log_level", "info", "trace, debug, info, warning, error, critical or off"},
        into<D, std::string>(&D::log_level, parseLogLevel)},
-      {{"metrics_listen", "", "host:port for HTTP /metrics and /healthz; empty: off"},
+      {{"log_format", "text",
+        "text for a terminal; keyvalue or json: one structured record per line, for journald "
+        "and log shippers"},
+       into<D, std::string>(&D::log_format, parseLogFormat)},
+      {{"metrics_listen", "",
+        "host:port for HTTP /metrics, /healthz and the dashboard at /; port 0: any free one; "
+        "empty: off"},
        into<D, std::string>(&D::metrics_listen, parseHostPortOrEmpty)},
       {{"max_payload", "1M", "largest json_data a job may carry (bytes of json_data::text)"},
        into<D, std::uint64_t>(&D::max_payload, sizeBetween(2, 256ULL * 1024 * 1024))},

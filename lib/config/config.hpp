@@ -32,7 +32,8 @@ struct DaemonSettings {
   std::string oops_dir;  // empty: OOPS reports only in the database
   std::string lock_dir = "/run/lock";
   std::string log_level = "info";
-  std::string metrics_listen;  // empty: no HTTP listener
+  std::string log_format = "text";  // text, keyvalue or json
+  std::string metrics_listen;       // empty: no HTTP listener
   std::uint64_t max_payload = 1024ULL * 1024;
 };
 

@@ -170,6 +170,14 @@ std::optional<std::string> parseLogLevel(const std::string& value, std::string& 
   return value;
 }
 
+std::optional<std::string> parseLogFormat(const std::string& value, std::string& error) {
+  if (value != "text" && value != "keyvalue" && value != "json") {
+    error = "expected text, keyvalue or json, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<std::string> parseHostPortOrEmpty(const std::string& value, std::string& error) {
   if (value.empty()) {
     return value;
@@ -184,10 +192,11 @@ std::optional<std::string> parseHostPortOrEmpty(const std::string& value, std::s
       ok = host.find(':') == std::string::npos;
     }
     std::optional<long long> port = parseInteger(value.substr(colon + 1));
-    ok = ok && port && *port >= 1 && *port <= 65535;
+    ok = ok && port && *port >= 0 && *port <= 65535;
   }
   if (!ok) {
-    error = "expected host:port (port 1-65535, IPv6 as [::1]:9100), got '" + value + "'";
+    error = "expected host:port (port 0-65535, 0 for any free one; IPv6 as [::1]:9100), got '" +
+            value + "'";
     return std::nullopt;
   }
   return value;

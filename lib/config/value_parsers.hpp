@@ -29,6 +29,8 @@ std::optional<std::string> parseIdentifierOrEmpty(const std::string& value, std:
 std::optional<std::string> parseAbsolutePath(const std::string& value, std::string& error);
 std::optional<std::string> parseAbsolutePathOrEmpty(const std::string& value, std::string& error);
 std::optional<std::string> parseLogLevel(const std::string& value, std::string& error);
+// text, keyvalue or json.
+std::optional<std::string> parseLogFormat(const std::string& value, std::string& error);
 std::optional<std::string> parseHostPortOrEmpty(const std::string& value, std::string& error);
 std::optional<std::string> parseSmtpUrl(const std::string& value, std::string& error);
 std::optional<std::string> parseAddressOrEmpty(const std::string& value, std::string& error);

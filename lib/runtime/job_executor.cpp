@@ -192,7 +192,7 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
     outcome.committed = false;
   }
   outcome.oops_vars = std::move(context.oops_vars);
-  outcome.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+  outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
   return outcome;
 }

@@ -37,7 +37,7 @@ struct JobOutcome {
   std::string traceback;
   std::map<std::string, std::string> oops_vars;
   std::string operation;  // the source's operation description
-  std::chrono::milliseconds duration{0};
+  std::chrono::microseconds duration{0};
   int runner_pid = 0;  // the process runner's pid; 0 for a thread
   // For kReleased: how long the job waits before it is claimed again.
   std::chrono::milliseconds release_delay{0};

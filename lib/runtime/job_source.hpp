@@ -32,6 +32,7 @@ struct ClaimedJob {
   std::optional<std::string> json_data;  // nullopt when over max_payload
   std::size_t payload_size = 0;
   std::chrono::steady_clock::time_point claimed_at;
+  double queue_latency = 0;  // seconds from ready (created or scheduled) to the claim
 };
 
 // Set by the daemon when a job must stop (timeout, a lost lease, shutdown);

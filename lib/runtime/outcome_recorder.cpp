@@ -32,9 +32,10 @@ std::string typeAndMessage(const JobOutcome& o) {
 
 }  // namespace
 
-OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, std::string hostname,
+OutcomeRecorder::OutcomeRecorder(DatabaseThread& db, Metrics& metrics, std::string hostname,
                                  std::function<void()> on_target_released)
     : db_(db),
+      metrics_(metrics),
       hostname_(std::move(hostname)),
       on_target_released_(std::move(on_target_released)),
       retry_timer_(db.context()) {}
@@ -267,6 +268,7 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   }
   if (lease_lost) {
     counters_.lease_lost++;
+    metrics_.leaseLost(o.job.job_type);
     spdlog::warn(
         "JOB_LEASE_LOST id={} type={} attempt={} outcome={}: this daemon no longer holds "
         "the job; nothing was written",
@@ -295,8 +297,10 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   } else {
     counters_.completed++;
   }
+  metrics_.finished(o.job.job_type, outcome, std::chrono::duration<double>(o.duration).count());
   spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}",
-               o.job.id, o.job.job_type, o.job.attempt, o.duration.count(), outcome,
+               o.job.id, o.job.job_type, o.job.attempt,
+               std::chrono::duration_cast<std::chrono::milliseconds>(o.duration).count(), outcome,
                write && write->oops_id ? *write->oops_id : "-",
                o.runner_pid != 0 ? " runner_pid=" + std::to_string(o.runner_pid) : "");
 }

@@ -21,6 +21,7 @@
 #include "config/config.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_outcome.hpp"
+#include "runtime/metrics.hpp"
 
 namespace jobd::runtime {
 
@@ -37,7 +38,7 @@ class OutcomeRecorder {
  public:
   // on_target_released runs on the database thread after a batch that
   // ended jobs with a target: jobs waiting on those targets may be ready.
-  OutcomeRecorder(DatabaseThread& db, std::string hostname,
+  OutcomeRecorder(DatabaseThread& db, Metrics& metrics, std::string hostname,
                   std::function<void()> on_target_released);
 
   // Queues an outcome with the configuration it ran under.
@@ -70,6 +71,7 @@ class OutcomeRecorder {
   void writeOopsFile(const Item& item, const store::OutcomeWrite& write);
 
   DatabaseThread& db_;
+  Metrics& metrics_;
   std::string hostname_;
   std::function<void()> on_target_released_;
   FailedCallback on_failed_;

@@ -307,7 +307,7 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
     JobOutcome o;
     o.job = *job_;
     o.runner_pid = pid_;
-    o.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+    o.duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - job_started_);
     o.traceback = tail_;
     std::string who = "process runner " + std::to_string(pid_);

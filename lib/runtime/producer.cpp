@@ -10,12 +10,13 @@
 namespace jobd::runtime {
 
 Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
-                   LeaseKeeper& leases, const JobExecutor& executor, boost::asio::thread_pool& pool,
-                   std::shared_ptr<const config::Config> config,
+                   Metrics& metrics, LeaseKeeper& leases, const JobExecutor& executor,
+                   boost::asio::thread_pool& pool, std::shared_ptr<const config::Config> config,
                    std::vector<ServedSection> sections)
     : io_(io),
       db_(db),
       recorder_(recorder),
+      metrics_(metrics),
       leases_(leases),
       executor_(executor),
       pool_(&pool),
@@ -191,6 +192,14 @@ void Producer::claim(Section& section) {
 void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
   section.claiming = false;
   section.more = ok && asked > 0 && static_cast<int>(result.jobs.size()) >= asked;
+  if (!result.jobs.empty()) {
+    std::vector<double> latencies;
+    latencies.reserve(result.jobs.size());
+    for (const ClaimedJob& job : result.jobs) {
+      latencies.push_back(job.queue_latency);
+    }
+    metrics_.claimed(result.jobs.front().job_type, latencies);
+  }
   for (ClaimedJob& job : result.jobs) {
     dispatch(section, std::move(job));
   }
@@ -262,6 +271,19 @@ int Producer::slots() const {
     }
   }
   return slots;
+}
+
+std::map<std::string, int> Producer::runningByJobType() const {
+  std::map<std::string, int> running;
+  for (const auto& [name, section] : sections_) {
+    if (!section->retired) {
+      running[section->config->job_type];  // a served type shows 0, not nothing
+    }
+  }
+  for (const auto& [id, job] : jobs_) {
+    ++running[job.job.job_type];
+  }
+  return running;
 }
 
 void Producer::dispatch(Section& section, ClaimedJob job) {
@@ -419,7 +441,7 @@ int Producer::releaseAll() {
     outcome.kind = OutcomeKind::kReleased;
     outcome.error_type = "Released";
     outcome.message = "stopped by a draining daemon; the attempt is given back";
-    outcome.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+    outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - running.job.claimed_at);
     // Written first: the handler's own commit, if it races, is fenced out
     // by the release, or fences the release out.

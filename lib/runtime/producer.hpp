@@ -22,6 +22,7 @@
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/process_runner.hpp"
 
@@ -36,8 +37,9 @@ struct ServedSection {
 class Producer {
  public:
   Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
-           LeaseKeeper& leases, const JobExecutor& executor, boost::asio::thread_pool& pool,
-           std::shared_ptr<const config::Config> config, std::vector<ServedSection> sections);
+           Metrics& metrics, LeaseKeeper& leases, const JobExecutor& executor,
+           boost::asio::thread_pool& pool, std::shared_ptr<const config::Config> config,
+           std::vector<ServedSection> sections);
 
   // A reload (SPEC §8): the sections to serve under a new configuration,
   // and the pool new thread jobs go to. Running jobs are untouched and
@@ -65,6 +67,8 @@ class Producer {
   int slots() const;
   // Thread jobs past timeout + kill_grace that have not returned.
   int stuck() const { return stuck_; }
+  // Jobs running by job type, for the metrics.
+  std::map<std::string, int> runningByJobType() const;
   // Called once the first poll of every section has come back; until then
   // polls claim nothing (READY=1 comes before the first job runs).
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }
@@ -122,6 +126,7 @@ class Producer {
   boost::asio::io_context& io_;
   DatabaseThread& db_;
   OutcomeRecorder& recorder_;
+  Metrics& metrics_;
   LeaseKeeper& leases_;
   const JobExecutor& executor_;
   boost::asio::thread_pool* pool_;

@@ -194,7 +194,7 @@ nlohmann::json outcomeToJson(const JobOutcome& o) {
           {"traceback", o.traceback},
           {"oops_vars", o.oops_vars},
           {"operation", o.operation},
-          {"duration_ms", o.duration.count()},
+          {"duration_us", o.duration.count()},
           {"release_delay_ms", o.release_delay.count()},
           {"committed", o.committed},
           {"lease_lost", o.lease_lost},
@@ -210,7 +210,7 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   o.traceback = j.at("traceback").get<std::string>();
   o.oops_vars = j.at("oops_vars").get<std::map<std::string, std::string>>();
   o.operation = j.at("operation").get<std::string>();
-  o.duration = std::chrono::milliseconds(j.at("duration_ms").get<std::int64_t>());
+  o.duration = std::chrono::microseconds(j.at("duration_us").get<std::int64_t>());
   o.release_delay = std::chrono::milliseconds(j.at("release_delay_ms").get<std::int64_t>());
   o.committed = j.at("committed").get<bool>();
   o.lease_lost = j.at("lease_lost").get<bool>();

@@ -1,5 +1,8 @@
 #include "store/job_repository.hpp"
 
+#include "store/sql_params.hpp"
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace jobd::store {
@@ -47,10 +50,11 @@ WITH unscheduled AS MATERIALIZED (
          date_finished = NULL, lease_expires = now() + $3::interval, lease_owner = $4
     FROM picked
    WHERE j.id = picked.id
-  RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data
+  RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
+            extract(epoch FROM now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
 )
 SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
-       CASE WHEN octet_length(t.text) <= $5 THEN t.text END
+       CASE WHEN octet_length(t.text) <= $5 THEN t.text END, c.waited
   FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
  ORDER BY c.priority, c.id
 )sql";
@@ -156,32 +160,6 @@ WITH policy AS (
 SELECT count(*) FILTER (WHERE again), count(*) FILTER (WHERE NOT again) FROM decided
 )sql";
 
-template <class T>
-std::string pgArray(const std::vector<T>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out += (i ? "," : "") + std::to_string(values[i]);
-  }
-  return out + "}";
-}
-
-// A text[] literal; every element quoted, since job types and section
-// names are free text.
-std::string pgTextArray(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out += i ? ",\"" : "\"";
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\') {
-        out += '\\';
-      }
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 const char* nullIfEmpty(const std::string& s) {
   return s.empty() ? nullptr : s.c_str();
 }
@@ -227,6 +205,7 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
     if (!row[6].is_null()) {
       job.json_data = row[6].as<std::string>();
     }
+    job.queue_latency = row[7].as<double>();
     job.claimed_at = now;
     result.jobs.push_back(std::move(job));
   }
@@ -295,6 +274,30 @@ std::int64_t JobRepository::countWaiting(std::int64_t cap) {
       "SELECT count(*) FROM (SELECT 1 FROM jobd.job WHERE status = 0 LIMIT $1) AS w", cap);
   txn.commit();
   return row[0].as<std::int64_t>();
+}
+
+std::map<std::string, std::int64_t> JobRepository::countReady(
+    const std::vector<std::string>& job_types, std::int64_t cap) {
+  // Two capped counts per type, each on its own partial index.
+  pqxx::work txn(conn_, "count_ready");
+  pqxx::result rows = txn.exec_params(R"sql(
+    SELECT t.job_type,
+           (SELECT count(*) FROM (SELECT 1 FROM jobd.job AS j
+              WHERE j.job_type = t.job_type AND j.status = 0 AND j.scheduled_start IS NULL
+              LIMIT $2) AS u)
+           + (SELECT count(*) FROM (SELECT 1 FROM jobd.job AS j
+                WHERE j.job_type = t.job_type AND j.status = 0
+                  AND j.scheduled_start IS NOT NULL AND j.scheduled_start <= now()
+                LIMIT $2) AS s)
+      FROM unnest($1::text[]) AS t(job_type)
+  )sql",
+                                      pgTextArray(job_types), cap);
+  txn.commit();
+  std::map<std::string, std::int64_t> ready;
+  for (const pqxx::row& row : rows) {
+    ready[row[0].as<std::string>()] = std::min(row[1].as<std::int64_t>(), cap);
+  }
+  return ready;
 }
 
 std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease>& leases) {

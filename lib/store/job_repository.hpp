@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <pqxx/pqxx>
 #include <random>
@@ -98,12 +99,16 @@ class JobRepository {
   // nothing is written).
   bool writeOutcome(pqxx::work& txn, const OutcomeWrite& write);
 
-  // Extends every lease in one statement; returns the ids whose lease this
-  // daemon no longer holds.
   // Records an OOPS in its own transaction.
   void insertOops(const OopsRecord& oops);
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
+  // Ready jobs of each type, counted up to cap per type (the metrics'
+  // periodic estimate). Every type given is in the answer.
+  std::map<std::string, std::int64_t> countReady(const std::vector<std::string>& job_types,
+                                                 std::int64_t cap);
+  // Extends every lease in one statement; returns the ids whose lease this
+  // daemon no longer holds.
   std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);
 
   // SPEC §6's rescue, for every job type: RUNNING jobs whose lease expired

@@ -1,12 +1,16 @@
 #include "store/status_query.hpp"
 
+#include "store/dashboard_query.hpp"
+
 namespace jobd::store {
 
 nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oops_limit) {
   pqxx::read_transaction txn(conn);
+  txn.exec("SET LOCAL jit = off");  // compiling the aggregate costs more than running it
   // One statement builds the whole document, so that its parts come from one
   // snapshot and one round trip.
-  pqxx::row row = txn.exec_params1(R"sql(
+  pqxx::row row =
+      txn.exec_params1(R"sql(
     WITH counts AS (
       SELECT job_type,
              count(*) FILTER (WHERE status = 0) AS waiting,
@@ -29,10 +33,12 @@ nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oo
        ORDER BY id
        LIMIT $1
     ), daemons AS (
-      SELECT lease_owner AS name, count(*) AS running, max(lease_expires) AS lease_expires
-        FROM jobd.job
-       WHERE status = 1 AND lease_expires > now() AND lease_owner IS NOT NULL
-       GROUP BY lease_owner
+      SELECT d.owner AS name, d.hostname, d.pid, d.version, d.sections, d.workers, d.draining,
+             d.started, d.last_seen,
+             (SELECT count(*) FROM jobd.job AS j
+               WHERE j.status = 1 AND j.lease_owner = d.owner) AS running
+        FROM jobd.daemon AS d
+       WHERE d.last_seen > now() - $3::interval
     ), recent_oops AS (
       SELECT id, time, job_id, job_type, type, value
         FROM jobd.oops
@@ -46,7 +52,7 @@ nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oo
       'recent_oops', (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.time DESC), '[]')
                         FROM recent_oops o))
   )sql",
-                                   running_limit, oops_limit);
+                       running_limit, oops_limit, std::to_string(kLiveDaemonSeconds) + " seconds");
   return nlohmann::json::parse(row[0].c_str());
 }
 

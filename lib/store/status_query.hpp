@@ -13,7 +13,8 @@ namespace jobd::store {
 //   "suspended", "ready", "oldest_ready_age_seconds"}],
 //  "running": [{"id", "job_type", "attempt", "lease_owner", "lease_expires",
 //   "date_started"}],
-//  "daemons": [{"name", "running", "lease_expires"}],
+//  "daemons": [{"name", "hostname", "pid", "version", "sections", "workers",
+//   "draining", "started", "last_seen", "running"}] (those seen lately),
 //  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}]}
 nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50, int oops_limit = 10);
 

@@ -1,0 +1,277 @@
+#include "http/pages.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace jobd::http {
+namespace {
+
+constexpr const char* kStyle = R"css(
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2433;background:#f5f6f8}
+header{background:#1d2433;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:baseline}
+header h1{font-size:18px;margin:0}header a{color:#9cc3ff}
+main{padding:10px 20px}h2{font-size:15px;margin:18px 0 6px}
+table{border-collapse:collapse;background:#fff;min-width:50%}
+th,td{padding:4px 10px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
+th{background:#eceef2;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#b3261e;font-weight:600}.muted{color:#6b7280}
+pre{background:#fff;border:1px solid #e2e5ea;padding:10px;overflow:auto}
+)css";
+
+// Fetches /?live=1 every 3 s while the tab is visible and swaps it in.
+constexpr const char* kRefresh = R"js(
+(function(){
+  function refresh(){
+    if(document.hidden){setTimeout(refresh,3000);return;}
+    fetch('/?live=1',{cache:'no-store'}).then(function(r){
+      if(!r.ok)throw new Error(r.status);return r.text();
+    }).then(function(html){
+      document.getElementById('live').innerHTML=html;
+      document.getElementById('state').textContent='live';
+    }).catch(function(){
+      document.getElementById('state').textContent='daemon unreachable';
+    }).finally(function(){setTimeout(refresh,3000);});
+  }
+  setTimeout(refresh,3000);
+})();
+)js";
+
+std::string text(const nlohmann::json& value) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  return value.dump();
+}
+
+std::string cell(const nlohmann::json& value) {
+  return "<td>" + escapeHtml(text(value)) + "</td>";
+}
+
+// 1234567 as 1,234,567.
+std::string grouped(std::int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) {
+      out += ',';
+    }
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+std::string age(const nlohmann::json& seconds) {
+  if (!seconds.is_number()) {
+    return "-";
+  }
+  double s = seconds.get<double>();
+  if (s < 120) {
+    return fmt::format("{:.1f} s", s);
+  }
+  if (s < 7200) {
+    return fmt::format("{:.0f} min", s / 60);
+  }
+  return fmt::format("{:.1f} h", s / 3600);
+}
+
+std::string count(const nlohmann::json& type, const char* field, bool alarm = false) {
+  std::int64_t n = type[field].is_number() ? type[field].get<std::int64_t>() : 0;
+  return fmt::format(
+      R"(<td class="n{}" data-job-type="{}" data-field="{}" data-value="{}">{}</td>)",
+      alarm && n > 0 ? " bad" : "", escapeHtml(text(type["job_type"])), field, n, grouped(n));
+}
+
+std::string jobLink(const nlohmann::json& id) {
+  std::string shown = escapeHtml(text(id));
+  return "<a href=\"/job/" + shown + "\">" + shown + "</a>";
+}
+
+std::string oopsLink(const nlohmann::json& id) {
+  if (id.is_null()) {
+    return "-";
+  }
+  std::string shown = escapeHtml(text(id));
+  return "<a class=\"oops\" href=\"/oops/" + shown + "\">" + shown + "</a>";
+}
+
+std::string page(const std::string& title, const std::string& body, bool refresh = false) {
+  return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" +
+         escapeHtml(title) + "</title><style>" + kStyle +
+         "</style></head><body><header><h1><a href=\"/\">jobd</a></h1><span>" + escapeHtml(title) +
+         "</span><span id=\"state\" class=\"muted\"></span></header><main>" + body + "</main>" +
+         (refresh ? std::string("<script>") + kRefresh + "</script>" : "") + "</body></html>";
+}
+
+std::string jobTypesTable(const nlohmann::json& types) {
+  std::string out =
+      "<h2>Job types</h2><table id=\"job-types\"><tr><th>job type</th><th class=\"n\">ready</th>"
+      "<th class=\"n\">scheduled</th><th class=\"n\">running</th><th class=\"n\">failed, last "
+      "hour</th><th class=\"n\">oldest ready</th></tr>";
+  for (const auto& t : types) {
+    out += "<tr>" + cell(t["job_type"]) + count(t, "ready") + count(t, "scheduled") +
+           count(t, "running") + count(t, "failed_last_hour", true) + "<td class=\"n\">" +
+           age(t["oldest_ready_age_seconds"]) + "</td></tr>";
+  }
+  return out + "</table>";
+}
+
+std::string runningTable(const nlohmann::json& running) {
+  std::string out = "<h2>Running jobs</h2>";
+  if (running.empty()) {
+    return out + "<p class=\"muted\">none</p>";
+  }
+  out +=
+      "<table id=\"running\"><tr><th>job</th><th>job type</th><th class=\"n\">attempt</th>"
+      "<th>daemon</th><th>started</th><th>lease expires</th></tr>";
+  for (const auto& r : running) {
+    out += "<tr><td>" + jobLink(r["id"]) + "</td>" + cell(r["job_type"]) + "<td class=\"n\">" +
+           escapeHtml(text(r["attempt"])) + "</td>" + cell(r["lease_owner"]) +
+           cell(r["date_started"]) + cell(r["lease_expires"]) + "</tr>";
+  }
+  return out + "</table>";
+}
+
+std::string failuresTable(const nlohmann::json& failures) {
+  std::string out = "<h2>Latest failures</h2>";
+  if (failures.empty()) {
+    return out + "<p class=\"muted\">none</p>";
+  }
+  out +=
+      "<table id=\"failures\"><tr><th>job</th><th>job type</th><th>finished</th><th>error</th>"
+      "<th>OOPS</th></tr>";
+  for (const auto& f : failures) {
+    std::string error = f["oops_type"].is_null()
+                            ? text(f["log"])
+                            : text(f["oops_type"]) + ": " + text(f["oops_value"]);
+    out += "<tr><td>" + jobLink(f["id"]) + "</td>" + cell(f["job_type"]) +
+           cell(f["date_finished"]) + cell(error) + "<td>" + oopsLink(f["oops_id"]) + "</td></tr>";
+  }
+  return out + "</table>";
+}
+
+std::string daemonsTable(const nlohmann::json& daemons) {
+  std::string out = "<h2>Live daemons</h2>";
+  if (daemons.empty()) {
+    return out + "<p class=\"muted\">none</p>";
+  }
+  out +=
+      "<table id=\"daemons\"><tr><th>daemon</th><th>version</th><th>sections</th>"
+      "<th class=\"n\">running</th><th class=\"n\">workers</th><th>started</th><th>last "
+      "seen</th></tr>";
+  for (const auto& d : daemons) {
+    std::string sections;
+    for (const auto& s : d["sections"]) {
+      sections += (sections.empty() ? "" : ", ") + text(s);
+    }
+    out += "<tr><td>" + escapeHtml(text(d["owner"])) +
+           (d["draining"].is_boolean() && d["draining"].get<bool>() ? " <b>draining</b>" : "") +
+           "</td>" + cell(d["version"]) + cell(sections) + "<td class=\"n\">" +
+           escapeHtml(text(d["running"])) + "</td><td class=\"n\">" +
+           escapeHtml(text(d["workers"])) + "</td>" + cell(d["started"]) + cell(d["last_seen"]) +
+           "</tr>";
+  }
+  return out + "</table>";
+}
+
+std::string fieldsTable(const nlohmann::json& object, std::initializer_list<const char*> fields) {
+  std::string out = "<table>";
+  for (const char* field : fields) {
+    out += "<tr><th>" + std::string(field) + "</th>" + cell(object[field]) + "</tr>";
+  }
+  return out + "</table>";
+}
+
+}  // namespace
+
+std::string escapeHtml(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string dashboardLive(const nlohmann::json& d) {
+  return "<p class=\"muted\">as of " + escapeHtml(text(d["now"])) + "</p>" +
+         jobTypesTable(d["job_types"]) + runningTable(d["running"]) + failuresTable(d["failures"]) +
+         daemonsTable(d["daemons"]);
+}
+
+std::string dashboardPage(const nlohmann::json& d) {
+  return page("dashboard", "<div id=\"live\">" + dashboardLive(d) + "</div>", true);
+}
+
+std::string jobPage(const nlohmann::json& job) {
+  std::string body =
+      fieldsTable(job, {"id", "job_type", "status_name", "priority", "target", "requester",
+                        "attempt_count", "max_retries", "scheduled_start", "lease_expires",
+                        "lease_owner", "date_created", "date_started", "date_finished", "log"});
+  body += "<h2>json_data</h2><pre>" + escapeHtml(job["json_data"].dump(2)) + "</pre>";
+  body += "<h2>Attempts</h2>";
+  if (job["attempts"].empty()) {
+    body += "<p class=\"muted\">none</p>";
+  } else {
+    body +=
+        "<table><tr><th class=\"n\">attempt</th><th>outcome</th><th>finished</th><th>daemon</th>"
+        "<th>error</th><th>OOPS</th></tr>";
+    for (const auto& a : job["attempts"]) {
+      std::string error =
+          a["error_type"].is_null() ? "-" : text(a["error_type"]) + ": " + text(a["error_message"]);
+      body += "<tr><td class=\"n\">" + escapeHtml(text(a["attempt"])) + "</td>" +
+              cell(a["outcome"]) + cell(a["date_finished"]) + cell(a["daemon"]) + cell(error) +
+              "<td>" + oopsLink(a["oops_id"]) + "</td></tr>";
+    }
+    body += "</table>";
+  }
+  body += "<h2>OOPS reports</h2>";
+  if (job["oops"].empty()) {
+    body += "<p class=\"muted\">none</p>";
+  } else {
+    body += "<ul>";
+    for (const auto& o : job["oops"]) {
+      body += "<li>" + oopsLink(o["id"]) + " " + escapeHtml(text(o["type"])) + ": " +
+              escapeHtml(text(o["value"])) + "</li>";
+    }
+    body += "</ul>";
+  }
+  return page("job " + text(job["id"]), body);
+}
+
+std::string oopsPage(const nlohmann::json& oops) {
+  std::string body = fieldsTable(
+      oops, {"id", "time", "reporter", "hostname", "job_type", "attempt", "type", "value"});
+  body += "<p>job " + jobLink(oops["job_id"]) + "</p>";
+  body += "<h2>Traceback</h2><pre id=\"traceback\">" +
+          escapeHtml(oops["traceback"].is_null() ? "none" : text(oops["traceback"])) + "</pre>";
+  body += "<h2>Variables</h2><pre id=\"vars\">" + escapeHtml(oops["vars"].dump(2)) + "</pre>";
+  return page("OOPS " + text(oops["id"]), body);
+}
+
+std::string messagePage(const std::string& title, const std::string& text) {
+  return page(title, "<p>" + escapeHtml(text) + "</p>");
+}
+
+}  // namespace jobd::http

@@ -1,0 +1,28 @@
+// The dashboard's HTML (SPEC §9), rendered on the server from the JSON that
+// store::loadDashboard, JobStore::show and JobStore::oops return. No
+// external asset: the style and the few lines of script are inline. Every
+// value from the database is escaped. Pure functions, any thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace jobd::http {
+
+// The whole page at /: a header, the live part, and a script that fetches
+// the live part again every few seconds and swaps it in without a reload.
+std::string dashboardPage(const nlohmann::json& dashboard);
+// The live part alone, for /?live=1. Every count carries data-job-type and
+// data-field attributes, so that tests and scripts can read the numbers.
+std::string dashboardLive(const nlohmann::json& dashboard);
+// /job/<id>: the row, its attempts and its OOPS reports.
+std::string jobPage(const nlohmann::json& job);
+// /oops/<id>: type, value, traceback and vars.
+std::string oopsPage(const nlohmann::json& oops);
+// A short page for 404 and 503 answers.
+std::string messagePage(const std::string& title, const std::string& text);
+
+// &, <, >, " and ' as entities.
+std::string escapeHtml(const std::string& text);
+
+}  // namespace jobd::http

@@ -1,0 +1,138 @@
+#include "http/routes.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "core/errors.hpp"
+#include "http/pages.hpp"
+#include "store/dashboard_query.hpp"
+#include "store/job_store.hpp"
+
+namespace jobd::http {
+namespace {
+
+constexpr const char* kHtml = "text/html; charset=utf-8";
+
+double millisecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+Response text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// A job id: 1 to 19 digits.
+std::optional<std::int64_t> jobId(const std::string& text) {
+  if (text.empty() || text.size() > 18 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  return std::stoll(text);
+}
+
+}  // namespace
+
+HttpRoutes::HttpRoutes(boost::asio::io_context& io, const runtime::Metrics& metrics,
+                       Sources sources, const std::string& conninfo, const std::string& owner)
+    : io_(io),
+      metrics_(metrics),
+      sources_(std::move(sources)),
+      db_(conninfo, owner, "jobd dashboard") {
+  db_.start();
+}
+
+HttpRoutes::~HttpRoutes() {
+  stop();
+}
+
+void HttpRoutes::stop() {
+  db_.stop();
+}
+
+void HttpRoutes::handle(const Request& request, const std::function<void(Response)>& respond) {
+  const std::string& path = request.path;
+  if (path == "/metrics") {
+    Response r = text(200, metrics_.render(sources_.gauges()));
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    respond(std::move(r));
+  } else if (path == "/healthz") {
+    respond(sources_.draining() ? text(503, "draining\n") : text(200, "ok\n"));
+  } else if (path == "/") {
+    bool live = request.query == "live=1";
+    std::vector<std::string> types = sources_.job_types();
+    page(
+        [types, live](pqxx::connection& conn) -> std::optional<std::string> {
+          nlohmann::json dashboard = store::loadDashboard(conn, types);
+          return live ? dashboardLive(dashboard) : dashboardPage(dashboard);
+        },
+        "", respond);
+  } else if (path.rfind("/job/", 0) == 0) {
+    std::optional<std::int64_t> id = jobId(path.substr(5));
+    if (!id) {
+      respond(text(404, "no such page\n"));
+      return;
+    }
+    page(
+        [id](pqxx::connection& conn) -> std::optional<std::string> {
+          std::optional<nlohmann::json> job = store::JobStore(conn).show(*id);
+          return job ? std::optional(jobPage(*job)) : std::nullopt;
+        },
+        "no job with id " + std::to_string(*id), respond);
+  } else if (path.rfind("/oops/", 0) == 0) {
+    std::string id = path.substr(6);
+    page(
+        [id](pqxx::connection& conn) -> std::optional<std::string> {
+          std::optional<nlohmann::json> oops = store::JobStore(conn).oops(id);
+          return oops ? std::optional(oopsPage(*oops)) : std::nullopt;
+        },
+        "no OOPS with id " + id, respond);
+  } else {
+    respond(text(404, "no such page; try /, /metrics or /healthz\n"));
+  }
+}
+
+void HttpRoutes::page(const std::function<std::optional<std::string>(pqxx::connection&)>& query,
+                      const std::string& not_found, const std::function<void(Response)>& respond) {
+  auto start = std::chrono::steady_clock::now();
+  db_.post([this, query, not_found, respond, start] {
+    Response r;
+    r.content_type = kHtml;
+    try {
+      if (db_.repository() == nullptr) {
+        r.status = 503;
+        r.body = messagePage("database unreachable",
+                             "The database cannot be reached; see the "
+                             "daemon's DATABASE_DOWN log line.");
+      } else {
+        auto queried = std::chrono::steady_clock::now();
+        std::optional<std::string> html = query(*db_.connection());
+        r.headers.emplace_back(
+            "Server-Timing",
+            fmt::format("queue;dur={:.1f}, page;dur={:.1f}, total;dur={:.1f}",
+                        std::chrono::duration<double, std::milli>(queried - start).count(),
+                        millisecondsSince(queried), millisecondsSince(start)));
+        if (html) {
+          r.body = std::move(*html);
+        } else {
+          r.status = 404;
+          r.body = messagePage("not found", not_found);
+        }
+      }
+    } catch (const pqxx::broken_connection& e) {
+      db_.connectionLost(errorLine(e.what()));
+      r.status = 503;
+      r.body = messagePage("database unreachable", errorLine(e.what()));
+    } catch (const std::exception& e) {
+      r.status = 500;
+      r.body = messagePage("error", errorLine(e.what()));
+    }
+    boost::asio::post(io_, [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
+  });
+}
+
+}  // namespace jobd::http

@@ -1,0 +1,55 @@
+// HttpRoutes: what the daemon answers on `metrics_listen` (SPEC §9):
+//   GET /metrics   the Prometheus text format, from Metrics and the gauges
+//                  the io thread reads at the moment of the scrape
+//   GET /healthz   200 while the loop turns and the daemon serves, 503
+//                  while it drains
+//   GET /          the dashboard; /?live=1 its live part alone
+//   GET /job/ID, /oops/ID
+// Called on the io thread by HttpServer. The dashboard's SQL runs on a
+// DatabaseThread of its own ("jobd dashboard"), so that a slow page never
+// delays claims or outcomes, and its answer is posted back to the io
+// thread. Each page says how long it took in a Server-Timing header.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "http/http_server.hpp"
+#include "runtime/database_thread.hpp"
+#include "runtime/metrics.hpp"
+
+namespace jobd::http {
+
+class HttpRoutes {
+ public:
+  // What the io thread knows; each is called on the io thread.
+  struct Sources {
+    std::function<runtime::Metrics::Gauges()> gauges;
+    std::function<bool()> draining;
+    std::function<std::vector<std::string>()> job_types;  // the served ones
+  };
+
+  HttpRoutes(boost::asio::io_context& io, const runtime::Metrics& metrics, Sources sources,
+             const std::string& conninfo, const std::string& owner);
+  ~HttpRoutes();
+  HttpRoutes(const HttpRoutes&) = delete;
+  HttpRoutes& operator=(const HttpRoutes&) = delete;
+
+  void handle(const Request& request, const std::function<void(Response)>& respond);
+  // Joins the dashboard's database thread; pages still queued get no answer.
+  void stop();
+
+ private:
+  // Runs `query` on the dashboard's connection, then renders its result on
+  // the io thread; a database error becomes a 503 page.
+  void page(const std::function<std::optional<std::string>(pqxx::connection&)>& query,
+            const std::string& not_found, const std::function<void(Response)>& respond);
+
+  boost::asio::io_context& io_;
+  const runtime::Metrics& metrics_;
+  Sources sources_;
+  runtime::DatabaseThread db_;
+};
+
+}  // namespace jobd::http

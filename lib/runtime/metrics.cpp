@@ -1,0 +1,161 @@
+#include "runtime/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <tuple>
+
+namespace jobd::runtime {
+namespace {
+
+// A label value in the text format: backslash, double quote and newline
+// escaped; job types come from rows anyone may insert.
+std::string labelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class Writer {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
+                   type);
+  }
+  template <class Value>
+  void sample(std::string_view name, std::string_view labels, Value value) {
+    if (labels.empty()) {
+      fmt::format_to(std::back_inserter(out_), "{} {}\n", name, value);
+    } else {
+      fmt::format_to(std::back_inserter(out_), "{}{{{}}} {}\n", name, labels, value);
+    }
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+std::string typeLabel(const std::string& job_type) {
+  return "job_type=\"" + labelValue(job_type) + "\"";
+}
+
+}  // namespace
+
+void Metrics::Histogram::observe(double seconds) {
+  auto bucket = std::lower_bound(kBuckets.begin(), kBuckets.end(), seconds);
+  if (bucket != kBuckets.end()) {
+    ++counts[static_cast<std::size_t>(bucket - kBuckets.begin())];
+  }
+  ++count;
+  sum += seconds;
+}
+
+void Metrics::claimed(const std::string& job_type, const std::vector<double>& queue_latencies) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  claimed_[job_type] += queue_latencies.size();
+  Histogram& latency = queue_latency_[job_type];
+  for (double seconds : queue_latencies) {
+    latency.observe(std::max(seconds, 0.0));  // clocks of two hosts may disagree a little
+  }
+}
+
+void Metrics::finished(const std::string& job_type, std::string_view outcome,
+                       double duration_seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++finished_[{job_type, std::string(outcome)}];
+  duration_[job_type].observe(duration_seconds);
+}
+
+void Metrics::leaseLost(const std::string& job_type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++lease_lost_[job_type];
+}
+
+void Metrics::setReady(std::map<std::string, std::int64_t> ready) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_ = std::move(ready);
+}
+
+std::string Metrics::render(const Gauges& gauges) const {
+  Writer w;
+  w.family("jobd_build_info", "gauge", "The running jobd's version.");
+  w.sample("jobd_build_info", "version=\"" + labelValue(JOBD_VERSION) + "\"", 1);
+  w.family("jobd_up", "gauge", "1 while the daemon serves, 0 while it drains.");
+  w.sample("jobd_up", "", gauges.draining ? 0 : 1);
+  w.family("jobd_database_up", "gauge", "1 while the daemon's database connection is open.");
+  w.sample("jobd_database_up", "", gauges.database_up ? 1 : 0);
+  w.family("jobd_listener_up", "gauge", "1 while the LISTEN session is connected.");
+  w.sample("jobd_listener_up", "", gauges.listener_up ? 1 : 0);
+  w.family("jobd_worker_slots", "gauge", "Job slots: the thread pool plus process sections.");
+  w.sample("jobd_worker_slots", "", gauges.slots);
+  w.family("jobd_worker_slots_stuck", "gauge",
+           "Thread jobs past their timeout and kill_grace that have not returned.");
+  w.sample("jobd_worker_slots_stuck", "", gauges.stuck);
+  w.family("jobd_outcomes_pending", "gauge", "Outcomes queued and not yet written.");
+  w.sample("jobd_outcomes_pending", "", gauges.outcomes_pending);
+  w.family("jobd_lease_renewals_total", "counter", "Lease renewal statements that succeeded.");
+  w.sample("jobd_lease_renewals_total", "", gauges.lease_renewals);
+  w.family("jobd_jobs_rescued_total", "counter",
+           "RUNNING jobs with expired leases this daemon rescued.");
+  w.sample("jobd_jobs_rescued_total", "", gauges.rescued);
+
+  w.family("jobd_jobs_running", "gauge", "Jobs running in this daemon.");
+  for (const auto& [type, n] : gauges.running) {
+    w.sample("jobd_jobs_running", typeLabel(type), n);
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  w.family("jobd_jobs_ready", "gauge",
+           "Ready jobs of the served types, from a periodic capped count.");
+  for (const auto& [type, n] : ready_) {
+    w.sample("jobd_jobs_ready", typeLabel(type), n);
+  }
+  w.family("jobd_jobs_claimed_total", "counter", "Jobs this daemon claimed.");
+  for (const auto& [type, n] : claimed_) {
+    w.sample("jobd_jobs_claimed_total", typeLabel(type), n);
+  }
+  w.family("jobd_jobs_finished_total", "counter",
+           "Outcomes this daemon wrote, by the attempt's outcome.");
+  for (const auto& [key, n] : finished_) {
+    w.sample("jobd_jobs_finished_total",
+             typeLabel(key.first) + ",outcome=\"" + labelValue(key.second) + "\"", n);
+  }
+  w.family("jobd_outcomes_lease_lost_total", "counter",
+           "Outcomes not written because the lease was no longer this daemon's.");
+  for (const auto& [type, n] : lease_lost_) {
+    w.sample("jobd_outcomes_lease_lost_total", typeLabel(type), n);
+  }
+  for (const auto& [name, help, histograms] :
+       {std::tuple{"jobd_job_duration_seconds", "How long jobs ran, by job type.", &duration_},
+        std::tuple{"jobd_job_queue_latency_seconds",
+                   "From ready (created or scheduled) to claimed, by job type.",
+                   &queue_latency_}}) {
+    w.family(name, "histogram", help);
+    for (const auto& [type, h] : *histograms) {
+      std::string labels = typeLabel(type);
+      std::uint64_t cumulative = 0;
+      for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+        cumulative += h.counts[i];
+        w.sample(std::string(name) + "_bucket", labels + fmt::format(",le=\"{}\"", kBuckets[i]),
+                 cumulative);
+      }
+      w.sample(std::string(name) + "_bucket", labels + ",le=\"+Inf\"", h.count);
+      w.sample(std::string(name) + "_sum", labels, h.sum);
+      w.sample(std::string(name) + "_count", labels, h.count);
+    }
+  }
+  return w.take();
+}
+
+}  // namespace jobd::runtime

@@ -1,0 +1,69 @@
+// Metrics: the daemon's counters and histograms by job type, rendered in
+// the Prometheus text format for GET /metrics (SPEC §9). Claims are counted
+// on the io thread (Producer), outcomes on the outcome thread once written
+// (OutcomeRecorder), the ready estimate on the database thread (Controller's
+// status timer); render() runs on the io thread with the gauges read there.
+// One mutex, taken once per claim batch, outcome or scrape.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace jobd::runtime {
+
+class Metrics {
+ public:
+  // Seconds: from 5 ms to 30 min, so that both no-op jobs and long exports
+  // land in a bucket of their own size.
+  static constexpr std::array<double, 14> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                      1,     2.5,  5,     10,   30,  300,  1800};
+
+  // Jobs claimed by one statement; queue_latencies are their seconds from
+  // ready (created or scheduled) to the claim.
+  void claimed(const std::string& job_type, const std::vector<double>& queue_latencies);
+  // One outcome written: `outcome` is job_attempt.outcome's word, or
+  // "completed".
+  void finished(const std::string& job_type, std::string_view outcome, double duration_seconds);
+  // An outcome that found its lease gone and wrote nothing.
+  void leaseLost(const std::string& job_type);
+  // The periodic estimate of ready jobs by type, capped at `cap` per type.
+  void setReady(std::map<std::string, std::int64_t> ready);
+
+  // What the io thread knows at the moment of a scrape.
+  struct Gauges {
+    std::map<std::string, int> running;  // by job type
+    int slots = 0;
+    int stuck = 0;
+    std::size_t outcomes_pending = 0;
+    std::uint64_t lease_renewals = 0;
+    std::uint64_t rescued = 0;
+    bool database_up = false;
+    bool listener_up = false;
+    bool draining = false;
+  };
+  std::string render(const Gauges& gauges) const;
+
+ private:
+  struct Histogram {
+    std::array<std::uint64_t, kBuckets.size()> counts{};  // not cumulative
+    std::uint64_t count = 0;
+    double sum = 0;
+    void observe(double seconds);
+  };
+
+  mutable std::mutex mutex_;
+  std::map<std::string, std::uint64_t> claimed_;                           // by job type
+  std::map<std::pair<std::string, std::string>, std::uint64_t> finished_;  // (type, outcome)
+  std::map<std::string, std::uint64_t> lease_lost_;
+  std::map<std::string, Histogram> duration_;
+  std::map<std::string, Histogram> queue_latency_;
+  std::map<std::string, std::int64_t> ready_;
+};
+
+}  // namespace jobd::runtime

@@ -1,0 +1,217 @@
+// The dashboard and `jobd status` against a big table: 1,000,000 finished
+// jobs, 10,000 waiting, a few running, failures with OOPS reports. The page
+// is loaded in headless Chromium (Debian's `chromium`), whose DOM must show
+// the numbers the database holds; a screenshot is kept under the build
+// directory's test-artifacts/.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "daemon.hpp"
+#include "http_client.hpp"
+
+namespace jobd {
+namespace {
+
+using testing::Daemon;
+using ::testing::HasSubstr;
+using testing::TestDatabase;
+
+constexpr const char* kBigTable = R"sql(
+INSERT INTO jobd.job (job_type, status, attempt_count, date_created, date_started, date_finished)
+SELECT (ARRAY['noop', 'report', 'mail'])[1 + i % 3], 2, 1,
+       now() - interval '3 days' + i * interval '200 ms', now() - interval '3 days' + i * interval '200 ms',
+       now() - interval '3 days' + i * interval '200 ms' + interval '1 s'
+  FROM generate_series(1, 990000) AS i;
+INSERT INTO jobd.job (job_type, status, attempt_count, date_created, date_started, date_finished, log)
+SELECT CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'report' END, 3, 1, now() - interval '1 day',
+       now() - interval '1 day',
+       CASE WHEN i <= 300 THEN now() - i * interval '10 s'
+            ELSE now() - interval '5 hours' - i * interval '1 s' END,
+       'ValueError: bad input ' || i
+  FROM generate_series(1, 10000) AS i;
+INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, traceback, vars)
+SELECT 'OOPS-dash' || id, 'JOBD-' || job_type, id, job_type, 1, 'ValueError', 'bad input ' || id,
+       E'Traceback (most recent call last):\n  File "report.py", line 42, in run\nValueError: bad input '
+         || id,
+       jsonb_build_object('job_id', id::text, 'customer', 'c-' || id)
+  FROM jobd.job WHERE status = 3 ORDER BY date_finished DESC LIMIT 50;
+INSERT INTO jobd.job (job_type, json_data)
+SELECT 'report', jsonb_build_object('n', i) FROM generate_series(1, 7000) AS i;
+INSERT INTO jobd.job (job_type, scheduled_start)
+SELECT 'mail', now() - interval '10 minutes' FROM generate_series(1, 2000);
+INSERT INTO jobd.job (job_type, scheduled_start)
+SELECT 'mail', now() + interval '1 day' FROM generate_series(1, 1000);
+INSERT INTO jobd.job (job_type, status, attempt_count, date_started, lease_owner, lease_expires)
+SELECT 'report', 1, 1, now(), 'other-host:4242:beef', now() + interval '1 hour'
+  FROM generate_series(1, 5);
+SELECT 1
+)sql";
+
+// What the page must show, by (job type, field), from the database.
+constexpr const char* kExpected = R"sql(
+SELECT jsonb_object_agg(job_type || '/' || field, n)
+  FROM (SELECT job_type, 'ready' AS field,
+               count(*) FILTER (WHERE status = 0 AND (scheduled_start IS NULL
+                                                      OR scheduled_start <= now())) AS n
+          FROM jobd.job GROUP BY job_type
+        UNION ALL
+        SELECT job_type, 'scheduled', count(*) FILTER (WHERE status = 0 AND scheduled_start > now())
+          FROM jobd.job GROUP BY job_type
+        UNION ALL
+        SELECT job_type, 'running', count(*) FILTER (WHERE status = 1)
+          FROM jobd.job GROUP BY job_type
+        UNION ALL
+        SELECT job_type, 'failed_last_hour',
+               count(*) FILTER (WHERE status = 3 AND date_finished > now() - interval '1 hour')
+          FROM jobd.job GROUP BY job_type) AS e
+)sql";
+
+struct Chromium {
+  std::string profile = ::testing::TempDir() + "jobd_chromium_profile";
+
+  // Loads url, runs its scripts for `budget_ms` of virtual time, and
+  // returns the DOM; or takes a screenshot when `screenshot` is set.
+  testing::ProcessResult run(const std::string& url, int budget_ms,
+                             const std::string& screenshot = "") {
+    std::vector<std::string> argv = {"chromium",
+                                     "--headless=new",
+                                     "--no-sandbox",  // the suite runs as root in CI
+                                     "--disable-gpu",
+                                     "--disable-dev-shm-usage",
+                                     "--no-first-run",
+                                     "--user-data-dir=" + profile,
+                                     "--virtual-time-budget=" + std::to_string(budget_ms)};
+    if (screenshot.empty()) {
+      argv.push_back("--dump-dom");
+    } else {
+      argv.push_back("--window-size=1400,1100");
+      argv.push_back("--hide-scrollbars");
+      argv.push_back("--screenshot=" + screenshot);
+    }
+    argv.push_back(url);
+    return testing::runProcess(argv, {"", {}, std::chrono::seconds(90)});
+  }
+};
+
+std::string baseUrl(Daemon& daemon) {
+  EXPECT_TRUE(daemon.waitForLog("HTTP_LISTENING address=")) << daemon.log();
+  std::smatch m;
+  std::string log = daemon.log();
+  EXPECT_TRUE(std::regex_search(log, m, std::regex("HTTP_LISTENING address=(\\S+)")));
+  return "http://" + m[1].str();
+}
+
+// A million finished jobs: the dashboard in Chromium shows the database's
+// numbers, refreshes itself, links to an OOPS with its traceback, answers
+// in under 200 ms of server time; `jobd status` answers in under a second.
+TEST(DashboardTest, AMillionFinishedJobsInChromium) {
+  TestDatabase db;
+  db.scalar(kBigTable);
+  {
+    auto conn = db.connect();
+    pqxx::nontransaction(*conn).exec("VACUUM ANALYZE jobd.job");  // as autovacuum would
+  }
+  // A daemon that serves a type no row has, so the numbers stay still.
+  Daemon daemon(db, "[jobd]\nmetrics_listen: 127.0.0.1:0\n[quiet]\nhandler: noop\n");
+  ASSERT_TRUE(daemon.waitReady());
+  std::string base = baseUrl(daemon);
+  nlohmann::json expected = nlohmann::json::parse(db.scalar(kExpected));
+
+  Chromium chromium;
+  testing::ProcessResult page = chromium.run(base + "/", 5000);
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  const std::string& dom = page.out;
+  std::map<std::string, long long> shown;
+  std::regex cell(R"re(data-job-type="([^"]+)" data-field="([^"]+)" data-value="(\d+)")re");
+  for (auto it = std::sregex_iterator(dom.begin(), dom.end(), cell); it != std::sregex_iterator();
+       ++it) {
+    shown[(*it)[1].str() + "/" + (*it)[2].str()] = std::stoll((*it)[3].str());
+  }
+  // noop has only COMPLETED rows, and no section serves it: not listed.
+  EXPECT_EQ(shown.count("noop/ready"), 0u);
+  for (const char* type : {"report", "mail", "quiet"}) {
+    for (const char* field : {"ready", "scheduled", "running", "failed_last_hour"}) {
+      std::string key = std::string(type) + "/" + field;
+      long long want = expected.contains(key) ? expected[key].get<long long>() : 0;
+      ASSERT_TRUE(shown.count(key)) << key << " is not on the page:\n" << dom;
+      EXPECT_EQ(shown[key], want) << key;
+    }
+  }
+  EXPECT_EQ(shown["report/ready"], 7000);
+  EXPECT_EQ(shown["mail/ready"], 2000);
+  EXPECT_EQ(shown["mail/scheduled"], 1000);
+  EXPECT_EQ(shown["report/running"], 5);
+  EXPECT_EQ(shown["report/failed_last_hour"] + shown["mail/failed_last_hour"], 300);
+  // The script fetched the live part and swapped it in: no full reload.
+  EXPECT_THAT(dom, HasSubstr("<span id=\"state\" class=\"muted\">live</span>"));
+  EXPECT_THAT(dom, HasSubstr("other-host:4242:beef"));  // the running jobs' daemon
+  // The live daemon, idle, by its owner name <host>:<pid>:<hex>.
+  EXPECT_THAT(dom, HasSubstr(":" + std::to_string(daemon.process().pid()) + ":"));
+
+  // The latest failure's OOPS is one click away.
+  std::smatch link;
+  ASSERT_TRUE(std::regex_search(dom, link, std::regex(R"re(href="(/oops/(OOPS-[^"]+))")re")));
+  std::string newest = db.scalar(
+      "SELECT o.id FROM jobd.oops o JOIN jobd.job j ON j.id = o.job_id "
+      "ORDER BY j.date_finished DESC LIMIT 1");
+  EXPECT_EQ(link[2].str(), newest);
+  testing::ProcessResult oops = chromium.run(base + link[1].str(), 1000);
+  ASSERT_EQ(oops.exit_code, 0) << oops.err;
+  EXPECT_THAT(oops.out, HasSubstr("File \"report.py\", line 42, in run"));
+  EXPECT_THAT(oops.out, HasSubstr("\"customer\": \"c-"));
+
+  std::filesystem::path artifacts = std::filesystem::path(JOBD_BUILD_DIR) / "test-artifacts";
+  std::filesystem::create_directories(artifacts);
+  for (const auto& [name, url] :
+       {std::pair{"dashboard.png", base + "/"}, std::pair{"oops.png", base + link[1].str()}}) {
+    std::filesystem::path shot = artifacts / name;
+    std::filesystem::remove(shot);
+    testing::ProcessResult r = chromium.run(url, 1000, shot.string());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_GT(std::filesystem::exists(shot) ? std::filesystem::file_size(shot) : 0, 10000u);
+    std::cout << "screenshot: " << shot.string() << "\n";
+  }
+
+  // Server time, from the page's Server-Timing header.
+  double slowest = 0;
+  for (int i = 0; i < 5; ++i) {
+    for (const char* path : {"/", "/?live=1"}) {
+      testing::HttpReply reply = testing::httpGet(base + path);
+      ASSERT_EQ(reply.status, 200) << reply.body;
+      slowest = std::max(slowest, testing::serverTimingTotal(reply));
+    }
+  }
+  std::cout << "slowest dashboard server time: " << slowest << " ms\n";
+  EXPECT_GT(slowest, 0);
+  EXPECT_LT(slowest, 200);
+
+  // `jobd status` on the same table.
+  auto started = std::chrono::steady_clock::now();
+  testing::ProcessResult status =
+      testing::runJobd({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  std::cout << "jobd status: " << seconds << " s\n";
+  EXPECT_LT(seconds, 1.0);
+  nlohmann::json counts = nlohmann::json::parse(status.out)["job_types"];
+  long long completed = 0, failed = 0;
+  for (const auto& t : counts) {
+    completed += t["completed"].get<long long>();
+    failed += t["failed"].get<long long>();
+  }
+  EXPECT_EQ(completed, 990000);
+  EXPECT_EQ(failed, 10000);
+  testing::ProcessResult r = daemon.stop();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace jobd

@@ -1,0 +1,64 @@
+#include "http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace jobd::testing {
+namespace {
+
+size_t onBody(char* data, size_t size, size_t count, void* user) {
+  static_cast<std::string*>(user)->append(data, size * count);
+  return size * count;
+}
+
+size_t onHeader(char* data, size_t size, size_t count, void* user) {
+  std::string line(data, size * count);
+  std::size_t colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t\r\n") + 1);
+    (*static_cast<std::map<std::string, std::string>*>(user))[name] = value;
+  }
+  return size * count;
+}
+
+}  // namespace
+
+HttpReply httpGet(const std::string& url, long timeout_ms) {
+  HttpReply reply;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, onBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, onHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reply.headers);
+  CURLcode rc = curl_easy_perform(curl);
+  if (rc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    reply.status = static_cast<int>(status);
+  } else {
+    reply.error = curl_easy_strerror(rc);
+  }
+  curl_easy_cleanup(curl);
+  return reply;
+}
+
+double serverTimingTotal(const HttpReply& reply) {
+  auto it = reply.headers.find("server-timing");
+  if (it == reply.headers.end()) {
+    return -1;
+  }
+  std::size_t at = it->second.find("total;dur=");
+  return at == std::string::npos ? -1 : std::stod(it->second.substr(at + 10));
+}
+
+}  // namespace jobd::testing

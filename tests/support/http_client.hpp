@@ -1,0 +1,23 @@
+// HTTP GET for tests of the daemon's listener (libcurl, as the daemon's
+// mail code uses). Blocking, one request per call, any test thread.
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace jobd::testing {
+
+struct HttpReply {
+  int status = 0;  // 0 when no answer came
+  std::string body;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string error;                           // curl's, when status is 0
+};
+
+HttpReply httpGet(const std::string& url, long timeout_ms = 10000);
+
+// The total of a Server-Timing header ("... total;dur=12.3"), in ms; -1
+// when absent.
+double serverTimingTotal(const HttpReply& reply);
+
+}  // namespace jobd::testing
