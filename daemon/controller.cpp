@@ -545,7 +545,8 @@ void Controller::startHttp() {
   routes_ =
       std::make_unique<http::HttpRoutes>(io_, metrics_, std::move(sources), conninfo_, owner_);
   http_ = std::make_unique<http::HttpServer>(
-      io_, [this](const http::Request& request, std::function<void(http::Response)> respond) {
+      io_,
+      [this](const http::Request& request, const std::function<void(http::Response)>& respond) {
         routes_->handle(request, respond);
       });
   std::string address = http_->start(config_->daemon().metrics_listen);

@@ -16,7 +16,7 @@ using boost::asio::ip::tcp;
 namespace {
 
 // A request is a GET line and a few headers: anything larger is not ours.
-constexpr std::size_t kMaxRequestBytes = 16 * 1024;
+constexpr std::size_t kMaxRequestBytes = std::size_t{16} * 1024;
 // Connections open at once; more are closed at accept.
 constexpr std::size_t kMaxSessions = 64;
 // An idle keep-alive connection, or a client that sends or reads too

@@ -31,7 +31,7 @@ struct Response {
 class HttpServer {
  public:
   // Call `respond` exactly once, on the io thread.
-  using Handler = std::function<void(const Request&, std::function<void(Response)> respond)>;
+  using Handler = std::function<void(const Request&, const std::function<void(Response)>& respond)>;
 
   HttpServer(boost::asio::io_context& io, Handler handler);
   ~HttpServer();
