@@ -61,25 +61,39 @@ void Metrics::Histogram::observe(double seconds) {
   sum += seconds;
 }
 
+Metrics::TypeStats& Metrics::stats(std::string_view job_type) {
+  auto it = types_.find(job_type);
+  if (it == types_.end()) {
+    it = types_.emplace(std::string(job_type), TypeStats{}).first;
+  }
+  return it->second;
+}
+
 void Metrics::claimed(const std::string& job_type, const std::vector<double>& queue_latencies) {
   std::lock_guard<std::mutex> lock(mutex_);
-  claimed_[job_type] += queue_latencies.size();
-  Histogram& latency = queue_latency_[job_type];
+  TypeStats& s = stats(job_type);
+  s.claimed += queue_latencies.size();
   for (double seconds : queue_latencies) {
-    latency.observe(std::max(seconds, 0.0));  // clocks of two hosts may disagree a little
+    s.queue_latency.observe(std::max(seconds, 0.0));  // clocks of two hosts may disagree a little
   }
 }
 
-void Metrics::finished(const std::string& job_type, std::string_view outcome,
-                       double duration_seconds) {
+void Metrics::finished(const std::vector<Finished>& jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++finished_[{job_type, std::string(outcome)}];
-  duration_[job_type].observe(duration_seconds);
+  for (const Finished& job : jobs) {
+    TypeStats& s = stats(job.job_type);
+    auto it = s.finished.find(job.outcome);
+    if (it == s.finished.end()) {
+      it = s.finished.emplace(std::string(job.outcome), 0).first;
+    }
+    ++it->second;
+    s.duration.observe(job.duration_seconds);
+  }
 }
 
 void Metrics::leaseLost(const std::string& job_type) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++lease_lost_[job_type];
+  ++stats(job_type).lease_lost;
 }
 
 void Metrics::setReady(std::map<std::string, std::int64_t> ready) {
@@ -122,27 +136,31 @@ std::string Metrics::render(const Gauges& gauges) const {
     w.sample("jobd_jobs_ready", typeLabel(type), n);
   }
   w.family("jobd_jobs_claimed_total", "counter", "Jobs this daemon claimed.");
-  for (const auto& [type, n] : claimed_) {
-    w.sample("jobd_jobs_claimed_total", typeLabel(type), n);
+  for (const auto& [type, s] : types_) {
+    w.sample("jobd_jobs_claimed_total", typeLabel(type), s.claimed);
   }
   w.family("jobd_jobs_finished_total", "counter",
            "Outcomes this daemon wrote, by the attempt's outcome.");
-  for (const auto& [key, n] : finished_) {
-    w.sample("jobd_jobs_finished_total",
-             typeLabel(key.first) + ",outcome=\"" + labelValue(key.second) + "\"", n);
+  for (const auto& [type, s] : types_) {
+    for (const auto& [outcome, n] : s.finished) {
+      w.sample("jobd_jobs_finished_total",
+               typeLabel(type) + ",outcome=\"" + labelValue(outcome) + "\"", n);
+    }
   }
   w.family("jobd_outcomes_lease_lost_total", "counter",
            "Outcomes not written because the lease was no longer this daemon's.");
-  for (const auto& [type, n] : lease_lost_) {
-    w.sample("jobd_outcomes_lease_lost_total", typeLabel(type), n);
+  for (const auto& [type, s] : types_) {
+    w.sample("jobd_outcomes_lease_lost_total", typeLabel(type), s.lease_lost);
   }
-  for (const auto& [name, help, histograms] :
-       {std::tuple{"jobd_job_duration_seconds", "How long jobs ran, by job type.", &duration_},
+  for (const auto& [name, help, member] :
+       {std::tuple{"jobd_job_duration_seconds", "How long jobs ran, by job type.",
+                   &TypeStats::duration},
         std::tuple{"jobd_job_queue_latency_seconds",
                    "From ready (created or scheduled) to claimed, by job type.",
-                   &queue_latency_}}) {
+                   &TypeStats::queue_latency}}) {
     w.family(name, "histogram", help);
-    for (const auto& [type, h] : *histograms) {
+    for (const auto& [type, s] : types_) {
+      const Histogram& h = s.*member;
       std::string labels = typeLabel(type);
       std::uint64_t cumulative = 0;
       for (std::size_t i = 0; i < kBuckets.size(); ++i) {

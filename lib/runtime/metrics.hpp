@@ -27,9 +27,14 @@ class Metrics {
   // Jobs claimed by one statement; queue_latencies are their seconds from
   // ready (created or scheduled) to the claim.
   void claimed(const std::string& job_type, const std::vector<double>& queue_latencies);
-  // One outcome written: `outcome` is job_attempt.outcome's word, or
-  // "completed".
-  void finished(const std::string& job_type, std::string_view outcome, double duration_seconds);
+  // Outcomes written by one batch, counted under one lock: `outcome` is
+  // job_attempt.outcome's word, or "completed".
+  struct Finished {
+    std::string_view job_type;
+    std::string_view outcome;
+    double duration_seconds = 0;
+  };
+  void finished(const std::vector<Finished>& jobs);
   // An outcome that found its lease gone and wrote nothing.
   void leaseLost(const std::string& job_type);
   // The periodic estimate of ready jobs by type, capped at `cap` per type.
@@ -57,12 +62,19 @@ class Metrics {
     void observe(double seconds);
   };
 
+  // Everything counted for one job type. Maps compare transparently, so
+  // that counting looks keys up without building strings.
+  struct TypeStats {
+    std::uint64_t claimed = 0;
+    std::uint64_t lease_lost = 0;
+    std::map<std::string, std::uint64_t, std::less<>> finished;  // by outcome
+    Histogram duration;
+    Histogram queue_latency;
+  };
+  TypeStats& stats(std::string_view job_type);  // mutex_ held
+
   mutable std::mutex mutex_;
-  std::map<std::string, std::uint64_t> claimed_;                           // by job type
-  std::map<std::pair<std::string, std::string>, std::uint64_t> finished_;  // (type, outcome)
-  std::map<std::string, std::uint64_t> lease_lost_;
-  std::map<std::string, Histogram> duration_;
-  std::map<std::string, Histogram> queue_latency_;
+  std::map<std::string, TypeStats, std::less<>> types_;
   std::map<std::string, std::int64_t> ready_;
 };
 

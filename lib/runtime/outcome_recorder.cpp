@@ -113,6 +113,7 @@ void OutcomeRecorder::flush() {
 }
 
 void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& items) {
+  finished_.clear();  // what a batch that threw left: its views are gone
   pqxx::connection& conn = *db_.connection();
   std::vector<const JobOutcome*> completions;
   std::vector<std::pair<const Item*, store::OutcomeWrite>> others;
@@ -160,6 +161,8 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
       ++other_index;
     }
   }
+  metrics_.finished(finished_);  // its views point into items and others
+  finished_.clear();
   pending_count_.fetch_sub(items.size());
   bool released = std::any_of(items.begin(), items.end(),
                               [](const Item& item) { return item.outcome.job.target.has_value(); });
@@ -297,7 +300,9 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   } else {
     counters_.completed++;
   }
-  metrics_.finished(o.job.job_type, outcome, std::chrono::duration<double>(o.duration).count());
+  finished_.push_back({o.job.job_type,
+                       write != nullptr ? std::string_view(write->attempt_outcome) : "completed",
+                       std::chrono::duration<double>(o.duration).count()});
   spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}",
                o.job.id, o.job.job_type, o.job.attempt,
                std::chrono::duration_cast<std::chrono::milliseconds>(o.duration).count(), outcome,

@@ -76,7 +76,8 @@ class OutcomeRecorder {
   std::function<void()> on_target_released_;
   FailedCallback on_failed_;
   boost::asio::steady_timer retry_timer_;
-  std::vector<Item> queue_;  // database thread only
+  std::vector<Item> queue_;                  // database thread only
+  std::vector<Metrics::Finished> finished_;  // this batch's, for the metrics
   bool flush_scheduled_ = false;
   std::atomic<std::size_t> pending_count_{0};
   OutcomeCounters counters_;

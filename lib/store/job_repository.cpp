@@ -51,7 +51,7 @@ WITH unscheduled AS MATERIALIZED (
     FROM picked
    WHERE j.id = picked.id
   RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
-            extract(epoch FROM now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
+            date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
 )
 SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
        CASE WHEN octet_length(t.text) <= $5 THEN t.text END, c.waited

@@ -11,9 +11,8 @@ using ::testing::HasSubstr;
 // Histogram buckets are cumulative and end with +Inf = _count.
 TEST(MetricsTest, HistogramBucketsAreCumulative) {
   Metrics m;
-  m.finished("noop", "completed", 0.001);
-  m.finished("noop", "completed", 0.2);
-  m.finished("noop", "failed", 4000);  // above the last bucket
+  m.finished({{"noop", "completed", 0.001}, {"noop", "completed", 0.2}});
+  m.finished({{"noop", "failed", 4000}});  // above the last bucket
   std::string text = m.render({});
   EXPECT_THAT(text,
               HasSubstr("jobd_job_duration_seconds_bucket{job_type=\"noop\",le=\"0.005\"} 1\n"));
