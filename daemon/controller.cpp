@@ -205,8 +205,11 @@ int Controller::run() {
   }
   notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
   outcomes_db_->stop();
+  bool database_up = db_->connected();
   db_->stop();
-  signOff();
+  if (database_up) {
+    signOff();  // while the database is away, the row ages out instead
+  }
   if (int left = producer_->running(); left > 0) {
     spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,
                  left);

@@ -63,8 +63,9 @@ testing::ProcessResult promtool(const std::string& text) {
 }
 
 // Under load, every scrape of /metrics passes promtool; afterwards the
-// counters agree with what the database holds.
-TEST(HttpTest, MetricsPassPromtoolUnderLoadAndAgreeWithTheDatabase) {
+// counters agree with what the database holds. "Concurrent": it also runs
+// under ThreadSanitizer, scrapes on the io thread racing the outcome thread.
+TEST(HttpTest, ConcurrentScrapesUnderLoadPassPromtoolAndAgreeWithTheDatabase) {
   TestDatabase db;
   Daemon daemon(db, R"(
 [jobd]
@@ -114,7 +115,10 @@ concurrency: 2
   for (int i = 0; i < 200; ++i) {
     s = samples(httpGet(url).body);
     if (s["jobd_jobs_finished_total{job_type=\"noop\",outcome=\"completed\"}"] == 3000 &&
-        s["jobd_jobs_finished_total{job_type=\"sleep\",outcome=\"completed\"}"] == 20) {
+        s["jobd_jobs_finished_total{job_type=\"sleep\",outcome=\"completed\"}"] == 20 &&
+        s["jobd_jobs_finished_total{job_type=\"fail\",outcome=\"failed\"}"] +
+                s["jobd_jobs_finished_total{job_type=\"fail\",outcome=\"user_error\"}"] ==
+            70) {
       break;
     }
     usleep(50 * 1000);
