@@ -1,5 +1,6 @@
 // jobd's entry point: parse the command line, hand over to the command, and
 // map exception types to exit statuses (SPEC §2). Nothing else.
+#include <csignal>
 #include <iostream>
 #include <pqxx/pqxx>
 
@@ -26,6 +27,10 @@ int fail(int status, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write to a pipe whose reader is gone (an `exec` child that exits
+  // without reading its stdin) must fail with EPIPE, not kill the daemon.
+  // Children set SIGPIPE back to its default before exec.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     if (argc == 2 && std::string(argv[1]) == jobd::runtime::worker::kCommand) {
       return jobd::cli::runWorker();

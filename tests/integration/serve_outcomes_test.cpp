@@ -224,6 +224,29 @@ TEST_F(ServeOutcomesTest, BadJobsDoNotStopTheDaemon) {
             "0/0");
 }
 
+// An exec child that exits without reading its stdin: writing the rest of
+// a payload larger than a pipe holds fails with EPIPE, and the daemon (which
+// SIGPIPE used to kill) completes the jobs and goes on serving.
+TEST(ServeExecTest, ChildThatIgnoresItsStdinDoesNotKillTheDaemon) {
+  TestDatabase db;
+  Daemon daemon(db, R"(
+[jobd]
+poll_interval: 1s
+[quick]
+handler: exec
+command: /bin/true
+concurrency: 4
+)");
+  ASSERT_TRUE(daemon.waitReady());
+  db.scalar(
+      "SELECT count(jobd.enqueue('quick', jsonb_build_object('pad', repeat('x', 200000)))) "
+      "FROM generate_series(1, 40)");
+  EXPECT_EQ(testing::waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "40"), "40")
+      << daemon.log();
+  testing::ProcessResult r = daemon.stop();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 // A job whose own connection cannot be opened (here a dbuser that does not
 // exist; usually the database going away) never ran: it is released with
 // its attempt given back, 5 s later, and logged each time; it does not
