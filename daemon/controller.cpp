@@ -139,7 +139,8 @@ int Controller::run() {
     }
   }
   // Step 1: the threads that do the waiting: database and workers.
-  db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_);
+  db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_, "jobd serve",
+                                                  runtime::Commits::kDurable);
   db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   db_->start();
   pools_.push_back(std::make_unique<boost::asio::thread_pool>(config_->daemon().workers));

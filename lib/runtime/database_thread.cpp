@@ -9,8 +9,12 @@
 
 namespace jobd::runtime {
 
-DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name)
-    : conninfo_(std::move(conninfo)), owner_(std::move(owner)), name_(std::move(name)) {}
+DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name,
+                               Commits commits)
+    : conninfo_(std::move(conninfo)),
+      owner_(std::move(owner)),
+      name_(std::move(name)),
+      commits_(commits) {}
 
 DatabaseThread::~DatabaseThread() {
   stop();
@@ -50,10 +54,11 @@ store::JobRepository* DatabaseThread::repository() {
   }
   try {
     connection_ = store::connect(conninfo_, name_);
-    // The daemon's bookkeeping may lose its last commits in a crash: a lost
-    // claim or outcome only causes a re-run (at-least-once). Jobs' own work
-    // runs on other connections with the server's setting.
-    connection_->set_variable("synchronous_commit", "off");
+    // The daemon's outcomes, renewals and heartbeats may lose their last
+    // commits in a server crash: that only leaves a lease to expire, and
+    // the rescue records the attempt. Claims wait for the flush (Commits).
+    // Jobs' own work runs on other connections with the server's setting.
+    connection_->set_variable("synchronous_commit", commits_ == Commits::kDurable ? "on" : "off");
     // Every statement of the daemon's own has a deadline.
     connection_->set_variable("statement_timeout", "'60s'");
     // Short statements whose row estimates can still add up past

@@ -19,11 +19,19 @@
 
 namespace jobd::runtime {
 
+// Whether a commit on the thread's connection waits for its WAL flush.
+// Claims must (kDurable): a claim lost in a server crash would give the
+// same (job, attempt) to a second daemon while the first still runs it,
+// a rerun nothing records. A lost outcome, renewal or heartbeat (kAsync)
+// only leaves a lease to expire, and the rescue records that attempt.
+enum class Commits { kDurable, kAsync };
+
 class DatabaseThread {
  public:
   // `name` is the connection's application_name ("jobd serve", "jobd
   // outcomes"), so that pg_stat_activity tells the daemon's connections apart.
-  DatabaseThread(std::string conninfo, std::string owner, std::string name = "jobd serve");
+  DatabaseThread(std::string conninfo, std::string owner, std::string name = "jobd serve",
+                 Commits commits = Commits::kAsync);
   ~DatabaseThread();
   DatabaseThread(const DatabaseThread&) = delete;
   DatabaseThread& operator=(const DatabaseThread&) = delete;
@@ -61,6 +69,7 @@ class DatabaseThread {
   std::string conninfo_;
   std::string owner_;
   std::string name_;
+  Commits commits_;
   boost::asio::io_context context_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;
