@@ -6,55 +6,28 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "cluster.hpp"
 #include "daemon.hpp"
 #include "notify_socket.hpp"
 
 namespace jobd {
 namespace {
 
+using testing::clusterCtl;
+using testing::ClusterGuard;
 using testing::Daemon;
 using ::testing::HasSubstr;
 using testing::NotifySocket;
 using testing::TestDatabase;
 using testing::waitForValue;
 
-// "15 regress" for pg_ctlcluster: the first cluster pg_lsclusters knows
-// (pg_virtualenv's).
-std::vector<std::string> cluster() {
-  testing::ProcessResult list = testing::runProcess({"pg_lsclusters", "-h"});
-  std::istringstream line(list.out);
-  std::string version, name;
-  line >> version >> name;
-  if (version.empty() || name.empty()) {
-    throw std::runtime_error("no PostgreSQL cluster found: " + list.out + list.err);
-  }
-  return {version, name};
-}
-
-void clusterCtl(const std::string& action) {
-  std::vector<std::string> c = cluster();
-  testing::ProcessResult result =
-      testing::runProcess({"pg_ctlcluster", c[0], c[1], action, "-m", "fast"});
-  ASSERT_EQ(result.exit_code, 0) << "pg_ctlcluster " << action << ": " << result.out << result.err;
-}
-
 // Running, and not a zombie waiting to be reaped.
 bool alive(pid_t pid) {
   std::optional<testing::ProcStat> stat = testing::procStat(pid);
   return stat && stat->state != 'Z';
 }
-
-// Brings the cluster back if a test fails while it is down.
-struct ClusterGuard {
-  ~ClusterGuard() {
-    std::vector<std::string> c = cluster();
-    testing::runProcess({"pg_ctlcluster", c[0], c[1], "start"});
-  }
-};
 
 constexpr const char* kConfig = R"(
 [jobd]
