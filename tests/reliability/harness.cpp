@@ -144,7 +144,6 @@ void Feeder::run() {
   auto next = Clock::now();
   while (!stop_ && inserted_ < total_) {
     next += std::chrono::milliseconds(100);
-    // Due so far, by the clock: after an outage the backlog goes in at once.
     int batch = std::max(1, per_second_ / 10);
     try {
       int n = std::min(batch, total_ - inserted_);

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -50,7 +49,8 @@ std::chrono::milliseconds waitForDatabase(const testing::TestDatabase& db,
 
 // The standard load: `work` jobs (sql) write one row of `effects` in their
 // own transaction; `ext` jobs (exec) append "<id> <attempt>" to the external
-// ledger file, an effect outside the database. setUp creates the table.
+// ledger file, an effect outside the database. The constructor creates
+// the table.
 struct Load {
   explicit Load(const testing::TestDatabase& db);
   // The [work] and [ext] sections, with leases of `lease` and retries.
@@ -61,9 +61,10 @@ struct Load {
   std::string ledger_path;
 };
 
-// Inserts `total` jobs of the standard load at `per_second`, in batches
-// every 100 ms, from its own thread; while the database is away it retries,
-// and catches up when it returns. Each insert is one committed transaction.
+// Inserts `total` jobs of the standard load, per_second / 10 every 100 ms,
+// from its own thread; while the database is away the batch waits for the
+// next tick (the load pauses, it does not catch up). Each insert is one
+// committed transaction.
 class Feeder {
  public:
   Feeder(const Load& load, int total, int per_second);
