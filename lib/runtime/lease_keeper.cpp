@@ -40,7 +40,15 @@ void LeaseKeeper::schedule() {
 }
 
 void LeaseKeeper::renew() {
-  if (held_.empty() || in_flight_) {
+  if (in_flight_) {
+    return;
+  }
+  if (held_.empty()) {
+    // No lease left to lose: claims need no renewal to be safe (a claim
+    // finds out for itself whether the database answers). Without this,
+    // a daemon whose last renewal failed with no job left would never
+    // claim again.
+    markHealthy();
     return;
   }
   std::vector<store::HeldLease> leases;
@@ -97,9 +105,13 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
       held.token->setLeaseDeadline(sent + held.lease_duration);
     }
   }
+  markHealthy();
+}
+
+void LeaseKeeper::markHealthy() {
   if (!healthy_) {
     healthy_ = true;
-    spdlog::info("LEASE_RENEW_OK renewals work again");
+    spdlog::info("LEASE_RENEW_OK renewals work again, or no lease is left to renew");
     if (on_recovered_) {
       on_recovered_();
     }

@@ -4,7 +4,8 @@
 // database thread. A job whose lease is gone (rescued elsewhere, cancelled
 // or suspended by an operator) has its token cancelled; each successful
 // renewal moves the tokens' local deadlines. While renewals fail, healthy()
-// is false and the Producer stops claiming.
+// is false and the Producer stops claiming, until a renewal works or no job
+// is left whose lease could be lost.
 #pragma once
 
 #include <functional>
@@ -29,7 +30,7 @@ class LeaseKeeper {
   // A reload: renew at this interval from the next renewal.
   void setInterval(Duration interval) { interval_ = interval; }
   bool healthy() const { return healthy_; }
-  // Runs when renewals work again after failing.
+  // Runs when claims may resume after a failed renewal.
   void onRecovered(std::function<void()> callback) { on_recovered_ = std::move(callback); }
   std::uint64_t renewals() const { return renewals_; }
 
@@ -42,6 +43,7 @@ class LeaseKeeper {
 
   void schedule();
   void renew();
+  void markHealthy();
   void onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
                  const std::vector<std::int64_t>& lost);
 

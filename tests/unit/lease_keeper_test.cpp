@@ -1,0 +1,55 @@
+// LeaseKeeper (runtime/lease_keeper.hpp) against a database that cannot be
+// reached: a failed renewal stops claims while a job is held, and claims
+// resume once no job is left whose lease could be lost.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+
+#include "runtime/database_thread.hpp"
+#include "runtime/lease_keeper.hpp"
+
+namespace jobd::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <class Condition>
+bool runUntil(boost::asio::io_context& io, Condition condition) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!condition() && std::chrono::steady_clock::now() < deadline) {
+    io.run_for(10ms);
+  }
+  return condition();
+}
+
+// Found by the half-open scenario of the reliability suite: the last
+// renewal before a daemon's jobs ended failed, and with no lease left to
+// renew the daemon never claimed again.
+TEST(LeaseKeeperTest, ClaimsResumeWhenNoLeaseIsLeftAfterAFailedRenewal) {
+  boost::asio::io_context io;
+  DatabaseThread db("host=/nonexistent-jobd-test dbname=none", "owner");
+  db.start();
+  LeaseKeeper keeper(io, db, 20ms);
+  int recovered = 0;
+  keeper.onRecovered([&] { ++recovered; });
+  ClaimedJob job;
+  job.id = 1;
+  job.attempt = 1;
+  job.claimed_at = std::chrono::steady_clock::now();
+  keeper.add(job, 30s, std::make_shared<CancellationToken>());
+  keeper.start();
+  ASSERT_TRUE(runUntil(io, [&] { return !keeper.healthy(); }));
+  // Still held: still unhealthy, whatever time passes.
+  io.run_for(200ms);
+  EXPECT_FALSE(keeper.healthy());
+  EXPECT_EQ(recovered, 0);
+  keeper.remove(job.id);
+  EXPECT_TRUE(runUntil(io, [&] { return keeper.healthy(); }));
+  EXPECT_EQ(recovered, 1);
+  keeper.stop();
+  db.stop();
+}
+
+}  // namespace
+}  // namespace jobd::runtime
