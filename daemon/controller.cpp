@@ -139,17 +139,25 @@ int Controller::run() {
     }
   }
   // Step 1: the threads that do the waiting: database and workers.
-  db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_, "jobd serve",
-                                                  runtime::Commits::kDurable);
+  // A separate listen_database is SPEC's sign that `database` may be
+  // PgBouncer in transaction pooling mode: then no session settings.
+  const bool pooled =
+      !config_->daemon().listen_database.empty() && config_->daemon().listen_database != conninfo_;
+  const Duration database_timeout = config_->daemon().database_timeout;
+  db_ = std::make_unique<runtime::DatabaseThread>(
+      conninfo_, owner_, "jobd serve",
+      runtime::ConnectionSettings{runtime::Commits::kDurable, database_timeout, pooled});
   db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
   db_->start();
   pools_.push_back(std::make_unique<boost::asio::thread_pool>(config_->daemon().workers));
-  executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_);
+  executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_, pooled);
   // A finished job with a target may unblock jobs waiting on that target,
   // of any type: claim again once its outcome has landed.
   // Outcomes are written on a connection of their own, so that the next
   // claim and the last batch of outcomes travel side by side.
-  outcomes_db_ = std::make_unique<runtime::DatabaseThread>(conninfo_, owner_, "jobd outcomes");
+  outcomes_db_ = std::make_unique<runtime::DatabaseThread>(
+      conninfo_, owner_, "jobd outcomes",
+      runtime::ConnectionSettings{runtime::Commits::kAsync, database_timeout, pooled});
   outcomes_db_->start();
   recorder_ = std::make_unique<runtime::OutcomeRecorder>(
       *outcomes_db_, metrics_, hostname_,
@@ -444,6 +452,7 @@ void Controller::reload() {
   for (const auto& [key, changed] :
        {std::pair<const char*, bool>{"database", was.database != now.database},
         {"listen_database", was.listen_database != now.listen_database},
+        {"database_timeout", was.database_timeout != now.database_timeout},
         {"metrics_listen", was.metrics_listen != now.metrics_listen}}) {
     if (changed) {
       spdlog::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);

@@ -52,6 +52,10 @@ const Fields<DaemonSettings>& daemonFields() {
        into<D, Duration>(&D::rescue_interval, durationAtLeast(std::chrono::milliseconds(100)))},
       {{"drain_timeout", "60s", "on SIGTERM, how long running jobs get to finish"},
        into<D, Duration>(&D::drain_timeout, durationAtLeast(std::chrono::milliseconds(0)))},
+      {{"database_timeout", "60s",
+        "deadline of each database statement of the daemon's own; past it, plus 1s, a "
+        "connection that does not answer is closed and reopened"},
+       into<D, Duration>(&D::database_timeout, durationAtLeast(std::chrono::milliseconds(100)))},
       {{"oops_prefix", "JOBD", "an OOPS reporter is <oops_prefix>-<section>"},
        into<D, std::string>(&D::oops_prefix, parseIdentifier)},
       {{"oops_dir", "",

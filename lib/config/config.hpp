@@ -28,6 +28,7 @@ struct DaemonSettings {
   Duration poll_interval = std::chrono::seconds(5);
   Duration rescue_interval = std::chrono::seconds(15);
   Duration drain_timeout = std::chrono::seconds(60);
+  Duration database_timeout = std::chrono::seconds(60);
   std::string oops_prefix = "JOBD";
   std::string oops_dir;  // empty: OOPS reports only in the database
   std::string lock_dir = "/run/lock";

@@ -1,6 +1,9 @@
 #include "runtime/database_thread.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 
 #include "core/errors.hpp"
 
@@ -10,11 +13,11 @@
 namespace jobd::runtime {
 
 DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name,
-                               Commits commits)
+                               ConnectionSettings settings)
     : conninfo_(std::move(conninfo)),
       owner_(std::move(owner)),
       name_(std::move(name)),
-      commits_(commits) {}
+      settings_(settings) {}
 
 DatabaseThread::~DatabaseThread() {
   stop();
@@ -23,6 +26,7 @@ DatabaseThread::~DatabaseThread() {
 void DatabaseThread::start() {
   guard_.emplace(context_.get_executor());
   thread_ = std::thread([this] { context_.run(); });
+  watchdog_ = std::thread([this] { watch(); });
 }
 
 void DatabaseThread::stop() {
@@ -34,8 +38,64 @@ void DatabaseThread::stop() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  {
+    std::lock_guard<std::mutex> lock(connection_mutex_);
+    watchdog_stop_ = true;
+  }
+  watchdog_wake_.notify_all();
+  if (watchdog_.joinable()) {
+    watchdog_.join();
+  }
   repository_.reset();
-  connection_.reset();
+  setConnection(nullptr);
+}
+
+DatabaseThread::Busy::Busy(DatabaseThread& thread) : thread(thread) {
+  thread.busy_since_.store(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+DatabaseThread::Busy::~Busy() {
+  thread.busy_since_.store(0);
+}
+
+void DatabaseThread::setConnection(std::unique_ptr<pqxx::connection> connection) {
+  std::lock_guard<std::mutex> lock(connection_mutex_);
+  connection_ = std::move(connection);
+  closed_for_deadline_ = false;
+}
+
+void DatabaseThread::watchInstead(pqxx::connection* other) {
+  std::lock_guard<std::mutex> lock(connection_mutex_);
+  watched_instead_ = other;
+  closed_for_deadline_ = false;
+}
+
+// The watchdog: a piece of work that has run past its timeout plus a second
+// (the server's statement_timeout would have answered by then) waits on a
+// connection that no longer answers. Shutting its socket down makes libpq
+// fail at once with a broken connection, which the work handles as any
+// lost connection: it is reopened, and what was in flight is retried or
+// left to the lease rescue.
+void DatabaseThread::watch() {
+  using Clock = std::chrono::steady_clock;
+  const auto limit = settings_.timeout + std::chrono::seconds(1);
+  const auto tick = std::clamp<std::chrono::milliseconds>(
+      settings_.timeout / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+  std::unique_lock<std::mutex> lock(connection_mutex_);
+  while (!watchdog_wake_.wait_for(lock, tick, [this] { return watchdog_stop_; })) {
+    Clock::rep since = busy_since_.load();
+    pqxx::connection* watched = watched_instead_ ? watched_instead_ : connection_.get();
+    if (since == 0 || watched == nullptr || closed_for_deadline_ ||
+        Clock::now() - Clock::time_point(Clock::duration(since)) < limit) {
+      continue;
+    }
+    spdlog::warn(
+        "DATABASE_DOWN {}: no answer from the database for {} ms (database_timeout): closing "
+        "the connection",
+        name_, limit.count());
+    ::shutdown(watched->sock(), SHUT_RDWR);
+    closed_for_deadline_ = true;
+  }
 }
 
 std::chrono::milliseconds DatabaseThread::backoff(int failures, std::mt19937_64& rng) {
@@ -53,20 +113,27 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   try {
-    connection_ = store::connect(conninfo_, name_);
-    // The daemon's outcomes, renewals and heartbeats may lose their last
-    // commits in a server crash: that only leaves a lease to expire, and
-    // the rescue records the attempt. Claims wait for the flush (Commits).
-    // Jobs' own work runs on other connections with the server's setting.
-    connection_->set_variable("synchronous_commit", commits_ == Commits::kDurable ? "on" : "off");
-    // Every statement of the daemon's own has a deadline.
-    connection_->set_variable("statement_timeout", "'60s'");
-    // Short statements whose row estimates can still add up past
-    // jit_above_cost (the dashboard's per-type subqueries): compiling them
-    // took 600 ms for a 20 ms query.
-    connection_->set_variable("jit", "off");
+    setConnection(store::connect(conninfo_, name_));
+    if (!settings_.pooled) {
+      // The daemon's outcomes, renewals and heartbeats may lose their last
+      // commits in a server crash: that only leaves a lease to expire, and
+      // the rescue records the attempt. Claims wait for the flush (Commits).
+      // Jobs' own work runs on other connections with the server's setting.
+      connection_->set_variable("synchronous_commit",
+                                settings_.commits == Commits::kDurable ? "on" : "off");
+      // Every statement of the daemon's own has a deadline, and a claim
+      // whose connection went half-open (closed here, kept by a middlebox)
+      // must not hold its rows for ever: the server rolls it back.
+      const std::string timeout = std::to_string(settings_.timeout.count());
+      connection_->set_variable("statement_timeout", timeout);
+      connection_->set_variable("idle_in_transaction_session_timeout", timeout);
+      // Short statements whose row estimates can still add up past
+      // jit_above_cost (the dashboard's per-type subqueries): compiling them
+      // took 600 ms for a 20 ms query.
+      connection_->set_variable("jit", "off");
+    }
     store::checkSchemaVersion(*connection_);
-    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_);
+    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_, settings_.pooled);
     bool recovered = failures_ > 0;
     failures_ = 0;
     up_ = true;
@@ -83,7 +150,7 @@ store::JobRepository* DatabaseThread::repository() {
     }
     up_ = false;
     next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
-    connection_.reset();
+    setConnection(nullptr);
     return nullptr;
   }
 }
@@ -93,7 +160,7 @@ void DatabaseThread::connectionLost(const std::string& why) {
     spdlog::warn("DATABASE_DOWN lost the connection: {}", why);
   }
   repository_.reset();
-  connection_.reset();
+  setConnection(nullptr);
   up_ = false;
   next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
 }

@@ -3,12 +3,19 @@
 // io_context and its own connection, so that the io thread never waits on
 // the database. Work is posted to it; results are posted back by the work
 // itself. A lost connection is reopened with capped, jittered backoff on
-// the next use.
+// the next use. Every piece of work has a deadline: the server's
+// statement_timeout, and a watchdog thread that closes the socket of a
+// connection whose work runs past it by a second, because a half-open
+// connection (a stalled proxy or middlebox that acknowledges and never
+// answers) hangs libpq where neither TCP keepalives nor the server can help.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -26,12 +33,24 @@ namespace jobd::runtime {
 // only leaves a lease to expire, and the rescue records that attempt.
 enum class Commits { kDurable, kAsync };
 
+// How a DatabaseThread uses its connection.
+struct ConnectionSettings {
+  Commits commits = Commits::kAsync;
+  // The deadline of one piece of posted work ([jobd] database_timeout).
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  // The conninfo may lead to a transaction pooler (PgBouncer): a session
+  // setting would land on whichever server connection ran it, and stay
+  // there for other clients. Then none is made (every commit follows the
+  // server's synchronous_commit), and only the client-side deadline holds.
+  bool pooled = false;
+};
+
 class DatabaseThread {
  public:
   // `name` is the connection's application_name ("jobd serve", "jobd
   // outcomes"), so that pg_stat_activity tells the daemon's connections apart.
   DatabaseThread(std::string conninfo, std::string owner, std::string name = "jobd serve",
-                 Commits commits = Commits::kAsync);
+                 ConnectionSettings settings = {});
   ~DatabaseThread();
   DatabaseThread(const DatabaseThread&) = delete;
   DatabaseThread& operator=(const DatabaseThread&) = delete;
@@ -49,7 +68,10 @@ class DatabaseThread {
 
   template <class F>
   void post(F&& work) {
-    boost::asio::post(context_, std::forward<F>(work));
+    boost::asio::post(context_, [this, work = std::forward<F>(work)]() mutable {
+      Busy busy(*this);
+      work();
+    });
   }
 
   // On the database thread: the repository on an open connection, or
@@ -60,16 +82,41 @@ class DatabaseThread {
   // On the database thread: forget a connection that failed.
   void connectionLost(const std::string& why);
   bool connected() const { return up_.load(); }
+  // On the database thread: while a piece of work waits on a connection
+  // of its own (the LISTEN session's LISTEN), the watchdog closes that one
+  // if it hangs. nullptr when done, before that connection goes away.
+  void watchInstead(pqxx::connection* other);
 
   // The delay before the next try after `failures` failures in a row:
   // 100 ms doubling to 10 s, with +-20% jitter.
   static std::chrono::milliseconds backoff(int failures, std::mt19937_64& rng);
 
  private:
+  // Marks the thread busy for the watchdog while one piece of work runs.
+  struct Busy {
+    explicit Busy(DatabaseThread& thread);
+    ~Busy();
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+    DatabaseThread& thread;
+  };
+  void watch();
+  void setConnection(std::unique_ptr<pqxx::connection> connection);
+
   std::string conninfo_;
   std::string owner_;
   std::string name_;
-  Commits commits_;
+  ConnectionSettings settings_;
+  // Guards connection_ against the watchdog: the database thread replaces
+  // it, and the watchdog shuts its socket down, only while holding it.
+  std::mutex connection_mutex_;
+  std::condition_variable watchdog_wake_;
+  bool watchdog_stop_ = false;
+  std::thread watchdog_;
+  // When the running piece of work started (steady clock ticks), or 0.
+  std::atomic<std::chrono::steady_clock::rep> busy_since_{0};
+  pqxx::connection* watched_instead_ = nullptr;  // under connection_mutex_
+  bool closed_for_deadline_ = false;             // under connection_mutex_
   boost::asio::io_context context_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;

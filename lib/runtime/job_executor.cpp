@@ -1,9 +1,11 @@
 #include "runtime/job_executor.hpp"
 
 #include <cxxabi.h>
+#include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -18,14 +20,29 @@ namespace {
 
 // The job's own connections, one per conninfo (that is, per dbuser), kept
 // by each worker thread: no connection is shared between threads.
-thread_local std::map<std::string, std::unique_ptr<pqxx::connection>> t_connections;
+struct JobConnection {
+  std::unique_ptr<pqxx::connection> connection;
+  std::chrono::milliseconds idle_limit{0};
+};
+thread_local std::map<std::string, JobConnection> t_connections;
 
-pqxx::connection& connectionFor(const std::string& conninfo) {
-  auto& slot = t_connections[conninfo];
-  if (!slot || !slot->is_open()) {
-    slot = store::connect(conninfo, "jobd job");
+// A job's transaction whose client went away without the server noticing
+// (a half-open connection: jobd closed its end, a middlebox kept the
+// server's) would hold its row locks, the job's own among them, for ever.
+// The server ends a transaction idle for longer than its job may run.
+// (idle_limit 0: no session setting, for a transaction pooler.)
+pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit) {
+  JobConnection& slot = t_connections[conninfo];
+  if (!slot.connection || !slot.connection->is_open()) {
+    slot.connection = store::connect(conninfo, "jobd job");
+    slot.idle_limit = std::chrono::milliseconds(0);
   }
-  return *slot;
+  if (slot.idle_limit < idle_limit) {
+    slot.connection->set_variable("idle_in_transaction_session_timeout",
+                                  std::to_string(idle_limit.count()));
+    slot.idle_limit = idle_limit;
+  }
+  return *slot.connection;
 }
 
 // The job's own connection could not be opened: the handler never ran.
@@ -74,22 +91,27 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
   pqxx::connection* opened = nullptr;
   try {
-    opened = &connectionFor(conninfo);
+    opened = &connectionFor(
+        conninfo, pooled_ ? std::chrono::milliseconds(0)
+                          : section.timeout + section.kill_grace + std::chrono::seconds(5));
   } catch (const std::exception& e) {
     t_connections.erase(conninfo);
     throw ConnectFailed(errorLine(e.what()));
   }
   try {
     pqxx::connection& conn = *opened;
-    pqxx::work txn(conn);
-    context.transaction = &txn;
     // A timeout or a lost lease interrupts the running query (PQcancel is
-    // made to be called from another thread).
+    // made to be called from another thread); a query still running
+    // kill_grace later has its socket closed. Set before BEGIN, which
+    // waits on the server as well.
     struct CancellerGuard {
       const CancellationToken& token;
       ~CancellerGuard() { token.setCanceller(nullptr); }
     } guard{context.cancellation};
-    context.cancellation.setCanceller([&conn] { conn.cancel_query(); });
+    context.cancellation.setCanceller([&conn] { conn.cancel_query(); },
+                                      [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
+    pqxx::work txn(conn);
+    context.transaction = &txn;
     if (context.cancellation.cancelled()) {
       throw RetryError("stopped by jobd before it started", "Cancelled");
     }

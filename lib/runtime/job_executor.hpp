@@ -16,9 +16,11 @@ namespace jobd::runtime {
 
 class JobExecutor {
  public:
-  // conninfo: the daemon's database; owner: its lease owner name.
-  JobExecutor(std::string conninfo, std::string owner)
-      : conninfo_(std::move(conninfo)), owner_(std::move(owner)) {}
+  // conninfo: the daemon's database; owner: its lease owner name; pooled:
+  // conninfo may lead to a transaction pooler, so no session setting is
+  // made (ConnectionSettings).
+  JobExecutor(std::string conninfo, std::string owner, bool pooled = false)
+      : conninfo_(std::move(conninfo)), owner_(std::move(owner)), pooled_(pooled) {}
 
   // Never throws: every failure becomes the outcome's kind and message.
   JobOutcome execute(const ClaimedJob& job, const IJobSource& source,
@@ -31,6 +33,7 @@ class JobExecutor {
 
   std::string conninfo_;
   std::string owner_;
+  bool pooled_;
 };
 
 }  // namespace jobd::runtime

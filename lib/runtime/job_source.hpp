@@ -61,9 +61,21 @@ class CancellationToken {
   // While a handler waits on something that cancelled() cannot interrupt
   // (a query), it registers how to interrupt it (PQcancel); cancel() calls
   // it. Cleared before that something goes away.
-  void setCanceller(std::function<void()> canceller) const {
+  // `closer`, if given, is the last resort for a handler still stuck
+  // kill_grace after its timeout (a query whose connection no longer
+  // answers, so that PQcancel's answer never arrives): it closes the
+  // connection's socket, and the query fails at once.
+  void setCanceller(std::function<void()> canceller, std::function<void()> closer = nullptr) const {
     std::lock_guard<std::mutex> lock(mutex_);
     canceller_ = std::move(canceller);
+    closer_ = std::move(closer);
+  }
+  // Called for a job reported stuck (producer's onStuck).
+  void forceStop() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closer_) {
+      closer_();
+    }
   }
 
   void setLeaseDeadline(std::chrono::steady_clock::time_point deadline) {
@@ -85,6 +97,7 @@ class CancellationToken {
   std::atomic<bool> timed_out_{false};
   mutable std::mutex mutex_;
   mutable std::function<void()> canceller_;
+  mutable std::function<void()> closer_;
   std::function<bool()> lease_check_;
   std::atomic<std::chrono::steady_clock::rep> lease_deadline_{
       std::chrono::steady_clock::time_point::max().time_since_epoch().count()};

@@ -64,9 +64,13 @@ void Notifier::connect() {
     std::string error;
     try {
       session->connection = store::connect(conninfo_, "jobd listen");
-      // LISTEN is sent by the receiver's constructor.
+      // LISTEN is sent by the receiver's constructor, under the database
+      // thread's deadline.
+      db_.watchInstead(session->connection.get());
       session->receiver = std::make_unique<Session::Receiver>(*session->connection, on_notify_);
+      db_.watchInstead(nullptr);
     } catch (const std::exception& e) {
+      db_.watchInstead(nullptr);
       error = errorLine(e.what());
       session.reset();
     }

@@ -358,6 +358,9 @@ void Producer::onStuck(Section& section, std::int64_t id) {
     return;
   }
   it->second.stuck = true;
+  // A handler blocked in a query on a connection that no longer answers
+  // is freed by closing that connection; others stay stuck until they return.
+  it->second.token->forceStop();
   ++section.stuck;
   ++stuck_;
   spdlog::error(

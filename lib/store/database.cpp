@@ -2,6 +2,11 @@
 
 #include <libpq-fe.h>
 
+#include <cstdlib>
+#include <set>
+#include <utility>
+#include <vector>
+
 #include "core/errors.hpp"
 
 namespace jobd::store {
@@ -29,41 +34,81 @@ std::string redactConninfo(const std::string& conninfo) {
   return out.empty() ? "(libpq defaults)" : out;
 }
 
-std::string conninfoWithUser(const std::string& conninfo, const std::string& user) {
-  if (user.empty()) {
-    return conninfo;
+namespace {
+
+std::string quoted(const std::string& value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\\' || c == '\'') {
+      out += '\\';
+    }
+    out += c;
   }
+  return out + "'";
+}
+
+// conninfo (key=value or URI) rebuilt as key=value: its keys but `dropped`,
+// then `added` for each key it does not set itself.
+std::string rebuilt(const std::string& conninfo, const std::string& dropped,
+                    const std::vector<std::pair<std::string, std::string>>& added) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
   if (options == nullptr) {
     PQfreemem(error);
     throw Error("cannot parse the connection string " + redactConninfo(conninfo));
   }
-  auto quoted = [](const std::string& value) {
-    std::string out = "'";
-    for (char c : value) {
-      if (c == '\\' || c == '\'') {
-        out += '\\';
-      }
-      out += c;
-    }
-    return out + "'";
-  };
   std::string out;
+  std::set<std::string> present;
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr && std::string(o->keyword) != "user") {
+    if (o->val != nullptr && o->keyword != dropped) {
       out += std::string(o->keyword) + "=" + quoted(o->val) + " ";
+      present.insert(o->keyword);
     }
   }
   PQconninfoFree(options);
-  return out + "user=" + quoted(user);
+  for (const auto& [key, value] : added) {
+    if (present.count(key) == 0) {
+      out += key + "=" + quoted(value) + " ";
+    }
+  }
+  if (!out.empty()) {
+    out.pop_back();
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string conninfoWithUser(const std::string& conninfo, const std::string& user) {
+  if (user.empty()) {
+    return conninfo;
+  }
+  return rebuilt(conninfo, "user", {{"user", user}});
+}
+
+std::string withNetworkDefaults(const std::string& conninfo) {
+  // A dead server host or network is noticed within about a minute
+  // instead of the kernel's two hours: connecting gives up after 10 s,
+  // and an idle TCP connection is probed after 30 s, every 10 s, three
+  // times. What the conninfo or a PG* variable sets wins. (A peer that
+  // still acknowledges but never answers, such as a stalled proxy, is
+  // beyond TCP's view: the daemon's database threads close a connection
+  // whose work runs past database_timeout.)
+  std::vector<std::pair<std::string, std::string>> defaults;
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
+    defaults.emplace_back("connect_timeout", "10");
+  }
+  defaults.insert(
+      defaults.end(),
+      {{"keepalives_idle", "30"}, {"keepalives_interval", "10"}, {"keepalives_count", "3"}});
+  return rebuilt(conninfo, "", defaults);
 }
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
                                           std::string_view application_name) {
   std::unique_ptr<pqxx::connection> conn;
   try {
-    conn = std::make_unique<pqxx::connection>(conninfo);
+    conn = std::make_unique<pqxx::connection>(withNetworkDefaults(conninfo));
   } catch (const pqxx::broken_connection& e) {
     throw Error("cannot connect to the database (" + redactConninfo(conninfo) +
                 "): " + errorLine(e.what()));

@@ -19,8 +19,14 @@ std::string redactConninfo(const std::string& conninfo);
 // as a key=value string; works for URIs too.
 std::string conninfoWithUser(const std::string& conninfo, const std::string& user);
 
-// Connects (empty conninfo: libpq's PG* defaults), sets application_name and
-// the session time zone to UTC, so that every timestamp jobd prints is UTC.
+// conninfo as key=value with jobd's network defaults added where it sets
+// none: connect_timeout (unless PGCONNECT_TIMEOUT is set) and TCP
+// keepalives. Throws jobd::Error when it cannot be parsed.
+std::string withNetworkDefaults(const std::string& conninfo);
+
+// Connects with withNetworkDefaults() (empty conninfo: libpq's PG*
+// defaults), sets application_name and the session time zone to UTC, so
+// that every timestamp jobd prints is UTC.
 // Throws jobd::Error naming the (redacted) target when it cannot connect.
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
                                           std::string_view application_name);

@@ -1,7 +1,8 @@
 // JobRepository: the daemon's SQL on its own connection (the database
 // thread's): the batch claim, fenced completion of many jobs at once, the
 // other fenced outcomes with their attempt and OOPS rows, and the next
-// scheduled start. Statements are prepared once per connection. Also
+// scheduled start. Statements are prepared once per connection, unless it
+// may lead to a transaction pooler (PgBouncer). Also
 // completeInJobTransaction(), which a worker thread calls on the job's own
 // connection so that a handler's work and its COMPLETED mark commit together.
 #pragma once
@@ -82,7 +83,9 @@ struct RescueResult {
 
 class JobRepository {
  public:
-  JobRepository(pqxx::connection_base& conn, std::string owner);
+  // pooled: the connection may lead to a transaction pooler, so no
+  // statement is prepared by name.
+  JobRepository(pqxx::connection_base& conn, std::string owner, bool pooled = false);
 
   // One statement, committed on its own.
   ClaimResult claim(const ClaimRequest& request);
@@ -131,10 +134,12 @@ class JobRepository {
                                        const std::string& owner);
 
  private:
-  void prepare();
+  template <class... Args>
+  pqxx::result run(pqxx::transaction_base& txn, const char* sql, Args&&... args);
 
   pqxx::connection_base& conn_;
   std::string owner_;
+  bool pooled_;
 };
 
 // "OOPS-" and 16 random hex digits.
