@@ -2,7 +2,9 @@
 # Installs the Debian 12 packages jobd needs to build, test and run.
 # Only missing packages are installed; safe to run again. Works as root or
 # through sudo. With --test, also what only the test suite uses: promtool
-# (Debian's prometheus package) and headless Chromium for the dashboard test.
+# (Debian's prometheus package), headless Chromium for the dashboard test,
+# clang with libFuzzer (scripts/fuzz.sh), faketime and PgBouncer for the
+# reliability suite.
 set -euo pipefail
 
 packages=(
@@ -13,7 +15,7 @@ packages=(
   clang-format clang-tidy util-linux procps systemd python3-aiosmtpd
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(prometheus chromium)
+  packages+=(prometheus chromium clang-14 libclang-rt-14-dev faketime pgbouncer)
 fi
 
 missing=()
@@ -46,4 +48,8 @@ export DEBIAN_FRONTEND=noninteractive
 if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
   "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
   echo "install-deps: installed prometheus for promtool; its service is disabled" >&2
+fi
+# Likewise PgBouncer: the reliability suite starts its own.
+if [[ " ${missing[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then
+  "${sudo[@]}" systemctl disable --now pgbouncer >/dev/null 2>&1 || true
 fi

@@ -3,7 +3,9 @@
 # missing, builds with AddressSanitizer + UndefinedBehaviorSanitizer, starts a
 # throw-away PostgreSQL 15 (pg_virtualenv, which copes with root), and runs
 # every test with ctest. The concurrency tests run again under
-# ThreadSanitizer first. Extra arguments go to the final ctest (-L unit, -R X).
+# ThreadSanitizer first, and the libFuzzer targets run for a bounded time
+# last (JOBD_FUZZ_SECONDS each, default 15; JOBD_SKIP_FUZZ=1 skips them).
+# Extra arguments go to the final ctest (-L unit, -R X).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +47,8 @@ export jobs
 o_args=()
 for o in $pg_options; do o_args+=(-o "$o"); done
 pg_virtualenv -t "${o_args[@]}" bash -c 'run_suites "$@"' run_suites "$@"
+
+if [ -z "${JOBD_SKIP_FUZZ:-}" ]; then
+  echo "== libFuzzer: configuration parser and payload validation"
+  bash scripts/fuzz.sh "${JOBD_FUZZ_SECONDS:-15}"
+fi

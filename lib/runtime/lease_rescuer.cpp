@@ -9,8 +9,7 @@ namespace jobd::runtime {
 LeaseRescuer::LeaseRescuer(boost::asio::io_context& io, DatabaseThread& db, Duration interval,
                            std::vector<store::RescuePolicy> policies, std::string oops_prefix,
                            std::string hostname)
-    : io_(io),
-      db_(db),
+    : db_(db),
       interval_(interval),
       policies_(std::move(policies)),
       oops_prefix_(std::move(oops_prefix)),

@@ -30,7 +30,6 @@ class LeaseRescuer {
  private:
   void schedule();
 
-  boost::asio::io_context& io_;
   DatabaseThread& db_;
   Duration interval_;
   std::vector<store::RescuePolicy> policies_;
