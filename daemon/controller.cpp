@@ -170,6 +170,13 @@ int Controller::run() {
   });
   leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, Duration(1000));
   leases_->onRecovered([this] { producer_->wakeAll(); });
+  recorder_->onSettled([this](std::vector<std::int64_t> ids) {
+    boost::asio::post(io_, [this, ids = std::move(ids)] {
+      for (std::int64_t id : ids) {
+        leases_->remove(id);
+      }
+    });
+  });
   rescuer_ = std::make_unique<runtime::LeaseRescuer>(io_, *db_, config_->daemon().rescue_interval,
                                                      std::vector<store::RescuePolicy>{},
                                                      config_->daemon().oops_prefix, hostname_);

@@ -15,6 +15,13 @@ void LeaseKeeper::add(const ClaimedJob& job, Duration lease_duration,
   held_[job.id] = {job.attempt, lease_duration, std::move(token)};
 }
 
+void LeaseKeeper::finished(std::int64_t id) {
+  auto it = held_.find(id);
+  if (it != held_.end()) {
+    it->second.finished = true;
+  }
+}
+
 void LeaseKeeper::remove(std::int64_t id) {
   held_.erase(id);
 }
@@ -89,7 +96,11 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
   ++renewals_;
   for (std::int64_t id : lost) {
     auto it = held_.find(id);
-    if (it != held_.end()) {
+    if (it != held_.end() && it->second.finished) {
+      // Its outcome landed while the renewal was on its way (or its
+      // write will find the lease gone and say so).
+      held_.erase(it);
+    } else if (it != held_.end()) {
       spdlog::warn(
           "JOB_LEASE_LOST id={} attempt={}: the lease is gone (rescued, cancelled or "
           "suspended); stopping the job",

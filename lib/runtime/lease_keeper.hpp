@@ -24,6 +24,10 @@ class LeaseKeeper {
 
   void add(const ClaimedJob& job, Duration lease_duration,
            std::shared_ptr<CancellationToken> token);
+  // The job has returned: its outcome is on its way to the database, and
+  // its lease is renewed until remove() (an outcome that waits in a
+  // backlog must not see its lease expire and the job rescued).
+  void finished(std::int64_t id);
   void remove(std::int64_t id);
   void start();
   void stop();
@@ -39,6 +43,7 @@ class LeaseKeeper {
     int attempt;
     Duration lease_duration;
     std::shared_ptr<CancellationToken> token;
+    bool finished = false;
   };
 
   void schedule();

@@ -164,6 +164,7 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
   metrics_.finished(finished_);  // its views point into items and others
   finished_.clear();
   pending_count_.fetch_sub(items.size());
+  settled(items);
   bool released = std::any_of(items.begin(), items.end(),
                               [](const Item& item) { return item.outcome.job.target.has_value(); });
   if (released && on_target_released_) {
@@ -183,8 +184,21 @@ void OutcomeRecorder::writeOneByOne(store::JobRepository& repo, std::vector<Item
       spdlog::error("OUTCOME_WRITE_FAILED id={} type={} attempt={}: {}", one[0].outcome.job.id,
                     one[0].outcome.job.job_type, one[0].outcome.job.attempt, errorLine(e.what()));
       pending_count_.fetch_sub(1);
+      settled(one);
     }
   }
+}
+
+void OutcomeRecorder::settled(const std::vector<Item>& items) {
+  if (!on_settled_) {
+    return;
+  }
+  std::vector<std::int64_t> ids;
+  ids.reserve(items.size());
+  for (const Item& item : items) {
+    ids.push_back(item.outcome.job.id);
+  }
+  on_settled_(std::move(ids));
 }
 
 store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {

@@ -50,6 +50,13 @@ class OutcomeRecorder {
                                             const std::shared_ptr<const config::Config>&)>;
   void onFailed(FailedCallback callback) { on_failed_ = std::move(callback); }
 
+  // Runs on the database thread with the ids of jobs whose outcome is
+  // written, fenced out, or given up on: their leases need no more
+  // renewals. Set before the first record().
+  void onSettled(std::function<void(std::vector<std::int64_t>)> callback) {
+    on_settled_ = std::move(callback);
+  }
+
   // Outcomes queued and not yet written (or given up on).
   std::size_t pending() const { return pending_count_.load(); }
   const OutcomeCounters& counters() const { return counters_; }
@@ -68,6 +75,7 @@ class OutcomeRecorder {
   void writeOneByOne(store::JobRepository& repo, std::vector<Item>& items);
   store::OutcomeWrite resolve(const Item& item);
   void finished(const Item& item, const store::OutcomeWrite* write, bool lease_lost);
+  void settled(const std::vector<Item>& items);
   void writeOopsFile(const Item& item, const store::OutcomeWrite& write);
 
   DatabaseThread& db_;
@@ -75,6 +83,7 @@ class OutcomeRecorder {
   std::string hostname_;
   std::function<void()> on_target_released_;
   FailedCallback on_failed_;
+  std::function<void(std::vector<std::int64_t>)> on_settled_;
   boost::asio::steady_timer retry_timer_;
   std::vector<Item> queue_;                  // database thread only
   std::vector<Metrics::Finished> finished_;  // this batch's, for the metrics

@@ -381,7 +381,7 @@ void Producer::onStuck(Section& section, std::int64_t id) {
 
 void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
-  leases_.remove(outcome.job.id);
+  leases_.finished(outcome.job.id);  // removed once the outcome is written
   bool released = false;
   auto it = jobs_.find(outcome.job.id);
   if (it != jobs_.end()) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "daemon.hpp"
 
@@ -243,6 +244,40 @@ concurrency: 4
       "FROM generate_series(1, 40)");
   EXPECT_EQ(testing::waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "40"), "40")
       << daemon.log();
+  testing::ProcessResult r = daemon.stop();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A job whose outcome cannot be written yet (here the test holds a lock
+// that blocks the attempt row's insert; in the reliability suite, 10,000
+// malformed payloads failing faster than their outcomes were written)
+// keeps its lease renewed until the outcome lands: it ends as its handler
+// said (a user error) and is never rescued as LeaseExpired.
+TEST(ServeOutcomeBacklogTest, OutcomesThatWaitKeepTheirLeases) {
+  TestDatabase db;
+  Daemon daemon(db, R"(
+[jobd]
+poll_interval: 1s
+rescue_interval: 1h
+[fail]
+concurrency: 4
+lease_duration: 1s
+max_retries: 0
+)");
+  ASSERT_TRUE(daemon.waitReady());
+  auto blocker = db.connect();
+  pqxx::work hold(*blocker);
+  hold.exec("LOCK TABLE jobd.job_attempt IN SHARE MODE");
+  db.scalar(
+      "SELECT count(jobd.enqueue('fail', '{\"error\": \"user\"}')) FROM generate_series(1, 4)");
+  EXPECT_EQ(testing::waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 1", "4"), "4");
+  // Three leases' worth later, the finished jobs' leases are still current.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 1 AND lease_expires > now()"),
+            "4");
+  hold.commit();
+  EXPECT_EQ(testing::waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "4"), "4");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_attempt WHERE outcome = 'user_error'"), "4");
   testing::ProcessResult r = daemon.stop();
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
