@@ -6,7 +6,8 @@
 # Builds with ASan + UBSan, starts a throw-away PostgreSQL 15 (pg_virtualenv)
 # that the scenarios restart and crash, runs the `reliability` tests and
 # prints each scenario's figures; JOBD_SEED=<n> repeats a run's random
-# choices (every run prints its seed).
+# choices (every run prints its seed). Then the libFuzzer targets
+# (scripts/fuzz.sh): 15 s each in the quick profile, 60 s in the full one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,7 @@ pg_virtualenv -t "${o_args[@]}" ctest --test-dir build/asan -L reliability --out
   status=$?
 echo "== figures ($report)"
 cat "$report"
-exit "$status"
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+bash scripts/fuzz.sh "$([ "$profile" = full ] && echo 60 || echo 15)"

@@ -101,11 +101,7 @@ struct Chromium {
 };
 
 std::string baseUrl(Daemon& daemon) {
-  EXPECT_TRUE(daemon.waitForLog("HTTP_LISTENING address=")) << daemon.log();
-  std::smatch m;
-  std::string log = daemon.log();
-  EXPECT_TRUE(std::regex_search(log, m, std::regex("HTTP_LISTENING address=(\\S+)")));
-  return "http://" + m[1].str();
+  return testing::baseUrl(daemon.process());
 }
 
 // A million finished jobs: the dashboard in Chromium shows the database's

@@ -26,20 +26,8 @@ using testing::HttpReply;
 using ::testing::Not;
 using testing::TestDatabase;
 
-// The address a daemon logged as HTTP_LISTENING (text or JSON), as
-// http://host:port.
-std::string baseUrl(testing::Process& daemon) {
-  EXPECT_TRUE(daemon.waitForOutput("HTTP_LISTENING")) << daemon.errSoFar();
-  std::smatch m;
-  std::string log = daemon.errSoFar();
-  if (!std::regex_search(log, m,
-                         std::regex("HTTP_LISTENING\"?,? ?\"?address\"?[=:]\"?([^ \"]+)"))) {
-    return "";
-  }
-  return "http://" + m[1].str();
-}
 std::string baseUrl(Daemon& daemon) {
-  return baseUrl(daemon.process());
+  return testing::baseUrl(daemon.process());
 }
 
 // Sample lines of a text exposition: "name{labels}" -> value.

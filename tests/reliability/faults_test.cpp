@@ -1,4 +1,4 @@
-// Faults under load (RELIABILITY.md, scenarios 1-3 and 5): daemons killed
+// Faults under load (RELIABILITY.md, scenarios 1-5): daemons killed
 // with SIGKILL or paused past their leases, PostgreSQL restarted and
 // crashed, backends terminated under the daemons. Each scenario feeds the
 // standard load (harness.hpp), injects its faults from a seeded generator,
@@ -6,10 +6,22 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <fstream>
+#include <iostream>
 #include <iterator>
+#include <map>
 #include <sstream>
 
 #include "harness.hpp"
+#include "http_client.hpp"
+#include "stalling_proxy.hpp"
 
 namespace jobd::reliability {
 namespace {
@@ -38,32 +50,40 @@ double secondsUntilZero(const TestDatabase& db, const std::string& sql, Clock::t
   return secondsSince(from);
 }
 
-// Seconds from `from` until a job enqueued now completes: the time the
-// whole path (insert, notify or poll, claim, run, outcome) took to recover.
-double probeRecovery(const TestDatabase& db, Clock::time_point from) {
+// Seconds from `from` until a job of `type` enqueued now completes: the
+// time the whole path (insert, notify or poll, claim, run, outcome) took
+// to recover.
+double probeRecovery(const TestDatabase& db, Clock::time_point from,
+                     const std::string& type = "work") {
   waitForDatabase(db);
-  std::string id = db.scalar("SELECT jobd.enqueue('work')");
+  std::string id = db.scalar("SELECT jobd.enqueue('" + type + "')");
   std::string status = waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2",
                                     std::chrono::seconds(60));
   EXPECT_EQ(status, "2") << "the probe job " << id << " did not complete";
   return secondsSince(from);
 }
 
-// Scenario 1: three daemons, SIGKILL at random moments, each restarted
-// after 1 s. Recovery: until no RUNNING job is leased by the dead daemon.
-TEST(ReliabilityFaults, KillNineDaemons) {
-  TestDatabase db;
-  Load load(db);
-  Fleet fleet(db, daemonConfig(load), 3);
-  for (int i = 0; i < fleet.size(); ++i) {
-    ASSERT_TRUE(fleet.at(i).waitReady());
-  }
+// The figures every fault scenario reports: the load's, the worst lease
+// overrun sampled, and what the invariant checker found.
+nlohmann::json scenarioFigures(const TestDatabase& db, const Invariants& found,
+                               const LeaseSampler& sampler) {
+  nlohmann::json figures = loadFigures(db);
+  figures["max_lease_overrun_s"] = sampler.maxOverrunSeconds();
+  figures["invariants"] = found.toJson();
+  return figures;
+}
+
+// Scenario 1's body: `kills` SIGKILLs of the fleet's daemons at random
+// moments, each restarted after 1 s, while `jobs` jobs are fed; then every
+// invariant. Recovery: until no RUNNING job is leased by the dead daemon.
+nlohmann::json killNine(const TestDatabase& db, const Load& load, Fleet& fleet, int jobs,
+                        int kills) {
   LeaseSampler sampler(db);
   std::mt19937_64 r = rng("kill9");
   std::uniform_real_distribution<double> pause(0.3, 1.5);
-  Feeder feeder(load, profile().kill_jobs, 200);
+  Feeder feeder(load, jobs, 200);
   double max_recovery = 0;
-  for (int k = 0; k < profile().kills; ++k) {
+  for (int k = 0; k < kills; ++k) {
     sleepSeconds(pause(r));
     int victim = static_cast<int>(r() % fleet.size());
     pid_t pid = fleet.at(victim).process().pid();
@@ -78,22 +98,29 @@ TEST(ReliabilityFaults, KillNineDaemons) {
                          "'%:" +
                              std::to_string(pid) + ":%'",
                          killed));
-    ASSERT_TRUE(fleet.at(victim).waitReady());
+    EXPECT_TRUE(fleet.at(victim).waitReady());
   }
   feeder.finish();
   Invariants found = settleAndCheck(load);
   sampler.stop();
-  EXPECT_TRUE(fleet.allAlive());
+  EXPECT_TRUE(fleet.allAlive()) << fleet.logs();
   fleet.stopAll();
   expectHolds(found);
   EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = loadFigures(db);
-  figures["faults"] = profile().kills;
-  figures["daemons"] = 3;
+  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  figures["faults"] = kills;
+  figures["daemons"] = fleet.size();
   figures["max_recovery_s"] = max_recovery;
-  figures["max_lease_overrun_s"] = sampler.maxOverrunSeconds();
-  figures["invariants"] = found.toJson();
-  report("kill -9 of daemons", figures);
+  return figures;
+}
+
+// Scenario 1: three daemons killed with SIGKILL under load.
+TEST(ReliabilityFaults, KillNineDaemons) {
+  TestDatabase db;
+  Load load(db);
+  Fleet fleet(db, daemonConfig(load), 3);
+  ASSERT_TRUE(fleet.waitAllReady());
+  report("kill -9 of daemons", killNine(db, load, fleet, profile().kill_jobs, profile().kills));
 }
 
 // Scenario 2: PostgreSQL restarted (fast) and crashed (immediate) under
@@ -103,9 +130,7 @@ TEST(ReliabilityFaults, PostgresRestartsAndCrashes) {
   TestDatabase db;
   Load load(db);
   Fleet fleet(db, daemonConfig(load), 2);
-  for (int i = 0; i < fleet.size(); ++i) {
-    ASSERT_TRUE(fleet.at(i).waitReady());
-  }
+  ASSERT_TRUE(fleet.waitAllReady());
   LeaseSampler sampler(db);
   std::mt19937_64 r = rng("postgres");
   std::uniform_real_distribution<double> pause(1.0, 3.0);
@@ -138,15 +163,13 @@ TEST(ReliabilityFaults, PostgresRestartsAndCrashes) {
   fleet.stopAll();
   expectHolds(found);
   EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = loadFigures(db);
+  nlohmann::json figures = scenarioFigures(db, found, sampler);
   figures["faults"] = {{"restart_fast", profile().restarts},
                        {"stop_immediate", profile().immediate_stops}};
   figures["max_recovery_s"] = max_recovery;
-  figures["max_lease_overrun_s"] = sampler.maxOverrunSeconds();
   // Inserts the database acknowledged; with synchronous_commit=off on the
   // server (the test cluster's setting) a crash may lose the last few.
   figures["enqueue_acknowledged"] = feeder.inserted();
-  figures["invariants"] = found.toJson();
   report("PostgreSQL restart and crash", figures);
 }
 
@@ -157,9 +180,7 @@ TEST(ReliabilityFaults, TerminatedBackends) {
   TestDatabase db;
   Load load(db);
   Fleet fleet(db, daemonConfig(load), 2);
-  for (int i = 0; i < fleet.size(); ++i) {
-    ASSERT_TRUE(fleet.at(i).waitReady());
-  }
+  ASSERT_TRUE(fleet.waitAllReady());
   std::string in_db = "datname = current_database() AND pid <> pg_backend_pid()";
   double worst_gap_start = 0;
   for (int round = 0; round < 3; ++round) {
@@ -203,13 +224,270 @@ TEST(ReliabilityFaults, TerminatedBackends) {
   fleet.stopAll();
   expectHolds(found);
   EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = loadFigures(db);
+  nlohmann::json figures = scenarioFigures(db, found, sampler);
   figures["faults"] = terminated;
   figures["listener_gap_worst_start_s"] = worst_gap_start;
   figures["max_recovery_s"] = worst_gap_start;
-  figures["max_lease_overrun_s"] = sampler.maxOverrunSeconds();
-  figures["invariants"] = found.toJson();
   report("pg_terminate_backend", figures);
+}
+
+std::string environment(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+// The UTC time of a log line's timestamp ("2026-11-29T01:43:36.385Z ...").
+std::chrono::system_clock::time_point logTime(const std::string& line) {
+  std::tm tm{};
+  strptime(line.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+// Scenario 5: pauses and clocks. Three daemons: one whose clock runs 10
+// minutes ahead and one 10 minutes behind (libfaketime), one on time.
+// Among the standard load, jobs scheduled a few seconds ahead. Each daemon
+// in turn is paused (SIGSTOP) for its lease + 4 s, then resumed. Every
+// time comparison uses the database's clock, so: no job starts before its
+// scheduled_start; a lease is rescued only from a paused daemon, and no
+// earlier than its last renewal could have lasted; the paused daemon's
+// late completions are fenced (the invariants: no double effect).
+TEST(ReliabilityFaults, PausedAndSkewedDaemons) {
+  TestDatabase db;
+  Load load(db);
+  std::string asan = environment("ASAN_OPTIONS", "");
+  std::vector<std::unique_ptr<Daemon>> daemons;
+  const std::vector<std::string> offsets = {"+10m", "-10m", ""};
+  for (const std::string& offset : offsets) {
+    std::map<std::string, std::string> env;
+    if (!offset.empty()) {
+      env = {{"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
+             {"FAKETIME", offset},
+             // libfaketime is preloaded ahead of the sanitizer's runtime.
+             {"ASAN_OPTIONS", asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0"}};
+    }
+    daemons.push_back(
+        std::make_unique<Daemon>(db, daemonConfig(load), std::vector<std::string>{}, env));
+  }
+  for (std::size_t i = 0; i < daemons.size(); ++i) {
+    ASSERT_TRUE(daemons[i]->waitForLog("DAEMON_READY"));
+    // The skew took: the daemon's own log is stamped with its clock.
+    std::string log = daemons[i]->log();
+    std::size_t line = log.rfind('\n', log.find("DAEMON_READY"));
+    line = line == std::string::npos ? 0 : line + 1;
+    double skew =
+        std::chrono::duration<double>(logTime(log.substr(line)) - std::chrono::system_clock::now())
+            .count();
+    double expected = offsets[i].empty() ? 0 : (offsets[i][0] == '+' ? 600 : -600);
+    EXPECT_NEAR(skew, expected, 30) << log;
+  }
+  LeaseSampler sampler(db);
+  db.scalar(
+      "SELECT count(jobd.enqueue('work', scheduled_start => now() + random() * interval '25 "
+      "seconds')) FROM generate_series(1, 300)");
+  Feeder feeder(load, profile().full ? 6000 : 2000, 100);
+  std::string rescued_ok = "false";
+  int pauses = 0;
+  for (int round = 0; round < (profile().full ? 3 : 1); ++round) {
+    for (auto& daemon : daemons) {
+      pid_t pid = daemon->process().pid();
+      std::string paused_at = db.scalar("SELECT now()");
+      daemon->process().signal(SIGSTOP);
+      sleepSeconds(3 + 4);
+      daemon->process().signal(SIGCONT);
+      ++pauses;
+      // Renewals run every lease / 3 = 1 s: the last one before the pause
+      // held the lease until at least 2 s after it.
+      rescued_ok += " OR (o.vars->>'lease_owner' LIKE '%:" + std::to_string(pid) +
+                    ":%' AND o.time >= '" + paused_at + "'::timestamptz + interval '1.5 s')";
+      sleepSeconds(2);
+    }
+  }
+  feeder.finish();
+  Invariants found = settleAndCheck(load);
+  sampler.stop();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE date_started < scheduled_start"), "0");
+  std::string early_rescues =
+      db.scalar("SELECT count(*) FROM jobd.oops o WHERE o.type = 'LeaseExpired' AND NOT (" +
+                rescued_ok + ")");
+  EXPECT_EQ(early_rescues, "0");
+  std::string logs;
+  for (auto& daemon : daemons) {
+    testing::ProcessResult r = daemon->stop(std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    logs += r.err;
+  }
+  expectHolds(found);
+  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
+  std::size_t fenced = 0;
+  for (std::size_t at = logs.find("JOB_LEASE_LOST"); at != std::string::npos;
+       at = logs.find("JOB_LEASE_LOST", at + 1)) {
+    ++fenced;
+  }
+  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  figures["faults"] = {{"sigstop", pauses}, {"clock_offsets", {"+10m", "-10m"}}};
+  figures["rescues"] =
+      std::stoll(db.scalar("SELECT count(*) FROM jobd.oops WHERE type = 'LeaseExpired'"));
+  figures["early_rescues"] = std::stoll(early_rescues);
+  figures["fenced_late_outcomes"] = fenced;
+  report("SIGSTOP past the lease, clocks 10 min off", figures);
+}
+
+// Scenario 4: half-open connections. Every connection of one daemon but
+// its LISTEN session goes through a proxy that, at random moments, stops
+// forwarding on every connection it carries without closing any (a stalled
+// middlebox). The daemon must notice within database_timeout (plus its
+// watchdog's second), close them, reconnect and go on; its io loop must
+// answer /healthz throughout. A sql job that waits on a stalled job
+// connection is stopped at its timeout (the connection closed kill_grace
+// later) and fails with TimeoutError, as SPEC §5 says of any job.
+TEST(ReliabilityFaults, HalfOpenConnections) {
+  TestDatabase db;
+  Load load(db);
+  std::string host = environment("PGHOST", "localhost");
+  std::string port = environment("PGPORT", "5432");
+  StallingProxy proxy(host, port);
+  constexpr double kDatabaseTimeout = 2;
+  // The job's own transaction may be held by the server until it has been
+  // idle longer than timeout + kill_grace + 5 s: until then nobody can
+  // rescue its job.
+  constexpr double kJobIdleLimit = 5 + 1 + 5;
+  std::string config =
+      "[jobd]\nworkers: 8\npoll_interval: 1s\nrescue_interval: 1s\ndatabase_timeout: 2s\n"
+      "metrics_listen: 127.0.0.1:0\nlisten_database: host=" +
+      host + " port=" + port + " dbname=" + db.name() + "\n" +
+      load.sections("3s", "timeout: 5s\nkill_grace: 1s\n");
+  Daemon daemon(db, config, {},
+                {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(proxy.port())}});
+  ASSERT_TRUE(daemon.waitReady());
+  std::string healthz = testing::baseUrl(daemon.process()) + "/healthz";
+  LeaseSampler sampler(db);
+  std::mt19937_64 r = rng("half-open");
+  std::uniform_real_distribution<double> pause(1.0, 3.0);
+  int stalls = profile().full ? 8 : 2;
+  Feeder feeder(load, stalls * 400, 100);
+  double max_recovery = 0;
+  double worst_healthz = 0;
+  int stalled_connections = 0;
+  for (int k = 0; k < stalls; ++k) {
+    sleepSeconds(pause(r));
+    auto from = Clock::now();
+    stalled_connections += proxy.stallExisting();
+    sampler.graceUntil(from + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(kJobIdleLimit + kRescue + kPoll)));
+    // The io loop answers while the database threads wait on nothing.
+    while (secondsSince(from) < kDatabaseTimeout + 2) {
+      auto asked = Clock::now();
+      testing::HttpReply reply = testing::httpGet(healthz, 5000);
+      EXPECT_EQ(reply.status, 200) << reply.error;
+      worst_healthz = std::max(worst_healthz, secondsSince(asked));
+      sleepSeconds(0.2);
+    }
+    // An exec job: a sql job may start on a worker's job connection that
+    // the stall caught, and wait for its timeout.
+    max_recovery = std::max(max_recovery, probeRecovery(db, from, "ext"));
+  }
+  feeder.finish();
+  Invariants found = settleAndCheck(load);
+  sampler.stop();
+  EXPECT_TRUE(daemon.log().find("no answer from the database") != std::string::npos)
+      << daemon.log();
+  if (HasFailure()) {
+    std::cerr << "the daemon's log so far:\n" << daemon.log();
+  }
+  // drain_timeout (60 s) and the release of what still runs.
+  testing::ProcessResult stopped = daemon.stop(std::chrono::seconds(120));
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  expectHolds(found);
+  EXPECT_LE(worst_healthz, 1.0);
+  EXPECT_LE(max_recovery, kDatabaseTimeout + 1 + 10);
+  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
+  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  figures["faults"] = stalls;
+  figures["stalled_connections"] = stalled_connections;
+  figures["max_recovery_s"] = max_recovery;
+  figures["worst_healthz_s"] = worst_healthz;
+  report("half-open connections", figures);
+}
+
+// A TCP port nothing listens on now.
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+               ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  ::close(fd);
+  EXPECT_TRUE(bound);
+  return ntohs(address.sin_port);
+}
+
+// Scenario 11: scenario 1 at a smaller size through PgBouncer (Debian's
+// package) in transaction pooling mode: the daemons' `database` is the
+// pooler, their LISTEN session goes direct (listen_database).
+TEST(ReliabilityFaults, KillNineThroughPgBouncer) {
+  TestDatabase db;
+  Load load(db);
+  std::string host = environment("PGHOST", "localhost");
+  std::string port = environment("PGPORT", "5432");
+  int bouncer_port = freePort();
+  std::string dir = ::testing::TempDir() + "jobd_pgbouncer_" + db.name();
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/pgbouncer.ini")
+      << "[databases]\n"
+      << db.name() << " = host=" << host << " port=" << port << " dbname=" << db.name()
+      << " user=" << environment("PGUSER", "postgres")
+      << " password=" << environment("PGPASSWORD", "") << "\n"
+      << "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = " << bouncer_port
+      << "\nunix_socket_dir =\nauth_type = any\npool_mode = transaction\n"
+         "max_client_conn = 500\ndefault_pool_size = 20\n"
+         "ignore_startup_parameters = extra_float_digits\nadmin_users = "
+      << environment("PGUSER", "postgres") << "\n";
+  // PgBouncer will not run as root: as root, it runs as postgres.
+  std::vector<std::string> argv = {"/usr/sbin/pgbouncer", dir + "/pgbouncer.ini"};
+  if (::geteuid() == 0) {
+    argv.insert(argv.begin() + 1, {"-u", "postgres"});
+  }
+  testing::Process bouncer(argv);
+  std::string through =
+      "host=127.0.0.1 port=" + std::to_string(bouncer_port) + " dbname=" + db.name();
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    try {
+      pqxx::connection probe(through);
+      up = true;
+    } catch (const std::exception&) {
+      sleepSeconds(0.1);
+    }
+  }
+  ASSERT_TRUE(up) << "PgBouncer did not start: " << bouncer.errSoFar();
+  std::string config =
+      "[jobd]\nworkers: 8\npoll_interval: 1s\nrescue_interval: 1s\n"
+      "listen_database: host=" +
+      host + " port=" + port + " dbname=" + db.name() + "\n" + load.sections();
+  Fleet fleet(db, config, 3, {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(bouncer_port)}});
+  ASSERT_TRUE(fleet.waitAllReady());
+  // The daemons' connections really go through the pooler: its admin
+  // console lists them as clients of this database.
+  // (psql: libpqxx refuses the console's version string.)
+  auto clients = [&] {
+    testing::ProcessResult shown =
+        testing::runProcess({"psql", "-h", "127.0.0.1", "-p", std::to_string(bouncer_port), "-d",
+                             "pgbouncer", "-Atc", "SHOW CLIENTS"});
+    int n = 0;
+    std::istringstream lines(shown.out);
+    for (std::string line; std::getline(lines, line);) {
+      n += line.find("|" + db.name() + "|") != std::string::npos ? 1 : 0;
+    }
+    return n;
+  };
+  EXPECT_GE(clients(), fleet.size());
+  nlohmann::json figures =
+      killNine(db, load, fleet, profile().full ? 3000 : 600, profile().full ? 10 : 3);
+  figures["pool_mode"] = "transaction";
+  report("kill -9 through PgBouncer", figures);
+  bouncer.signal(SIGTERM);
 }
 
 }  // namespace

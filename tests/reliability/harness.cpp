@@ -102,7 +102,7 @@ Load::Load(const testing::TestDatabase& db)
   db.scalar("CREATE TABLE effects (job_id bigint NOT NULL)");
 }
 
-std::string Load::sections(const std::string& lease) const {
+std::string Load::sections(const std::string& lease, const std::string& extra) const {
   return "[work]\n"
          "handler: sql\n"
          "statement: INSERT INTO effects (job_id) VALUES ($2)\n"
@@ -111,7 +111,8 @@ std::string Load::sections(const std::string& lease) const {
          lease +
          "\n"
          "max_retries: 20\n"
-         "retry_delay: 200ms\n"
+         "retry_delay: 200ms\n" +
+         extra +
          "[ext]\n"
          "handler: exec\n"
          "command: /bin/sh -c 'echo \"$JOBD_JOB_ID $JOBD_ATTEMPT\" >> " +
@@ -122,7 +123,8 @@ std::string Load::sections(const std::string& lease) const {
          lease +
          "\n"
          "max_retries: 20\n"
-         "retry_delay: 200ms\n";
+         "retry_delay: 200ms\n" +
+         extra;
 }
 
 void Load::enqueue(int n) const {
@@ -181,8 +183,9 @@ nlohmann::json loadFigures(const testing::TestDatabase& db) {
           {"latency_max_s", std::round(value(3) * 1000) / 1000}};
 }
 
-Fleet::Fleet(const testing::TestDatabase& db, std::string config, int size)
-    : db_(db), config_(std::move(config)), daemons_(size) {
+Fleet::Fleet(const testing::TestDatabase& db, std::string config, int size,
+             std::map<std::string, std::string> env)
+    : db_(db), config_(std::move(config)), env_(std::move(env)), daemons_(size) {
   for (int i = 0; i < size; ++i) {
     start(i);
   }
@@ -197,7 +200,16 @@ void Fleet::kill9(int i) {
 }
 
 void Fleet::start(int i) {
-  daemons_.at(i) = std::make_unique<testing::Daemon>(db_, config_);
+  daemons_.at(i) =
+      std::make_unique<testing::Daemon>(db_, config_, std::vector<std::string>{}, env_);
+}
+
+bool Fleet::waitAllReady() {
+  bool all = true;
+  for (auto& d : daemons_) {
+    all = d && d->waitReady() && all;
+  }
+  return all;
 }
 
 bool Fleet::allAlive() {

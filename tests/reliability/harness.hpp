@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -53,8 +54,9 @@ std::chrono::milliseconds waitForDatabase(const testing::TestDatabase& db,
 // the table.
 struct Load {
   explicit Load(const testing::TestDatabase& db);
-  // The [work] and [ext] sections, with leases of `lease` and retries.
-  std::string sections(const std::string& lease = "3s") const;
+  // The [work] and [ext] sections, with leases of `lease` and retries;
+  // `extra` (whole lines) is added to each.
+  std::string sections(const std::string& lease = "3s", const std::string& extra = "") const;
   // Inserts n jobs, half of each type, in batches; returns when committed.
   void enqueue(int n) const;
   const testing::TestDatabase& db;
@@ -92,11 +94,16 @@ nlohmann::json loadFigures(const testing::TestDatabase& db);
 // restartable; their logs are kept across restarts.
 class Fleet {
  public:
-  Fleet(const testing::TestDatabase& db, std::string config, int size);
+  // env is added to each daemon's environment (PGHOST and PGPORT, say, to
+  // send its connections elsewhere than the test's).
+  Fleet(const testing::TestDatabase& db, std::string config, int size,
+        std::map<std::string, std::string> env = {});
   int size() const { return static_cast<int>(daemons_.size()); }
   testing::Daemon& at(int i) { return *daemons_.at(i); }
   void kill9(int i);
   void start(int i);
+  // Whether every daemon logged DAEMON_READY (failures add their logs).
+  bool waitAllReady();
   // Whether each daemon is still running (not exited, not a zombie).
   bool allAlive();
   // SIGTERM to all, then their exit statuses are checked (0 each).
@@ -106,6 +113,7 @@ class Fleet {
  private:
   const testing::TestDatabase& db_;
   std::string config_;
+  std::map<std::string, std::string> env_;
   std::vector<std::unique_ptr<testing::Daemon>> daemons_;
   std::string dead_logs_;
 };

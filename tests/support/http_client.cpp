@@ -2,8 +2,11 @@
 
 #include <curl/curl.h>
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cctype>
+#include <regex>
 
 namespace jobd::testing {
 namespace {
@@ -59,6 +62,18 @@ double serverTimingTotal(const HttpReply& reply) {
   }
   std::size_t at = it->second.find("total;dur=");
   return at == std::string::npos ? -1 : std::stod(it->second.substr(at + 10));
+}
+
+std::string baseUrl(Process& daemon) {
+  EXPECT_TRUE(daemon.waitForOutput("HTTP_LISTENING")) << daemon.errSoFar();
+  std::smatch m;
+  std::string log = daemon.errSoFar();
+  if (!std::regex_search(log, m,
+                         std::regex("HTTP_LISTENING\"?,? ?\"?address\"?[=:]\"?([^ \"]+)"))) {
+    ADD_FAILURE() << "no HTTP_LISTENING address in the log";
+    return "";
+  }
+  return "http://" + m[1].str();
 }
 
 }  // namespace jobd::testing

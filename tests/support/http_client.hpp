@@ -5,7 +5,13 @@
 #include <map>
 #include <string>
 
+#include "process.hpp"
+
 namespace jobd::testing {
+
+// The address a daemon logged as HTTP_LISTENING (text, keyvalue or JSON
+// log), as http://host:port; "" (and a test failure) when it never did.
+std::string baseUrl(Process& daemon);
 
 struct HttpReply {
   int status = 0;  // 0 when no answer came
