@@ -73,6 +73,21 @@ nlohmann::json scenarioFigures(const TestDatabase& db, const Invariants& found,
   return figures;
 }
 
+// The end of a scenario run by a fleet: the last jobs fed, every job
+// settled, every daemon still alive and stopped cleanly, every invariant
+// and the lease bound checked; the common figures.
+nlohmann::json endFleetScenario(const TestDatabase& db, const Load& load, Feeder& feeder,
+                                LeaseSampler& sampler, Fleet& fleet) {
+  feeder.finish();
+  Invariants found = settleAndCheck(load);
+  sampler.stop();
+  EXPECT_TRUE(fleet.allAlive()) << fleet.logs();
+  fleet.stopAll();
+  expectHolds(found);
+  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
+  return scenarioFigures(db, found, sampler);
+}
+
 // Scenario 1's body: `kills` SIGKILLs of the fleet's daemons at random
 // moments, each restarted after 1 s, while `jobs` jobs are fed; then every
 // invariant. Recovery: until no RUNNING job is leased by the dead daemon.
@@ -100,14 +115,7 @@ nlohmann::json killNine(const TestDatabase& db, const Load& load, Fleet& fleet, 
                          killed));
     EXPECT_TRUE(fleet.at(victim).waitReady());
   }
-  feeder.finish();
-  Invariants found = settleAndCheck(load);
-  sampler.stop();
-  EXPECT_TRUE(fleet.allAlive()) << fleet.logs();
-  fleet.stopAll();
-  expectHolds(found);
-  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  nlohmann::json figures = endFleetScenario(db, load, feeder, sampler, fleet);
   figures["faults"] = kills;
   figures["daemons"] = fleet.size();
   figures["max_recovery_s"] = max_recovery;
@@ -156,14 +164,7 @@ TEST(ReliabilityFaults, PostgresRestartsAndCrashes) {
                            std::chrono::duration<double>(kRescue + kPoll)));
     max_recovery = std::max(max_recovery, probeRecovery(db, from));
   }
-  feeder.finish();
-  Invariants found = settleAndCheck(load);
-  sampler.stop();
-  EXPECT_TRUE(fleet.allAlive()) << fleet.logs();
-  fleet.stopAll();
-  expectHolds(found);
-  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  nlohmann::json figures = endFleetScenario(db, load, feeder, sampler, fleet);
   figures["faults"] = {{"restart_fast", profile().restarts},
                        {"stop_immediate", profile().immediate_stops}};
   figures["max_recovery_s"] = max_recovery;
@@ -217,14 +218,7 @@ TEST(ReliabilityFaults, TerminatedBackends) {
       terminated += db.scalar("SELECT pg_terminate_backend(" + pid + ")") == "t";
     }
   }
-  feeder.finish();
-  Invariants found = settleAndCheck(load);
-  sampler.stop();
-  EXPECT_TRUE(fleet.allAlive()) << fleet.logs();
-  fleet.stopAll();
-  expectHolds(found);
-  EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
-  nlohmann::json figures = scenarioFigures(db, found, sampler);
+  nlohmann::json figures = endFleetScenario(db, load, feeder, sampler, fleet);
   figures["faults"] = terminated;
   figures["listener_gap_worst_start_s"] = worst_gap_start;
   figures["max_recovery_s"] = worst_gap_start;

@@ -103,28 +103,12 @@ Load::Load(const testing::TestDatabase& db)
 }
 
 std::string Load::sections(const std::string& lease, const std::string& extra) const {
-  return "[work]\n"
-         "handler: sql\n"
-         "statement: INSERT INTO effects (job_id) VALUES ($2)\n"
-         "concurrency: 4\n"
-         "lease_duration: " +
-         lease +
-         "\n"
-         "max_retries: 20\n"
-         "retry_delay: 200ms\n" +
-         extra +
-         "[ext]\n"
-         "handler: exec\n"
-         "command: /bin/sh -c 'echo \"$JOBD_JOB_ID $JOBD_ATTEMPT\" >> " +
-         ledger_path +
-         "'\n"
-         "concurrency: 4\n"
-         "lease_duration: " +
-         lease +
-         "\n"
-         "max_retries: 20\n"
-         "retry_delay: 200ms\n" +
-         extra;
+  // What both sections share: concurrency, the lease, retries, `extra`.
+  const std::string common = "concurrency: 4\nlease_duration: " + lease +
+                             "\nmax_retries: 20\nretry_delay: 200ms\n" + extra;
+  return "[work]\nhandler: sql\nstatement: INSERT INTO effects (job_id) VALUES ($2)\n" + common +
+         "[ext]\nhandler: exec\ncommand: /bin/sh -c 'echo \"$JOBD_JOB_ID $JOBD_ATTEMPT\" >> " +
+         ledger_path + "'\n" + common;
 }
 
 void Load::enqueue(int n) const {
