@@ -133,7 +133,8 @@ store::JobRepository* DatabaseThread::repository() {
       connection_->set_variable("jit", "off");
     }
     store::checkSchemaVersion(*connection_);
-    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_, settings_.pooled);
+    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_, settings_.pooled,
+                                                         settings_.timeout);
     bool recovered = failures_ > 0;
     failures_ = 0;
     up_ = true;

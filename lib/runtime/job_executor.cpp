@@ -30,7 +30,8 @@ thread_local std::map<std::string, JobConnection> t_connections;
 // (a half-open connection: jobd closed its end, a middlebox kept the
 // server's) would hold its row locks, the job's own among them, for ever.
 // The server ends a transaction idle for longer than its job may run.
-// (idle_limit 0: no session setting, for a transaction pooler.)
+// (idle_limit 0: no session setting, for a transaction pooler, where each
+// transaction sets its own instead.)
 pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit) {
   JobConnection& slot = t_connections[conninfo];
   if (!slot.connection || !slot.connection->is_open()) {
@@ -89,11 +90,11 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
                                       const config::SectionConfig& section,
                                       JobOutcome& outcome) const {
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
+  const std::chrono::milliseconds idle_limit =
+      section.timeout + section.kill_grace + std::chrono::seconds(5);
   pqxx::connection* opened = nullptr;
   try {
-    opened = &connectionFor(
-        conninfo, pooled_ ? std::chrono::milliseconds(0)
-                          : section.timeout + section.kill_grace + std::chrono::seconds(5));
+    opened = &connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit);
   } catch (const std::exception& e) {
     t_connections.erase(conninfo);
     throw ConnectFailed(errorLine(e.what()));
@@ -111,6 +112,9 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     context.cancellation.setCanceller([&conn] { conn.cancel_query(); },
                                       [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
     pqxx::work txn(conn);
+    if (pooled_) {
+      store::limitTransaction(txn, std::chrono::milliseconds(0), idle_limit);
+    }
     context.transaction = &txn;
     if (context.cancellation.cancelled()) {
       throw RetryError("stopped by jobd before it started", "Cancelled");

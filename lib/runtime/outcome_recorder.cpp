@@ -138,6 +138,7 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
     }
   } else {
     pqxx::work txn(conn, "outcomes");
+    repo.limit(txn);
     if (!completions.empty()) {
       lost = repo.completeMany(txn, completions);
     }

@@ -118,4 +118,19 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
   return conn;
 }
 
+void limitTransaction(pqxx::transaction_base& txn, std::chrono::milliseconds statement_timeout,
+                      std::chrono::milliseconds idle_in_transaction_timeout) {
+  std::string sql;
+  if (statement_timeout.count() > 0) {
+    sql += "SET LOCAL statement_timeout = " + std::to_string(statement_timeout.count()) + ";";
+  }
+  if (idle_in_transaction_timeout.count() > 0) {
+    sql += "SET LOCAL idle_in_transaction_session_timeout = " +
+           std::to_string(idle_in_transaction_timeout.count()) + ";";
+  }
+  if (!sql.empty()) {
+    txn.exec(sql);
+  }
+}
+
 }  // namespace jobd::store

@@ -4,6 +4,7 @@
 // database threads; each connection belongs to the thread that opened it.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <pqxx/pqxx>
 #include <string>
@@ -30,5 +31,13 @@ std::string withNetworkDefaults(const std::string& conninfo);
 // Throws jobd::Error naming the (redacted) target when it cannot connect.
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
                                           std::string_view application_name);
+
+// The server-side deadlines of one transaction (SET LOCAL, one round trip),
+// for a connection that may lead to a transaction pooler, where a session
+// setting would stay on a server connection other clients share. A direct
+// connection sets them once per session instead. Zero leaves a setting as
+// it is.
+void limitTransaction(pqxx::transaction_base& txn, std::chrono::milliseconds statement_timeout,
+                      std::chrono::milliseconds idle_in_transaction_timeout);
 
 }  // namespace jobd::store

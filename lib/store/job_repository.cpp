@@ -3,6 +3,7 @@
 #include <array>
 #include <stdexcept>
 
+#include "store/database.hpp"
 #include "store/sql_params.hpp"
 
 #include <algorithm>
@@ -198,12 +199,19 @@ const char* preparedName(const char* sql) {
 
 }  // namespace
 
-JobRepository::JobRepository(pqxx::connection_base& conn, std::string owner, bool pooled)
-    : conn_(conn), owner_(std::move(owner)), pooled_(pooled) {
+JobRepository::JobRepository(pqxx::connection_base& conn, std::string owner, bool pooled,
+                             std::chrono::milliseconds deadline)
+    : conn_(conn), owner_(std::move(owner)), pooled_(pooled), deadline_(deadline) {
   if (!pooled_) {
     for (const Named& statement : kStatements) {
       conn_.prepare(statement.name, statement.sql);
     }
+  }
+}
+
+void JobRepository::limit(pqxx::transaction_base& txn) const {
+  if (pooled_) {
+    limitTransaction(txn, deadline_, deadline_);
   }
 }
 
@@ -299,24 +307,22 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
 }
 
 void JobRepository::insertOops(const OopsRecord& o) {
-  pqxx::work txn(conn_, "oops_insert");
+  pqxx::nontransaction txn(conn_, "oops_insert");
   run(txn, kInsertOops, o.id, o.reporter, o.job_id, o.job_type, o.attempt, o.type, o.value, nullptr,
       o.vars_json, nullIfEmpty(o.hostname));
-  txn.commit();
 }
 
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {
-  pqxx::work txn(conn_, "count_waiting");
+  pqxx::nontransaction txn(conn_, "count_waiting");
   pqxx::row row = txn.exec_params1(
       "SELECT count(*) FROM (SELECT 1 FROM jobd.job WHERE status = 0 LIMIT $1) AS w", cap);
-  txn.commit();
   return row[0].as<std::int64_t>();
 }
 
 std::map<std::string, std::int64_t> JobRepository::countReady(
     const std::vector<std::string>& job_types, std::int64_t cap) {
   // Two capped counts per type, each on its own partial index.
-  pqxx::work txn(conn_, "count_ready");
+  pqxx::nontransaction txn(conn_, "count_ready");
   pqxx::result rows = txn.exec_params(R"sql(
     SELECT t.job_type,
            (SELECT count(*) FROM (SELECT 1 FROM jobd.job AS j
@@ -329,7 +335,6 @@ std::map<std::string, std::int64_t> JobRepository::countReady(
       FROM unnest($1::text[]) AS t(job_type)
   )sql",
                                       pgTextArray(job_types), cap);
-  txn.commit();
   std::map<std::string, std::int64_t> ready;
   for (const pqxx::row& row : rows) {
     ready[row[0].as<std::string>()] = std::min(row[1].as<std::int64_t>(), cap);
@@ -346,13 +351,12 @@ std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease
     durations.push_back(
         std::chrono::duration_cast<std::chrono::microseconds>(lease.lease_duration).count());
   }
-  pqxx::work txn(conn_, "job_renew_leases");
+  pqxx::nontransaction txn(conn_, "job_renew_leases");
   std::vector<std::int64_t> lost;
   for (const pqxx::row& row :
        run(txn, kRenewLeases, pgArray(ids), pgArray(attempts), pgArray(durations), owner_)) {
     lost.push_back(row[0].as<std::int64_t>());
   }
-  txn.commit();
   return lost;
 }
 
@@ -370,10 +374,9 @@ RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& polic
     retries_array += (i ? "," : "") + retries[i];
   }
   retries_array += "}";
-  pqxx::work txn(conn_, "job_rescue_expired");
+  pqxx::nontransaction txn(conn_, "job_rescue_expired");
   pqxx::result rows = run(txn, kRescueExpired, pgTextArray(types), pgTextArray(sections),
                           retries_array, oops_prefix, hostname, limit);
-  txn.commit();
   return {rows.at(0)[0].as<int>(), rows.at(0)[1].as<int>()};
 }
 

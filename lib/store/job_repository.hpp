@@ -84,8 +84,17 @@ struct RescueResult {
 class JobRepository {
  public:
   // pooled: the connection may lead to a transaction pooler, so no
-  // statement is prepared by name.
-  JobRepository(pqxx::connection_base& conn, std::string owner, bool pooled = false);
+  // statement is prepared by name, and each transaction that spans several
+  // statements gets `deadline` as its statement and idle-in-transaction
+  // timeouts (limit()).
+  JobRepository(pqxx::connection_base& conn, std::string owner, bool pooled = false,
+                std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+
+  // The first statement of a transaction that spans several: through a
+  // pooler, its server-side deadlines (store::limitTransaction), so that a
+  // transaction whose client went away never holds its rows for ever.
+  // Nothing on a direct connection, whose session has them already.
+  void limit(pqxx::transaction_base& txn) const;
 
   // One statement, committed on its own.
   ClaimResult claim(const ClaimRequest& request);
@@ -140,6 +149,7 @@ class JobRepository {
   pqxx::connection_base& conn_;
   std::string owner_;
   bool pooled_;
+  std::chrono::milliseconds deadline_;
 };
 
 // "OOPS-" and 16 random hex digits.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <stdexcept>
+#include <string_view>
 
 namespace jobd::reliability {
 
@@ -56,6 +57,15 @@ int StallingProxy::stallExisting() {
   return count;
 }
 
+void StallingProxy::stallBefore(std::string trigger, std::string after) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  trigger_ = std::move(trigger);
+  after_ = std::move(after);
+  for (Link& link : links_) {
+    link.primed = false;
+  }
+}
+
 int StallingProxy::connectUpstream() const {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
@@ -81,6 +91,17 @@ void StallingProxy::forward(Link& link, int from, int to) {
   char buffer[65536];
   ssize_t n = ::read(from, buffer, sizeof buffer);
   bool ok = n > 0;
+  if (ok && from == link.client && !trigger_.empty()) {
+    // A protocol message this small arrives in one read on loopback.
+    std::string_view sent(buffer, static_cast<std::size_t>(n));
+    if (link.primed && sent.find(trigger_) != std::string_view::npos) {
+      link.stalled = true;  // what it sent is never forwarded
+      trigger_.clear();
+      ++triggered_;
+      return;
+    }
+    link.primed = link.primed || sent.find(after_) != std::string_view::npos;
+  }
   for (ssize_t done = 0; ok && done < n;) {
     ssize_t w = ::write(to, buffer + done, static_cast<size_t>(n - done));
     ok = w > 0;

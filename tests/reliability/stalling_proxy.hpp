@@ -27,12 +27,19 @@ class StallingProxy {
   int stallExisting();
   // Connections accepted so far.
   int accepted() const { return accepted_.load(); }
+  // The next connection whose client sends `trigger` after it has sent
+  // `after` stalls before the trigger reaches the server: a COMMIT lost in
+  // a middlebox, say. Once per call.
+  void stallBefore(std::string trigger, std::string after);
+  // Connections stalled by stallBefore() so far.
+  int triggered() const { return triggered_.load(); }
 
  private:
   struct Link {
     int client;
     int server;
     bool stalled = false;
+    bool primed = false;  // has sent the armed `after`
   };
   void run();
   void forward(Link& link, int from, int to);
@@ -45,6 +52,9 @@ class StallingProxy {
   int wake_[2] = {-1, -1};
   std::mutex mutex_;
   std::vector<Link> links_;  // under mutex_
+  std::string trigger_;      // under mutex_; empty: not armed
+  std::string after_;        // under mutex_
+  std::atomic<int> triggered_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
   std::thread thread_;
