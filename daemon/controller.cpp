@@ -198,7 +198,7 @@ int Controller::run() {
       config_->daemon().listen_database.empty() ? conninfo_ : config_->daemon().listen_database;
   notifier_ = std::make_unique<runtime::Notifier>(
       io_, *db_, listen, [this](const std::string& type) { producer_->wakeJobType(type); },
-      [this] { onListening(); });
+      [this] { onListening(); }, database_timeout);
 
   // Step 2: signals, handled on the loop.
   initSignalHandling();

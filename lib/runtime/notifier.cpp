@@ -1,6 +1,10 @@
 #include "runtime/notifier.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <charconv>
 
 #include "core/errors.hpp"
 
@@ -13,30 +17,59 @@ namespace jobd::runtime {
 struct Notifier::Session {
   class Receiver : public pqxx::notification_receiver {
    public:
-    Receiver(pqxx::connection_base& conn, NotifyHandler& handler)
-        : pqxx::notification_receiver(conn, "jobd"), handler_(handler) {}
+    Receiver(pqxx::connection_base& conn, const std::string& channel, NotifyHandler handler)
+        : pqxx::notification_receiver(conn, channel), handler_(std::move(handler)) {}
     void operator()(const std::string& payload, int) override { handler_(payload); }
 
    private:
-    NotifyHandler& handler_;
+    NotifyHandler handler_;
   };
 
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
+  std::unique_ptr<Receiver> probes;
 
   ~Session() {
-    receiver.reset();  // before the connection it refers to
+    // A receiver's destructor sends UNLISTEN and waits for the answer, which
+    // a session that stopped answering never gives: the io thread would wait
+    // for ever. Closing the session ends its LISTENs anyway, so the socket
+    // is shut first and each UNLISTEN fails at once.
+    if (connection && connection->sock() >= 0) {
+      ::shutdown(connection->sock(), SHUT_RDWR);
+    }
+    // Before the connection they refer to.
+    probes.reset();
+    receiver.reset();
   }
 };
 
+namespace {
+
+// A channel no other daemon listens on.
+std::string probeChannel(std::mt19937_64& rng) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string channel = "jobd_probe_";
+  for (std::uint64_t value = rng(), i = 0; i < 16; ++i, value >>= 4) {
+    channel += kHex[value & 0xf];
+  }
+  return channel;
+}
+
+}  // namespace
+
 Notifier::Notifier(boost::asio::io_context& io, DatabaseThread& db, std::string conninfo,
-                   NotifyHandler on_notify, std::function<void()> on_connected)
+                   NotifyHandler on_notify, std::function<void()> on_connected,
+                   std::chrono::milliseconds probe_every)
     : io_(io),
       db_(db),
       conninfo_(std::move(conninfo)),
       on_notify_(std::move(on_notify)),
       on_connected_(std::move(on_connected)),
-      reconnect_timer_(io) {}
+      reconnect_timer_(io),
+      probe_every_(probe_every),
+      probe_timer_(io) {
+  probe_channel_ = probeChannel(rng_);
+}
 
 Notifier::~Notifier() {
   stop();
@@ -50,6 +83,7 @@ void Notifier::start() {
 void Notifier::stop() {
   stopped_ = true;
   reconnect_timer_.cancel();
+  probe_timer_.cancel();
   if (socket_) {
     socket_->cancel();
     socket_->release();  // the descriptor belongs to libpq
@@ -67,7 +101,15 @@ void Notifier::connect() {
       // LISTEN is sent by the receiver's constructor, under the database
       // thread's deadline.
       db_.watchInstead(session->connection.get());
-      session->receiver = std::make_unique<Session::Receiver>(*session->connection, on_notify_);
+      session->receiver =
+          std::make_unique<Session::Receiver>(*session->connection, "jobd", on_notify_);
+      // Called on the io thread, by get_notifs().
+      session->probes = std::make_unique<Session::Receiver>(
+          *session->connection, probe_channel_, [this](const std::string& payload) {
+            std::uint64_t number = 0;
+            std::from_chars(payload.data(), payload.data() + payload.size(), number);
+            probe_heard_ = std::max(probe_heard_, number);
+          });
       db_.watchInstead(nullptr);
     } catch (const std::exception& e) {
       db_.watchInstead(nullptr);
@@ -100,8 +142,68 @@ void Notifier::adopt(std::unique_ptr<Session> session) {
   }
   failures_ = 0;
   spdlog::debug("LISTENER_UP listening on channel jobd");
+  // What an earlier session had on its way is not this one's to hear.
+  probe_heard_ = probe_sent_;
+  probe_committed_.reset();
   waitReadable();
+  scheduleProbe();
   on_connected_();
+}
+
+void Notifier::scheduleProbe() {
+  if (probe_every_.count() <= 0) {
+    return;
+  }
+  // Checked twice per probe_every: a lost session is dropped within about
+  // two of them.
+  probe_timer_.expires_after(probe_every_ / 2);
+  probe_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_ || !session_) {
+      return;
+    }
+    if (probe_heard_ < probe_sent_ && probe_committed_ &&
+        std::chrono::steady_clock::now() - *probe_committed_ >= probe_every_) {
+      drop("no notification came back within " + std::to_string(probe_every_.count()) +
+           " ms (database_timeout)");
+      return;
+    }
+    if (probe_heard_ >= probe_sent_) {
+      sendProbe();
+    }
+    scheduleProbe();
+  });
+}
+
+// NOTIFY on the probe channel, from the database thread's connection. A
+// probe that could not be sent (the database thread has no connection)
+// counts as heard: it says nothing of the LISTEN session.
+void Notifier::sendProbe() {
+  std::uint64_t number = ++probe_sent_;
+  probe_committed_.reset();
+  db_.post([this, number] {
+    bool committed = false;
+    if (db_.repository() != nullptr) {
+      try {
+        pqxx::nontransaction txn(*db_.connection(), "listen_probe");
+        txn.exec_params("SELECT pg_notify($1, $2)", probe_channel_, std::to_string(number));
+        committed = true;
+      } catch (const pqxx::broken_connection& e) {
+        db_.connectionLost(errorLine(e.what()));
+      } catch (const std::exception& e) {
+        spdlog::debug("LISTENER_PROBE_FAILED {}", errorLine(e.what()));
+      }
+    }
+    boost::asio::post(io_, [this, number, committed] {
+      if (number != probe_sent_) {
+        return;
+      }
+      if (committed) {
+        probe_committed_ = std::chrono::steady_clock::now();
+      } else {
+        probe_heard_ = std::max(probe_heard_, number);
+      }
+    });
+  });
 }
 
 void Notifier::waitReadable() {

@@ -5,10 +5,20 @@
 // so they run on the database thread. After a lost session it reconnects
 // with backoff and calls on_connected() again, and the daemon polls, since
 // notifications sent in the gap are gone.
+//
+// A session that stops answering without closing (a half-open connection:
+// a stalled middlebox, a partitioned network) would deliver nothing, and
+// TCP may not tell for a long time. So the session also listens on a
+// channel of its own, and about every `probe_every` the database thread
+// sends a NOTIFY there; a probe that has not arrived `probe_every` after it
+// was committed means the session is gone: it is dropped and opened again.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include "runtime/asio.hpp"
@@ -21,8 +31,10 @@ class Notifier {
  public:
   using NotifyHandler = std::function<void(const std::string& job_type)>;
 
+  // probe_every: [jobd] database_timeout; zero sends no probe.
   Notifier(boost::asio::io_context& io, DatabaseThread& db, std::string conninfo,
-           NotifyHandler on_notify, std::function<void()> on_connected);
+           NotifyHandler on_notify, std::function<void()> on_connected,
+           std::chrono::milliseconds probe_every = std::chrono::milliseconds(0));
   ~Notifier();
 
   void start();
@@ -38,6 +50,8 @@ class Notifier {
   void waitReadable();
   void drop(const std::string& why);
   void scheduleReconnect(int failures);
+  void scheduleProbe();
+  void sendProbe();
 
   boost::asio::io_context& io_;
   DatabaseThread& db_;
@@ -47,6 +61,14 @@ class Notifier {
   std::unique_ptr<Session> session_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   boost::asio::steady_timer reconnect_timer_;
+  std::chrono::milliseconds probe_every_;
+  std::string probe_channel_;
+  boost::asio::steady_timer probe_timer_;
+  // Probes are numbered: the last one sent, the last one heard, and when
+  // the last one sent was committed (nothing while it is on its way).
+  std::uint64_t probe_sent_ = 0;
+  std::uint64_t probe_heard_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> probe_committed_;
   int failures_ = 0;
   bool stopped_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
