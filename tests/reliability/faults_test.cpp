@@ -385,7 +385,8 @@ TEST(ReliabilityFaults, HalfOpenConnections) {
       << daemon.log();
   EXPECT_TRUE(daemon.log().find("no notification came back") != std::string::npos) << daemon.log();
   // drain_timeout (60 s) and the release of what still runs.
-  testing::ProcessResult stopped = daemon.stop(std::chrono::seconds(120));
+  daemon.process().signal(SIGTERM);
+  testing::ProcessResult stopped = waitOrDump(daemon.process(), std::chrono::seconds(120));
   EXPECT_EQ(stopped.exit_code, 0);
   expectHolds(found);
   EXPECT_LE(worst_healthz, 1.0);

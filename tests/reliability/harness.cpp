@@ -209,6 +209,27 @@ bool Fleet::allAlive() {
   return true;
 }
 
+testing::ProcessResult waitOrDump(testing::Process& process, std::chrono::seconds timeout) {
+  try {
+    return process.wait(timeout);
+  } catch (const std::exception& e) {
+    testing::ProcessResult stacks = testing::runProcess(
+        {"gdb", "-batch", "-p", std::to_string(process.pid()), "-ex", "thread apply all bt"});
+    testing::ProcessResult result;
+    result.err = process.errSoFar();
+    ADD_FAILURE() << e.what() << " after SIGTERM; its threads:\n"
+                  << stacks.out << stacks.err << "\nits log:\n"
+                  << result.err;
+    process.signal(SIGKILL);
+    try {
+      process.wait(std::chrono::seconds(10));
+    } catch (const std::exception&) {
+      // Reaped by the Process's destructor, if ever.
+    }
+    return result;
+  }
+}
+
 void Fleet::stopAll() {
   for (auto& d : daemons_) {
     if (d) {
@@ -217,7 +238,7 @@ void Fleet::stopAll() {
   }
   for (auto& d : daemons_) {
     if (d) {
-      testing::ProcessResult r = d->process().wait(std::chrono::seconds(90));
+      testing::ProcessResult r = waitOrDump(d->process(), std::chrono::seconds(90));
       EXPECT_EQ(r.exit_code, 0) << "a daemon did not stop cleanly:\n" << r.err;
       dead_logs_ += r.err;
       d.reset();

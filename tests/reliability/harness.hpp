@@ -90,6 +90,11 @@ class Feeder {
 // (created to finished) of COMPLETED jobs, median, p99 and max.
 nlohmann::json loadFigures(const testing::TestDatabase& db);
 
+// Waits for a process sent SIGTERM. One that has not exited within the
+// timeout fails the test with the stacks of its threads (gdb) and its log,
+// and is killed: the result then has exit_code -1 and the log.
+testing::ProcessResult waitOrDump(testing::Process& process, std::chrono::seconds timeout);
+
 // Several `jobd serve` daemons on one database, each killable and
 // restartable; their logs are kept across restarts.
 class Fleet {
