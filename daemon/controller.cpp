@@ -282,7 +282,9 @@ void Controller::preflight() {
     std::string error;
     bool fatal = false;
     try {
-      auto conn = store::connect(conninfo_, "jobd serve");
+      auto conn = store::open(conninfo_);
+      runtime::DatabaseThread::Watching watching(*db_, conn.get());
+      store::configure(*conn, "jobd serve");
       store::checkSchemaVersion(*conn);
     } catch (const SchemaVersionError& e) {
       // A schema of another version will not change by waiting.

@@ -113,7 +113,10 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   try {
-    setConnection(store::connect(conninfo_, name_));
+    // Under the watchdog from the first query on: a stall can catch a
+    // connection being set up as well.
+    setConnection(store::open(conninfo_));
+    store::configure(*connection_, name_);
     if (!settings_.pooled) {
       // The daemon's outcomes, renewals and heartbeats may lose their last
       // commits in a server crash: that only leaves a lease to expire, and

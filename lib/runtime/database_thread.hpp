@@ -86,6 +86,19 @@ class DatabaseThread {
   // of its own (the LISTEN session's LISTEN), the watchdog closes that one
   // if it hangs. nullptr when done, before that connection goes away.
   void watchInstead(pqxx::connection* other);
+  // watchInstead(other) while it lives.
+  class Watching {
+   public:
+    Watching(DatabaseThread& thread, pqxx::connection* other) : thread_(thread) {
+      thread_.watchInstead(other);
+    }
+    ~Watching() { thread_.watchInstead(nullptr); }
+    Watching(const Watching&) = delete;
+    Watching& operator=(const Watching&) = delete;
+
+   private:
+    DatabaseThread& thread_;
+  };
 
   // The delay before the next try after `failures` failures in a row:
   // 100 ms doubling to 10 s, with +-20% jitter.

@@ -22,28 +22,50 @@ namespace {
 // by each worker thread: no connection is shared between threads.
 struct JobConnection {
   std::unique_ptr<pqxx::connection> connection;
+  bool configured = false;
   std::chrono::milliseconds idle_limit{0};
 };
 thread_local std::map<std::string, JobConnection> t_connections;
 
+// The connection for a job, with the job's canceller on it from its first
+// query on, so that a timeout or a lost lease interrupts it (PQcancel is
+// made to be called from another thread) and a query still running
+// kill_grace later has its socket closed: a stall can catch the session
+// settings of a new connection, or the BEGIN of a cached one, as well as
+// the job's own statements. The caller resets the canceller when done; on
+// failure it is reset here, before the connection goes.
+//
 // A job's transaction whose client went away without the server noticing
 // (a half-open connection: jobd closed its end, a middlebox kept the
 // server's) would hold its row locks, the job's own among them, for ever.
 // The server ends a transaction idle for longer than its job may run.
 // (idle_limit 0: no session setting, for a transaction pooler, where each
 // transaction sets its own instead.)
-pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit) {
+pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit,
+                                const CancellationToken& cancellation) {
   JobConnection& slot = t_connections[conninfo];
-  if (!slot.connection || !slot.connection->is_open()) {
-    slot.connection = store::connect(conninfo, "jobd job");
-    slot.idle_limit = std::chrono::milliseconds(0);
+  try {
+    if (!slot.connection || !slot.connection->is_open()) {
+      slot = JobConnection{};
+      slot.connection = store::open(conninfo);
+    }
+    pqxx::connection& conn = *slot.connection;
+    cancellation.setCanceller([&conn] { conn.cancel_query(); },
+                              [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
+    if (!slot.configured) {
+      store::configure(conn, "jobd job");
+      slot.configured = true;
+    }
+    if (slot.idle_limit < idle_limit) {
+      conn.set_variable("idle_in_transaction_session_timeout", std::to_string(idle_limit.count()));
+      slot.idle_limit = idle_limit;
+    }
+    return conn;
+  } catch (const std::exception&) {
+    cancellation.setCanceller(nullptr);
+    t_connections.erase(conninfo);
+    throw;
   }
-  if (slot.idle_limit < idle_limit) {
-    slot.connection->set_variable("idle_in_transaction_session_timeout",
-                                  std::to_string(idle_limit.count()));
-    slot.idle_limit = idle_limit;
-  }
-  return *slot.connection;
 }
 
 // The job's own connection could not be opened: the handler never ran.
@@ -94,23 +116,19 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
       section.timeout + section.kill_grace + std::chrono::seconds(5);
   pqxx::connection* opened = nullptr;
   try {
-    opened = &connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit);
+    opened = &connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit,
+                            context.cancellation);
   } catch (const std::exception& e) {
-    t_connections.erase(conninfo);
     throw ConnectFailed(errorLine(e.what()));
   }
   try {
     pqxx::connection& conn = *opened;
-    // A timeout or a lost lease interrupts the running query (PQcancel is
-    // made to be called from another thread); a query still running
-    // kill_grace later has its socket closed. Set before BEGIN, which
-    // waits on the server as well.
+    // The canceller connectionFor() set goes when this block ends, before
+    // a handler below may drop the connection.
     struct CancellerGuard {
       const CancellationToken& token;
       ~CancellerGuard() { token.setCanceller(nullptr); }
     } guard{context.cancellation};
-    context.cancellation.setCanceller([&conn] { conn.cancel_query(); },
-                                      [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
     pqxx::work txn(conn);
     if (pooled_) {
       store::limitTransaction(txn, std::chrono::milliseconds(0), idle_limit);

@@ -97,10 +97,11 @@ void Notifier::connect() {
     auto session = std::make_unique<Session>();
     std::string error;
     try {
-      session->connection = store::connect(conninfo_, "jobd listen");
-      // LISTEN is sent by the receiver's constructor, under the database
-      // thread's deadline.
-      db_.watchInstead(session->connection.get());
+      session->connection = store::open(conninfo_);
+      // The session's settings, and LISTEN (sent by the receivers'
+      // constructors), under the database thread's deadline.
+      DatabaseThread::Watching watching(db_, session->connection.get());
+      store::configure(*session->connection, "jobd listen");
       session->receiver =
           std::make_unique<Session::Receiver>(*session->connection, "jobd", on_notify_);
       // Called on the io thread, by get_notifs().
@@ -110,9 +111,7 @@ void Notifier::connect() {
             std::from_chars(payload.data(), payload.data() + payload.size(), number);
             probe_heard_ = std::max(probe_heard_, number);
           });
-      db_.watchInstead(nullptr);
     } catch (const std::exception& e) {
-      db_.watchInstead(nullptr);
       error = errorLine(e.what());
       session.reset();
     }

@@ -104,8 +104,7 @@ std::string withNetworkDefaults(const std::string& conninfo) {
   return rebuilt(conninfo, "", defaults);
 }
 
-std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
-                                          std::string_view application_name) {
+std::unique_ptr<pqxx::connection> open(const std::string& conninfo) {
   std::unique_ptr<pqxx::connection> conn;
   try {
     conn = std::make_unique<pqxx::connection>(withNetworkDefaults(conninfo));
@@ -113,8 +112,28 @@ std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
     throw Error("cannot connect to the database (" + redactConninfo(conninfo) +
                 "): " + errorLine(e.what()));
   }
-  conn->set_variable("application_name", conn->quote(std::string(application_name)));
-  conn->set_variable("TimeZone", "'UTC'");
+  // libpqxx 6 reconnects a broken connection by itself at its next use,
+  // behind the same object: a new socket that no watchdog knows it has
+  // closed already, without its session's deadlines. A daemon thread stuck
+  // for ever on such a socket was found by the half-open scenario. jobd
+  // opens every connection again itself: a broken one stays broken. (The
+  // setter is deprecated along with the reconnection it turns off.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  conn->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+  return conn;
+}
+
+void configure(pqxx::connection& conn, std::string_view application_name) {
+  conn.set_variable("application_name", conn.quote(std::string(application_name)));
+  conn.set_variable("TimeZone", "'UTC'");
+}
+
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
+                                          std::string_view application_name) {
+  std::unique_ptr<pqxx::connection> conn = open(conninfo);
+  configure(*conn, application_name);
   return conn;
 }
 

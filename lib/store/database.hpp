@@ -26,9 +26,18 @@ std::string conninfoWithUser(const std::string& conninfo, const std::string& use
 std::string withNetworkDefaults(const std::string& conninfo);
 
 // Connects with withNetworkDefaults() (empty conninfo: libpq's PG*
-// defaults), sets application_name and the session time zone to UTC, so
-// that every timestamp jobd prints is UTC.
+// defaults); no query is sent yet, so connect_timeout bounds all of it.
 // Throws jobd::Error naming the (redacted) target when it cannot connect.
+std::unique_ptr<pqxx::connection> open(const std::string& conninfo);
+
+// The settings every jobd session makes: application_name, and the time
+// zone UTC, so that every timestamp jobd prints is UTC. These are queries:
+// a caller that guards its connection against a peer that stops answering
+// (a watchdog, a job's canceller) puts its guard in place between open()
+// and configure().
+void configure(pqxx::connection& conn, std::string_view application_name);
+
+// open(), then configure().
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,
                                           std::string_view application_name);
 
