@@ -58,4 +58,14 @@ std::string storableText(const std::string& bytes) {
   return out;
 }
 
+std::string hex16(std::uint64_t value) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string digits;
+  digits.reserve(16);
+  for (int shift = 60; shift >= 0; shift -= 4) {
+    digits += kHex[(value >> shift) & 0xf];
+  }
+  return digits;
+}
+
 }  // namespace jobd

@@ -4,10 +4,15 @@
 // stderr may split a character), so such bytes become U+FFFD.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace jobd {
 
 std::string storableText(const std::string& bytes);
+
+// value as 16 lowercase hex digits, most significant first (random ids:
+// OOPS ids, the LISTEN session's probe channel).
+std::string hex16(std::uint64_t value);
 
 }  // namespace jobd

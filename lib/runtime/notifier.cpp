@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "core/errors.hpp"
+#include "core/text.hpp"
 
 #include <pqxx/notification>
 
@@ -43,20 +44,6 @@ struct Notifier::Session {
   }
 };
 
-namespace {
-
-// A channel no other daemon listens on.
-std::string probeChannel(std::mt19937_64& rng) {
-  static const char* const kHex = "0123456789abcdef";
-  std::string channel = "jobd_probe_";
-  for (std::uint64_t value = rng(), i = 0; i < 16; ++i, value >>= 4) {
-    channel += kHex[value & 0xf];
-  }
-  return channel;
-}
-
-}  // namespace
-
 Notifier::Notifier(boost::asio::io_context& io, DatabaseThread& db, std::string conninfo,
                    NotifyHandler on_notify, std::function<void()> on_connected,
                    std::chrono::milliseconds probe_every)
@@ -68,7 +55,7 @@ Notifier::Notifier(boost::asio::io_context& io, DatabaseThread& db, std::string 
       reconnect_timer_(io),
       probe_every_(probe_every),
       probe_timer_(io) {
-  probe_channel_ = probeChannel(rng_);
+  probe_channel_ = "jobd_probe_" + hex16(rng_());  // a channel no other daemon listens on
 }
 
 Notifier::~Notifier() {

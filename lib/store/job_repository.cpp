@@ -3,6 +3,7 @@
 #include <array>
 #include <stdexcept>
 
+#include "core/text.hpp"
 #include "store/database.hpp"
 #include "store/sql_params.hpp"
 
@@ -390,13 +391,7 @@ bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::Cla
 }
 
 std::string newOopsId(std::mt19937_64& rng) {
-  static const char* const kHex = "0123456789abcdef";
-  std::uint64_t value = rng();
-  std::string id = "OOPS-";
-  for (int shift = 60; shift >= 0; shift -= 4) {
-    id += kHex[(value >> shift) & 0xf];
-  }
-  return id;
+  return "OOPS-" + hex16(rng());
 }
 
 }  // namespace jobd::store

@@ -464,13 +464,7 @@ TEST(ReliabilityFaults, StalledListenSessionIsReplaced) {
       std::to_string(proxy.port()) + " dbname=" + db.name() + "\n" + load.sections();
   Daemon daemon(db, config);
   ASSERT_TRUE(daemon.waitReady());
-  auto enqueued = [&] {
-    auto from = Clock::now();
-    std::string id = db.scalar("SELECT jobd.enqueue('ext')");
-    waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2", std::chrono::seconds(30));
-    return secondsSince(from);
-  };
-  EXPECT_LT(enqueued(), 5);
+  EXPECT_LT(probeRecovery(db, Clock::now(), "ext"), 5);
   ASSERT_EQ(proxy.stallExisting(), 1);
   auto from = Clock::now();
   // Probes every second (database_timeout / 2); one unanswered for 2 s.
@@ -480,7 +474,7 @@ TEST(ReliabilityFaults, StalledListenSessionIsReplaced) {
   EXPECT_LE(secondsSince(from), 2 * 2 + 2);
   ASSERT_TRUE(daemon.waitForLog("LISTENER_UP listening again", std::chrono::seconds(15)))
       << daemon.log();
-  EXPECT_LT(enqueued(), 5) << daemon.log();
+  EXPECT_LT(probeRecovery(db, Clock::now(), "ext"), 5) << daemon.log();
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
