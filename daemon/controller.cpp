@@ -123,8 +123,9 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
     policies.push_back({section->job_type, section->name, section->max_retries});
   }
   leases_->setInterval(shortest / 3);
+  leases_db_->setTimeout(std::min<Duration>(config_->daemon().database_timeout, shortest / 3));
   rescuer_->configure(config_->daemon().rescue_interval, std::move(policies),
-                      config_->daemon().oops_prefix);
+                      config_->daemon().oops_prefix, config_->daemon().oops_dir);
 }
 
 int Controller::run() {
@@ -168,12 +169,19 @@ int Controller::run() {
                              const std::shared_ptr<const config::Config>& config) {
     notices_->send({outcome, oops_id, config});
   });
-  leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *db_, Duration(1000));
+  // Lease renewals on a connection of their own, whose deadline follows
+  // the shortest lease (applyTimings): no claim, rescue, count or heartbeat
+  // can hold a renewal back until leases expire.
+  leases_db_ = std::make_unique<runtime::DatabaseThread>(
+      conninfo_, owner_, "jobd leases",
+      runtime::ConnectionSettings{runtime::Commits::kAsync, database_timeout, pooled});
+  leases_db_->start();
+  leases_ = std::make_unique<runtime::LeaseKeeper>(io_, *leases_db_, Duration(1000));
   leases_->onRecovered([this] { producer_->wakeAll(); });
-  recorder_->onSettled([this](std::vector<std::int64_t> ids) {
-    boost::asio::post(io_, [this, ids = std::move(ids)] {
-      for (std::int64_t id : ids) {
-        leases_->remove(id);
+  recorder_->onSettled([this](std::vector<runtime::AttemptKey> keys) {
+    boost::asio::post(io_, [this, keys = std::move(keys)] {
+      for (runtime::AttemptKey key : keys) {
+        leases_->remove(key);
       }
     });
   });
@@ -221,6 +229,7 @@ int Controller::run() {
   }
   notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
   outcomes_db_->stop();
+  leases_db_->stop();
   bool database_up = db_->connected();
   db_->stop();
   if (database_up) {
@@ -504,18 +513,12 @@ void Controller::scheduleStatus() {
     std::vector<std::string> types = http_ ? servedJobTypes() : std::vector<std::string>{};
     db_->post([this, types = std::move(types)] {
       std::optional<std::int64_t> waiting;
-      if (store::JobRepository* repo = db_->repository()) {
-        try {
-          waiting = repo->countWaiting(kWaitingCap);
-          if (!types.empty()) {
-            metrics_.setReady(repo->countReady(types, kWaitingCap));
-          }
-        } catch (const pqxx::broken_connection& e) {
-          db_->connectionLost(errorLine(e.what()));
-        } catch (const std::exception& e) {
-          spdlog::debug("STATUS_COUNT_FAILED {}", errorLine(e.what()));
+      db_->use("STATUS_COUNT_FAILED", [&](store::JobRepository& repo) {
+        waiting = repo.countWaiting(kWaitingCap);
+        if (!types.empty()) {
+          metrics_.setReady(repo.countReady(types, kWaitingCap));
         }
-      }
+      });
       boost::asio::post(io_, [this, waiting] {
         std::string line = statusLine();
         if (waiting) {
@@ -547,17 +550,10 @@ void Controller::heartbeat() {
   }
   std::sort(beat.sections.begin(), beat.sections.end());
   db_->post([this, beat = std::move(beat)] {
-    if (db_->repository() == nullptr) {
-      return;
-    }
-    try {
+    db_->use("DAEMON_HEARTBEAT_FAILED", [&](store::JobRepository&) {
       store::writeHeartbeat(*db_->connection(), beat);
       heartbeat_written_ = true;
-    } catch (const pqxx::broken_connection& e) {
-      db_->connectionLost(errorLine(e.what()));
-    } catch (const std::exception& e) {
-      spdlog::warn("DAEMON_HEARTBEAT_FAILED {}", errorLine(e.what()));
-    }
+    });
   });
 }
 

@@ -104,6 +104,7 @@ class Controller {
   std::vector<std::unique_ptr<boost::asio::thread_pool>> pools_;
   std::unique_ptr<runtime::DatabaseThread> db_;
   std::unique_ptr<runtime::DatabaseThread> outcomes_db_;
+  std::unique_ptr<runtime::DatabaseThread> leases_db_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
   std::unique_ptr<runtime::NoticeSender> notices_;

@@ -8,6 +8,7 @@
 #include "core/errors.hpp"
 
 #include "store/database.hpp"
+#include "store/db_error.hpp"
 #include "store/migrations.hpp"
 
 namespace jobd::runtime {
@@ -17,7 +18,24 @@ DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::str
     : conninfo_(std::move(conninfo)),
       owner_(std::move(owner)),
       name_(std::move(name)),
-      settings_(settings) {}
+      settings_(settings),
+      timeout_ms_(settings.timeout.count()) {}
+
+void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
+  if (timeout.count() == timeout_ms_.exchange(timeout.count())) {
+    return;
+  }
+  boost::asio::post(context_, [this, timeout] {
+    settings_.timeout = timeout;
+    if (repository_ && !settings_.pooled) {
+      try {
+        connection_->set_variable("statement_timeout", std::to_string(timeout.count()));
+      } catch (const std::exception& e) {
+        connectionLost(errorLine(e.what()));  // set again on the next connection
+      }
+    }
+  });
+}
 
 DatabaseThread::~DatabaseThread() {
   stop();
@@ -78,11 +96,14 @@ void DatabaseThread::watchInstead(pqxx::connection* other) {
 // left to the lease rescue.
 void DatabaseThread::watch() {
   using Clock = std::chrono::steady_clock;
-  const auto limit = settings_.timeout + std::chrono::seconds(1);
-  const auto tick = std::clamp<std::chrono::milliseconds>(
-      settings_.timeout / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+  auto timeout = [this] { return std::chrono::milliseconds(timeout_ms_.load()); };
+  auto tick = [&] {
+    return std::clamp<std::chrono::milliseconds>(timeout() / 4, std::chrono::milliseconds(50),
+                                                 std::chrono::milliseconds(1000));
+  };
   std::unique_lock<std::mutex> lock(connection_mutex_);
-  while (!watchdog_wake_.wait_for(lock, tick, [this] { return watchdog_stop_; })) {
+  while (!watchdog_wake_.wait_for(lock, tick(), [this] { return watchdog_stop_; })) {
+    const auto limit = timeout() + std::chrono::seconds(1);
     Clock::rep since = busy_since_.load();
     pqxx::connection* watched = watched_instead_ ? watched_instead_ : connection_.get();
     if (since == 0 || watched == nullptr || closed_for_deadline_ ||
@@ -156,6 +177,15 @@ store::JobRepository* DatabaseThread::repository() {
     next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
     setConnection(nullptr);
     return nullptr;
+  }
+}
+
+void DatabaseThread::failed(std::string_view event, const std::exception& e) {
+  store::DbErrorClass kind = store::classify(e);
+  if (kind == store::DbErrorClass::kConnectionLost) {
+    connectionLost(errorLine(e.what()));
+  } else {
+    spdlog::error("{} error={}: {}", event, store::errorClassName(kind), errorLine(e.what()));
   }
 }
 

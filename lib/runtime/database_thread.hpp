@@ -19,6 +19,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include "runtime/asio.hpp"
 
@@ -66,6 +67,11 @@ class DatabaseThread {
 
   boost::asio::io_context& context() { return context_; }
 
+  // Changes the deadline of each piece of work from the next one on (the
+  // lease thread's follows the shortest lease served, which a reload may
+  // change). Any thread.
+  void setTimeout(std::chrono::milliseconds timeout);
+
   template <class F>
   void post(F&& work) {
     boost::asio::post(context_, [this, work = std::forward<F>(work)]() mutable {
@@ -78,6 +84,26 @@ class DatabaseThread {
   // nullptr while the database cannot be reached (the failure is logged
   // once per outage, and the next try waits for the backoff).
   store::JobRepository* repository();
+  // On the database thread: runs work(repository) on an open connection;
+  // false when the database cannot be reached or work threw. The one place
+  // the daemon's own database errors are sorted (store::classify): a lost
+  // connection is forgotten and reopened on the next use, anything else is
+  // logged as `<event> error=<class>: <message>`.
+  template <class F>
+  bool use(std::string_view event, F&& work) {
+    store::JobRepository* repo = repository();
+    if (repo == nullptr) {
+      return false;
+    }
+    try {
+      work(*repo);
+      return true;
+    } catch (const std::exception& e) {
+      failed(event, e);
+      return false;
+    }
+  }
+  void failed(std::string_view event, const std::exception& e);
   pqxx::connection* connection() { return connection_.get(); }
   // On the database thread: forget a connection that failed.
   void connectionLost(const std::string& why);
@@ -120,6 +146,8 @@ class DatabaseThread {
   std::string owner_;
   std::string name_;
   ConnectionSettings settings_;
+  // settings_.timeout, as the watchdog reads it.
+  std::atomic<std::chrono::milliseconds::rep> timeout_ms_;
   // Guards connection_ against the watchdog: the database thread replaces
   // it, and the watchdog shuts its socket down, only while holding it.
   std::mutex connection_mutex_;

@@ -27,13 +27,22 @@ struct JobConnection {
 };
 thread_local std::map<std::string, JobConnection> t_connections;
 
+// Drops the thread's connection for conninfo, once the job's canceller no
+// longer points at it.
+void forgetConnection(const std::string& conninfo, const CancellationToken& cancellation) {
+  cancellation.setCanceller(nullptr);
+  t_connections.erase(conninfo);
+}
+
 // The connection for a job, with the job's canceller on it from its first
 // query on, so that a timeout or a lost lease interrupts it (PQcancel is
 // made to be called from another thread) and a query still running
 // kill_grace later has its socket closed: a stall can catch the session
 // settings of a new connection, or the BEGIN of a cached one, as well as
 // the job's own statements. The caller resets the canceller when done; on
-// failure it is reset here, before the connection goes.
+// failure it is reset here, before the connection goes. `reused` says
+// whether the connection was cached from an earlier job (and so may have
+// died since).
 //
 // A job's transaction whose client went away without the server noticing
 // (a half-open connection: jobd closed its end, a middlebox kept the
@@ -42,10 +51,11 @@ thread_local std::map<std::string, JobConnection> t_connections;
 // (idle_limit 0: no session setting, for a transaction pooler, where each
 // transaction sets its own instead.)
 pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit,
-                                const CancellationToken& cancellation) {
+                                const CancellationToken& cancellation, bool& reused) {
   JobConnection& slot = t_connections[conninfo];
   try {
-    if (!slot.connection || !slot.connection->is_open()) {
+    reused = slot.connection && slot.connection->is_open();
+    if (!reused) {
       slot = JobConnection{};
       slot.connection = store::open(conninfo);
     }
@@ -62,8 +72,7 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
     }
     return conn;
   } catch (const std::exception&) {
-    cancellation.setCanceller(nullptr);
-    t_connections.erase(conninfo);
+    forgetConnection(conninfo, cancellation);
     throw;
   }
 }
@@ -108,31 +117,55 @@ std::string_view outcomeName(OutcomeKind kind) {
   return "unknown";
 }
 
+// The job's transaction, begun before its handler runs. A cached
+// connection that died since the last job (a database restart, a
+// terminated backend) fails at BEGIN: that is the daemon's trouble, not
+// the job's, so it is replaced once, and a failure that remains is
+// ConnectFailed (the job is released, its attempt given back), never an
+// error that costs the job an attempt.
+std::unique_ptr<pqxx::work> JobExecutor::begin(const std::string& conninfo,
+                                               std::chrono::milliseconds idle_limit,
+                                               const CancellationToken& cancellation) const {
+  for (int tries = 0;; ++tries) {
+    bool reused = false;
+    try {
+      pqxx::connection& conn = connectionFor(
+          conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit, cancellation, reused);
+      auto txn = std::make_unique<pqxx::work>(conn);
+      if (pooled_) {
+        store::limitTransaction(*txn, std::chrono::milliseconds(0), idle_limit);
+      }
+      return txn;
+    } catch (const pqxx::broken_connection& e) {
+      forgetConnection(conninfo, cancellation);
+      if (!reused || tries > 0) {
+        throw ConnectFailed(errorLine(e.what()));
+      }
+      spdlog::info("JOB_CONNECTION_REOPENED the cached job connection was lost ({}); reopening",
+                   errorLine(e.what()));
+    } catch (const std::exception& e) {
+      forgetConnection(conninfo, cancellation);
+      throw ConnectFailed(errorLine(e.what()));
+    }
+  }
+}
+
 void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& context,
                                       const config::SectionConfig& section,
                                       JobOutcome& outcome) const {
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
   const std::chrono::milliseconds idle_limit =
       section.timeout + section.kill_grace + std::chrono::seconds(5);
-  pqxx::connection* opened = nullptr;
+  std::unique_ptr<pqxx::work> begun = begin(conninfo, idle_limit, context.cancellation);
   try {
-    opened = &connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit,
-                            context.cancellation);
-  } catch (const std::exception& e) {
-    throw ConnectFailed(errorLine(e.what()));
-  }
-  try {
-    pqxx::connection& conn = *opened;
     // The canceller connectionFor() set goes when this block ends, before
     // a handler below may drop the connection.
     struct CancellerGuard {
       const CancellationToken& token;
       ~CancellerGuard() { token.setCanceller(nullptr); }
     } guard{context.cancellation};
-    pqxx::work txn(conn);
-    if (pooled_) {
-      store::limitTransaction(txn, std::chrono::milliseconds(0), idle_limit);
-    }
+    std::unique_ptr<pqxx::work> owned = std::move(begun);  // ends before the guard
+    pqxx::work& txn = *owned;
     context.transaction = &txn;
     if (context.cancellation.cancelled()) {
       throw RetryError("stopped by jobd before it started", "Cancelled");

@@ -6,6 +6,9 @@
 // Every other outcome is returned for the OutcomeRecorder to write.
 #pragma once
 
+#include <chrono>
+#include <memory>
+#include <pqxx/pqxx>
 #include <string>
 
 #include "config/config.hpp"
@@ -28,6 +31,9 @@ class JobExecutor {
                      const CancellationToken& cancellation) const;
 
  private:
+  std::unique_ptr<pqxx::work> begin(const std::string& conninfo,
+                                    std::chrono::milliseconds idle_limit,
+                                    const CancellationToken& cancellation) const;
   void runInOwnTransaction(IRunnableJob& runnable, JobContext& context,
                            const config::SectionConfig& section, JobOutcome& outcome) const;
 

@@ -17,6 +17,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <tuple>
 
 namespace jobd::runtime {
 
@@ -34,6 +35,23 @@ struct ClaimedJob {
   std::chrono::steady_clock::time_point claimed_at;
   double queue_latency = 0;  // seconds from ready (created or scheduled) to the claim
 };
+
+// One attempt of one job: what the daemon tracks a running job by. A job
+// id alone is not enough: an operator's suspend and resume, or an expired
+// lease, can give the same job to this daemon again while its earlier
+// attempt still runs here.
+struct AttemptKey {
+  std::int64_t id = 0;
+  int attempt = 0;
+  bool operator==(const AttemptKey&) const = default;
+  bool operator<(const AttemptKey& other) const {
+    return std::tie(id, attempt) < std::tie(other.id, other.attempt);
+  }
+};
+
+inline AttemptKey keyOf(const ClaimedJob& job) {
+  return {job.id, job.attempt};
+}
 
 // Set by the daemon when a job must stop (timeout, a lost lease, shutdown);
 // long-running handlers check it. It also carries the lease's local

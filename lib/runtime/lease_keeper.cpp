@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "core/errors.hpp"
 
 namespace jobd::runtime {
@@ -11,19 +13,42 @@ LeaseKeeper::LeaseKeeper(boost::asio::io_context& io, DatabaseThread& db, Durati
 
 void LeaseKeeper::add(const ClaimedJob& job, Duration lease_duration,
                       std::shared_ptr<CancellationToken> token) {
+  supersede(keyOf(job));
   token->setLeaseDeadline(job.claimed_at + lease_duration);
-  held_[job.id] = {job.attempt, lease_duration, std::move(token)};
+  held_[keyOf(job)] = {lease_duration, std::move(token)};
 }
 
-void LeaseKeeper::finished(std::int64_t id) {
-  auto it = held_.find(id);
+void LeaseKeeper::finished(AttemptKey key) {
+  auto it = held_.find(key);
   if (it != held_.end()) {
     it->second.finished = true;
   }
 }
 
-void LeaseKeeper::remove(std::int64_t id) {
-  held_.erase(id);
+void LeaseKeeper::remove(AttemptKey key) {
+  held_.erase(key);
+}
+
+int LeaseKeeper::supersede(AttemptKey newer) {
+  int superseded = 0;
+  auto it = held_.lower_bound({newer.id, 0});
+  while (it != held_.end() && it->first.id == newer.id && it->first.attempt < newer.attempt) {
+    if (!it->second.finished) {
+      spdlog::warn(
+          "JOB_LEASE_LOST id={} attempt={}: the database gave this job to this daemon again "
+          "(attempt {}); stopping the earlier attempt",
+          newer.id, it->first.attempt, newer.attempt);
+    }
+    loseLease(it->second);
+    it = held_.erase(it);
+    ++superseded;
+  }
+  return superseded;
+}
+
+void LeaseKeeper::loseLease(Held& held) {
+  held.token->cancel();
+  held.token->setLeaseDeadline(std::chrono::steady_clock::time_point::min());
 }
 
 void LeaseKeeper::start() {
@@ -59,31 +84,28 @@ void LeaseKeeper::renew() {
     return;
   }
   std::vector<store::HeldLease> leases;
+  std::vector<AttemptKey> keys;
   leases.reserve(held_.size());
-  for (const auto& [id, held] : held_) {
-    leases.push_back({id, held.attempt, held.lease_duration});
+  keys.reserve(held_.size());
+  for (const auto& [key, held] : held_) {
+    leases.push_back({key.id, key.attempt, held.lease_duration});
+    keys.push_back(key);
   }
   in_flight_ = true;
   auto sent = std::chrono::steady_clock::now();
-  db_.post([this, leases = std::move(leases), sent] {
+  db_.post([this, leases = std::move(leases), keys = std::move(keys), sent]() mutable {
     std::vector<std::int64_t> lost;
-    bool ok = false;
-    if (store::JobRepository* repo = db_.repository()) {
-      try {
-        lost = repo->renewLeases(leases);
-        ok = true;
-      } catch (const pqxx::broken_connection& e) {
-        db_.connectionLost(errorLine(e.what()));
-      } catch (const std::exception& e) {
-        spdlog::error("LEASE_RENEW_FAILED {}", errorLine(e.what()));
-      }
-    }
-    boost::asio::post(io_, [this, ok, sent, lost = std::move(lost)] { onRenewed(ok, sent, lost); });
+    bool ok = db_.use("LEASE_RENEW_FAILED",
+                      [&](store::JobRepository& repo) { lost = repo.renewLeases(leases); });
+    boost::asio::post(io_, [this, ok, sent, keys = std::move(keys), lost = std::move(lost)] {
+      onRenewed(ok, sent, keys, lost);
+    });
   });
 }
 
 void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
-                            const std::vector<std::int64_t>& lost) {
+                            const std::vector<AttemptKey>& sent_keys,
+                            const std::vector<std::int64_t>& lost_ids) {
   in_flight_ = false;
   if (!ok) {
     if (healthy_) {
@@ -94,27 +116,32 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
     return;
   }
   ++renewals_;
-  for (std::int64_t id : lost) {
-    auto it = held_.find(id);
-    if (it != held_.end() && it->second.finished) {
-      // Its outcome landed while the renewal was on its way (or its
-      // write will find the lease gone and say so).
-      held_.erase(it);
-    } else if (it != held_.end()) {
-      spdlog::warn(
-          "JOB_LEASE_LOST id={} attempt={}: the lease is gone (rescued, cancelled or "
-          "suspended); stopping the job",
-          id, it->second.attempt);
-      it->second.token->cancel();
-      it->second.token->setLeaseDeadline(std::chrono::steady_clock::time_point::min());
+  std::set<std::int64_t> lost(lost_ids.begin(), lost_ids.end());
+  // Only the attempts this renewal sent: one claimed since then has its own
+  // deadline, and one superseded since then is gone.
+  for (const AttemptKey& key : sent_keys) {
+    auto it = held_.find(key);
+    if (it == held_.end()) {
+      continue;
     }
-  }
-  for (auto& [id, held] : held_) {
-    if (std::find(lost.begin(), lost.end(), id) == lost.end()) {
+    Held& held = it->second;
+    if (lost.count(key.id) == 0) {
       // Measured from when the renewal was sent: the database extended the
       // lease no earlier than that.
       held.token->setLeaseDeadline(sent + held.lease_duration);
+      continue;
     }
+    // Its outcome may have landed while the renewal was on its way (or its
+    // write will find the lease gone and say so); a job still running is
+    // stopped. Either way the lease needs no more renewals.
+    if (!held.finished) {
+      spdlog::warn(
+          "JOB_LEASE_LOST id={} attempt={}: the lease is gone (rescued, cancelled or "
+          "suspended); stopping the job",
+          key.id, key.attempt);
+      loseLease(held);
+    }
+    held_.erase(it);
   }
   markHealthy();
 }

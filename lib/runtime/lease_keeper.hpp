@@ -27,8 +27,12 @@ class LeaseKeeper {
   // The job has returned: its outcome is on its way to the database, and
   // its lease is renewed until remove() (an outcome that waits in a
   // backlog must not see its lease expire and the job rescued).
-  void finished(std::int64_t id);
-  void remove(std::int64_t id);
+  void finished(AttemptKey key);
+  void remove(AttemptKey key);
+  // The database gave this job to this daemon again (a later attempt):
+  // every earlier attempt held here has lost its lease. Stops renewing
+  // them and stops their jobs; returns how many there were.
+  int supersede(AttemptKey newer);
   void start();
   void stop();
   // A reload: renew at this interval from the next renewal.
@@ -40,7 +44,6 @@ class LeaseKeeper {
 
  private:
   struct Held {
-    int attempt;
     Duration lease_duration;
     std::shared_ptr<CancellationToken> token;
     bool finished = false;
@@ -50,13 +53,17 @@ class LeaseKeeper {
   void renew();
   void markHealthy();
   void onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
-                 const std::vector<std::int64_t>& lost);
+                 const std::vector<AttemptKey>& sent_keys,
+                 const std::vector<std::int64_t>& lost_ids);
+  void loseLease(Held& held);
 
   boost::asio::io_context& io_;
   DatabaseThread& db_;
   Duration interval_;
   boost::asio::steady_timer timer_;
-  std::map<std::int64_t, Held> held_;
+  // At most one attempt per job id (supersede() sees to it), so the ids a
+  // renewal returns name one entry each.
+  std::map<AttemptKey, Held> held_;
   bool in_flight_ = false;
   bool healthy_ = true;
   bool stopped_ = false;

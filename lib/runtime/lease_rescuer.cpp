@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
+#include "runtime/oops_file.hpp"
 
 namespace jobd::runtime {
 
@@ -37,23 +38,23 @@ void LeaseRescuer::schedule() {
 }
 
 void LeaseRescuer::configure(Duration interval, std::vector<store::RescuePolicy> policies,
-                             std::string oops_prefix) {
+                             std::string oops_prefix, std::string oops_dir) {
   interval_ = interval;
   policies_ = std::move(policies);
   oops_prefix_ = std::move(oops_prefix);
+  oops_dir_ = std::move(oops_dir);
 }
 
 void LeaseRescuer::runOnce() {
   // A copy for the database thread: configure() may replace them meanwhile.
-  db_.post([this, policies = policies_, oops_prefix = oops_prefix_] {
-    store::JobRepository* repo = db_.repository();
-    if (repo == nullptr) {
-      return;
-    }
-    try {
+  db_.post([this, policies = policies_, oops_prefix = oops_prefix_, oops_dir = oops_dir_] {
+    db_.use("RESCUE_FAILED", [&](store::JobRepository& repo) {
       store::RescueResult result;
       do {
-        result = repo->rescueExpired(policies, oops_prefix, hostname_, kBatch);
+        result = repo.rescueExpired(policies, oops_prefix, hostname_, rng_, kBatch);
+        for (const OopsReport& oops : result.oopses) {
+          fileOops(oops_dir, oops);
+        }
         if (result.requeued + result.failed > 0) {
           rescued_ += static_cast<std::uint64_t>(result.requeued) +
                       static_cast<std::uint64_t>(result.failed);
@@ -61,11 +62,7 @@ void LeaseRescuer::runOnce() {
                        result.failed);
         }
       } while (result.requeued + result.failed == kBatch);
-    } catch (const pqxx::broken_connection& e) {
-      db_.connectionLost(errorLine(e.what()));
-    } catch (const std::exception& e) {
-      spdlog::error("RESCUE_FAILED {}", errorLine(e.what()));
-    }
+    });
   });
 }
 

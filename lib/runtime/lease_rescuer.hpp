@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <random>
 #include <vector>
 
 #include "runtime/asio.hpp"
@@ -22,7 +23,7 @@ class LeaseRescuer {
   void stop();
   // A reload: applied from the next pass. On the io thread.
   void configure(Duration interval, std::vector<store::RescuePolicy> policies,
-                 std::string oops_prefix);
+                 std::string oops_prefix, std::string oops_dir);
   // Runs one rescue pass on the database thread; for tests and the timer.
   void runOnce();
   std::uint64_t rescued() const { return rescued_.load(); }
@@ -34,7 +35,9 @@ class LeaseRescuer {
   Duration interval_;
   std::vector<store::RescuePolicy> policies_;
   std::string oops_prefix_;
+  std::string oops_dir_;  // where each rescue's LeaseExpired OOPS is filed too
   std::string hostname_;
+  std::mt19937_64 rng_{std::random_device{}()};  // database thread only
   boost::asio::steady_timer timer_;
   bool stopped_ = false;
   std::atomic<std::uint64_t> rescued_{0};

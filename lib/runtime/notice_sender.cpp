@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "mail/mailer.hpp"
+#include "runtime/oops_file.hpp"
 
 namespace jobd::runtime {
 
@@ -104,29 +105,24 @@ void NoticeSender::deliver(const Notice& notice, const std::vector<std::string>&
   }
   std::string why =
       (sent.smtp_code != 0 ? "SMTP " + std::to_string(sent.smtp_code) + ": " : "") + sent.error;
-  store::OopsRecord oops;
-  oops.id = store::newOopsId(rng_);
-  oops.reporter = notice.config->daemon().oops_prefix + "-" + o.job.section;
+  OopsReport oops;
+  oops.id = newOopsId(rng_);
+  oops.reporter = oopsReporter(notice.config->daemon().oops_prefix, o.job.section);
   oops.job_id = o.job.id;
   oops.job_type = o.job.job_type;
   oops.attempt = o.job.attempt;
   oops.type = "NoticeError";
   oops.value = "could not send the " + std::string(notice.oops_id ? "OOPS" : "user error") +
                " notice: " + why;
-  oops.vars_json = nlohmann::json{{"job_id", std::to_string(o.job.id)},
-                                  {"job_type", o.job.job_type},
-                                  {"notice_for", notice.oops_id.value_or("user error")}}
-                       .dump();
+  oops.vars["notice_for"] = notice.oops_id.value_or("user error");
   oops.hostname = hostname_;
   spdlog::error("NOTICE_FAILED job={} {}: {}", o.job.id, oops.id, why);
-  db_.post([this, oops] {
-    try {
-      if (store::JobRepository* repo = db_.repository()) {
-        repo->insertOops(oops);
-      }
-    } catch (const std::exception& e) {
-      spdlog::error("NOTICE_OOPS_FAILED {}: {}", oops.id, e.what());
+  db_.post([this, oops, oops_dir = notice.config->daemon().oops_dir] {
+    if (!db_.use("NOTICE_OOPS_FAILED",
+                 [&](store::JobRepository& repo) { repo.insertOops(oops); })) {
+      spdlog::error("NOTICE_OOPS_FAILED {}: not in jobd.oops", oops.id);
     }
+    fileOops(oops_dir, oops);
   });
 }
 

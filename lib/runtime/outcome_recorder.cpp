@@ -5,26 +5,13 @@
 #include "core/errors.hpp"
 
 #include <algorithm>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "core/retry_policy.hpp"
 #include "core/text.hpp"
+#include "runtime/oops_file.hpp"
 
 namespace jobd::runtime {
 namespace {
-
-// The current UTC time in strftime's format (OOPS dates are UTC, SPEC §7).
-std::string utcNow(const char* format) {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, format, &tm);
-  return buffer;
-}
 
 std::string typeAndMessage(const JobOutcome& o) {
   return o.error_type + ": " + o.message;
@@ -194,12 +181,12 @@ void OutcomeRecorder::settled(const std::vector<Item>& items) {
   if (!on_settled_) {
     return;
   }
-  std::vector<std::int64_t> ids;
-  ids.reserve(items.size());
+  std::vector<AttemptKey> keys;
+  keys.reserve(items.size());
   for (const Item& item : items) {
-    ids.push_back(item.outcome.job.id);
+    keys.push_back(keyOf(item.outcome.job));
   }
-  on_settled_(std::move(ids));
+  on_settled_(std::move(keys));
 }
 
 store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
@@ -213,17 +200,26 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
   w.outcome = &o;
   w.log = typeAndMessage(o);
   auto oops = [&] {
-    w.status = 3;
+    w.status = JobStatus::kFailed;
     w.attempt_outcome = "failed";
-    w.oops_id = store::newOopsId(rng_);
-    w.oops_reporter = item.config->daemon().oops_prefix + "-" + o.job.section;
-    w.hostname = hostname_;
+    OopsReport report;
+    report.id = newOopsId(rng_);
+    report.reporter = oopsReporter(item.config->daemon().oops_prefix, o.job.section);
+    report.job_id = o.job.id;
+    report.job_type = o.job.job_type;
+    report.attempt = o.job.attempt;
+    report.type = o.error_type;
+    report.value = o.message;
+    report.traceback = o.traceback;
+    report.vars = o.oops_vars;
+    report.hostname = hostname_;
+    w.oops = std::move(report);
   };
   switch (o.kind) {
     case OutcomeKind::kRetry: {
       int max_retries = section->max_retries.value_or(o.job.max_retries);
       if (attemptsRemain(o.job.attempt, max_retries)) {
-        w.status = 0;
+        w.status = JobStatus::kWaiting;
         w.attempt_outcome = "retry";
         w.requeue_delay = retryDelay(section->retry_delay,
                                      section->retry_backoff == config::RetryBackoff::kExponential,
@@ -234,12 +230,12 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       break;
     }
     case OutcomeKind::kUserError:
-      w.status = 3;
+      w.status = JobStatus::kFailed;
       w.attempt_outcome = "user_error";
       w.log = o.message;
       break;
     case OutcomeKind::kSuspended:
-      w.status = 4;
+      w.status = JobStatus::kSuspended;
       w.attempt_outcome = "suspended";
       break;
     case OutcomeKind::kTimeout:
@@ -254,13 +250,13 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       oops();
       w.attempt_outcome = "crashed";
       if (attemptsRemain(o.job.attempt, max_retries)) {
-        w.status = 0;
+        w.status = JobStatus::kWaiting;
         w.requeue_delay = Duration(0);
       }
       break;
     }
     case OutcomeKind::kReleased:
-      w.status = 0;
+      w.status = JobStatus::kWaiting;
       w.attempt_outcome = "released";
       w.requeue_delay = o.release_delay;
       w.give_back_attempt = true;
@@ -298,19 +294,21 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
     outcome = write->attempt_outcome;
     if (o.kind == OutcomeKind::kReleased) {
       counters_.released++;
-    } else if (write->status == 0) {
+    } else if (write->status == JobStatus::kWaiting) {
       spdlog::info("Scheduling retry due to {}.", typeAndMessage(o));
       counters_.retried++;
-    } else if (write->status == 4) {
+    } else if (write->status == JobStatus::kSuspended) {
       counters_.suspended++;
     } else {
       counters_.failed++;
     }
-    if (write->oops_id) {
-      writeOopsFile(item, *write);
+    if (write->oops) {
+      fileOops(item.config->daemon().oops_dir, *write->oops);
     }
-    if (write->status == 3 && (write->oops_id || o.kind == OutcomeKind::kUserError) && on_failed_) {
-      on_failed_(o, write->oops_id, item.config);
+    if (write->status == JobStatus::kFailed && (write->oops || o.kind == OutcomeKind::kUserError) &&
+        on_failed_) {
+      on_failed_(o, write->oops ? std::optional<std::string>(write->oops->id) : std::nullopt,
+                 item.config);
     }
   } else {
     counters_.completed++;
@@ -321,44 +319,8 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}",
                o.job.id, o.job.job_type, o.job.attempt,
                std::chrono::duration_cast<std::chrono::milliseconds>(o.duration).count(), outcome,
-               write && write->oops_id ? *write->oops_id : "-",
+               write && write->oops ? write->oops->id : "-",
                o.runner_pid != 0 ? " runner_pid=" + std::to_string(o.runner_pid) : "");
-}
-
-void OutcomeRecorder::writeOopsFile(const Item& item, const store::OutcomeWrite& write) {
-  const std::string& dir = item.config->daemon().oops_dir;
-  if (dir.empty()) {
-    return;
-  }
-  const JobOutcome& o = item.outcome;
-  nlohmann::json vars = nlohmann::json::object();
-  for (const auto& [key, value] : o.oops_vars) {
-    vars[key] = value;
-  }
-  vars["job_id"] = std::to_string(o.job.id);
-  vars["job_type"] = o.job.job_type;
-  nlohmann::json report = {{"id", *write.oops_id},
-                           {"time", utcNow("%Y-%m-%dT%H:%M:%SZ")},
-                           {"reporter", write.oops_reporter},
-                           {"job_id", o.job.id},
-                           {"job_type", o.job.job_type},
-                           {"attempt", o.job.attempt},
-                           {"type", o.error_type},
-                           {"value", o.message},
-                           {"traceback", o.traceback},
-                           {"vars", vars},
-                           {"hostname", write.hostname}};
-  try {
-    std::filesystem::path folder = std::filesystem::path(dir) / utcNow("%Y-%m-%d");
-    std::filesystem::create_directories(folder);
-    std::ofstream out(folder / *write.oops_id);
-    out << report.dump(2) << "\n";
-    if (!out) {
-      throw std::runtime_error("write failed");
-    }
-  } catch (const std::exception& e) {
-    spdlog::warn("OOPS_FILE_FAILED {} in {}: {}", *write.oops_id, dir, errorLine(e.what()));
-  }
 }
 
 }  // namespace jobd::runtime

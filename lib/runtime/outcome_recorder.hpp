@@ -50,10 +50,10 @@ class OutcomeRecorder {
                                             const std::shared_ptr<const config::Config>&)>;
   void onFailed(FailedCallback callback) { on_failed_ = std::move(callback); }
 
-  // Runs on the database thread with the ids of jobs whose outcome is
+  // Runs on the database thread with the attempts whose outcome is
   // written, fenced out, or given up on: their leases need no more
   // renewals. Set before the first record().
-  void onSettled(std::function<void(std::vector<std::int64_t>)> callback) {
+  void onSettled(std::function<void(std::vector<AttemptKey>)> callback) {
     on_settled_ = std::move(callback);
   }
 
@@ -76,14 +76,13 @@ class OutcomeRecorder {
   store::OutcomeWrite resolve(const Item& item);
   void finished(const Item& item, const store::OutcomeWrite* write, bool lease_lost);
   void settled(const std::vector<Item>& items);
-  void writeOopsFile(const Item& item, const store::OutcomeWrite& write);
 
   DatabaseThread& db_;
   Metrics& metrics_;
   std::string hostname_;
   std::function<void()> on_target_released_;
   FailedCallback on_failed_;
-  std::function<void(std::vector<std::int64_t>)> on_settled_;
+  std::function<void(std::vector<AttemptKey>)> on_settled_;
   boost::asio::steady_timer retry_timer_;
   std::vector<Item> queue_;                  // database thread only
   std::vector<Metrics::Finished> finished_;  // this batch's, for the metrics

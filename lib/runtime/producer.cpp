@@ -21,7 +21,8 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
       executor_(executor),
       pool_(&pool),
       config_(std::move(config)),
-      poll_timer_(io) {
+      poll_timer_(io),
+      stuck_check_timer_(io) {
   for (ServedSection& served : sections) {
     serve(std::move(served));
   }
@@ -141,26 +142,8 @@ void Producer::claim(Section& section) {
                               section.config->lease_duration, config_->daemon().max_payload};
   db_.post([this, &section, request] {
     store::ClaimResult result;
-    bool ok = false;
-    for (int attempt = 0; attempt < 2 && !ok; ++attempt) {
-      store::JobRepository* repo = db_.repository();
-      if (repo == nullptr) {
-        break;
-      }
-      try {
-        result = repo->claim(request);
-        ok = true;
-      } catch (const pqxx::unique_violation&) {
-        // Another daemon started a job with the same target at the same
-        // instant (docs/schema.md); the next try skips it.
-        continue;
-      } catch (const pqxx::broken_connection& e) {
-        db_.connectionLost(errorLine(e.what()));
-      } catch (const std::exception& e) {
-        spdlog::error("CLAIM_FAILED section={}: {}", request.section, errorLine(e.what()));
-        break;
-      }
-    }
+    const std::string event = "CLAIM_FAILED section=" + request.section;
+    bool ok = db_.use(event, [&](store::JobRepository& repo) { result = repo.claim(request); });
     bool short_claim = ok && static_cast<int>(result.jobs.size()) < request.limit;
     boost::asio::post(
         io_, [this, &section, result = std::move(result), ok, asked = request.limit]() mutable {
@@ -170,20 +153,15 @@ void Producer::claim(Section& section) {
     // start): when the claim came up short, when is the next scheduled job
     // due? A job scheduled meanwhile is seen here or by the next claim.
     if (short_claim) {
-      try {
-        if (store::JobRepository* repo = db_.repository()) {
-          if (std::optional<double> in = repo->nextScheduledIn(request.job_type)) {
-            boost::asio::post(io_, [this, &section, seconds = *in] {
-              if (!section.retired) {
-                wakeAt(section, seconds);
-              }
-            });
+      std::optional<double> in;
+      db_.use(event,
+              [&](store::JobRepository& repo) { in = repo.nextScheduledIn(request.job_type); });
+      if (in) {
+        boost::asio::post(io_, [this, &section, seconds = *in] {
+          if (!section.retired) {
+            wakeAt(section, seconds);
           }
-        }
-      } catch (const pqxx::broken_connection& e) {
-        db_.connectionLost(errorLine(e.what()));
-      } catch (const std::exception& e) {
-        spdlog::error("CLAIM_FAILED section={}: {}", request.section, errorLine(e.what()));
+        });
       }
     }
   });
@@ -191,7 +169,14 @@ void Producer::claim(Section& section) {
 
 void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
   section.claiming = false;
-  section.more = ok && asked > 0 && static_cast<int>(result.jobs.size()) >= asked;
+  // More may be ready after a full claim, and after a short one that took
+  // a job with a target: the claim keeps one job per target after its
+  // LIMIT, so jobs of that target may have taken places that other ready
+  // jobs could fill now (the next claim skips the target, now RUNNING).
+  bool full = static_cast<int>(result.jobs.size()) >= asked;
+  bool narrowed = std::any_of(result.jobs.begin(), result.jobs.end(),
+                              [](const ClaimedJob& job) { return job.target.has_value(); });
+  section.more = ok && asked > 0 && (full || narrowed);
   if (!result.jobs.empty()) {
     std::vector<double> latencies;
     latencies.reserve(result.jobs.size());
@@ -220,8 +205,7 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
       wakeAll();
     }
   }
-  if (on_exhausted_ && ready_ && !section.retired &&
-      (!ok || static_cast<int>(result.jobs.size()) < asked)) {
+  if (on_exhausted_ && ready_ && !section.retired && asked > 0 && !section.more) {
     // Cron mode: nothing more is ready now for this section.
     section.retired = true;
     bool all = std::all_of(sections_.begin(), sections_.end(),
@@ -280,7 +264,7 @@ std::map<std::string, int> Producer::runningByJobType() const {
       running[section->config->job_type];  // a served type shows 0, not nothing
     }
   }
-  for (const auto& [id, job] : jobs_) {
+  for (const auto& [key, job] : jobs_) {
     ++running[job.job.job_type];
   }
   return running;
@@ -302,16 +286,17 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   ++section.running;
   auto token = std::make_shared<CancellationToken>();
   leases_.add(job, section.config->lease_duration, token);
-  RunningJob& running = jobs_[job.id];
+  RunningJob& running = jobs_[keyOf(job)];
   running.job = job;
   running.token = token;
   running.timer = std::make_unique<boost::asio::steady_timer>(io_);
   running.timer->expires_at(job.claimed_at + section.config->timeout);
-  running.timer->async_wait([this, &section, id = job.id](const boost::system::error_code& ec) {
-    if (!ec) {
-      onTimeout(section, id);
-    }
-  });
+  running.timer->async_wait(
+      [this, &section, key = keyOf(job)](const boost::system::error_code& ec) {
+        if (!ec) {
+          onTimeout(section, key);
+        }
+      });
   if (section.served.runner) {
     section.served.runner->run(std::move(job), token, [this, &section](JobOutcome outcome) {
       onFinished(section, std::move(outcome));
@@ -331,13 +316,13 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   });
 }
 
-void Producer::onTimeout(Section& section, std::int64_t id) {
-  auto it = jobs_.find(id);
+void Producer::onTimeout(Section& section, AttemptKey key) {
+  auto it = jobs_.find(key);
   if (it == jobs_.end()) {
     return;
   }
-  spdlog::warn("JOB_TIMEOUT id={} section={}: ran past its timeout; stopping it", id,
-               section.served.name);
+  spdlog::warn("JOB_TIMEOUT id={} attempt={} section={}: ran past its timeout; stopping it", key.id,
+               key.attempt, section.served.name);
   it->second.token->timeOut();
   if (section.served.runner) {
     return;  // the child gets SIGTERM, then SIGKILL: it cannot get stuck
@@ -345,15 +330,15 @@ void Producer::onTimeout(Section& section, std::int64_t id) {
   // A thread cannot be killed: if it has not returned kill_grace from now,
   // it ignores its cancellation.
   it->second.timer->expires_after(section.config->kill_grace);
-  it->second.timer->async_wait([this, &section, id](const boost::system::error_code& ec) {
+  it->second.timer->async_wait([this, &section, key](const boost::system::error_code& ec) {
     if (!ec) {
-      onStuck(section, id);
+      onStuck(section, key);
     }
   });
 }
 
-void Producer::onStuck(Section& section, std::int64_t id) {
-  auto it = jobs_.find(id);
+void Producer::onStuck(Section& section, AttemptKey key) {
+  auto it = jobs_.find(key);
   if (it == jobs_.end() || it->second.stuck) {
     return;
   }
@@ -364,13 +349,28 @@ void Producer::onStuck(Section& section, std::int64_t id) {
   ++section.stuck;
   ++stuck_;
   spdlog::error(
-      "JOB_STUCK id={} section={}: still running {} ms after its timeout, ignoring "
+      "JOB_STUCK id={} attempt={} section={}: still running {} ms after its timeout, ignoring "
       "cancellation; its worker slot is held until it returns ({} stuck in the section)",
-      id, section.served.name, section.config->kill_grace.count(), section.stuck);
+      key.id, key.attempt, section.served.name, section.config->kill_grace.count(), section.stuck);
+  // Closing the connection frees a job blocked on one at once: judge the
+  // slots a kill_grace later, so that jobs all caught by one stalled
+  // database are not taken for jobs that ignore their cancellation.
+  stuck_check_timer_.expires_after(section.config->kill_grace);
+  stuck_check_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      checkAllStuck();
+    }
+  });
+}
+
+void Producer::checkAllStuck() {
   std::string what;
-  if (section.stuck >= section.config->concurrency) {
-    what = "every slot of section [" + section.served.name + "] is stuck";
-  } else if (stuck_ >= config_->daemon().workers) {
+  for (const auto& [name, section] : sections_) {
+    if (section->stuck > 0 && section->stuck >= section->config->concurrency) {
+      what = "every slot of section [" + name + "] is stuck";
+    }
+  }
+  if (what.empty() && stuck_ > 0 && stuck_ >= config_->daemon().workers) {
     what = "every worker thread is stuck";
   }
   if (!what.empty() && !all_stuck_reported_ && on_all_stuck_) {
@@ -381,9 +381,9 @@ void Producer::onStuck(Section& section, std::int64_t id) {
 
 void Producer::onFinished(Section& section, JobOutcome outcome) {
   --section.running;
-  leases_.finished(outcome.job.id);  // removed once the outcome is written
+  leases_.finished(keyOf(outcome.job));  // removed once the outcome is written
   bool released = false;
-  auto it = jobs_.find(outcome.job.id);
+  auto it = jobs_.find(keyOf(outcome.job));
   if (it != jobs_.end()) {
     if (it->second.in_pool) {
       --pool_running_;
@@ -433,7 +433,7 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
 
 int Producer::releaseAll() {
   int released = 0;
-  for (auto& [id, running] : jobs_) {
+  for (auto& [key, running] : jobs_) {
     if (running.released) {
       continue;
     }

@@ -116,8 +116,9 @@ class Producer {
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
   void onFinished(Section& section, JobOutcome outcome);
-  void onTimeout(Section& section, std::int64_t id);
-  void onStuck(Section& section, std::int64_t id);
+  void onTimeout(Section& section, AttemptKey key);
+  void onStuck(Section& section, AttemptKey key);
+  void checkAllStuck();
   void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();
@@ -143,7 +144,10 @@ class Producer {
     bool released = false;
     bool in_pool = false;  // a thread job, holding one of the pool's workers
   };
-  std::map<std::int64_t, RunningJob> jobs_;
+  // Keyed by attempt: an earlier attempt of a job given to this daemon
+  // again still runs here until it returns (LeaseKeeper::supersede stops
+  // it), under its own timer and in its own slot.
+  std::map<AttemptKey, RunningJob> jobs_;
   int pool_running_ = 0;
   int stuck_ = 0;
   bool all_stuck_reported_ = false;
@@ -154,6 +158,7 @@ class Producer {
   std::function<void()> on_idle_;
   std::function<void()> on_first_poll_;
   boost::asio::steady_timer poll_timer_;
+  boost::asio::steady_timer stuck_check_timer_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

@@ -5,6 +5,7 @@
 
 #include "core/text.hpp"
 #include "store/database.hpp"
+#include "store/db_error.hpp"
 #include "store/sql_params.hpp"
 
 #include <algorithm>
@@ -110,6 +111,17 @@ SELECT id, $2::integer, lease_owner, date_started, $7, $8, $9, $10 FROM updated
 RETURNING job_id
 )sql";
 
+// WAITING jobs up to a cap, for STATUS=. No index has `status = 0` alone
+// as its predicate; the two partial indexes of the claim together cover
+// every WAITING row, so each half reads only its own small index and never
+// the finished rows, however many there are.
+constexpr const char* kCountWaiting = R"sql(
+SELECT (SELECT count(*) FROM (SELECT 1 FROM jobd.job
+          WHERE status = 0 AND scheduled_start IS NULL LIMIT $1) AS u)
+     + (SELECT count(*) FROM (SELECT 1 FROM jobd.job
+          WHERE status = 0 AND scheduled_start IS NOT NULL LIMIT $1) AS s)
+)sql";
+
 constexpr const char* kInsertOops = R"sql(
 INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, traceback, vars,
                        hostname)
@@ -120,8 +132,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_leases($1, $2, $3, $4)";
 
 // The rescue: expired leases, oldest first, locked with SKIP LOCKED so that
-// daemons rescuing at the same time share the work. One OOPS id per job,
-// made in SQL so that the job, attempt and OOPS rows agree.
+// daemons rescuing at the same time share the work. Each rescued job takes
+// the next OOPS id of $7 (made by the daemon, as every OOPS id is), and the
+// rows written are returned so that the OOPS reports can be filed in
+// oops_dir as well.
 constexpr const char* kRescueExpired = R"sql(
 WITH policy AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::integer[]) AS p(job_type, section, max_retries)
@@ -134,8 +148,7 @@ WITH policy AS (
 ), decided AS MATERIALIZED (
   SELECT j.id, j.job_type, j.attempt_count, j.lease_owner, j.date_started,
          j.attempt_count <= COALESCE(p.max_retries, j.max_retries) AS again,
-         'OOPS-' || substr(md5(random()::text || j.id::text || clock_timestamp()::text), 1, 16)
-           AS oops_id,
+         ($7::text[])[row_number() OVER (ORDER BY j.id)] AS oops_id,
          $4 || '-' || COALESCE(p.section, 'rescuer') AS reporter,
          'the lease of ' || COALESCE(j.lease_owner, 'an unknown daemon') || ' on attempt ' ||
            j.attempt_count || ' expired at ' || j.lease_expires AS message
@@ -163,7 +176,7 @@ WITH policy AS (
          $5
     FROM decided
 )
-SELECT count(*) FILTER (WHERE again), count(*) FILTER (WHERE NOT again) FROM decided
+SELECT again, oops_id, reporter, id, job_type, attempt_count, message, lease_owner FROM decided
 )sql";
 
 const char* nullIfEmpty(const std::string& s) {
@@ -233,10 +246,24 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
   ClaimResult result;
   // One statement, so it commits on its own: no BEGIN and COMMIT round
   // trips around it (the claim is most of the daemon's database traffic).
-  pqxx::nontransaction txn(conn_, "job_claim_ready");
-  pqxx::result rows =
-      run(txn, kClaimReady, request.job_type, request.limit, toSqlInterval(request.lease_duration),
-          owner_, static_cast<std::int64_t>(request.max_payload));
+  // Two daemons starting jobs of one target at the same instant can meet
+  // in job_running_target_key (a unique violation) or in a deadlock; the
+  // statement changed nothing then, and the next try skips the job the
+  // other daemon took.
+  pqxx::result rows;
+  for (int tries = 1;; ++tries) {
+    try {
+      pqxx::nontransaction txn(conn_, "job_claim_ready");
+      rows = run(txn, kClaimReady, request.job_type, request.limit,
+                 toSqlInterval(request.lease_duration), owner_,
+                 static_cast<std::int64_t>(request.max_payload));
+      break;
+    } catch (const pqxx::failure& e) {
+      if (tries >= kClaimTries || !worthRetrying(classify(e))) {
+        throw;
+      }
+    }
+  }
   auto now = std::chrono::steady_clock::now();
   for (const pqxx::row& row : rows) {
     runtime::ClaimedJob job;
@@ -288,36 +315,36 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
   const runtime::JobOutcome& o = *w.outcome;
   std::string delay = toSqlInterval(w.requeue_delay.value_or(Duration(0)));
   pqxx::result written =
-      run(txn, kFinishAttempt, o.job.id, o.job.attempt, owner_, w.status, nullIfEmpty(w.log), delay,
-          w.attempt_outcome, nullIfEmpty(o.error_type), nullIfEmpty(o.message),
-          w.oops_id ? w.oops_id->c_str() : nullptr, w.give_back_attempt);
+      run(txn, kFinishAttempt, o.job.id, o.job.attempt, owner_, static_cast<int>(w.status),
+          nullIfEmpty(w.log), delay, w.attempt_outcome, nullIfEmpty(o.error_type),
+          nullIfEmpty(o.message), w.oops ? w.oops->id.c_str() : nullptr, w.give_back_attempt);
   if (written.empty()) {
     return false;
   }
-  if (w.oops_id) {
-    nlohmann::json vars = nlohmann::json::object();
-    for (const auto& [key, value] : o.oops_vars) {
-      vars[key] = value;
-    }
-    vars["job_id"] = std::to_string(o.job.id);
-    vars["job_type"] = o.job.job_type;
-    run(txn, kInsertOops, *w.oops_id, w.oops_reporter, o.job.id, o.job.job_type, o.job.attempt,
-        o.error_type, o.message, nullIfEmpty(o.traceback), vars.dump(), nullIfEmpty(w.hostname));
+  if (w.oops) {
+    insertOops(txn, *w.oops);
   }
   return true;
 }
 
-void JobRepository::insertOops(const OopsRecord& o) {
+void JobRepository::insertOops(pqxx::transaction_base& txn, const OopsReport& o) {
+  run(txn, kInsertOops, o.id, o.reporter, o.job_id, o.job_type, o.attempt, o.type, o.value,
+      nullIfEmpty(o.traceback), oopsVarsJson(o).dump(), nullIfEmpty(o.hostname));
+}
+
+void JobRepository::insertOops(const OopsReport& o) {
   pqxx::nontransaction txn(conn_, "oops_insert");
-  run(txn, kInsertOops, o.id, o.reporter, o.job_id, o.job_type, o.attempt, o.type, o.value, nullptr,
-      o.vars_json, nullIfEmpty(o.hostname));
+  insertOops(txn, o);
 }
 
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {
   pqxx::nontransaction txn(conn_, "count_waiting");
-  pqxx::row row = txn.exec_params1(
-      "SELECT count(*) FROM (SELECT 1 FROM jobd.job WHERE status = 0 LIMIT $1) AS w", cap);
-  return row[0].as<std::int64_t>();
+  pqxx::row row = txn.exec_params1(kCountWaiting, cap);
+  return std::min(row[0].as<std::int64_t>(), cap);
+}
+
+const char* JobRepository::countWaitingSql() {
+  return kCountWaiting;
 }
 
 std::map<std::string, std::int64_t> JobRepository::countReady(
@@ -363,8 +390,9 @@ std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease
 
 RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& policies,
                                           const std::string& oops_prefix,
-                                          const std::string& hostname, int limit) {
-  std::vector<std::string> types, sections, retries;
+                                          const std::string& hostname, std::mt19937_64& rng,
+                                          int limit) {
+  std::vector<std::string> types, sections, retries, oops_ids;
   for (const RescuePolicy& p : policies) {
     types.push_back(p.job_type);
     sections.push_back(p.section);
@@ -375,10 +403,30 @@ RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& polic
     retries_array += (i ? "," : "") + retries[i];
   }
   retries_array += "}";
+  for (int i = 0; i < limit; ++i) {
+    oops_ids.push_back(newOopsId(rng));
+  }
   pqxx::nontransaction txn(conn_, "job_rescue_expired");
   pqxx::result rows = run(txn, kRescueExpired, pgTextArray(types), pgTextArray(sections),
-                          retries_array, oops_prefix, hostname, limit);
-  return {rows.at(0)[0].as<int>(), rows.at(0)[1].as<int>()};
+                          retries_array, oops_prefix, hostname, limit, pgTextArray(oops_ids));
+  RescueResult result;
+  for (const pqxx::row& row : rows) {
+    ++(row[0].as<bool>() ? result.requeued : result.failed);
+    OopsReport oops;
+    oops.id = row[1].as<std::string>();
+    oops.reporter = row[2].as<std::string>();
+    oops.job_id = row[3].as<std::int64_t>();
+    oops.job_type = row[4].as<std::string>();
+    oops.attempt = row[5].as<int>();
+    oops.type = "LeaseExpired";
+    oops.value = row[6].as<std::string>();
+    if (!row[7].is_null()) {
+      oops.vars["lease_owner"] = row[7].as<std::string>();
+    }
+    oops.hostname = hostname;
+    result.oopses.push_back(std::move(oops));
+  }
+  return result;
 }
 
 const char* JobRepository::claimSql() {
@@ -388,10 +436,6 @@ const char* JobRepository::claimSql() {
 bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,
                                              const std::string& owner) {
   return txn.exec_params1(kCompleteOne, job.id, job.attempt, owner)[0].as<bool>();
-}
-
-std::string newOopsId(std::mt19937_64& rng) {
-  return "OOPS-" + hex16(rng());
 }
 
 }  // namespace jobd::store

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "core/duration.hpp"
+#include "core/job_status.hpp"
+#include "core/oops.hpp"
 #include "runtime/job_outcome.hpp"
 
 namespace jobd::store {
@@ -36,13 +38,11 @@ struct ClaimResult {
 // How a non-COMPLETED outcome is written, decided by the recorder.
 struct OutcomeWrite {
   const runtime::JobOutcome* outcome = nullptr;
-  int status = 0;                         // the job's new status
+  JobStatus status = JobStatus::kFailed;  // the job's new status
   std::string attempt_outcome;            // job_attempt.outcome
   std::optional<Duration> requeue_delay;  // set for a retry
   std::string log;                        // jobd.job.log
-  std::optional<std::string> oops_id;     // set when an OOPS is recorded
-  std::string oops_reporter;
-  std::string hostname;
+  std::optional<OopsReport> oops;         // set when an OOPS is recorded
   // A release (SPEC §8): the attempt is given back, so attempt_count
   // goes down by one and the next claim is this attempt again.
   bool give_back_attempt = false;
@@ -62,23 +62,10 @@ struct RescuePolicy {
   std::optional<int> max_retries;  // the section's override
 };
 
-// An OOPS that is not an attempt's outcome (a notice that could not be
-// sent, SPEC §5).
-struct OopsRecord {
-  std::string id;
-  std::string reporter;
-  std::int64_t job_id = 0;
-  std::string job_type;
-  int attempt = 0;
-  std::string type;
-  std::string value;
-  std::string vars_json = "{}";
-  std::string hostname;
-};
-
 struct RescueResult {
   int requeued = 0;
   int failed = 0;
+  std::vector<OopsReport> oopses;  // one per rescued job, as written
 };
 
 class JobRepository {
@@ -96,7 +83,9 @@ class JobRepository {
   // Nothing on a direct connection, whose session has them already.
   void limit(pqxx::transaction_base& txn) const;
 
-  // One statement, committed on its own.
+  // One statement, committed on its own; tried up to kClaimTries times
+  // when it meets a racing daemon (store::worthRetrying).
+  static constexpr int kClaimTries = 4;
   ClaimResult claim(const ClaimRequest& request);
   // Seconds from now to the type's next future scheduled_start, if any.
   std::optional<double> nextScheduledIn(const std::string& job_type);
@@ -111,8 +100,9 @@ class JobRepository {
   // nothing is written).
   bool writeOutcome(pqxx::work& txn, const OutcomeWrite& write);
 
-  // Records an OOPS in its own transaction.
-  void insertOops(const OopsRecord& oops);
+  // Records an OOPS that is not an attempt's outcome (a notice that could
+  // not be sent, SPEC §5) in its own transaction.
+  void insertOops(const OopsReport& oops);
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
   // Ready jobs of each type, counted up to cap per type (the metrics'
@@ -126,16 +116,20 @@ class JobRepository {
   // SPEC §6's rescue, for every job type: RUNNING jobs whose lease expired
   // go back to WAITING when attempts remain (the policy's max_retries when
   // this daemon serves the type, else the row's), else FAILED; each gets a
-  // `lease_expired` attempt row and an OOPS. At most `limit` per call.
+  // `lease_expired` attempt row and an OOPS, whose id is drawn from rng. At
+  // most `limit` per call.
   RescueResult rescueExpired(const std::vector<RescuePolicy>& policies,
                              const std::string& oops_prefix, const std::string& hostname,
-                             int limit = 500);
+                             std::mt19937_64& rng, int limit = 500);
 
   const std::string& owner() const { return owner_; }
 
   // The claim's SQL text, for the benchmark's pgbench replay of it
   // (bench/README.md). Parameters: job type, limit, lease, owner, max_payload.
   static const char* claimSql();
+  // countWaiting()'s SQL, for the test that holds it to its indexes.
+  // Parameter: the cap.
+  static const char* countWaitingSql();
 
   // Used on the job's own connection: the fenced COMPLETED mark in the
   // job's transaction. False when the lease is gone (roll back then).
@@ -143,6 +137,7 @@ class JobRepository {
                                        const std::string& owner);
 
  private:
+  void insertOops(pqxx::transaction_base& txn, const OopsReport& oops);
   template <class... Args>
   pqxx::result run(pqxx::transaction_base& txn, const char* sql, Args&&... args);
 
@@ -151,8 +146,5 @@ class JobRepository {
   bool pooled_;
   std::chrono::milliseconds deadline_;
 };
-
-// "OOPS-" and 16 random hex digits.
-std::string newOopsId(std::mt19937_64& rng);
 
 }  // namespace jobd::store

@@ -1,0 +1,39 @@
+#include "core/oops.hpp"
+
+#include "core/text.hpp"
+
+namespace jobd {
+
+std::string newOopsId(std::mt19937_64& rng) {
+  return "OOPS-" + hex16(rng());
+}
+
+std::string oopsReporter(const std::string& oops_prefix, const std::string& section) {
+  return oops_prefix + "-" + (section.empty() ? std::string("rescuer") : section);
+}
+
+nlohmann::json oopsVarsJson(const OopsReport& oops) {
+  nlohmann::json vars = nlohmann::json::object();
+  for (const auto& [key, value] : oops.vars) {
+    vars[key] = value;
+  }
+  vars["job_id"] = std::to_string(oops.job_id);
+  vars["job_type"] = oops.job_type;
+  return vars;
+}
+
+nlohmann::json oopsJson(const OopsReport& oops, const std::string& time) {
+  return {{"id", oops.id},
+          {"time", time},
+          {"reporter", oops.reporter},
+          {"job_id", oops.job_id},
+          {"job_type", oops.job_type},
+          {"attempt", oops.attempt},
+          {"type", oops.type},
+          {"value", oops.value},
+          {"traceback", oops.traceback},
+          {"vars", oopsVarsJson(oops)},
+          {"hostname", oops.hostname}};
+}
+
+}  // namespace jobd

@@ -1,0 +1,106 @@
+// JobRepository (store/job_repository.hpp) against a real PostgreSQL: the
+// statements the daemon runs all day stay on their indexes, and a claim
+// that meets a racing daemon is tried again.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "store/db_error.hpp"
+#include "store/job_repository.hpp"
+#include "test_database.hpp"
+
+namespace jobd::store {
+namespace {
+
+using testing::TestDatabase;
+
+// Defect 4 of issue 17: STATUS='s count of waiting jobs read the whole
+// table every 5 s (no index has `status = 0` alone as its predicate), and
+// grew with the finished rows. It now reads the claim's two partial
+// indexes only.
+TEST(JobRepositoryTest, CountingWaitingJobsNeverReadsTheFinishedRows) {
+  TestDatabase db;
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, status, date_finished) "
+      "SELECT 'noop', 2 + (n % 2), now() FROM generate_series(1, 200000) AS n");
+  db.scalar("SELECT jobd.enqueue('noop')");
+  db.scalar("SELECT jobd.enqueue('noop', scheduled_start => now() - interval '1 minute')");
+  db.scalar("SELECT jobd.enqueue('noop', scheduled_start => now() + interval '1 hour')");
+  db.scalar("ANALYZE jobd.job");
+
+  auto conn = db.connect();
+  std::string sql = JobRepository::countWaitingSql();
+  for (std::size_t at = sql.find("$1"); at != std::string::npos; at = sql.find("$1")) {
+    sql.replace(at, 2, "100000");
+  }
+  std::string plan;
+  {
+    pqxx::nontransaction txn(*conn);
+    for (const pqxx::row& row : txn.exec("EXPLAIN " + sql)) {
+      plan += row[0].c_str() + std::string("\n");
+    }
+  }
+  EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
+
+  JobRepository repo(*conn, "test-owner");
+  EXPECT_EQ(repo.countWaiting(100000), 3);
+  EXPECT_EQ(repo.countWaiting(2), 2);
+}
+
+// Defect 5 of issue 17: a claim that met a deadlock (two daemons taking
+// jobs of one target) failed, and its jobs waited for the next poll. The
+// statement changed nothing, so it is sent again. A trigger raises the
+// deadlock on the first try only (a sequence is not rolled back).
+TEST(JobRepositoryTest, AClaimThatMeetsADeadlockIsTriedAgain) {
+  TestDatabase db;
+  db.scalar(R"sql(
+    CREATE SEQUENCE claim_tries;
+    CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF nextval('claim_tries') = 1 THEN
+        RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01';
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER deadlock_once BEFORE UPDATE ON jobd.job
+      FOR EACH ROW WHEN (OLD.status = 0 AND NEW.status = 1) EXECUTE FUNCTION deadlock_once();
+  )sql");
+  std::string id = db.scalar("SELECT jobd.enqueue('noop', target => 'repo:1')");
+
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  ClaimResult result = repo.claim({"noop", "noop", 4});
+  ASSERT_EQ(result.jobs.size(), 1U);
+  EXPECT_EQ(std::to_string(result.jobs[0].id), id);
+  EXPECT_EQ(db.scalar("SELECT last_value FROM claim_tries"), "2");
+  EXPECT_EQ(db.scalar("SELECT status::text || lease_owner FROM jobd.job WHERE id = " + id),
+            "1test-owner");
+}
+
+// A claim that keeps failing for a reason a retry cannot help is reported
+// at once, with its class.
+TEST(JobRepositoryTest, OtherClaimErrorsAreNotRetried) {
+  TestDatabase db;
+  db.scalar(R"sql(
+    CREATE SEQUENCE claim_tries;
+    CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM nextval('claim_tries');
+      RAISE EXCEPTION 'refused' USING ERRCODE = 'P0001';
+    END $$;
+    CREATE TRIGGER refuse BEFORE UPDATE ON jobd.job FOR EACH ROW EXECUTE FUNCTION refuse();
+  )sql");
+  db.scalar("SELECT jobd.enqueue('noop')");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  try {
+    repo.claim({"noop", "noop", 4});
+    ADD_FAILURE() << "no exception";
+  } catch (const pqxx::sql_error& e) {
+    EXPECT_EQ(classify(e), DbErrorClass::kOther);
+  }
+  EXPECT_EQ(db.scalar("SELECT nextval('claim_tries')"), "2");
+}
+
+}  // namespace
+}  // namespace jobd::store
