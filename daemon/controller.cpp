@@ -148,7 +148,12 @@ int Controller::run() {
   db_ = std::make_unique<runtime::DatabaseThread>(
       conninfo_, owner_, "jobd serve",
       runtime::ConnectionSettings{runtime::Commits::kDurable, database_timeout, pooled});
-  db_->onReconnect([this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
+  db_->onReconnect([this] {
+    boost::asio::post(io_, [this] {
+      producer_->releaseOrphans();
+      producer_->wakeAll();
+    });
+  });
   db_->start();
   pools_.push_back(std::make_unique<boost::asio::thread_pool>(config_->daemon().workers));
   executor_ = std::make_unique<runtime::JobExecutor>(conninfo_, owner_, pooled);

@@ -1,6 +1,8 @@
 #include "sql_handler.hpp"
 
+#include <cctype>
 #include <cstdio>
+#include <string_view>
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
@@ -21,6 +23,81 @@ std::string rollbackState(const pqxx::transaction_rollback& e) {
   return "40000";
 }
 
+// The offset just past the end of a quoted string, identifier, dollar-quoted
+// string or comment that starts at `at`, or `at` itself when none starts
+// there. Unterminated: the end of the text.
+std::size_t skipQuotedOrComment(std::string_view sql, std::size_t at) {
+  auto endOf = [&](std::string_view close, std::size_t from) {
+    std::size_t end = sql.find(close, from);
+    return end == std::string_view::npos ? sql.size() : end + close.size();
+  };
+  char c = sql[at];
+  if (c == '\'' && at > 0 && (sql[at - 1] == 'E' || sql[at - 1] == 'e')) {
+    // E'...': a backslash escapes the next character, a quote too.
+    for (std::size_t i = at + 1; i < sql.size(); ++i) {
+      if (sql[i] == '\\') {
+        ++i;
+      } else if (sql[i] == '\'') {
+        return i + 1;
+      }
+    }
+    return sql.size();
+  }
+  if (c == '\'' || c == '"') {
+    // '' and "" inside are doubled quotes: scanning on from the closing
+    // quote finds the rest as another quoted run.
+    return endOf(std::string_view(&sql[at], 1), at + 1);
+  }
+  if (sql.compare(at, 2, "--") == 0) {
+    return endOf("\n", at + 2);
+  }
+  if (sql.compare(at, 2, "/*") == 0) {
+    return endOf("*/", at + 2);
+  }
+  if (c == '$') {
+    // $tag$ ... $tag$, where tag is empty or an identifier (not $1).
+    std::size_t close = sql.find('$', at + 1);
+    if (close != std::string_view::npos) {
+      std::string_view tag = sql.substr(at, close - at + 1);
+      bool identifier = tag.size() == 2 || !std::isdigit(static_cast<unsigned char>(tag[1]));
+      for (char t : tag.substr(1, tag.size() - 2)) {
+        identifier = identifier && (std::isalnum(static_cast<unsigned char>(t)) || t == '_');
+      }
+      if (identifier) {
+        return endOf(tag, close + 1);
+      }
+    }
+  }
+  return at;
+}
+
+}  // namespace
+
+bool hasSeveralStatements(std::string_view sql) {
+  bool ended = false;  // a `;` outside quotes and comments was seen
+  for (std::size_t at = 0; at < sql.size();) {
+    std::size_t next = skipQuotedOrComment(sql, at);
+    bool comment = sql.compare(at, 2, "--") == 0 || sql.compare(at, 2, "/*") == 0;
+    if (next != at) {
+      if (ended && !comment) {
+        return true;
+      }
+      at = next;
+      continue;
+    }
+    char c = sql[at];
+    if (c == ';') {
+      ended = true;
+    } else if (ended && !std::isspace(static_cast<unsigned char>(c))) {
+      return true;
+    }
+    ++at;
+  }
+  return false;
+}
+
+namespace {
+
 class SqlJob : public runtime::IRunnableJob {
  public:
   SqlJob(const std::string& name, const std::string& statement)
@@ -34,7 +111,10 @@ class SqlJob : public runtime::IRunnableJob {
       // statement does with it. A prepared statement lives as long as the
       // connection and survives a rollback, so it is made once.
       if (txn.exec_params("SELECT 1 FROM pg_prepared_statements WHERE name = $1", name_).empty()) {
-        txn.exec("PREPARE " + name_ + " (jsonb, bigint) AS " + statement_);
+        // Through the extended protocol, which takes one statement only:
+        // text after a `;` that check-config missed is an error, never a
+        // statement run once per connection outside the job's transaction.
+        txn.exec_params("PREPARE " + name_ + " (jsonb, bigint) AS " + statement_);
       }
       txn.exec("EXECUTE " + name_ + "(" + txn.quote(context.job.json_data.value_or("{}")) +
                "::jsonb, " + std::to_string(context.job.id) + ")");
@@ -98,6 +178,11 @@ config::HandlerDescriptor sqlDescriptor() {
         [](const std::string& value) -> std::optional<std::string> {
           if (value.find_first_not_of(" \t") == std::string::npos) {
             return "must not be empty";
+          }
+          if (hasSeveralStatements(value)) {
+            // PREPARE would run everything after the first `;` once per
+            // connection, outside the job's transaction.
+            return "must be one SQL statement: text follows a ';'";
           }
           return std::nullopt;
         }}}};

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "config/config.hpp"
 #include "config/handler_descriptor.hpp"
@@ -15,6 +16,10 @@
 namespace jobd::jobtypes {
 
 config::HandlerDescriptor sqlDescriptor();
+// Whether sql holds more than one statement: text other than white space
+// and comments after a `;` that is outside quotes, dollar quotes and
+// comments. A `;` that ends the statement is fine.
+bool hasSeveralStatements(std::string_view sql);
 std::unique_ptr<runtime::IJobSource> makeSqlSource(const config::SectionConfig& section);
 
 }  // namespace jobd::jobtypes

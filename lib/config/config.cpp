@@ -12,6 +12,11 @@
 namespace jobd::config {
 namespace {
 
+// database_timeout becomes the daemon's statement_timeout, and a job's
+// timeout + kill_grace (at most 1 h) + 5 s its idle_in_transaction timeout:
+// PostgreSQL takes at most 2^31 - 1 ms (24.8 days) for either.
+constexpr Duration kLongestPgTimeout = std::chrono::hours(24 * 20);
+
 // One documented key: its default as written in etc/jobd.conf, and how a
 // value is applied to the settings struct T (an error message, or nullopt).
 template <class T>
@@ -53,9 +58,10 @@ const Fields<DaemonSettings>& daemonFields() {
       {{"drain_timeout", "60s", "on SIGTERM, how long running jobs get to finish"},
        into<D, Duration>(&D::drain_timeout, durationAtLeast(std::chrono::milliseconds(0)))},
       {{"database_timeout", "60s",
-        "deadline of each database statement of the daemon's own; past it, plus 1s, a "
-        "connection that does not answer is closed and reopened"},
-       into<D, Duration>(&D::database_timeout, durationAtLeast(std::chrono::milliseconds(100)))},
+        "deadline of each database statement of the daemon's own (at most 20d); past it, plus "
+        "1s, a connection that does not answer is closed and reopened"},
+       into<D, Duration>(&D::database_timeout,
+                         durationBetween(std::chrono::milliseconds(100), kLongestPgTimeout))},
       {{"oops_prefix", "JOBD", "an OOPS reporter is <oops_prefix>-<section>"},
        into<D, std::string>(&D::oops_prefix, parseIdentifier)},
       {{"oops_dir", "",
@@ -107,12 +113,14 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, int>(&S::concurrency, intBetween(1, 10000))},
       {{"lease_duration", "30s", "lease taken at claim and renewed while the job runs"},
        into<S, Duration>(&S::lease_duration, durationAtLeast(std::chrono::seconds(1)))},
-      {{"timeout", "5m", "longest a job may run before it is stopped and fails"},
-       into<S, Duration>(&S::timeout, durationAtLeast(std::chrono::milliseconds(1)))},
+      {{"timeout", "5m", "longest a job may run before it is stopped and fails (at most 20d)"},
+       into<S, Duration>(&S::timeout,
+                         durationBetween(std::chrono::milliseconds(1), kLongestPgTimeout))},
       {{"kill_grace", "5s",
         "after the timeout, SIGTERM to child processes, SIGKILL this much later; a thread "
-        "still running then is reported stuck"},
-       into<S, Duration>(&S::kill_grace, durationAtLeast(std::chrono::milliseconds(0)))},
+        "still running then is reported stuck (at most 1h)"},
+       into<S, Duration>(&S::kill_grace,
+                         durationBetween(std::chrono::milliseconds(0), std::chrono::hours(1)))},
       {{"max_retries", "",
         "if set, overrides the row's max_retries; a job gets max_retries + 1 attempts"},
        into<S, std::optional<int>>(&S::max_retries, optionalIntBetween(0, 1000000))},

@@ -55,8 +55,8 @@ ValueParser<std::optional<int>> optionalIntBetween(int min, int max) {
       };
 }
 
-ValueParser<Duration> durationAtLeast(Duration min) {
-  return [min](const std::string& value, std::string& error) -> std::optional<Duration> {
+ValueParser<Duration> durationBetween(Duration min, Duration max) {
+  return [min, max](const std::string& value, std::string& error) -> std::optional<Duration> {
     std::optional<Duration> d = parseDuration(value);
     if (!d) {
       error = "expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '" + value + "'";
@@ -66,8 +66,16 @@ ValueParser<Duration> durationAtLeast(Duration min) {
       error = "must be at least " + formatDuration(min) + ", got '" + value + "'";
       return std::nullopt;
     }
+    if (*d > max) {
+      error = "must be at most " + formatDuration(max) + ", got '" + value + "'";
+      return std::nullopt;
+    }
     return d;
   };
+}
+
+ValueParser<Duration> durationAtLeast(Duration min) {
+  return durationBetween(min, Duration::max());
 }
 
 ValueParser<std::uint64_t> sizeBetween(std::uint64_t min, std::uint64_t max) {

@@ -19,6 +19,11 @@ using ValueParser = std::function<std::optional<V>(const std::string&, std::stri
 ValueParser<int> intBetween(int min, int max);
 ValueParser<std::optional<int>> optionalIntBetween(int min, int max);
 ValueParser<Duration> durationAtLeast(Duration min);
+// A duration from min to max: for keys that become PostgreSQL millisecond
+// settings (statement_timeout and idle_in_transaction_session_timeout take
+// at most 2^31 - 1 ms, about 24.8 days), where a longer one would make every
+// connection fail.
+ValueParser<Duration> durationBetween(Duration min, Duration max);
 ValueParser<std::uint64_t> sizeBetween(std::uint64_t min, std::uint64_t max);
 ValueParser<std::optional<std::uint64_t>> optionalSizeAtLeast(std::uint64_t min);
 

@@ -29,6 +29,9 @@ class LeaseKeeper {
   // backlog must not see its lease expire and the job rescued).
   void finished(AttemptKey key);
   void remove(AttemptKey key);
+  // Whether this attempt's lease is held here: running, or returned with
+  // its outcome not yet written.
+  bool holds(AttemptKey key) const { return held_.count(key) != 0; }
   // The database gave this job to this daemon again (a later attempt):
   // every earlier attempt held here has lost its lease. Stops renewing
   // them and stops their jobs; returns how many there were.

@@ -88,6 +88,39 @@ void Producer::wakeAll() {
   }
 }
 
+void Producer::releaseOrphans() {
+  db_.post([this] {
+    std::vector<ClaimedJob> held;
+    if (db_.use("ORPHAN_CHECK_FAILED",
+                [&](store::JobRepository& repo) { held = repo.heldByOwner(); })) {
+      // Behind every claim result already posted: the ledger is complete
+      // when onHeld reads it.
+      boost::asio::post(io_, [this, held = std::move(held)]() mutable { onHeld(std::move(held)); });
+    }
+  });
+}
+
+void Producer::onHeld(std::vector<ClaimedJob> held) {
+  for (ClaimedJob& job : held) {
+    // Running here, or returned with its outcome still to be written.
+    if (jobs_.count(keyOf(job)) != 0 || leases_.holds(keyOf(job))) {
+      continue;
+    }
+    auto section = by_job_type_.find(job.job_type);
+    job.section = section != by_job_type_.end() ? section->second->served.name : job.job_type;
+    spdlog::warn(
+        "JOB_ORPHAN_RELEASED id={} attempt={}: RUNNING under this daemon's lease, but no claim "
+        "reply brought it here (lost with the connection); releasing it",
+        job.id, job.attempt);
+    JobOutcome outcome;
+    outcome.kind = OutcomeKind::kReleased;
+    outcome.error_type = "Released";
+    outcome.message = "claimed by a statement whose reply was lost; the attempt is given back";
+    outcome.job = std::move(job);
+    recorder_.record(std::move(outcome), config_);
+  }
+}
+
 void Producer::startPolling() {
   schedulePoll();
 }

@@ -52,6 +52,11 @@ class Producer {
   void wakeJobType(const std::string& job_type);
   // Claim for every section now (after a (re)connect, and on the poll).
   void wakeAll();
+  // After the claims connection came back: a claim whose reply was lost
+  // may have committed, leaving jobs RUNNING under this daemon's lease
+  // that nothing here runs. Each is released (attempt given back) rather
+  // than left to expire and be rescued as a failed attempt.
+  void releaseOrphans();
   // Starts the jittered poll_interval timer.
   void startPolling();
   // No more claims; on_idle runs once no job is running.
@@ -119,6 +124,7 @@ class Producer {
   void onTimeout(Section& section, AttemptKey key);
   void onStuck(Section& section, AttemptKey key);
   void checkAllStuck();
+  void onHeld(std::vector<ClaimedJob> held);
   void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();

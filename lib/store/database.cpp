@@ -27,7 +27,9 @@ std::string redactConninfo(const std::string& conninfo) {
     if (o->val == nullptr) {
       continue;
     }
-    std::string value = std::string(o->keyword) == "password" ? "********" : o->val;
+    // libpq marks its secrets ("password", "sslpassword") with dispchar "*".
+    bool secret = o->dispchar != nullptr && o->dispchar[0] == '*';
+    std::string value = secret ? "********" : o->val;
     out += (out.empty() ? "" : " ") + std::string(o->keyword) + "=" + value;
   }
   PQconninfoFree(options);

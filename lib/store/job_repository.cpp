@@ -251,8 +251,14 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
   // statement changed nothing then, and the next try skips the job the
   // other daemon took.
   pqxx::result rows;
+  std::chrono::steady_clock::time_point sent;
   for (int tries = 1;; ++tries) {
     try {
+      // The lease runs from the server's now(), which is no earlier than
+      // this: the local lease deadline and the timeout count from the
+      // send, never from the reply, so a slow reply cannot make this
+      // daemon believe in a lease the database already let go.
+      sent = std::chrono::steady_clock::now();
       pqxx::nontransaction txn(conn_, "job_claim_ready");
       rows = run(txn, kClaimReady, request.job_type, request.limit,
                  toSqlInterval(request.lease_duration), owner_,
@@ -264,7 +270,6 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       }
     }
   }
-  auto now = std::chrono::steady_clock::now();
   for (const pqxx::row& row : rows) {
     runtime::ClaimedJob job;
     job.id = row[0].as<std::int64_t>();
@@ -281,7 +286,7 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       job.json_data = row[6].as<std::string>();
     }
     job.queue_latency = row[7].as<double>();
-    job.claimed_at = now;
+    job.claimed_at = sent;
     result.jobs.push_back(std::move(job));
   }
   return result;
@@ -368,6 +373,25 @@ std::map<std::string, std::int64_t> JobRepository::countReady(
     ready[row[0].as<std::string>()] = std::min(row[1].as<std::int64_t>(), cap);
   }
   return ready;
+}
+
+std::vector<runtime::ClaimedJob> JobRepository::heldByOwner() {
+  pqxx::nontransaction txn(conn_, "job_held_by_owner");
+  std::vector<runtime::ClaimedJob> held;
+  for (const pqxx::row& row :
+       txn.exec_params("SELECT id, attempt_count, job_type, target FROM jobd.job "
+                       "WHERE status = 1 AND lease_owner = $1",
+                       owner_)) {
+    runtime::ClaimedJob job;
+    job.id = row[0].as<std::int64_t>();
+    job.attempt = row[1].as<int>();
+    job.job_type = row[2].as<std::string>();
+    if (!row[3].is_null()) {
+      job.target = row[3].as<std::string>();
+    }
+    held.push_back(std::move(job));
+  }
+  return held;
 }
 
 std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease>& leases) {

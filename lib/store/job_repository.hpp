@@ -109,6 +109,10 @@ class JobRepository {
   // periodic estimate). Every type given is in the answer.
   std::map<std::string, std::int64_t> countReady(const std::vector<std::string>& job_types,
                                                  std::int64_t cap);
+  // The jobs RUNNING under this daemon's lease (from job_lease_idx: the
+  // RUNNING rows only), with their attempt and type.
+  std::vector<runtime::ClaimedJob> heldByOwner();
+
   // Extends every lease in one statement; returns the ids whose lease this
   // daemon no longer holds.
   std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);

@@ -5,8 +5,20 @@
 
 namespace jobd::systemd {
 
+std::string statusText(const std::string& status) {
+  // A newline would end the assignment and start another: an error message
+  // quoted in STATUS= could add lines (even READY=1). One line, bounded.
+  std::string line = status.substr(0, 1024);
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') {
+      c = ' ';
+    }
+  }
+  return line;
+}
+
 void notifyReady(const std::string& status) {
-  sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+  sd_notifyf(0, "READY=1\nSTATUS=%s", statusText(status).c_str());
 }
 
 void notifyReloading() {
@@ -22,7 +34,7 @@ void notifyStopping() {
 }
 
 void notifyStatus(const std::string& status) {
-  sd_notifyf(0, "STATUS=%s", status.c_str());
+  sd_notifyf(0, "STATUS=%s", statusText(status).c_str());
 }
 
 void notifyWatchdog() {

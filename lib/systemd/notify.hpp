@@ -8,6 +8,10 @@
 
 namespace jobd::systemd {
 
+// What STATUS= carries of a status text: one line (newlines become
+// spaces), at most 1,024 bytes.
+std::string statusText(const std::string& status);
+
 void notifyReady(const std::string& status);
 // RELOADING=1 with MONOTONIC_USEC=, as Type=notify-reload expects.
 void notifyReloading();

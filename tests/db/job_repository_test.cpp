@@ -3,6 +3,7 @@
 // that meets a racing daemon is tried again.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 #include "store/db_error.hpp"
@@ -75,6 +76,32 @@ TEST(JobRepositoryTest, AClaimThatMeetsADeadlockIsTriedAgain) {
   EXPECT_EQ(db.scalar("SELECT last_value FROM claim_tries"), "2");
   EXPECT_EQ(db.scalar("SELECT status::text || lease_owner FROM jobd.job WHERE id = " + id),
             "1test-owner");
+}
+
+// A claimed job's local clock (its lease deadline, its timeout) starts when
+// the claim was sent, not when its reply came back: a reply that took 600 ms
+// (a trigger sleeps) must not add 600 ms to the lease this daemon believes
+// it holds (issue 18, item 16).
+TEST(JobRepositoryTest, TheLocalLeaseCountsFromTheClaimsSend) {
+  TestDatabase db;
+  db.scalar(R"sql(
+    CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_sleep(0.6);
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER slow_claim BEFORE UPDATE ON jobd.job
+      FOR EACH ROW WHEN (OLD.status = 0 AND NEW.status = 1) EXECUTE FUNCTION slow_claim();
+  )sql");
+  db.scalar("SELECT jobd.enqueue('noop')");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  auto before = std::chrono::steady_clock::now();
+  ClaimResult result = repo.claim({"noop", "noop", 1});
+  auto after = std::chrono::steady_clock::now();
+  ASSERT_EQ(result.jobs.size(), 1U);
+  EXPECT_GE(after - before, std::chrono::milliseconds(600));
+  EXPECT_LE(result.jobs[0].claimed_at - before, std::chrono::milliseconds(100));
 }
 
 // A claim that keeps failing for a reason a retry cannot help is reported

@@ -224,5 +224,40 @@ concurrency: 4
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
+// Issue 18, item 16: a claim whose reply was lost with the connection may
+// have committed, leaving a job RUNNING under this daemon's lease that
+// nothing here runs; it used to wait for its lease to expire and be rescued
+// as a failed attempt (FAILED with max_retries 0). After the claims
+// connection comes back the daemon releases such a job, attempt given back.
+// The test makes one by hand: a RUNNING row under the daemon's owner name
+// with a five-minute lease, then the daemon's claims backend is terminated.
+TEST(RunningJobsTest, AJobClaimedByALostReplyIsReleasedAfterTheReconnect) {
+  TestDatabase db;
+  Daemon daemon(db, R"(
+[jobd]
+poll_interval: 1s
+[noop]
+)");
+  ASSERT_TRUE(daemon.waitReady());
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.daemon", "1", 20s), "1");
+  std::string owner = db.scalar("SELECT owner FROM jobd.daemon");
+  std::string id = db.scalar(
+      "INSERT INTO jobd.job (job_type, status, attempt_count, lease_owner, lease_expires, "
+      "date_started) VALUES ('noop', 1, 1, '" +
+      owner + "', now() + interval '5 minutes', now()) RETURNING id");
+  ASSERT_EQ(db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE application_name = 'jobd serve' AND datname = current_database()"),
+            "1");
+  EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2", 20s), "2")
+      << daemon.log();
+  EXPECT_EQ(db.scalar("SELECT attempt_count FROM jobd.job WHERE id = " + id), "1");
+  EXPECT_EQ(db.scalar("SELECT string_agg(attempt || ':' || outcome, ',') FROM jobd.job_attempt "
+                      "WHERE job_id = " +
+                      id),
+            "1:released");
+  EXPECT_THAT(daemon.log(), HasSubstr("JOB_ORPHAN_RELEASED id=" + id + " attempt=1"));
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
 }  // namespace
 }  // namespace jobd

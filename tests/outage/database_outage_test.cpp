@@ -3,8 +3,15 @@
 // keeps running, reconnects with backoff, listens again, keeps pinging the
 // watchdog and says in STATUS= that the database is down; every job ends
 // COMPLETED and none has its database work done twice.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+#include <cerrno>
+#include <cstdlib>
 
 #include <thread>
 
@@ -123,6 +130,31 @@ TEST(DatabaseOutageTest, StartWhileTheDatabaseIsDown) {
   expectEveryJobOnce(db, 20);
   testing::ProcessResult stopped_result = daemon.stop(std::chrono::seconds(20));
   EXPECT_EQ(stopped_result.exit_code, 0) << stopped_result.err;
+}
+
+// Issue 18, item 17: while a test has the cluster stopped, nothing else can
+// take its port (another cluster created meanwhile did, and the restart
+// failed). A postmaster binds with SO_REUSEADDR; so does this probe.
+TEST(DatabaseOutageTest, AStoppedClustersPortCannotBeTaken) {
+  ClusterGuard guard;
+  clusterCtl("stop");
+  const char* port = std::getenv("PGPORT");
+  ASSERT_NE(port, nullptr);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(std::atoi(port)));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  int error = errno;
+  ::close(fd);
+  EXPECT_EQ(bound, -1);
+  EXPECT_EQ(error, EADDRINUSE);
+  clusterCtl("start");
+  TestDatabase db;  // the cluster answers again on its port
+  EXPECT_EQ(db.scalar("SELECT 1"), "1");
 }
 
 }  // namespace

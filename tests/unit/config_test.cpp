@@ -104,6 +104,19 @@ TEST(ConfigTest, BadValueNamesSectionAndKey) {
               ::testing::ElementsAre(HasSubstr("[jobd] database: invalid connection string")));
 }
 
+// Durations that become PostgreSQL millisecond settings are refused past
+// what PostgreSQL takes (2^31 - 1 ms): a `timeout: 30d` made every job's
+// connection fail, releasing its job for ever (issue 18, item 16).
+TEST(ConfigTest, DurationsPostgreSqlCannotTakeAreRefused) {
+  EXPECT_THAT(problems("[noop]\ntimeout: 30d\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] timeout: must be at most 20d")));
+  EXPECT_THAT(problems("[jobd]\ndatabase_timeout: 25d\n"),
+              ::testing::ElementsAre(HasSubstr("[jobd] database_timeout: must be at most 20d")));
+  EXPECT_THAT(problems("[noop]\nkill_grace: 2h\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] kill_grace: must be at most 1h")));
+  EXPECT_TRUE(problems("[noop]\ntimeout: 20d\nkill_grace: 1h\n").empty());
+}
+
 // Typos are errors: unknown keys in every kind of section, unknown handlers.
 TEST(ConfigTest, UnknownKeysAndHandlers) {
   EXPECT_THAT(problems("[jobd]\nworkerz: 3\n"),
@@ -130,6 +143,23 @@ TEST(ConfigTest, HandlerKeys) {
               ::testing::ElementsAre(HasSubstr("[noop] command: unknown key")));
   EXPECT_THAT(problems("[q]\nhandler: sql\n"),
               ::testing::ElementsAre(HasSubstr("[q] statement: missing")));
+}
+
+// An sql `statement` is one statement: a `;` followed by more is refused,
+// since PREPARE ran the tail once per connection, outside the job's
+// transaction (issue 18, item 16). Quotes, dollar quotes and comments are
+// not split on, and a final `;` is fine.
+TEST(ConfigTest, SqlStatementIsOneStatement) {
+  EXPECT_THAT(problems("[q]\nhandler: sql\nstatement: SELECT f($1); DELETE FROM t\n"),
+              ::testing::ElementsAre(HasSubstr("[q] statement: must be one SQL statement")));
+  EXPECT_THAT(problems("[q]\nhandler: sql\nstatement: SELECT 1;;SELECT 2\n"),
+              ::testing::ElementsAre(HasSubstr("must be one SQL statement")));
+  for (const char* one :
+       {"SELECT f($1, $2);", "SELECT 'a;b', \"c;d\" FROM t; -- done; really",
+        "SELECT $$x; y$$, $tag$ ; $tag$ /* ; */", "SELECT E'it\\'s;' ;", "SELECT 'it''s; fine'"}) {
+    EXPECT_TRUE(problems(std::string("[q]\nhandler: sql\nstatement: ") + one + "\n").empty())
+        << one;
+  }
 }
 
 // Malformed lines, duplicate sections and keys are reported, all of them.
