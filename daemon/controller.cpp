@@ -46,6 +46,7 @@ Controller::Controller(std::shared_ptr<const config::Config> config,
       watchdog_timer_(io_),
       names_(sections) {
   owner_ = ownerName(hostname_);
+  started_database_timeout_ = config_->daemon().database_timeout;
   sections_ = makeServed(*config_, chosenSections(*config_, false));
 }
 
@@ -123,7 +124,11 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
     policies.push_back({section->job_type, section->name, section->max_retries});
   }
   leases_->setInterval(shortest / 3);
-  leases_db_->setTimeout(std::min<Duration>(config_->daemon().database_timeout, shortest / 3));
+  // Half the renewal interval to answer, so that a renewal that runs into
+  // its deadline is retried (LeaseKeeper) well before the next one is due.
+  // database_timeout as the daemon started with it: it is restart-only.
+  leases_db_->setTimeout(std::max<Duration>(
+      std::chrono::milliseconds(100), std::min<Duration>(started_database_timeout_, shortest / 6)));
   rescuer_->configure(config_->daemon().rescue_interval, std::move(policies),
                       config_->daemon().oops_prefix, config_->daemon().oops_dir);
 }

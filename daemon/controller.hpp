@@ -83,6 +83,7 @@ class Controller {
   std::string conninfo_;
   Mode mode_;
   std::string owner_;
+  Duration started_database_timeout_{0};  // [jobd] database_timeout is restart-only
   std::string hostname_;
 
   boost::asio::io_context io_;

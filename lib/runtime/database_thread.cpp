@@ -25,14 +25,21 @@ void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
   if (timeout.count() == timeout_ms_.exchange(timeout.count())) {
     return;
   }
-  boost::asio::post(context_, [this, timeout] {
+  // Under the watchdog like any work: the connection may be half-open.
+  post([this, timeout] {
     settings_.timeout = timeout;
     if (repository_ && !settings_.pooled) {
       try {
-        connection_->set_variable("statement_timeout", std::to_string(timeout.count()));
+        const std::string ms = std::to_string(timeout.count());
+        connection_->set_variable("statement_timeout", ms);
+        connection_->set_variable("idle_in_transaction_session_timeout", ms);
       } catch (const std::exception& e) {
         connectionLost(errorLine(e.what()));  // set again on the next connection
       }
+    } else if (repository_) {
+      // Pooled: the repository sets the deadline per transaction; a new one
+      // on the next connection carries the new value.
+      connectionLost("the deadline changed");
     }
   });
 }
@@ -182,7 +189,7 @@ store::JobRepository* DatabaseThread::repository() {
 
 void DatabaseThread::failed(std::string_view event, const std::exception& e) {
   store::DbErrorClass kind = store::classify(e);
-  if (kind == store::DbErrorClass::kConnectionLost) {
+  if (kind == store::DbErrorClass::kConnectionLost || kind == store::DbErrorClass::kCommitInDoubt) {
     connectionLost(errorLine(e.what()));
   } else {
     spdlog::error("{} error={}: {}", event, store::errorClassName(kind), errorLine(e.what()));

@@ -13,6 +13,7 @@
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
 #include "store/database.hpp"
+#include "store/db_error.hpp"
 #include "store/job_repository.hpp"
 
 namespace jobd::runtime {
@@ -136,16 +137,17 @@ std::unique_ptr<pqxx::work> JobExecutor::begin(const std::string& conninfo,
         store::limitTransaction(*txn, std::chrono::milliseconds(0), idle_limit);
       }
       return txn;
-    } catch (const pqxx::broken_connection& e) {
+    } catch (const std::exception& e) {
       forgetConnection(conninfo, cancellation);
-      if (!reused || tries > 0) {
+      // A lost connection (a broken socket, or a backend terminated: 57P01)
+      // on a cached connection is tried once more on a new one, unless the
+      // job was stopped meanwhile (its socket closed at kill_grace).
+      bool lost = store::classify(e) == store::DbErrorClass::kConnectionLost;
+      if (!lost || !reused || tries > 0 || cancellation.cancelled()) {
         throw ConnectFailed(errorLine(e.what()));
       }
       spdlog::info("JOB_CONNECTION_REOPENED the cached job connection was lost ({}); reopening",
                    errorLine(e.what()));
-    } catch (const std::exception& e) {
-      forgetConnection(conninfo, cancellation);
-      throw ConnectFailed(errorLine(e.what()));
     }
   }
 }

@@ -26,7 +26,13 @@ void LeaseKeeper::finished(AttemptKey key) {
 }
 
 void LeaseKeeper::remove(AttemptKey key) {
-  held_.erase(key);
+  // Only a returned attempt: a release gives its attempt number back, so a
+  // late remove() of a released attempt must not take the lease of the
+  // same (id, attempt) claimed again since.
+  auto it = held_.find(key);
+  if (it != held_.end() && it->second.finished) {
+    held_.erase(it);
+  }
 }
 
 int LeaseKeeper::supersede(AttemptKey newer) {
@@ -113,6 +119,17 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
                    held_.size());
     }
     healthy_ = false;
+    // Again soon, not at the next interval: the renewal that failed may have
+    // used up most of one (its deadline is half an interval).
+    if (!stopped_) {
+      timer_.expires_after(std::min<Duration>(interval_, kRetryAfterFailure));
+      timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec && !stopped_) {
+          renew();
+          schedule();
+        }
+      });
+    }
     return;
   }
   ++renewals_;

@@ -28,6 +28,8 @@ class LeaseKeeper {
   // its lease is renewed until remove() (an outcome that waits in a
   // backlog must not see its lease expire and the job rescued).
   void finished(AttemptKey key);
+  // Forgets a returned attempt whose outcome is written (or given up on);
+  // an attempt still running is kept.
   void remove(AttemptKey key);
   // Whether this attempt's lease is held here: running, or returned with
   // its outcome not yet written.
@@ -71,6 +73,7 @@ class LeaseKeeper {
   bool healthy_ = true;
   bool stopped_ = false;
   std::uint64_t renewals_ = 0;
+  static constexpr Duration kRetryAfterFailure{100};
   std::function<void()> on_recovered_;
 };
 

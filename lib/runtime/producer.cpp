@@ -298,6 +298,9 @@ std::map<std::string, int> Producer::runningByJobType() const {
     }
   }
   for (const auto& [key, job] : jobs_) {
+    if (job.superseded) {
+      continue;  // its job is counted once, under the attempt that holds it
+    }
     ++running[job.job.job_type];
   }
   return running;
@@ -317,6 +320,10 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
     return;
   }
   ++section.running;
+  for (auto it = jobs_.lower_bound({job.id, 0});
+       it != jobs_.end() && it->first.id == job.id && it->first.attempt < job.attempt; ++it) {
+    it->second.superseded = true;
+  }
   auto token = std::make_shared<CancellationToken>();
   leases_.add(job, section.config->lease_duration, token);
   RunningJob& running = jobs_[keyOf(job)];
@@ -428,6 +435,11 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
                    section.served.name);
     }
     released = it->second.released;
+    if (it->second.superseded && !outcome.committed) {
+      // Fenced out anyway; and a completion of this attempt must not share
+      // a batch with the new attempt's, whose fences match on the job id.
+      outcome.lease_lost = true;
+    }
     jobs_.erase(it);  // cancels the timer
   }
   if (outcome.operation.empty()) {

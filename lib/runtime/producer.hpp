@@ -78,8 +78,8 @@ class Producer {
   // polls claim nothing (READY=1 comes before the first job runs).
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }
   // Cron mode (`jobd run-once`): a section stops claiming once a claim
-  // finds no more ready jobs than it asked for; on_exhausted runs once
-  // when every section has.
+  // comes back short and took no job with a target (Producer::onClaimed);
+  // on_exhausted runs once when every section has.
   void runOnce(std::function<void()> on_exhausted) { on_exhausted_ = std::move(on_exhausted); }
   struct RunCounts {
     int completed = 0;
@@ -110,7 +110,7 @@ class Producer {
     int stuck = 0;
     bool claiming = false;
     bool again = false;    // woken while a claim was in flight
-    bool more = false;     // the last claim was full: more may be ready
+    bool more = false;     // the last claim was full, or narrowed: more may be ready
     bool starved = false;  // wanted to claim but the pool was full
     bool polled = false;
     std::unique_ptr<boost::asio::steady_timer> scheduled_timer;
@@ -149,6 +149,9 @@ class Producer {
     bool stuck = false;
     bool released = false;
     bool in_pool = false;  // a thread job, holding one of the pool's workers
+    // A later attempt of the same job was claimed here: this one's lease is
+    // gone, and nothing it returns is written (LeaseKeeper::supersede).
+    bool superseded = false;
   };
   // Keyed by attempt: an earlier attempt of a job given to this daemon
   // again still runs here until it returns (LeaseKeeper::supersede stops

@@ -16,18 +16,9 @@ namespace {
 
 using testing::Daemon;
 using ::testing::HasSubstr;
-using testing::ProcessResult;
-using testing::runJobd;
 using testing::TestDatabase;
 using testing::waitForValue;
 using namespace std::chrono_literals;
-
-ProcessResult operatorCommand(const TestDatabase& db, const Daemon& daemon,
-                              const std::vector<std::string>& args) {
-  std::vector<std::string> all = {"--database", db.conninfo(), "--config", daemon.configPath()};
-  all.insert(all.end(), args.begin(), args.end());
-  return runJobd(all);
-}
 
 // The first attempt sleeps 1.5 s; every later one 6 s and leaves a row in
 // work_done, which commits only with the COMPLETED mark.
@@ -42,12 +33,14 @@ BEGIN
 END $$;
 )sql";
 
-// Defect 1 of issue 17: `jobd suspend ID; jobd resume ID` within one
+// Defect 1 of issue 17: an operator's suspend and resume within one
 // renewal interval gave the job to the same daemon again while its first
 // attempt still ran. Keyed by id, the first attempt was never stopped, and
 // its end dropped the second attempt's lease, which expired: the job was
-// rescued and ran a third time. Keyed by (id, attempt), the first attempt
-// is stopped at the second claim and the second completes.
+// rescued and ran again and again. Keyed by (id, attempt), the first
+// attempt is stopped at the second claim and the second completes. The
+// test writes what `jobd suspend` and `jobd resume` write, in one
+// transaction, so that no renewal can come between them.
 TEST(RunningJobsTest, SuspendAndResumeWhileRunningStopsTheEarlierAttempt) {
   TestDatabase db;
   db.scalar(kAttemptWork);
@@ -68,10 +61,17 @@ statement: SELECT attempt_work($2)
                          "AND application_name = 'jobd job'",
                          "1", 20s),
             "1");
-  ProcessResult suspended = operatorCommand(db, daemon, {"suspend", id});
-  ASSERT_EQ(suspended.exit_code, 0) << suspended.err;
-  ProcessResult resumed = operatorCommand(db, daemon, {"resume", id});
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  db.scalar(
+      "INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, error_type, "
+      "error_message) SELECT id, attempt_count, lease_owner, date_started, 'suspended', "
+      "'Suspended', 'suspended by operator' FROM jobd.job WHERE id = " +
+      id +
+      ";"
+      "UPDATE jobd.job SET status = 4, lease_expires = NULL WHERE id = " +
+      id +
+      ";"
+      "UPDATE jobd.job SET status = 0, lease_expires = NULL WHERE id = " +
+      id);
 
   EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2", 30s), "2")
       << daemon.log();
@@ -81,13 +81,15 @@ statement: SELECT attempt_work($2)
                       id),
             "1:suspended");
   EXPECT_EQ(db.scalar("SELECT string_agg(attempt::text, ',') FROM work_done"), "2");
-  EXPECT_THAT(daemon.log(), HasSubstr("JOB_LEASE_LOST id=" + id + " attempt=1"));
+  EXPECT_THAT(daemon.log(), HasSubstr("JOB_LEASE_LOST id=" + id +
+                                      " attempt=1: the database gave this job to this daemon "
+                                      "again (attempt 2); stopping the earlier attempt"));
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
 // Defect 2 of issue 17: renewals waited on the database thread behind
-// other work (here a heartbeat blocked on a lock for 8 s, longer than the
-// 3 s lease), so leases expired under running jobs. Renewals now have a
+// other work (here a heartbeat blocked on a lock for at least 8 s, longer
+// than the 6 s lease), so leases expired under running jobs. Renewals now have a
 // connection of their own: the lease never runs out while the job runs.
 TEST(RunningJobsTest, ALeaseIsRenewedWhileOtherDatabaseWorkIsBlocked) {
   TestDatabase db;
@@ -96,19 +98,20 @@ TEST(RunningJobsTest, ALeaseIsRenewedWhileOtherDatabaseWorkIsBlocked) {
 poll_interval: 1s
 rescue_interval: 1s
 [sleep]
-lease_duration: 3s
+lease_duration: 6s
 )");
   ASSERT_TRUE(daemon.waitReady());
-  std::string id = db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 14000}')");
+  std::string id = db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 17000}')");
   ASSERT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "1", 20s), "1");
 
-  // The heartbeat (every 5 s) writes jobd.daemon: hold that table for 10 s,
-  // so that the daemon's main database thread waits on it for at least 5.
+  // The heartbeat (every 5 s) writes jobd.daemon: hold that table for 13 s,
+  // so that the daemon's main database thread waits on it for at least 8,
+  // longer than the 6 s lease.
   auto blocker = db.connect();
   pqxx::work lock(*blocker);
   lock.exec("LOCK TABLE jobd.daemon IN ACCESS EXCLUSIVE MODE");
   auto conn = db.connect();
-  auto until = std::chrono::steady_clock::now() + 10s;
+  auto until = std::chrono::steady_clock::now() + 13s;
   int samples = 0;
   int expired = 0;
   while (std::chrono::steady_clock::now() < until) {

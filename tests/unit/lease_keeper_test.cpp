@@ -44,6 +44,7 @@ TEST(LeaseKeeperTest, ClaimsResumeWhenNoLeaseIsLeftAfterAFailedRenewal) {
   io.run_for(200ms);
   EXPECT_FALSE(keeper.healthy());
   EXPECT_EQ(recovered, 0);
+  keeper.finished(keyOf(job));
   keeper.remove(keyOf(job));
   EXPECT_TRUE(runUntil(io, [&] { return keeper.healthy(); }));
   EXPECT_EQ(recovered, 1);

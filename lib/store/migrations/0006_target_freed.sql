@@ -15,12 +15,12 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('jobd', w.job_type)
        FROM (SELECT DISTINCT j.job_type FROM jobd.job AS j
-              WHERE j.status = 0 AND j.target = NEW.target AND j.id <> NEW.id) AS w;
+              WHERE j.status = 0 AND j.target = OLD.target AND j.id <> OLD.id) AS w;
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER job_notify_target_freed
     AFTER UPDATE OF status ON jobd.job
-    FOR EACH ROW WHEN (OLD.status = 1 AND NEW.status <> 1 AND NEW.target IS NOT NULL)
+    FOR EACH ROW WHEN (OLD.status = 1 AND NEW.status <> 1 AND OLD.target IS NOT NULL)
     EXECUTE FUNCTION jobd.notify_target_freed();
