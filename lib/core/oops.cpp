@@ -12,6 +12,18 @@ std::string oopsReporter(const std::string& oops_prefix, const std::string& sect
   return oops_prefix + "-" + (section.empty() ? std::string("rescuer") : section);
 }
 
+OopsReport newOopsReport(std::mt19937_64& rng, const std::string& oops_prefix,
+                         const OopsSubject& subject, const std::string& hostname) {
+  OopsReport report;
+  report.id = newOopsId(rng);
+  report.reporter = oopsReporter(oops_prefix, subject.section);
+  report.job_id = subject.job_id;
+  report.job_type = subject.job_type;
+  report.attempt = subject.attempt;
+  report.hostname = hostname;
+  return report;
+}
+
 nlohmann::json oopsVarsJson(const OopsReport& oops) {
   nlohmann::json vars = nlohmann::json::object();
   for (const auto& [key, value] : oops.vars) {

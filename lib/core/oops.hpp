@@ -33,6 +33,17 @@ std::string newOopsId(std::mt19937_64& rng);
 // type this daemon does not serve.
 std::string oopsReporter(const std::string& oops_prefix, const std::string& section);
 
+// A new report on one attempt of one job, with its id, reporter, job fields
+// and host; the caller adds type, value, traceback and vars.
+struct OopsSubject {
+  std::int64_t job_id = 0;
+  std::string job_type;
+  int attempt = 0;
+  std::string section;
+};
+OopsReport newOopsReport(std::mt19937_64& rng, const std::string& oops_prefix,
+                         const OopsSubject& subject, const std::string& hostname);
+
 // The vars column: the report's vars plus job_id and job_type, always.
 nlohmann::json oopsVarsJson(const OopsReport& oops);
 

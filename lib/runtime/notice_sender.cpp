@@ -105,17 +105,13 @@ void NoticeSender::deliver(const Notice& notice, const std::vector<std::string>&
   }
   std::string why =
       (sent.smtp_code != 0 ? "SMTP " + std::to_string(sent.smtp_code) + ": " : "") + sent.error;
-  OopsReport oops;
-  oops.id = newOopsId(rng_);
-  oops.reporter = oopsReporter(notice.config->daemon().oops_prefix, o.job.section);
-  oops.job_id = o.job.id;
-  oops.job_type = o.job.job_type;
-  oops.attempt = o.job.attempt;
+  OopsReport oops =
+      newOopsReport(rng_, notice.config->daemon().oops_prefix,
+                    {o.job.id, o.job.job_type, o.job.attempt, o.job.section}, hostname_);
   oops.type = "NoticeError";
   oops.value = "could not send the " + std::string(notice.oops_id ? "OOPS" : "user error") +
                " notice: " + why;
   oops.vars["notice_for"] = notice.oops_id.value_or("user error");
-  oops.hostname = hostname_;
   spdlog::error("NOTICE_FAILED job={} {}: {}", o.job.id, oops.id, why);
   db_.post([this, oops, oops_dir = notice.config->daemon().oops_dir] {
     if (!db_.use("NOTICE_OOPS_FAILED",

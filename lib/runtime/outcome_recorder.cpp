@@ -202,17 +202,13 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
   auto oops = [&] {
     w.status = JobStatus::kFailed;
     w.attempt_outcome = "failed";
-    OopsReport report;
-    report.id = newOopsId(rng_);
-    report.reporter = oopsReporter(item.config->daemon().oops_prefix, o.job.section);
-    report.job_id = o.job.id;
-    report.job_type = o.job.job_type;
-    report.attempt = o.job.attempt;
+    OopsReport report =
+        newOopsReport(rng_, item.config->daemon().oops_prefix,
+                      {o.job.id, o.job.job_type, o.job.attempt, o.job.section}, hostname_);
     report.type = o.error_type;
     report.value = o.message;
     report.traceback = o.traceback;
     report.vars = o.oops_vars;
-    report.hostname = hostname_;
     w.oops = std::move(report);
   };
   switch (o.kind) {
