@@ -90,12 +90,12 @@ void LeaseKeeper::renew() {
     return;
   }
   std::vector<store::HeldLease> leases;
-  std::vector<AttemptKey> keys;
+  std::vector<SentLease> keys;
   leases.reserve(held_.size());
   keys.reserve(held_.size());
   for (const auto& [key, held] : held_) {
     leases.push_back({key.id, key.attempt, held.lease_duration});
-    keys.push_back(key);
+    keys.push_back({key, held.token.get()});
   }
   in_flight_ = true;
   auto sent = std::chrono::steady_clock::now();
@@ -110,7 +110,7 @@ void LeaseKeeper::renew() {
 }
 
 void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
-                            const std::vector<AttemptKey>& sent_keys,
+                            const std::vector<SentLease>& sent_keys,
                             const std::vector<std::int64_t>& lost_ids) {
   in_flight_ = false;
   if (!ok) {
@@ -135,10 +135,12 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
   ++renewals_;
   std::set<std::int64_t> lost(lost_ids.begin(), lost_ids.end());
   // Only the attempts this renewal sent: one claimed since then has its own
-  // deadline, and one superseded since then is gone.
-  for (const AttemptKey& key : sent_keys) {
+  // deadline, and one superseded since then is gone. Matched by token too:
+  // a released attempt's number can be claimed again while a renewal is on
+  // its way, and the answer about the old one is not about the new one.
+  for (const auto& [key, token] : sent_keys) {
     auto it = held_.find(key);
-    if (it == held_.end()) {
+    if (it == held_.end() || it->second.token.get() != token) {
       continue;
     }
     Held& held = it->second;

@@ -57,8 +57,13 @@ class LeaseKeeper {
   void schedule();
   void renew();
   void markHealthy();
+  // One lease a renewal sent: its attempt, and the token it had then.
+  struct SentLease {
+    AttemptKey key;
+    const CancellationToken* token;
+  };
   void onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
-                 const std::vector<AttemptKey>& sent_keys,
+                 const std::vector<SentLease>& sent_keys,
                  const std::vector<std::int64_t>& lost_ids);
   void loseLease(Held& held);
 
