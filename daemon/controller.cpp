@@ -118,10 +118,12 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
   // fail before any lease runs out.
   Duration shortest = std::chrono::hours(24);
   std::vector<store::RescuePolicy> policies;
+  std::vector<runtime::Cleaner::Policy> retention;
   for (const runtime::ServedSection& one : served) {
     const config::SectionConfig* section = config_->section(one.name);
     shortest = std::min(shortest, section->lease_duration);
     policies.push_back({section->job_type, section->name, section->max_retries});
+    retention.push_back({section->job_type, section->keep_finished});
   }
   leases_->setInterval(shortest / 3);
   // Half the renewal interval to answer, so that a renewal that runs into
@@ -131,6 +133,8 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
       std::chrono::milliseconds(100), std::min<Duration>(started_database_timeout_, shortest / 6)));
   rescuer_->configure(config_->daemon().rescue_interval, std::move(policies),
                       config_->daemon().oops_prefix, config_->daemon().oops_dir);
+  cleaner_->configure(config_->daemon().clean_interval, std::move(retention),
+                      config_->daemon().keep_oops);
 }
 
 int Controller::run() {
@@ -198,6 +202,13 @@ int Controller::run() {
   rescuer_ = std::make_unique<runtime::LeaseRescuer>(io_, *db_, config_->daemon().rescue_interval,
                                                      std::vector<store::RescuePolicy>{},
                                                      config_->daemon().oops_prefix, hostname_);
+  // keep_finished's deletes on a connection of their own, idle between
+  // passes: a pass over a million rows holds back no claim or renewal.
+  cleaner_db_ = std::make_unique<runtime::DatabaseThread>(
+      conninfo_, owner_, "jobd cleaner",
+      runtime::ConnectionSettings{runtime::Commits::kAsync, database_timeout, pooled});
+  cleaner_db_->start();
+  cleaner_ = std::make_unique<runtime::Cleaner>(io_, *cleaner_db_);
   applyTimings(sections_);
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, metrics_, *leases_,
                                                   *executor_, *pools_.back(), config_, sections_);
@@ -240,6 +251,7 @@ int Controller::run() {
   notices_->stop();  // queued notices go out; a failed one is recorded as an OOPS
   outcomes_db_->stop();
   leases_db_->stop();
+  cleaner_db_->stop();
   bool database_up = db_->connected();
   db_->stop();
   if (database_up) {
@@ -372,6 +384,7 @@ void Controller::onReady() {
   producer_->startPolling();
   leases_->start();
   rescuer_->start();
+  cleaner_->start();
   heartbeat();
   spdlog::info("DAEMON_READY listening and polled; {}", statusLine());
   systemd::notifyReady(statusLine());
@@ -382,6 +395,7 @@ void Controller::beginDrain() {
   systemd::notifyStopping();
   preflight_timer_.cancel();
   rescuer_->stop();
+  cleaner_->stop();
   drain_deadline_ = std::chrono::steady_clock::now() + config_->daemon().drain_timeout;
   // Room after the drain for the releases to be written.
   finish_deadline_ = drain_deadline_ + std::chrono::seconds(3);
@@ -427,6 +441,7 @@ void Controller::stopLoop() {
   }
   leases_->stop();
   rescuer_->stop();
+  cleaner_->stop();
   summary_timer_.cancel();
   status_timer_.cancel();
   watchdog_timer_.cancel();
@@ -589,6 +604,8 @@ runtime::Metrics::Gauges Controller::gauges() const {
   g.outcomes_pending = recorder_->pending();
   g.lease_renewals = leases_->renewals();
   g.rescued = rescuer_->rescued();
+  g.pruned_jobs = cleaner_->prunedJobs();
+  g.pruned_oopses = cleaner_->prunedOopses();
   g.database_up = db_->connected();
   g.listener_up = notifier_->listening();
   g.draining = draining_;

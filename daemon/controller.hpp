@@ -18,6 +18,7 @@
 #include "http/http_server.hpp"
 #include "http/routes.hpp"
 #include "runtime/asio.hpp"
+#include "runtime/cleaner.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
@@ -106,11 +107,13 @@ class Controller {
   std::unique_ptr<runtime::DatabaseThread> db_;
   std::unique_ptr<runtime::DatabaseThread> outcomes_db_;
   std::unique_ptr<runtime::DatabaseThread> leases_db_;
+  std::unique_ptr<runtime::DatabaseThread> cleaner_db_;
   std::unique_ptr<runtime::JobExecutor> executor_;
   std::unique_ptr<runtime::OutcomeRecorder> recorder_;
   std::unique_ptr<runtime::NoticeSender> notices_;
   std::unique_ptr<runtime::LeaseKeeper> leases_;
   std::unique_ptr<runtime::LeaseRescuer> rescuer_;
+  std::unique_ptr<runtime::Cleaner> cleaner_;
   std::unique_ptr<runtime::Producer> producer_;
   std::unique_ptr<runtime::Notifier> notifier_;
   runtime::Metrics metrics_;

@@ -27,6 +27,8 @@ struct DaemonSettings {
   int workers = 8;
   Duration poll_interval = std::chrono::seconds(5);
   Duration rescue_interval = std::chrono::seconds(15);
+  Duration clean_interval = std::chrono::minutes(1);
+  Duration keep_oops = std::chrono::hours(24 * 30);
   Duration drain_timeout = std::chrono::seconds(60);
   Duration database_timeout = std::chrono::seconds(60);
   std::string oops_prefix = "JOBD";

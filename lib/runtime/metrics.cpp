@@ -123,6 +123,11 @@ std::string Metrics::render(const Gauges& gauges) const {
   w.family("jobd_jobs_rescued_total", "counter",
            "RUNNING jobs with expired leases this daemon rescued.");
   w.sample("jobd_jobs_rescued_total", "", gauges.rescued);
+  w.family("jobd_rows_pruned_total", "counter",
+           "Rows this daemon's cleaner deleted: finished jobs past keep_finished (their "
+           "attempt rows go with them) and OOPS rows past keep_oops.");
+  w.sample("jobd_rows_pruned_total", "table=\"job\"", gauges.pruned_jobs);
+  w.sample("jobd_rows_pruned_total", "table=\"oops\"", gauges.pruned_oopses);
 
   w.family("jobd_jobs_running", "gauge", "Jobs running in this daemon.");
   for (const auto& [type, n] : gauges.running) {

@@ -48,6 +48,8 @@ class Metrics {
     std::size_t outcomes_pending = 0;
     std::uint64_t lease_renewals = 0;
     std::uint64_t rescued = 0;
+    std::uint64_t pruned_jobs = 0;
+    std::uint64_t pruned_oopses = 0;
     bool database_up = false;
     bool listener_up = false;
     bool draining = false;
