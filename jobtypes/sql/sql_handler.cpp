@@ -6,22 +6,10 @@
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
+#include "store/db_error.hpp"
 
 namespace jobd::jobtypes {
 namespace {
-
-std::string rollbackState(const pqxx::transaction_rollback& e) {
-  if (dynamic_cast<const pqxx::serialization_failure*>(&e) != nullptr) {
-    return "40001";
-  }
-  if (dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr) {
-    return "40P01";
-  }
-  if (dynamic_cast<const pqxx::statement_completion_unknown*>(&e) != nullptr) {
-    return "40003";
-  }
-  return "40000";
-}
 
 // The offset just past the end of a quoted string, identifier, dollar-quoted
 // string or comment that starts at `at`, or `at` itself when none starts
@@ -120,24 +108,13 @@ class SqlJob : public runtime::IRunnableJob {
                "::jsonb, " + std::to_string(context.job.id) + ")");
     } catch (const pqxx::broken_connection&) {
       throw;
-    } catch (const pqxx::transaction_rollback& e) {
-      // libpqxx 6.4 reports SQLSTATE class 40 with its own types, outside
-      // sql_error and without the code.
-      throw RetryError(errorLine(e.what()), "SqlState" + rollbackState(e));
-    } catch (const pqxx::sql_error& e) {
-      const std::string& state = e.sqlstate();
-      std::string message = errorLine(e.what());
-      std::string type = "SqlState" + state;
-      if (state.rfind("40", 0) == 0 || state == "JR000") {
-        throw RetryError(message, type);
+    } catch (const pqxx::failure& e) {
+      // An error at COMMIT is sorted the same way, by the JobExecutor.
+      std::string state = store::sqlStateOf(e);
+      if (state.empty()) {
+        throw;
       }
-      if (state == "JU000") {
-        throw UserError(message, type);
-      }
-      if (state == "JS000") {
-        throw SuspendJob(message, type);
-      }
-      throw OopsError(type, message);
+      throwForSqlState(state, errorLine(e.what()));
     }
   }
 

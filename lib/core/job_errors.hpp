@@ -67,4 +67,23 @@ class CrashError : public OopsError {
       : OopsError(std::move(type_name), message, std::move(traceback)) {}
 };
 
+// SPEC §5's outcome of database work that failed with `sqlstate`, the
+// same whether a statement raised it or COMMIT did (a deferred trigger, a
+// serialization failure under SERIALIZABLE): class 40 and JR000 retry,
+// JU000 is a user error, JS000 suspends, anything else is an OOPS of type
+// SqlState<code>.
+[[noreturn]] inline void throwForSqlState(const std::string& sqlstate, const std::string& message) {
+  std::string type = "SqlState" + sqlstate;
+  if (sqlstate.rfind("40", 0) == 0 || sqlstate == "JR000") {
+    throw RetryError(message, type);
+  }
+  if (sqlstate == "JU000") {
+    throw UserError(message, type);
+  }
+  if (sqlstate == "JS000") {
+    throw SuspendJob(message, type);
+  }
+  throw OopsError(type, message);
+}
+
 }  // namespace jobd

@@ -185,13 +185,30 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     }
     // Past the local lease deadline another daemon may already have been
     // given the job: never commit then, even if the row still looks ours.
-    if (context.cancellation.leaseExpiredLocally() ||
-        !store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
-      // The lease is gone: roll the work back (txn's destructor aborts).
-      outcome.lease_lost = true;
-      return;
+    try {
+      if (context.cancellation.leaseExpiredLocally() ||
+          !store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
+        // The lease is gone: roll the work back (txn's destructor aborts).
+        outcome.lease_lost = true;
+        return;
+      }
+      txn.commit();
+    } catch (const pqxx::in_doubt_error&) {
+      throw;
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (const pqxx::statement_completion_unknown& e) {
+      throw pqxx::in_doubt_error(e.what());
+    } catch (const pqxx::failure& e) {
+      // Raised at COMMIT (a deferred trigger, a serialization failure
+      // under SERIALIZABLE) or by the COMPLETED mark: the work is rolled
+      // back, and the SQLSTATE chooses the outcome as for a statement.
+      std::string state = store::sqlStateOf(e);
+      if (state.empty()) {
+        throw;
+      }
+      throwForSqlState(state, errorLine(e.what()));
     }
-    txn.commit();
     outcome.committed = true;
   } catch (const pqxx::in_doubt_error&) {
     // The commit's outcome is unknown: the job is COMPLETED, or still

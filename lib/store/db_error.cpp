@@ -51,6 +51,25 @@ DbErrorClass classify(const std::exception& e) {
   return DbErrorClass::kOther;
 }
 
+std::string sqlStateOf(const std::exception& e) {
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    return sql->sqlstate();
+  }
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e) == nullptr) {
+    return "";
+  }
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e) != nullptr) {
+    return "40001";
+  }
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr) {
+    return "40P01";
+  }
+  if (dynamic_cast<const pqxx::statement_completion_unknown*>(&e) != nullptr) {
+    return "40003";
+  }
+  return "40000";
+}
+
 std::string_view errorClassName(DbErrorClass c) {
   switch (c) {
     case DbErrorClass::kConnectionLost:

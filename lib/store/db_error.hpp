@@ -7,6 +7,7 @@
 #pragma once
 
 #include <exception>
+#include <string>
 #include <string_view>
 
 namespace jobd::store {
@@ -26,6 +27,11 @@ DbErrorClass classify(const std::exception& e);
 // The same, from a SQLSTATE alone.
 DbErrorClass classifySqlState(std::string_view sqlstate);
 std::string_view errorClassName(DbErrorClass c);
+
+// The SQLSTATE of a database error that carries one, class 40 included
+// (libpqxx 6 throws it as transaction_rollback, without the code: 40001,
+// 40P01, 40003 or 40000 by its type); "" for any other exception.
+std::string sqlStateOf(const std::exception& e);
 
 // Whether a statement that failed so, and that changed nothing when it
 // failed (a single statement in its own transaction), may simply be sent

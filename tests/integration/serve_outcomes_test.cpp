@@ -44,7 +44,18 @@ BEGIN
     WHEN 'oops' THEN PERFORM 1 / 0;
     ELSE NULL;
   END CASE;
+  IF data ? 'at_commit' THEN
+    INSERT INTO commit_check VALUES (data->>'at_commit', data->>'note');
+  END IF;
 END $$;
+-- A deferred trigger: it raises json_data.at_commit's SQLSTATE at COMMIT.
+CREATE TABLE commit_check (code text, note text);
+CREATE FUNCTION commit_check_raise() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'at commit: %', NEW.note USING ERRCODE = NEW.code;
+END $$;
+CREATE CONSTRAINT TRIGGER commit_check_deferred AFTER INSERT ON commit_check
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_check_raise();
 )sql";
 
 class ServeOutcomesTest : public ::testing::Test {
@@ -199,6 +210,36 @@ TEST_F(ServeOutcomesTest, SqlWorkCommitsOnlyWithCompletion) {
   EXPECT_EQ(finished(oops_id)["status"], 3);
   EXPECT_EQ(oops(oops_id)[0]["type"], "SqlState22012");
   EXPECT_EQ(db_.scalar("SELECT string_agg(note, ',' ORDER BY job_id) FROM work_log"), "keep");
+}
+
+// An error raised at COMMIT (here by a deferred trigger) chooses the
+// outcome by its SQLSTATE exactly as a statement's error does; the work is
+// rolled back each time. Before issue 18 each was a FAILED job with an OOPS.
+TEST_F(ServeOutcomesTest, ErrorsAtCommitAreSortedLikeTheStatements) {
+  std::string user = enqueue("work", R"({"note": "u", "at_commit": "JU000"})");
+  std::string retry = enqueue("work", R"({"note": "r", "at_commit": "JR000"})", 3);
+  std::string serial = enqueue("work", R"({"note": "s", "at_commit": "40001"})", 3);
+  std::string suspend = enqueue("work", R"({"note": "p", "at_commit": "JS000"})");
+  std::string other = enqueue("work", R"({"note": "o", "at_commit": "23514"})");
+  nlohmann::json u = finished(user);
+  EXPECT_EQ(u["status"], 3);
+  EXPECT_EQ(u["log"], "at commit: u");
+  EXPECT_EQ(oops(user).size(), 0u);
+  EXPECT_EQ(attempts(user)[0]["outcome"], "user_error");
+  nlohmann::json r = finished(retry);
+  EXPECT_EQ(r["status"], 0);
+  EXPECT_EQ(r["log"], "SqlStateJR000: at commit: r");
+  EXPECT_EQ(attempts(retry)[0]["outcome"], "retry");
+  nlohmann::json s = finished(serial);
+  EXPECT_EQ(s["status"], 0);
+  EXPECT_EQ(s["log"], "SqlState40001: at commit: s");
+  EXPECT_EQ(finished(suspend)["status"], 4);
+  EXPECT_EQ(attempts(suspend)[0]["outcome"], "suspended");
+  EXPECT_EQ(finished(other)["status"], 3);
+  ASSERT_EQ(oops(other).size(), 1u);
+  EXPECT_EQ(oops(other)[0]["type"], "SqlState23514");
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM work_log"), "0");
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM commit_check"), "0");
 }
 
 // An unknown job type stays WAITING, an oversized payload fails without
