@@ -58,14 +58,14 @@ class EmailJob : public runtime::IRunnableJob {
   void run(runtime::JobContext& context) override {
     context.oops_vars["message_id"] = message_.message_id;
     mail::SendResult sent = mailer_.send(message_);
-    std::string what = sent.smtp_code != 0 ? "SMTP " + std::to_string(sent.smtp_code) + ": " : "";
+    std::string what = sent.describe();
     switch (sent.kind) {
       case mail::SendResult::Kind::kSent:
         return;
       case mail::SendResult::Kind::kTemporary:
-        throw RetryError(what + sent.error, "SmtpTemporaryError");
+        throw RetryError(what, "SmtpTemporaryError");
       case mail::SendResult::Kind::kPermanent:
-        throw UserError(what + sent.error, "SmtpRejected");
+        throw UserError(what, "SmtpRejected");
     }
   }
 

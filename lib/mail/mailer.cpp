@@ -147,11 +147,65 @@ std::string Mailer::render(const MailMessage& m) {
   return out;
 }
 
+namespace {
+
+// Keeps the server's last complete reply from libcurl's protocol trace:
+// SMTP replies arrive as CURLINFO_HEADER_IN, one line per call, "NNN-"
+// for every line of a multi-line reply but the last, "NNN ".
+struct ReplyTrace {
+  std::string current;
+  std::vector<std::string> replies;  // the last few, oldest first
+};
+
+int traceReplies(CURL*, curl_infotype type, char* data, std::size_t size, void* user) {
+  if (type != CURLINFO_HEADER_IN) {
+    return 0;
+  }
+  auto* trace = static_cast<ReplyTrace*>(user);
+  std::string line(data, size);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+    line.pop_back();
+  }
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < ' ' || c == 0x7f) {
+      c = ' ';
+    }
+  }
+  bool last_line = line.size() < 4 || line[3] != '-';
+  if (trace->current.empty()) {
+    trace->current = line;
+  } else if (line.size() > 4) {
+    trace->current += ' ' + line.substr(4);  // the code is said once
+  }
+  if (last_line) {
+    constexpr std::size_t kLongest = 512;
+    constexpr std::size_t kKept = 4;  // the failing one, QUIT's, and some
+    trace->replies.push_back(trace->current.substr(0, kLongest));
+    if (trace->replies.size() > kKept) {
+      trace->replies.erase(trace->replies.begin());
+    }
+    trace->current.clear();
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string SendResult::describe() const {
+  if (!server_reply.empty()) {
+    return "SMTP " + server_reply;
+  }
+  if (smtp_code != 0) {
+    return "SMTP " + std::to_string(smtp_code) + ": " + error;
+  }
+  return error;
+}
+
 SendResult Mailer::send(const MailMessage& message) const {
   SendResult result;
   std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) {
-    return {SendResult::Kind::kTemporary, 0, "curl_easy_init failed"};
+    return {SendResult::Kind::kTemporary, 0, "", "curl_easy_init failed"};
   }
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> recipients(nullptr, curl_slist_free_all);
   for (const std::vector<std::string>* list : {&message.to, &message.cc}) {
@@ -177,12 +231,27 @@ SendResult Mailer::send(const MailMessage& message) const {
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  // The trace gives the server's own reply text, which the error buffer
+  // does not ("RCPT failed: 550").
+  ReplyTrace trace;
+  curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, traceReplies);
+  curl_easy_setopt(c, CURLOPT_DEBUGDATA, &trace);
+  curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
   CURLcode code = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.smtp_code);
   if (code == CURLE_OK) {
     return result;
   }
   result.error = error[0] != '\0' ? error : curl_easy_strerror(code);
+  // The reply that failed, not QUIT's "221 Bye" after it.
+  const std::string reply_code = std::to_string(result.smtp_code);
+  for (auto reply = trace.replies.rbegin(); result.smtp_code != 0 && reply != trace.replies.rend();
+       ++reply) {
+    if (reply->rfind(reply_code, 0) == 0) {
+      result.server_reply = *reply;
+      break;
+    }
+  }
   if (result.smtp_code >= 500 && result.smtp_code < 600) {
     result.kind = SendResult::Kind::kPermanent;
   } else {

@@ -27,7 +27,14 @@ struct SendResult {
   enum class Kind { kSent, kTemporary, kPermanent };
   Kind kind = Kind::kSent;
   long smtp_code = 0;  // the server's last reply code, 0 when none came
-  std::string error;
+  // The server's last reply as it sent it ("550 5.1.1 No such user"; the
+  // lines of a multi-line reply joined by spaces, at most 512 bytes), or
+  // "" when none came.
+  std::string server_reply;
+  std::string error;  // libcurl's words
+  // What went wrong in one line: the server's reply when one came, else
+  // libcurl's words.
+  std::string describe() const;
 };
 
 class Mailer {

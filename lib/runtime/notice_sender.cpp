@@ -103,8 +103,7 @@ void NoticeSender::deliver(const Notice& notice, const std::vector<std::string>&
                  notice.oops_id ? "oops" : "user_error", to.size());
     return;
   }
-  std::string why =
-      (sent.smtp_code != 0 ? "SMTP " + std::to_string(sent.smtp_code) + ": " : "") + sent.error;
+  std::string why = sent.describe();
   OopsReport oops =
       newOopsReport(rng_, notice.config->daemon().oops_prefix,
                     {o.job.id, o.job.job_type, o.job.attempt, o.job.section}, hostname_);
