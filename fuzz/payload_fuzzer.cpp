@@ -28,6 +28,7 @@ from_address: jobd@example.com
 command: /bin/true
 [fail]
 [merge_proposal_diff]
+repository_root: /nonexistent
 [noop]
 [person_merge]
 [sleep]

@@ -1,10 +1,16 @@
 #include "merge_proposal_diff_handler.hpp"
 
+#include <signal.h>
+
+#include <cerrno>
+#include <climits>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "core/duration.hpp"
 #include "core/errors.hpp"
+#include "core/host.hpp"
 #include "core/job_errors.hpp"
 #include "core/text.hpp"
 #include "runtime/child_process.hpp"
@@ -16,7 +22,7 @@ namespace fs = std::filesystem;
 
 struct Settings {
   std::uint64_t max_diff_size = 1024ULL * 1024;
-  std::string repository_root;  // empty: any absolute path
+  std::string repository_root;  // required by the configuration
   Duration timeout{};
   Duration kill_grace{};
 };
@@ -31,6 +37,32 @@ std::string field(const nlohmann::json& data, const char* name) {
     throw UserError(std::string("merge_proposal_diff: json_data.") + name + " is empty");
   }
   return value;
+}
+
+// git gc's own rule (builtin/gc.c, lock_repo_for_gc): gc.pid holds "<pid>
+// <host>", and locks the repository while it is younger than 12 hours and
+// names a process that runs on this host, or any process on another host
+// (which this host cannot check). Anything else is left over from a gc
+// that died, and git itself would take the lock over.
+bool gcRunning(const fs::path& pid_file) {
+  std::error_code ec;
+  auto written = fs::last_write_time(pid_file, ec);
+  if (ec || fs::file_time_type::clock::now() - written > std::chrono::hours(12)) {
+    return false;
+  }
+  std::ifstream in(pid_file);
+  std::uintmax_t pid = 0;
+  std::string host;
+  if (!(in >> pid >> host)) {
+    return false;
+  }
+  if (host != hostName()) {
+    return true;
+  }
+  if (pid == 0 || pid > static_cast<std::uintmax_t>(INT_MAX)) {
+    return false;
+  }
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
 class DiffJob : public runtime::IRunnableJob {
@@ -56,13 +88,15 @@ class DiffJob : public runtime::IRunnableJob {
                       " have no common ancestor");
     }
     std::string merge_base = checked(base, "merge-base");
-    runtime::ChildResult diff =
-        git(context,
-            {"diff", "--no-color", "--no-ext-diff", "--find-renames", merge_base, source_commit},
-            settings_.max_diff_size);
+    runtime::ChildResult diff = git(context,
+                                    {"diff", "--no-color", "--no-ext-diff", "--no-textconv",
+                                     "--find-renames", merge_base, source_commit},
+                                    settings_.max_diff_size);
     checked(diff, "diff");
-    runtime::ChildResult numstat = git(
-        context, {"diff", "--numstat", "--find-renames", "-z", merge_base, source_commit}, 1 << 26);
+    runtime::ChildResult numstat = git(context,
+                                       {"diff", "--numstat", "--no-ext-diff", "--no-textconv",
+                                        "--find-renames", "-z", merge_base, source_commit},
+                                       1 << 26);
     checked(numstat, "diff --numstat");
     Stat stat = parseNumstat(numstat.stdout_text);
 
@@ -95,36 +129,58 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
     long removed = 0;
   };
 
-  void checkRepository() const {
+  // The repository as git will be given it: under repository_root once
+  // every symbolic link is followed, so that neither `..` nor a link
+  // leads git elsewhere.
+  void checkRepository() {
     fs::path repo(repository_);
-    if (!repo.is_absolute() || repository_.find("/../") != std::string::npos) {
+    if (!repo.is_absolute()) {
       throw UserError("merge_proposal_diff: repository must be an absolute path: " + repository_);
     }
-    if (!settings_.repository_root.empty() &&
-        repository_.rfind(settings_.repository_root + "/", 0) != 0) {
+    for (const fs::path& part : repo) {
+      if (part == "." || part == "..") {
+        throw UserError("merge_proposal_diff: repository must not hold . or .. : " + repository_);
+      }
+    }
+    std::error_code ec;
+    fs::path real = fs::canonical(repo, ec);
+    if (ec || !fs::is_directory(real, ec)) {
+      throw UserError("merge_proposal_diff: no repository at " + repository_);
+    }
+    fs::path root = fs::canonical(settings_.repository_root, ec);
+    if (ec) {
+      throw RetryError("repository_root " + settings_.repository_root + ": " + ec.message(),
+                       "RepositoryRootMissing");
+    }
+    std::string under = root.string() == "/" ? "/" : root.string() + "/";
+    if (real.string().rfind(under, 0) != 0) {
       throw UserError("merge_proposal_diff: repository " + repository_ + " is outside " +
                       settings_.repository_root);
     }
-    std::error_code ec;
-    if (!fs::is_directory(repo, ec)) {
-      throw UserError("merge_proposal_diff: no repository at " + repository_);
-    }
+    real_repository_ = real.string();
     // A writer holds the repository: try again later rather than read it
     // half-written.
-    fs::path git_dir = fs::is_directory(repo / ".git", ec) ? repo / ".git" : repo;
-    for (const char* lock : {"index.lock", "gc.pid", "HEAD.lock", "packed-refs.lock"}) {
+    fs::path git_dir = fs::is_directory(real / ".git", ec) ? real / ".git" : real;
+    for (const char* lock : {"index.lock", "HEAD.lock", "packed-refs.lock"}) {
       if (fs::exists(git_dir / lock, ec)) {
         throw RetryError(
             "repository " + repository_ + " is locked: " + (git_dir / lock).string() + " exists",
             "RepositoryLocked");
       }
     }
+    if (gcRunning(git_dir / "gc.pid")) {
+      throw RetryError("repository " + repository_ + " is locked: git gc runs (" +
+                           (git_dir / "gc.pid").string() + ")",
+                       "RepositoryLocked");
+    }
   }
 
   runtime::ChildResult git(runtime::JobContext& context, std::vector<std::string> args,
                            std::size_t keep) const {
     runtime::ChildSpec spec;
-    spec.argv = {"git", "-C", repository_};
+    // The repository's own configuration must run nothing: no fsmonitor
+    // hook; the diffs below also refuse external diff drivers and textconv.
+    spec.argv = {"git", "-c", "core.fsmonitor=false", "-C", real_repository_};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
     spec.env = runtime::childEnvironment();
     spec.env.push_back("GIT_TERMINAL_PROMPT=0");
@@ -205,7 +261,8 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
 
   const Settings& settings_;
   std::int64_t proposal_;
-  std::string repository_;
+  std::string repository_;       // as json_data gives it
+  std::string real_repository_;  // what git is given: links followed
   std::string source_;
   std::string target_;
 };
@@ -251,9 +308,10 @@ config::HandlerDescriptor mergeProposalDiffDescriptor() {
               }
               return std::nullopt;
             }},
-           {"repository_root", false, "", "if set, json_data.repository must be a path under it",
+           {"repository_root", true, "",
+            "the directory every json_data.repository must be under (symbolic links followed)",
             [](const std::string& value) -> std::optional<std::string> {
-              if (!value.empty() && value[0] != '/') {
+              if (value.empty() || value[0] != '/') {
                 return "must be an absolute path";
               }
               return std::nullopt;

@@ -4,12 +4,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "core/host.hpp"
 #include "daemon.hpp"
 
 namespace jobd {
@@ -19,6 +23,7 @@ using testing::Daemon;
 using ::testing::HasSubstr;
 using testing::TestDatabase;
 using testing::waitForValue;
+using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 // main: base, then a change of its own; feature: edits, a rename, a
@@ -58,12 +63,19 @@ git checkout -q main
 class MergeProposalDiffTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    repo_ = ::testing::TempDir() + "jobd_repo_" + db_.name();
-    fs::remove_all(repo_);
+    root_ = ::testing::TempDir() + "jobd_repos_" + db_.name();
+    repo_ = root_ + "/project";
+    fs::remove_all(root_);
+    fs::create_directories(root_);
     testing::ProcessResult built = testing::runProcess({"/bin/sh", "-c", kBuild, "sh", repo_});
     ASSERT_EQ(built.exit_code, 0) << built.err;
   }
-  void TearDown() override { fs::remove_all(repo_); }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // The section, with repository_root (required) and `extra` keys.
+  std::string config(const std::string& extra = "") const {
+    return "[merge_proposal_diff]\nrepository_root: " + root_ + "\n" + extra;
+  }
 
   std::string git(const std::string& args) const {
     testing::ProcessResult r =
@@ -72,9 +84,10 @@ class MergeProposalDiffTest : public ::testing::Test {
     return r.out;
   }
 
-  std::string enqueue(int proposal, const std::string& source, const std::string& target) {
+  std::string enqueue(int proposal, const std::string& source, const std::string& target,
+                      const std::string& repository = "") {
     nlohmann::json data = {{"merge_proposal", proposal},
-                           {"repository", repo_},
+                           {"repository", repository.empty() ? repo_ : repository},
                            {"source", source},
                            {"target", target}};
     return db_.scalar("SELECT jobd.acquire('merge_proposal_diff', 'merge_proposal:" +
@@ -82,11 +95,12 @@ class MergeProposalDiffTest : public ::testing::Test {
   }
 
   TestDatabase db_;
+  std::string root_;
   std::string repo_;
 };
 
 TEST_F(MergeProposalDiffTest, StoresTheMergeBaseDiffAndDiffstat) {
-  Daemon daemon(db_, "[merge_proposal_diff]\n");
+  Daemon daemon(db_, config());
   ASSERT_TRUE(daemon.waitReady());
   std::string feature = enqueue(1, "feature", "main");
   std::string conflict = enqueue(2, "conflict", "main");
@@ -128,7 +142,7 @@ TEST_F(MergeProposalDiffTest, StoresTheMergeBaseDiffAndDiffstat) {
 }
 
 TEST_F(MergeProposalDiffTest, TruncatesLargeDiffs) {
-  Daemon daemon(db_, "[merge_proposal_diff]\nmax_diff_size: 200\n");
+  Daemon daemon(db_, config("max_diff_size: 200\n"));
   ASSERT_TRUE(daemon.waitReady());
   std::string id = enqueue(1, "feature", "main");
   ASSERT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + id, "2"), "2");
@@ -139,7 +153,7 @@ TEST_F(MergeProposalDiffTest, TruncatesLargeDiffs) {
 }
 
 TEST_F(MergeProposalDiffTest, MissingRefIsAUserErrorLockedRepositoryARetry) {
-  Daemon daemon(db_, "[merge_proposal_diff]\nmax_retries: 3\nretry_delay: 1s\n");
+  Daemon daemon(db_, config("max_retries: 3\nretry_delay: 1s\n"));
   ASSERT_TRUE(daemon.waitReady());
   std::string missing = enqueue(1, "no-such-branch", "main");
   ASSERT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + missing, "3"), "3");
@@ -158,6 +172,78 @@ TEST_F(MergeProposalDiffTest, MissingRefIsAUserErrorLockedRepositoryARetry) {
   fs::remove(repo_ + "/.git/index.lock");
   EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + locked, "2"), "2");
   EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
+// git gc's rule for gc.pid: a live gc on this host (the test's own pid
+// here) or any on another host locks the repository; a gc.pid naming a
+// process that is gone, or older than 12 hours, is left over and ignored.
+// Before issue 18 any gc.pid locked it until the retries ran out.
+TEST_F(MergeProposalDiffTest, OnlyTheGcPidOfARunningGcLocks) {
+  Daemon daemon(db_, config("max_retries: 5\nretry_delay: 1s\n"));
+  ASSERT_TRUE(daemon.waitReady());
+  const std::string pid_file = repo_ + "/.git/gc.pid";
+  std::ofstream(pid_file) << ::getpid() << " " << hostName();
+  std::string live = enqueue(1, "feature", "main");
+  ASSERT_EQ(waitForValue(db_, "SELECT count(*) FROM jobd.job_attempt WHERE job_id = " + live, "1"),
+            "1");
+  EXPECT_EQ(db_.scalar("SELECT error_type FROM jobd.job_attempt WHERE job_id = " + live),
+            "RepositoryLocked");
+
+  // A child that has exited and been reaped: its pid names no process.
+  pid_t dead = ::fork();
+  if (dead == 0) {
+    ::_exit(0);
+  }
+  ::waitpid(dead, nullptr, 0);
+  std::ofstream(pid_file) << dead << " " << hostName();
+  EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + live, "2", 20s), "2")
+      << db_.scalar("SELECT log FROM jobd.job WHERE id = " + live);
+
+  std::ofstream(pid_file) << dead << " another-host.example.com";
+  std::string remote = enqueue(2, "feature", "main");
+  ASSERT_EQ(
+      waitForValue(db_, "SELECT count(*) FROM jobd.job_attempt WHERE job_id = " + remote, "1"),
+      "1");
+  fs::last_write_time(pid_file, fs::file_time_type::clock::now() - std::chrono::hours(13));
+  EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + remote, "2", 20s), "2");
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
+// repository_root holds even against `..` and symbolic links, and a
+// repository's own configuration runs no command (textconv, external
+// diff). Before issue 18 "<root>/x/.." and a link under the root passed,
+// and git ran the textconv command.
+TEST_F(MergeProposalDiffTest, TheRepositoryStaysUnderItsRootAndItsConfigurationRunsNothing) {
+  const std::string outside = ::testing::TempDir() + "jobd_outside_" + db_.name();
+  fs::remove_all(outside);
+  fs::copy(repo_, outside, fs::copy_options::recursive);
+  fs::create_directory_symlink(outside, root_ + "/link");
+  Daemon daemon(db_, config());
+  ASSERT_TRUE(daemon.waitReady());
+  std::string dotdot = enqueue(1, "feature", "main", repo_ + "/..");
+  std::string dotdot_in = enqueue(
+      2, "feature", "main", root_ + "/../" + fs::path(root_).filename().string() + "/project");
+  std::string link = enqueue(3, "feature", "main", root_ + "/link");
+  for (const std::string& id : {dotdot, dotdot_in, link}) {
+    EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + id, "3"), "3");
+  }
+  EXPECT_THAT(db_.scalar("SELECT log FROM jobd.job WHERE id = " + dotdot), HasSubstr(". or .."));
+  EXPECT_THAT(db_.scalar("SELECT log FROM jobd.job WHERE id = " + link),
+              HasSubstr("is outside " + root_));
+
+  const std::string marker = root_ + "/textconv-ran";
+  git("config diff.evil.textconv 'touch " + marker + " && cat'");
+  git("config diff.external 'touch " + marker + "-ext'");
+  std::ofstream(repo_ + "/.gitattributes") << "*.txt diff=evil\n";
+  std::string diffed = enqueue(4, "feature", "main");
+  EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + diffed, "2"), "2")
+      << db_.scalar("SELECT log FROM jobd.job WHERE id = " + diffed);
+  EXPECT_FALSE(fs::exists(marker));
+  EXPECT_FALSE(fs::exists(marker + "-ext"));
+  EXPECT_EQ(db_.scalar("SELECT repository FROM jobd.merge_proposal_diff WHERE merge_proposal = 4"),
+            repo_);
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+  fs::remove_all(outside);
 }
 
 // A burst of pushes: 50 acquire calls for one proposal make one waiting job.

@@ -102,7 +102,7 @@ TEST(ReliabilityInputs, GeneratedMalformedPayloads) {
                 "jobd@example.com\nsmtp_url: smtp://127.0.0.1:9\n"
                 "[email]\nconcurrency: 4\nlease_duration: 2s\n"
                 "[fail]\nrunner: process\nconcurrency: 4\nlease_duration: 2s\n"
-                "[merge_proposal_diff]\nconcurrency: 4\nlease_duration: 2s\n"
+                "[merge_proposal_diff]\nconcurrency: 4\nlease_duration: 2s\nrepository_root: /tmp\n"
                 "[person_merge]\nconcurrency: 4\nlease_duration: 2s\n"
                 "[sleep]\nconcurrency: 4\nlease_duration: 2s\n");
   ASSERT_TRUE(daemon.waitReady());
