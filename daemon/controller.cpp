@@ -160,7 +160,7 @@ int Controller::run() {
   db_->onReconnect([this] {
     boost::asio::post(io_, [this] {
       producer_->releaseOrphans();
-      producer_->wakeAll();
+      producer_->retryConnectsNow();
     });
   });
   db_->start();

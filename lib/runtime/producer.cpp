@@ -72,7 +72,7 @@ void Producer::reconfigure(std::shared_ptr<const config::Config> config,
       section->served.runner->shutdown();
     }
   }
-  wakeAll();
+  retryConnectsNow();  // a reload may have fixed a dbuser
 }
 
 void Producer::wakeJobType(const std::string& job_type) {
@@ -121,6 +121,48 @@ void Producer::onHeld(std::vector<ClaimedJob> held) {
   }
 }
 
+// A job released because its own connection would not open says nothing
+// about the job: the next one would fail the same way. Rather than claim
+// and release every job of the section every few seconds, each writing an
+// attempt row, the section waits 5 s, then 10 s, doubling up to
+// kLongestConnectHold, and then tries one job. One error line says so.
+void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
+  bool failed = outcome.kind == OutcomeKind::kReleased && outcome.error_type == "ConnectFailed";
+  if (!failed) {
+    if (section.connect_failures > 0 && outcome.kind != OutcomeKind::kReleased) {
+      spdlog::info("SECTION_CONNECTED section={}: its jobs' connection opens again; claiming",
+                   section.served.name);
+      section.connect_failures = 0;
+      section.connect_hold_until = {};
+    }
+    return;
+  }
+  ++section.connect_failures;
+  Duration hold = kReleaseDelay;
+  for (int i = 1; i < section.connect_failures && hold < kLongestConnectHold; ++i) {
+    hold *= 2;
+  }
+  hold = std::min<Duration>(hold, kLongestConnectHold);
+  section.connect_hold_until =
+      std::max(section.connect_hold_until, std::chrono::steady_clock::now() + hold);
+  if (section.connect_failures == 1) {
+    spdlog::error(
+        "SECTION_CANNOT_CONNECT section={} dbuser={}: {}; its jobs stay WAITING, and one is tried "
+        "again in {} s, then less often (at most every {} s) until the connection opens, the "
+        "database comes back or a reload",
+        section.served.name, section.config->dbuser.empty() ? "-" : section.config->dbuser,
+        outcome.message, std::chrono::duration_cast<std::chrono::seconds>(hold).count(),
+        std::chrono::duration_cast<std::chrono::seconds>(kLongestConnectHold).count());
+  }
+}
+
+void Producer::retryConnectsNow() {
+  for (auto& [name, section] : sections_) {
+    section->connect_hold_until = {};
+  }
+  wakeAll();
+}
+
 void Producer::startPolling() {
   schedulePoll();
 }
@@ -163,6 +205,15 @@ void Producer::claim(Section& section) {
       section.starved = true;
     }
     limit = std::min(limit, pool_free);
+  }
+  if (section.connect_failures > 0 && ready_) {
+    // One job tries the connection; the rest wait for it.
+    auto now = std::chrono::steady_clock::now();
+    if (now < section.connect_hold_until) {
+      wakeAt(section, std::chrono::duration<double>(section.connect_hold_until - now).count());
+      return;
+    }
+    limit = section.running > 0 ? 0 : std::min(limit, 1);
   }
   if (!ready_) {
     limit = 0;  // the first poll only proves the claim works: no job runs before READY
@@ -444,6 +495,9 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
   }
   if (outcome.operation.empty()) {
     outcome.operation = section.served.source->operationDescription(outcome.job);
+  }
+  if (!released) {
+    noteConnection(section, outcome);
   }
   if (!released) {
     bool completed =

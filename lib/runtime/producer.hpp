@@ -57,6 +57,9 @@ class Producer {
   // that nothing here runs. Each is released (attempt given back) rather
   // than left to expire and be rescued as a failed attempt.
   void releaseOrphans();
+  // Sections whose jobs could not connect try again now (the database is
+  // back, or a reload may have fixed a dbuser), one job first.
+  void retryConnectsNow();
   // Starts the jittered poll_interval timer.
   void startPolling();
   // No more claims; on_idle runs once no job is running.
@@ -115,7 +118,14 @@ class Producer {
     bool polled = false;
     std::unique_ptr<boost::asio::steady_timer> scheduled_timer;
     std::chrono::steady_clock::time_point scheduled_at;
+    // The section's jobs could not open their own connection (a dbuser
+    // that cannot log in, the database away): claims wait until
+    // connect_hold_until, then take one job to try again (noteConnection).
+    int connect_failures = 0;
+    std::chrono::steady_clock::time_point connect_hold_until;
   };
+  // The longest a section waits between two tries of its connection.
+  static constexpr std::chrono::minutes kLongestConnectHold{5};
 
   void claim(Section& section);
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
@@ -125,6 +135,7 @@ class Producer {
   void onStuck(Section& section, AttemptKey key);
   void checkAllStuck();
   void onHeld(std::vector<ClaimedJob> held);
+  void noteConnection(Section& section, const JobOutcome& outcome);
   void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();

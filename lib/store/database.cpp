@@ -49,9 +49,9 @@ std::string quoted(const std::string& value) {
   return out + "'";
 }
 
-// conninfo (key=value or URI) rebuilt as key=value: its keys but `dropped`,
-// then `added` for each key it does not set itself.
-std::string rebuilt(const std::string& conninfo, const std::string& dropped,
+// conninfo (key=value or URI) rebuilt as key=value: its keys but those
+// `dropped`, then `added` for each key it does not set itself.
+std::string rebuilt(const std::string& conninfo, const std::set<std::string>& dropped,
                     const std::vector<std::pair<std::string, std::string>>& added) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
@@ -62,7 +62,7 @@ std::string rebuilt(const std::string& conninfo, const std::string& dropped,
   std::string out;
   std::set<std::string> present;
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr && o->keyword != dropped) {
+    if (o->val != nullptr && dropped.count(o->keyword) == 0) {
       out += std::string(o->keyword) + "=" + quoted(o->val) + " ";
       present.insert(o->keyword);
     }
@@ -85,7 +85,10 @@ std::string conninfoWithUser(const std::string& conninfo, const std::string& use
   if (user.empty()) {
     return conninfo;
   }
-  return rebuilt(conninfo, "user", {{"user", user}});
+  // The daemon's password is not the dbuser's. An empty one, set here,
+  // also keeps libpq from taking PGPASSWORD, so that it reads the dbuser's
+  // entry in the password file (passfile, PGPASSFILE or ~/.pgpass).
+  return rebuilt(conninfo, {"user", "password"}, {{"user", user}, {"password", ""}});
 }
 
 std::string withNetworkDefaults(const std::string& conninfo) {
@@ -103,7 +106,7 @@ std::string withNetworkDefaults(const std::string& conninfo) {
   defaults.insert(
       defaults.end(),
       {{"keepalives_idle", "30"}, {"keepalives_interval", "10"}, {"keepalives_count", "3"}});
-  return rebuilt(conninfo, "", defaults);
+  return rebuilt(conninfo, {}, defaults);
 }
 
 std::unique_ptr<pqxx::connection> open(const std::string& conninfo) {

@@ -17,7 +17,8 @@ namespace jobd::store {
 std::string redactConninfo(const std::string& conninfo);
 
 // conninfo with its user replaced by user (unchanged when user is empty),
-// as a key=value string; works for URIs too.
+// as a key=value string; works for URIs too. The daemon's password is not
+// carried over: libpq reads the user's own from the password file.
 std::string conninfoWithUser(const std::string& conninfo, const std::string& user);
 
 // conninfo as key=value with jobd's network defaults added where it sets

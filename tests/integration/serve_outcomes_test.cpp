@@ -1,6 +1,10 @@
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -325,13 +329,17 @@ max_retries: 0
 
 // A job whose own connection cannot be opened (here a dbuser that does not
 // exist; usually the database going away) never ran: it is released with
-// its attempt given back, 5 s later, and logged each time; it does not
-// use up its attempts.
-TEST(ServeConnectFailedTest, JobIsReleasedNotFailed) {
+// its attempt given back, and does not use up its attempts. The section
+// then says so once and tries one job at a time, 5 s, 10 s, 20 s ... apart,
+// instead of claiming and releasing every job every 5 s for ever (issue
+// 18, item 5: before, five jobs wrote ten attempt rows in eight seconds).
+TEST(ServeConnectFailedTest, JobIsReleasedNotFailedAndTheSectionBacksOff) {
   TestDatabase db;
-  Daemon daemon(db, "[nobody]\nhandler: sql\ndbuser: jobd_no_such_role\nstatement: SELECT 1\n");
+  Daemon daemon(db,
+                "[nobody]\nhandler: sql\nconcurrency: 5\ndbuser: jobd_no_such_role\n"
+                "statement: SELECT 1\n");
   ASSERT_TRUE(daemon.waitReady());
-  std::string id = db.scalar("SELECT jobd.enqueue('nobody')");
+  std::string id = db.scalar("SELECT min(jobd.enqueue('nobody')) FROM generate_series(1, 5)");
   ASSERT_TRUE(daemon.waitForLog("JOB_CONNECT_FAILED id=" + id));
   EXPECT_EQ(
       testing::waitForValue(db, "SELECT count(*) FROM jobd.job_attempt WHERE job_id = " + id, "1"),
@@ -343,7 +351,62 @@ TEST(ServeConnectFailedTest, JobIsReleasedNotFailed) {
   EXPECT_EQ(
       db.scalar("SELECT outcome || '/' || error_type FROM jobd.job_attempt WHERE job_id = " + id),
       "released/ConnectFailed");
-  EXPECT_EQ(daemon.stop().exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  // The first claim's five, and at most one try since.
+  EXPECT_LE(std::stoi(db.scalar("SELECT count(*) FROM jobd.job_attempt")), 6);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND attempt_count = 0"), "5");
+  testing::ProcessResult r = daemon.stop();
+  EXPECT_EQ(r.exit_code, 0);
+  std::size_t said = 0;
+  for (std::size_t at =
+           r.err.find("SECTION_CANNOT_CONNECT section=nobody dbuser=jobd_no_such_role");
+       at != std::string::npos; at = r.err.find("SECTION_CANNOT_CONNECT", at + 1)) {
+    ++said;
+  }
+  EXPECT_EQ(said, 1U) << r.err;
+}
+
+// A dbuser's connection reads the dbuser's own password from the pgpass
+// file: the daemon's password (here PGPASSWORD, as pg_virtualenv sets it)
+// is not sent for it. Before issue 18 the login failed and the job was
+// released every few seconds for ever.
+TEST(ServeConnectFailedTest, ADbuserLogsInWithItsOwnPgpassEntry) {
+  TestDatabase db;
+  const std::string role = "jobd_pgpass_" + std::to_string(::getpid());
+  const std::string secret = "only-in-pgpass-" + std::to_string(::getpid());
+  db.scalar("DO $$ BEGIN CREATE ROLE " + role + " LOGIN PASSWORD '" + secret +
+            "'; CREATE TABLE whoami (name text); GRANT INSERT ON whoami TO " + role +
+            "; GRANT USAGE ON SCHEMA jobd TO " + role +
+            "; GRANT EXECUTE ON FUNCTION jobd.complete_in_job_transaction(bigint, integer, text) "
+            "TO " +
+            role + "; END $$");
+  const std::string pgpass = ::testing::TempDir() + "jobd_pgpass_" + db.name();
+  {
+    std::ofstream out(pgpass);
+    out << "*:*:*:" << role << ":" << secret << "\n";
+  }
+  std::filesystem::permissions(
+      pgpass, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  {
+    Daemon daemon(db,
+                  "[jobd]\npoll_interval: 1s\n[mine]\nhandler: sql\ndbuser: " + role +
+                      "\nstatement: INSERT INTO whoami VALUES (current_user)\n",
+                  {}, {{"PGPASSFILE", pgpass}});
+    ASSERT_TRUE(daemon.waitReady());
+    std::string id = db.scalar("SELECT jobd.enqueue('mine')");
+    EXPECT_EQ(testing::waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2",
+                                    std::chrono::seconds(20)),
+              "2")
+        << daemon.log();
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_attempt"), "0");
+    EXPECT_EQ(db.scalar("SELECT string_agg(name, ',') FROM whoami"), role);
+    EXPECT_EQ(daemon.stop().exit_code, 0);
+  }
+  db.scalar("DO $$ BEGIN DROP TABLE whoami; REVOKE ALL ON SCHEMA jobd FROM " + role +
+            "; REVOKE ALL ON FUNCTION jobd.complete_in_job_transaction(bigint, integer, text) "
+            "FROM " +
+            role + "; DROP ROLE " + role + "; END $$");
+  std::filesystem::remove(pgpass);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "harness.hpp"
@@ -84,22 +85,33 @@ TEST(ReliabilityHostile, PoisonHungAndMemoryHogJobs) {
 }
 
 // Roles of one test, dropped after its database (declare before it).
+// Login roles for dbusers, each with a password in a pgpass file of its
+// own (PGPASSFILE for the daemon): a dbuser's connection never carries the
+// daemon's password (docs: README, "Roles").
 struct Roles {
   explicit Roles(std::vector<std::string> names) : names(std::move(names)) {
-    const char* password = std::getenv("PGPASSWORD");
+    pgpass = ::testing::TempDir() + "jobd_roles_pgpass_" + std::to_string(::getpid());
+    std::ofstream out(pgpass);
     auto conn = std::make_unique<pqxx::connection>("");
     for (const std::string& name : this->names) {
-      pqxx::nontransaction(*conn).exec("CREATE ROLE " + name + " LOGIN" +
-                                       (password ? " PASSWORD " + conn->quote(password) : ""));
+      std::string password = "pw-" + name;
+      pqxx::nontransaction(*conn).exec("CREATE ROLE " + name + " LOGIN PASSWORD " +
+                                       conn->quote(password));
+      out << "*:*:*:" << name << ":" << password << "\n";
     }
+    out.close();
+    std::filesystem::permissions(
+        pgpass, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   }
   ~Roles() {
     auto conn = std::make_unique<pqxx::connection>("");
     for (const std::string& name : names) {
       pqxx::nontransaction(*conn).exec("DROP ROLE IF EXISTS " + name);
     }
+    std::filesystem::remove(pgpass);
   }
   std::vector<std::string> names;
+  std::string pgpass;
 };
 
 // Scenario 8: least privilege. Section a runs as role a, which may insert
@@ -130,10 +142,12 @@ TEST(ReliabilityHostile, LeastPrivilege) {
     grants += role;
     db.scalar("DO $$ BEGIN " + grants + "; END $$");
   }
-  Daemon daemon(db, "[jobd]\npoll_interval: 1s\n[a]\nhandler: sql\ndbuser: " + a +
-                        "\nstatement: SELECT run_sql($1)\nconcurrency: 2\n"
-                        "[b]\nhandler: sql\ndbuser: " +
-                        b + "\nstatement: SELECT run_sql($1)\n");
+  Daemon daemon(db,
+                "[jobd]\npoll_interval: 1s\n[a]\nhandler: sql\ndbuser: " + a +
+                    "\nstatement: SELECT run_sql($1)\nconcurrency: 2\n"
+                    "[b]\nhandler: sql\ndbuser: " +
+                    b + "\nstatement: SELECT run_sql($1)\n",
+                {}, {{"PGPASSFILE", roles.pgpass}});
   ASSERT_TRUE(daemon.waitReady());
   std::string victim = db.scalar(
       "SELECT jobd.enqueue('b', '{\"sql\": \"INSERT INTO b_items VALUES (1)\"}', "

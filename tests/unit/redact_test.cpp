@@ -23,5 +23,23 @@ TEST(RedactTest, SecretsAreMaskedInEveryForm) {
   EXPECT_NE(uri.find("user=jobd"), std::string::npos) << uri;
 }
 
+// A section's dbuser gets none of the daemon's password, and an empty one
+// that keeps libpq off PGPASSWORD, so that the dbuser's pgpass entry is
+// read (issue 18, item 5); the rest of the conninfo is kept.
+TEST(ConninfoWithUserTest, TheDaemonsPasswordStaysBehind) {
+  for (const std::string& conninfo :
+       {std::string("host=db dbname=app user=jobd password=hunter2 passfile=/etc/jobd/pgpass"),
+        std::string("postgresql://jobd:hunter2@db/app?passfile=/etc/jobd/pgpass")}) {
+    SCOPED_TRACE(conninfo);
+    std::string job = conninfoWithUser(conninfo, "app_jobs");
+    EXPECT_EQ(job.find("hunter2"), std::string::npos) << job;
+    EXPECT_NE(job.find("user='app_jobs'"), std::string::npos) << job;
+    EXPECT_NE(job.find("password=''"), std::string::npos) << job;
+    EXPECT_NE(job.find("host='db'"), std::string::npos) << job;
+    EXPECT_NE(job.find("passfile='/etc/jobd/pgpass'"), std::string::npos) << job;
+  }
+  EXPECT_EQ(conninfoWithUser("host=db password=x", ""), "host=db password=x");
+}
+
 }  // namespace
 }  // namespace jobd::store
