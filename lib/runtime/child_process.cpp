@@ -1,12 +1,15 @@
 #include "runtime/child_process.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -34,6 +37,25 @@ struct Pipe {
   }
 };
 
+}  // namespace
+
+void closeOnExecFrom(int first) {
+  if (syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, CLOSE_RANGE_CLOEXEC) == 0) {
+    return;
+  }
+  // Before Linux 5.11: one by one, up to the descriptor limit.
+  rlimit limit{};
+  int end = 65536;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    end = static_cast<int>(std::min<rlim_t>(limit.rlim_cur, 1U << 20));
+  }
+  for (int fd = first; fd < end; ++fd) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+}
+
+namespace {
+
 // In the child, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void execChild(const ChildSpec& spec, char* const* argv, char* const* envp, int in_fd,
                             int out_fd, int err_fd, int report_fd) {
@@ -50,6 +72,7 @@ struct Pipe {
   dup2(in_fd, 0);
   dup2(out_fd >= 0 ? out_fd : devnull, 1);
   dup2(err_fd, 2);
+  closeOnExecFrom(3);  // report_fd, close-on-exec already, stays open until exec
   execvpe(argv[0], argv, envp);
   int error = errno;
   ssize_t ignored = write(report_fd, &error, sizeof error);

@@ -43,6 +43,13 @@ struct ChildResult {
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation);
 
+// Between fork and exec (async-signal-safe): every descriptor from `first`
+// up is marked close-on-exec, so that the program starts with only those
+// below it. The daemon's own sockets (the HTTP listener and sessions, the
+// database's) are not all close-on-exec, and a grandchild that outlived
+// its job would keep the metrics port bound across a restart.
+void closeOnExecFrom(int first);
+
 // The last non-empty line of a child's output (SPEC §5's <message> for
 // exec: the last line of stderr).
 std::string lastLine(const std::string& text);

@@ -402,6 +402,7 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
     placeDescriptor(devnull, 1);
     placeDescriptor(err[1], 2);
     placeDescriptor(sockets[1], 3);
+    closeOnExecFrom(4);
     execve("/proc/self/exe", argv.data(), envp.data());
     _exit(127);
   }
