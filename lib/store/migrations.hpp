@@ -4,6 +4,8 @@
 // the test harness. One connection, the caller's thread.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
@@ -35,20 +37,47 @@ struct MigrationResult {
   std::vector<const Migration*> applied;
 };
 
+// How long a migration waits for its locks. Production writes must never
+// queue behind a migration that waits behind a long transaction: each
+// transactional part runs with lock_timeout, and one that times out is
+// rolled back and tried again after a pause, up to `tries` times.
+struct MigrationLocks {
+  std::chrono::milliseconds lock_timeout = std::chrono::seconds(5);
+  int tries = 10;
+  std::chrono::milliseconds pause = std::chrono::seconds(2);
+};
+
 class Migrator {
  public:
-  explicit Migrator(pqxx::connection_base& conn) : conn_(conn) {}
+  explicit Migrator(pqxx::connection_base& conn, MigrationLocks locks = {})
+      : conn_(conn), locks_(locks) {}
 
-  // Applies every pending migration in one transaction under an advisory
-  // lock, so that concurrent runs serialise and the later ones find nothing
-  // to do. Throws SchemaVersionError if the database is newer than the binary.
-  MigrationResult migrate();
+  // Applies every pending migration (up to `to`, if given), each in a
+  // transaction of its own, then the statements it has after a
+  // `-- jobd:outside-transaction` line (CREATE INDEX CONCURRENTLY), each on
+  // its own, then its version row. Under a session advisory lock, so that
+  // concurrent runs serialise and the later ones find nothing to do.
+  // Throws SchemaVersionError if the database is newer than the binary,
+  // Error when a migration could not take its locks in `tries` tries.
+  MigrationResult migrate(std::optional<int> to = std::nullopt);
 
   // The migrations that migrate() would apply now, without applying them.
   std::vector<const Migration*> pending();
 
  private:
+  void apply(const Migration& m);
+
   pqxx::connection_base& conn_;
+  MigrationLocks locks_;
 };
+
+// A migration's SQL split at its `-- jobd:outside-transaction` line: what
+// runs in its transaction, then the statements (ended by `;` at a line's
+// end) that must run outside one.
+struct MigrationParts {
+  std::string in_transaction;
+  std::vector<std::string> outside;
+};
+MigrationParts splitMigration(const std::string& sql);
 
 }  // namespace jobd::store

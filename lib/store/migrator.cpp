@@ -1,5 +1,7 @@
 #include <string>
 
+#include <thread>
+
 #include "core/errors.hpp"
 #include "store/migrations.hpp"
 
@@ -67,21 +69,145 @@ std::vector<const Migration*> Migrator::pending() {
   return after(found);
 }
 
-MigrationResult Migrator::migrate() {
-  pqxx::work txn(conn_);
-  txn.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockKey) + ")");
+MigrationParts splitMigration(const std::string& sql) {
+  static const std::string kMarker = "-- jobd:outside-transaction";
+  MigrationParts parts;
+  std::size_t at = sql.find("\n" + kMarker);
+  if (at == std::string::npos) {
+    parts.in_transaction = sql;
+    return parts;
+  }
+  parts.in_transaction = sql.substr(0, at + 1);
+  std::string statement;
+  std::size_t line_start = sql.find('\n', at + 1);
+  while (line_start != std::string::npos && line_start < sql.size()) {
+    std::size_t line_end = sql.find('\n', line_start + 1);
+    std::string line =
+        sql.substr(line_start + 1,
+                   line_end == std::string::npos ? std::string::npos : line_end - line_start - 1);
+    line_start = line_end;
+    if (line.rfind("--", 0) == 0 || (statement.empty() && line.empty())) {
+      continue;
+    }
+    statement += line + "\n";
+    std::size_t last = line.find_last_not_of(" \t\r");
+    if (last != std::string::npos && line[last] == ';') {
+      parts.outside.push_back(statement);
+      statement.clear();
+    }
+  }
+  if (statement.find_first_not_of(" \t\r\n") != std::string::npos) {
+    parts.outside.push_back(statement);
+  }
+  return parts;
+}
+
+namespace {
+
+// The index a `CREATE INDEX CONCURRENTLY IF NOT EXISTS <name> ON ...`
+// builds, or "": a build that failed half-way leaves an INVALID index of
+// that name, which IF NOT EXISTS would keep for ever; it is dropped first.
+std::string concurrentIndexName(const std::string& statement) {
+  static const std::string kPrefix = "CREATE INDEX CONCURRENTLY IF NOT EXISTS ";
+  if (statement.rfind(kPrefix, 0) != 0) {
+    return "";
+  }
+  std::size_t end = statement.find(' ', kPrefix.size());
+  return statement.substr(kPrefix.size(), end - kPrefix.size());
+}
+
+bool lockNotAvailable(const pqxx::sql_error& e) {
+  return e.sqlstate() == "55P03";
+}
+
+}  // namespace
+
+void Migrator::apply(const Migration& m) {
+  MigrationParts parts = splitMigration(m.sql);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::work txn(conn_);
+      txn.exec("SET LOCAL lock_timeout = " + std::to_string(locks_.lock_timeout.count()));
+      txn.exec(parts.in_transaction);
+      if (parts.outside.empty()) {
+        txn.exec("INSERT INTO jobd.schema_version (version) VALUES (" + std::to_string(m.version) +
+                 ")");
+      }
+      txn.commit();
+      break;
+    } catch (const pqxx::sql_error& e) {
+      if (!lockNotAvailable(e) || attempt >= locks_.tries) {
+        if (lockNotAvailable(e)) {
+          throw Error("migration " + std::to_string(m.version) + " (" + m.name +
+                      ") could not take its locks in " + std::to_string(attempt) +
+                      " tries of lock_timeout " + std::to_string(locks_.lock_timeout.count()) +
+                      " ms: a long transaction holds a table it changes; nothing of it was "
+                      "applied; run jobd migrate again once it ends");
+        }
+        throw;
+      }
+      std::this_thread::sleep_for(locks_.pause);
+    }
+  }
+  if (parts.outside.empty()) {
+    return;
+  }
+  // CREATE INDEX CONCURRENTLY: no lock that blocks writes; it waits for the
+  // transactions that are older than it, however long they take.
+  pqxx::nontransaction outside(conn_);
+  for (const std::string& statement : parts.outside) {
+    if (std::string index = concurrentIndexName(statement); !index.empty()) {
+      pqxx::result invalid = outside.exec_params(
+          "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+          "JOIN pg_namespace n ON n.oid = c.relnamespace "
+          "WHERE n.nspname = 'jobd' AND c.relname = $1 AND NOT i.indisvalid",
+          index);
+      if (!invalid.empty()) {
+        outside.exec("DROP INDEX CONCURRENTLY IF EXISTS jobd." + index);
+      }
+    }
+    outside.exec(statement);
+  }
+  outside.exec("INSERT INTO jobd.schema_version (version) VALUES (" + std::to_string(m.version) +
+               ")");
+}
+
+MigrationResult Migrator::migrate(std::optional<int> to) {
+  // A session lock: a migration spans several transactions.
+  // Polled, not waited for: a session waiting in pg_advisory_lock holds a
+  // snapshot, which the other run's CREATE INDEX CONCURRENTLY would wait
+  // for in turn (a deadlock).
+  for (;;) {
+    pqxx::nontransaction lock(conn_);
+    if (lock.exec("SELECT pg_try_advisory_lock(" + std::to_string(kMigrationLockKey) + ")")[0][0]
+            .as<bool>()) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  struct Unlock {
+    pqxx::connection_base& conn;
+    ~Unlock() {
+      try {
+        pqxx::nontransaction unlock(conn);
+        unlock.exec("SELECT pg_advisory_unlock(" + std::to_string(kMigrationLockKey) + ")");
+      } catch (const std::exception&) {
+        // The connection is gone, and its session lock with it.
+      }
+    }
+  } unlock{conn_};
   MigrationResult result;
-  result.from = versionIn(txn);
+  result.from = currentSchemaVersion(conn_);
   if (result.from > requiredSchemaVersion()) {
     throw newerThanBinary(result.from);
   }
   for (const Migration* m : after(result.from)) {
-    txn.exec(m->sql);
-    txn.exec("INSERT INTO jobd.schema_version (version) VALUES (" + std::to_string(m->version) +
-             ")");
+    if (to && m->version > *to) {
+      break;
+    }
+    apply(*m);
     result.applied.push_back(m);
   }
-  txn.commit();
   result.to = result.applied.empty() ? result.from : result.applied.back()->version;
   return result;
 }

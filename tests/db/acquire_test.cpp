@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/job_repository.hpp"
 #include "test_database.hpp"
 
 namespace jobd::store {
@@ -75,6 +76,90 @@ TEST(AcquireTest, TwoTransactionsRace) {
   EXPECT_EQ(second_error, "");
   EXPECT_EQ(second_id, first_id);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'mp:7'"), "1");
+}
+
+// Waits until some session waits for a lock (a row's or an advisory one).
+void waitForALockWait(const TestDatabase& db) {
+  auto watcher = db.connect();
+  for (;;) {
+    pqxx::nontransaction q(*watcher);
+    if (q.exec("SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0].as<int>() > 0) {
+      return;
+    }
+    q.exec("SELECT pg_sleep(0.01)");
+  }
+}
+
+// A claim that holds the WAITING job when acquire looks (its transaction
+// not yet committed) has taken it: acquire waits for the claim, then makes
+// a new job instead of returning one that has already started (issue 18,
+// item 7: before, it returned the claimed job without waiting, and the
+// caller's change was left to a job that had read the old state).
+TEST(AcquireTest, AJobBeingClaimedIsNotReturned) {
+  TestDatabase db;
+  std::int64_t first = std::stoll(db.scalar("SELECT jobd.acquire('diff', 'mp:3')"));
+  auto claim_conn = db.connect();
+  pqxx::work claim(*claim_conn);
+  claim.exec_params("SELECT 1 FROM jobd.job WHERE id = $1 FOR UPDATE SKIP LOCKED", first);
+  claim.exec_params("UPDATE jobd.job SET status = 1, attempt_count = 1 WHERE id = $1", first);
+
+  std::int64_t got = 0;
+  std::thread caller([&] {
+    auto conn = db.connect();
+    pqxx::work txn(*conn);
+    got = acquire(txn, "diff", "mp:3");
+    txn.commit();
+  });
+  waitForALockWait(db);
+  claim.commit();
+  caller.join();
+  EXPECT_NE(got, first);
+  EXPECT_EQ(db.scalar("SELECT string_agg(status::text, ',' ORDER BY id) FROM jobd.job"), "1,0");
+}
+
+// The job acquire returns stays out of every claim until the caller
+// commits: its change is visible to the job when it runs (before, a daemon
+// could claim and run it while the caller's transaction was still open).
+TEST(AcquireTest, AnAcquiredJobIsNotClaimedBeforeTheCallerCommits) {
+  TestDatabase db;
+  std::int64_t id = std::stoll(db.scalar("SELECT jobd.acquire('diff', 'mp:4')"));
+  auto caller_conn = db.connect();
+  pqxx::work caller(*caller_conn);
+  EXPECT_EQ(acquire(caller, "diff", "mp:4"), id);
+
+  auto daemon_conn = db.connect();
+  JobRepository repo(*daemon_conn, "test-owner");
+  EXPECT_TRUE(repo.claim({"diff", "diff", 4}).jobs.empty());
+  caller.commit();
+  ClaimResult after = repo.claim({"diff", "diff", 4});
+  ASSERT_EQ(after.jobs.size(), 1U);
+  EXPECT_EQ(after.jobs[0].id, id);
+}
+
+// An acquired job that goes back to WAITING while acquire made another
+// WAITING job of its type and target yields to it: one WAITING job, as
+// SPEC §4.2 promises; the returning one ends FAILED naming the other.
+// Plain enqueued jobs with a target are not touched.
+TEST(AcquireTest, ARequeuedJobYieldsToTheWaitingOneAcquireMade) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.acquire('diff', 'mp:5')");
+  db.scalar("UPDATE jobd.job SET status = 1, attempt_count = 1 WHERE id = " + first +
+            " RETURNING 1");
+  std::string second = db.scalar("SELECT jobd.acquire('diff', 'mp:5')");
+  ASSERT_NE(second, first);
+  db.scalar("UPDATE jobd.job SET status = 0, log = 'RetryError: later' WHERE id = " + first +
+            " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'mp:5'"), "1");
+  EXPECT_EQ(db.scalar("SELECT status || ' ' || log FROM jobd.job WHERE id = " + first),
+            "3 RetryError: later\nsuperseded by job " + second +
+                ", WAITING for the same type and target");
+
+  std::string plain = db.scalar("SELECT jobd.enqueue('mail', target => 'person:1')");
+  db.scalar("SELECT jobd.enqueue('mail', target => 'person:1')");
+  db.scalar("UPDATE jobd.job SET status = 1 WHERE id = " + plain + " RETURNING 1");
+  db.scalar("UPDATE jobd.job SET status = 0 WHERE id = " + plain + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'person:1'"),
+            "2");
 }
 
 // Many transactions racing at once still leave one WAITING job.

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <barrier>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "core/errors.hpp"
@@ -99,6 +101,114 @@ TEST(MigrateTest, VersionMismatchNamesBothVersions) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr("the binary is older than the schema"));
   }
   EXPECT_THROW(Migrator(*conn).migrate(), SchemaVersionError);
+}
+
+// An upgrade never makes production writes queue behind it (issue 18,
+// item 8). A long transaction holds jobd.job (ACCESS SHARE, as any reader
+// does) while version 7's ALTER TABLE needs ACCESS EXCLUSIVE: the
+// migration waits at most lock_timeout, gives up, lets the writers that
+// queued behind it through, and tries again; inserts meanwhile never wait
+// for long. Before, the migration waited with no limit, and every insert
+// queued behind it until the reader ended.
+TEST(MigrateTest, AMigrationThatCannotTakeItsLockLetsWritesThroughAndTriesAgain) {
+  TestDatabase db(false);
+  {
+    auto conn = db.connect();
+    Migrator(*conn).migrate(6);
+  }
+  auto reader_conn = db.connect();
+  pqxx::work reader(*reader_conn);
+  reader.exec("SELECT count(*) FROM jobd.job");
+
+  std::string error;
+  std::thread migrating([&] {
+    try {
+      auto conn = db.connect();
+      Migrator(*conn, {std::chrono::milliseconds(200), 50, std::chrono::milliseconds(100)})
+          .migrate();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  auto writer = db.connect();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  int inserts = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pqxx::work txn(*writer);
+    txn.exec("SET LOCAL statement_timeout = '1s'");
+    txn.exec("INSERT INTO jobd.job (job_type) VALUES ('noop')");
+    txn.commit();
+    ++inserts;
+  }
+  EXPECT_GT(inserts, 10);
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
+  reader.commit();
+  migrating.join();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"),
+            std::to_string(requiredSchemaVersion()));
+}
+
+// One that never gets its lock fails with a clear error and leaves the
+// schema where it was.
+TEST(MigrateTest, AMigrationThatNeverGetsItsLockSaysWhy) {
+  TestDatabase db(false);
+  {
+    auto conn = db.connect();
+    Migrator(*conn).migrate(6);
+  }
+  auto reader_conn = db.connect();
+  pqxx::work reader(*reader_conn);
+  reader.exec("SELECT count(*) FROM jobd.job");
+  auto conn = db.connect();
+  try {
+    Migrator(*conn, {std::chrono::milliseconds(100), 3, std::chrono::milliseconds(10)}).migrate();
+    FAIL() << "migrated while a transaction held jobd.job";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(),
+                ::testing::HasSubstr("migration 7 (0007_acquire_exact) could not take its "
+                                     "locks in 3 tries"));
+  }
+  reader.commit();
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
+}
+
+// Every index that a migration after the first adds to jobd.job is built
+// CONCURRENTLY (outside the transaction), so that enqueues go on during
+// the build; the first migration makes the table, empty. And the index of
+// version 7 comes out valid, also when a failed build left an invalid one.
+TEST(MigrateTest, IndexesOnTheJobTableAreBuiltConcurrently) {
+  for (const Migration& m : embeddedMigrations()) {
+    if (m.version == 1) {
+      continue;
+    }
+    MigrationParts parts = splitMigration(m.sql);
+    SCOPED_TRACE(m.name);
+    // Statements, not comments: each line that is not one.
+    std::istringstream lines(parts.in_transaction);
+    std::string code;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("--", 0) != 0) {
+        code += line + " ";
+      }
+    }
+    EXPECT_FALSE(std::regex_search(code, std::regex("CREATE (UNIQUE )?INDEX[^;]* ON jobd\\.job ")))
+        << code;
+    for (const std::string& statement : parts.outside) {
+      EXPECT_EQ(statement.rfind("CREATE INDEX CONCURRENTLY IF NOT EXISTS ", 0), 0U) << statement;
+    }
+  }
+  TestDatabase db(false);
+  auto conn = db.connect();
+  Migrator(*conn).migrate(6);
+  pqxx::nontransaction(*conn).exec(
+      "CREATE INDEX job_failed_idx ON jobd.job (job_type) WHERE status = 3; "
+      "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'jobd.job_failed_idx'::regclass");
+  Migrator(*conn).migrate();
+  EXPECT_EQ(db.scalar("SELECT indisvalid::text || ' ' || pg_get_indexdef(indexrelid) FROM pg_index "
+                      "WHERE indexrelid = 'jobd.job_failed_idx'::regclass"),
+            "true CREATE INDEX job_failed_idx ON jobd.job USING btree (job_type, date_finished) "
+            "WHERE (status = 3)");
 }
 
 }  // namespace

@@ -24,7 +24,8 @@ TEST(SchemaTest, PlainInsertWorks) {
             "a@example.com");
 }
 
-// The columns are SPEC §4.1's, in order, with their types.
+// The columns are SPEC §4.1's, in order, with their types, then jobd's own
+// additions: `acquired` (version 7: made by jobd.acquire).
 TEST(SchemaTest, JobColumnsAsSpecified) {
   TestDatabase db;
   EXPECT_EQ(db.scalar("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
@@ -35,7 +36,7 @@ TEST(SchemaTest, JobColumnsAsSpecified) {
             "scheduled_start timestamp with time zone, lease_expires timestamp with time zone, "
             "lease_owner text, date_created timestamp with time zone, "
             "date_started timestamp with time zone, date_finished timestamp with time zone, "
-            "log text");
+            "log text, acquired boolean");
 }
 
 // jobd.enqueue takes SPEC §4.2's arguments by name, with defaults.

@@ -18,7 +18,6 @@ CREATE TABLE jobd.daemon (
     last_seen timestamptz NOT NULL DEFAULT now()
 );
 
--- FAILED jobs by type and time: "failed in the last hour" and "the latest
--- failures" read a few index entries even when millions of COMPLETED rows
--- share job_finished_idx with them.
-CREATE INDEX job_failed_idx ON jobd.job (job_type, date_finished) WHERE status = 3;
+-- job_failed_idx, FAILED jobs by type and time, was created here until
+-- version 7, which builds it CONCURRENTLY so that an upgrade never blocks
+-- enqueues for the length of an index build (docs/schema.md, "Migrations").
