@@ -20,6 +20,13 @@
 namespace jobd::cli {
 namespace {
 
+// A separate listen_database is SPEC's sign that `database` may be
+// PgBouncer in transaction pooling mode: then no session settings, in the
+// daemon or in its process runners.
+bool mayBePooled(const config::Config& config, const std::string& conninfo) {
+  return !config.daemon().listen_database.empty() && config.daemon().listen_database != conninfo;
+}
+
 // "<host>:<pid>:<4 hex>": unique across restarts that reuse a pid.
 std::string ownerName(const std::string& host) {
   std::random_device rd;
@@ -100,8 +107,9 @@ std::vector<runtime::ServedSection> Controller::makeServed(
     if (section->runner != config::RunnerKind::kProcess) {
       continue;
     }
-    runtime::ProcessRunner::Options options{*section, config.mail(), conninfo_, owner_,
-                                            config.daemon().log_level};
+    runtime::ProcessRunner::Options options{*section,  config.mail(),
+                                            conninfo_, mayBePooled(config, conninfo_),
+                                            owner_,    config.daemon().log_level};
     std::shared_ptr<runtime::ProcessRunner>& runner = runners_[one.name];
     if (runner) {
       runner->reconfigure(std::move(options));
@@ -149,10 +157,7 @@ int Controller::run() {
     }
   }
   // Step 1: the threads that do the waiting: database and workers.
-  // A separate listen_database is SPEC's sign that `database` may be
-  // PgBouncer in transaction pooling mode: then no session settings.
-  const bool pooled =
-      !config_->daemon().listen_database.empty() && config_->daemon().listen_database != conninfo_;
+  const bool pooled = mayBePooled(*config_, conninfo_);
   const Duration database_timeout = config_->daemon().database_timeout;
   db_ = std::make_unique<runtime::DatabaseThread>(
       conninfo_, owner_, "jobd serve",
@@ -181,7 +186,7 @@ int Controller::run() {
   recorder_->onFailed([this](const runtime::JobOutcome& outcome,
                              const std::optional<std::string>& oops_id,
                              const std::shared_ptr<const config::Config>& config) {
-    notices_->send({outcome, oops_id, config});
+    notices_->send(runtime::Notice::of(outcome, oops_id, config));
   });
   // Lease renewals on a connection of their own, whose deadline follows
   // the shortest lease (applyTimings): no claim, rescue, count or heartbeat

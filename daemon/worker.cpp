@@ -64,16 +64,17 @@ int runWorker() {
   if (!hello || hello->at("op") != "hello") {
     return 0;
   }
-  if (getppid() != hello->at("daemon_pid").get<pid_t>()) {
+  const worker::Hello settings = worker::helloFromJson(*hello);
+  if (getppid() != settings.daemon_pid) {
     return 1;  // the daemon died before PR_SET_PDEATHSIG took effect
   }
-  setupLogging(hello->at("log_level").get<std::string>(), 0, false);
-  const config::SectionConfig section = worker::sectionFromJson(hello->at("section"));
+  setupLogging(settings.log_level, 0, false);
+  const config::SectionConfig& section = settings.section;
   applyMemoryLimit(section.memory_limit);
-  std::unique_ptr<runtime::IJobSource> source =
-      jobtypes::makeJobSource(section, worker::mailFromJson(hello->at("mail")));
-  runtime::JobExecutor executor(hello->at("conninfo").get<std::string>(),
-                                hello->at("owner").get<std::string>());
+  std::unique_ptr<runtime::IJobSource> source = jobtypes::makeJobSource(section, settings.mail);
+  // Through PgBouncer the runner's job connections make no session
+  // setting either: each transaction sets its own (SET LOCAL).
+  runtime::JobExecutor executor(settings.conninfo, settings.owner, settings.pooled);
   while (std::optional<nlohmann::json> message = worker::readFrame(kSocket)) {
     runtime::ClaimedJob job = worker::jobFromJson(message->at("job"));
     runtime::CancellationToken token;

@@ -201,7 +201,17 @@ std::string SendResult::describe() const {
   return error;
 }
 
-SendResult Mailer::send(const MailMessage& message) const {
+namespace {
+
+// libcurl's progress callback, about once a second even while it waits:
+// non-zero aborts the transfer.
+int abortWhenAsked(void* abort, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(abort)->load() ? 1 : 0;
+}
+
+}  // namespace
+
+SendResult Mailer::send(const MailMessage& message, const std::atomic<bool>* abort) const {
   SendResult result;
   std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) {
@@ -237,6 +247,11 @@ SendResult Mailer::send(const MailMessage& message) const {
   curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, traceReplies);
   curl_easy_setopt(c, CURLOPT_DEBUGDATA, &trace);
   curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+  if (abort != nullptr) {
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abortWhenAsked);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(abort));
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  }
   CURLcode code = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.smtp_code);
   if (code == CURLE_OK) {

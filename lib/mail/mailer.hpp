@@ -5,6 +5,7 @@
 // send() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,7 +44,9 @@ class Mailer {
 
   // kTemporary: no connection, a timeout, or a 4xx reply (try again);
   // kPermanent: a 5xx reply (the message will not be taken as it is).
-  SendResult send(const MailMessage& message) const;
+  // Once *abort turns true (from another thread) the send gives up within
+  // about a second, as kTemporary.
+  SendResult send(const MailMessage& message, const std::atomic<bool>* abort = nullptr) const;
 
   const config::MailSettings& settings() const { return settings_; }
   // The sender: from_address, else jobd@<this host>.

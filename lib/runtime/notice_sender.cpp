@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
+#include <nlohmann/json.hpp>
 
 #include "mail/mailer.hpp"
 #include "runtime/oops_file.hpp"
@@ -10,34 +12,104 @@
 namespace jobd::runtime {
 
 NoticeSender::NoticeSender(DatabaseThread& db, std::string hostname)
-    : db_(db),
-      hostname_(std::move(hostname)),
-      work_(boost::asio::make_work_guard(io_)),
-      thread_([this] { io_.run(); }) {}
+    : db_(db), hostname_(std::move(hostname)), thread_([this] { run(); }) {}
 
 NoticeSender::~NoticeSender() {
   stop();
 }
 
+Notice Notice::of(const JobOutcome& outcome, std::optional<std::string> oops_id,
+                  std::shared_ptr<const config::Config> config) {
+  Notice notice;
+  notice.job_id = outcome.job.id;
+  notice.attempt = outcome.job.attempt;
+  notice.job_type = outcome.job.job_type;
+  notice.section = outcome.job.section;
+  notice.operation = outcome.operation;
+  notice.message = outcome.message;
+  notice.to = NoticeSender::recipients(outcome, oops_id.has_value(), *config);
+  notice.oops_id = std::move(oops_id);
+  notice.config = std::move(config);
+  return notice;
+}
+
 void NoticeSender::stop() {
-  work_.reset();
+  std::vector<Notice> unsent;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) {
+      return;
+    }
+    stopping_ = true;
+    unsent.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+  }
+  abort_ = true;  // the send in flight gives up within about a second
+  wake_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
   }
+  if (!unsent.empty()) {
+    spdlog::warn("NOTICE_UNSENT {} notices were still queued at stop: recorded as NoticeError",
+                 unsent.size());
+    recordUnsent(std::move(unsent), "jobd stopped before it was sent", std::chrono::seconds(5));
+  }
 }
 
-std::vector<std::string> NoticeSender::recipients(const Notice& notice) {
+void NoticeSender::send(Notice notice) {
+  if (notice.to.empty()) {
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!stopping_ && queue_.size() < kMaxQueued) {
+      overflowing_ = false;
+      queue_.push_back(std::move(notice));
+      wake_.notify_one();
+      return;
+    }
+    if (!stopping_ && !overflowing_) {
+      overflowing_ = true;
+      spdlog::error(
+          "NOTICE_QUEUE_FULL {} notices wait for the mail server: further ones are recorded as "
+          "NoticeError OOPS reports instead",
+          kMaxQueued);
+    }
+  }
+  std::vector<Notice> dropped;
+  dropped.push_back(std::move(notice));
+  recordUnsent(std::move(dropped), "the notice queue was full", std::chrono::milliseconds(0));
+}
+
+void NoticeSender::run() {
+  for (;;) {
+    Notice notice;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) {
+        return;
+      }
+      notice = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    deliver(notice);
+  }
+}
+
+std::vector<std::string> NoticeSender::recipients(const JobOutcome& outcome, bool oops,
+                                                  const config::Config& config) {
   std::vector<std::string> to;
   auto add = [&](const std::string& address) {
     if (!mail::Mailer::validAddress(address)) {
-      spdlog::warn("NOTICE_BAD_ADDRESS job={}: skipping {}", notice.outcome.job.id,
+      spdlog::warn("NOTICE_BAD_ADDRESS job={}: skipping {}", outcome.job.id,
                    nlohmann::json(address).dump());
     } else if (std::find(to.begin(), to.end(), address) == to.end()) {
       to.push_back(address);
     }
   };
   try {
-    nlohmann::json data = nlohmann::json::parse(notice.outcome.job.json_data.value_or("{}"));
+    nlohmann::json data = nlohmann::json::parse(outcome.job.json_data.value_or("{}"));
     if (auto notify = data.find("notify"); data.is_object() && notify != data.end()) {
       for (const nlohmann::json& address : notify->is_array() ? *notify : nlohmann::json{*notify}) {
         if (address.is_string()) {
@@ -48,8 +120,8 @@ std::vector<std::string> NoticeSender::recipients(const Notice& notice) {
   } catch (const nlohmann::json::exception&) {
     // A payload that is not JSON names nobody.
   }
-  if (notice.oops_id) {
-    if (const config::SectionConfig* section = notice.config->section(notice.outcome.job.section)) {
+  if (oops) {
+    if (const config::SectionConfig* section = config.section(outcome.job.section)) {
       for (const std::string& address : section->error_recipients) {
         add(address);
       }
@@ -63,62 +135,70 @@ std::string NoticeSender::subject(const Notice& notice) {
   if (notice.oops_id) {
     return product + " internal error";
   }
-  return product + " error while " + notice.outcome.operation;
+  return product + " error while " + notice.operation;
 }
 
 std::string NoticeSender::body(const Notice& notice) {
   const std::string& product = notice.config->mail().product_name;
   if (notice.oops_id) {
-    return product + " encountered an internal error during the following operation: " +
-           notice.outcome.operation + ".  It was logged with id " + *notice.oops_id +
-           ".  Sorry for the inconvenience.\n";
+    return product +
+           " encountered an internal error during the following operation: " + notice.operation +
+           ".  It was logged with id " + *notice.oops_id + ".  Sorry for the inconvenience.\n";
   }
-  return product +
-         " encountered an error during the following operation: " + notice.outcome.operation +
-         ".  " + notice.outcome.message + "\n";
+  return product + " encountered an error during the following operation: " + notice.operation +
+         ".  " + notice.message + "\n";
 }
 
-void NoticeSender::send(Notice notice) {
-  std::vector<std::string> to = recipients(notice);
-  if (to.empty()) {
-    return;
-  }
-  boost::asio::post(
-      io_, [this, notice = std::move(notice), to = std::move(to)] { deliver(notice, to); });
-}
-
-void NoticeSender::deliver(const Notice& notice, const std::vector<std::string>& to) {
-  const JobOutcome& o = notice.outcome;
+void NoticeSender::deliver(const Notice& notice) {
   mail::Mailer mailer(notice.config->mail());
   mail::MailMessage message;
   message.from = mailer.fromAddress();
-  message.to = to;
+  message.to = notice.to;
   message.subject = subject(notice);
   message.body = body(notice);
-  message.message_id = "jobd.notice." + std::to_string(o.job.id) + "." +
-                       std::to_string(o.job.attempt) + "@" + hostname_;
-  mail::SendResult sent = mailer.send(message);
+  message.message_id = "jobd.notice." + std::to_string(notice.job_id) + "." +
+                       std::to_string(notice.attempt) + "@" + hostname_;
+  mail::SendResult sent = mailer.send(message, &abort_);
   if (sent.kind == mail::SendResult::Kind::kSent) {
-    spdlog::info("NOTICE_SENT job={} kind={} to={}", o.job.id,
-                 notice.oops_id ? "oops" : "user_error", to.size());
+    spdlog::info("NOTICE_SENT job={} kind={} to={}", notice.job_id,
+                 notice.oops_id ? "oops" : "user_error", notice.to.size());
     return;
   }
-  std::string why = sent.describe();
-  OopsReport oops =
-      newOopsReport(rng_, notice.config->daemon().oops_prefix,
-                    {o.job.id, o.job.job_type, o.job.attempt, o.job.section}, hostname_);
-  oops.type = "NoticeError";
-  oops.value = "could not send the " + std::string(notice.oops_id ? "OOPS" : "user error") +
-               " notice: " + why;
-  oops.vars["notice_for"] = notice.oops_id.value_or("user error");
-  spdlog::error("NOTICE_FAILED job={} {}: {}", o.job.id, oops.id, why);
-  db_.post([this, oops, oops_dir = notice.config->daemon().oops_dir] {
-    if (!db_.use("NOTICE_OOPS_FAILED",
-                 [&](store::JobRepository& repo) { repo.insertOops(oops); })) {
-      spdlog::error("NOTICE_OOPS_FAILED {}: not in jobd.oops", oops.id);
+  std::string why = abort_ ? "jobd stopped before it was sent" : sent.describe();
+  spdlog::error("NOTICE_FAILED job={}: {}", notice.job_id, why);
+  recordUnsent({notice}, why, std::chrono::milliseconds(0));
+}
+
+void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
+                                std::chrono::milliseconds wait) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  db_.post([this, notices = std::move(notices), why = std::move(why), done] {
+    std::vector<OopsReport> oopses;
+    oopses.reserve(notices.size());
+    for (const Notice& notice : notices) {
+      OopsReport oops = newOopsReport(
+          db_rng_, notice.config->daemon().oops_prefix,
+          {notice.job_id, notice.job_type, notice.attempt, notice.section}, hostname_);
+      oops.type = "NoticeError";
+      oops.value = "could not send the " + std::string(notice.oops_id ? "OOPS" : "user error") +
+                   " notice: " + why;
+      oops.vars["notice_for"] = notice.oops_id.value_or("user error");
+      oopses.push_back(std::move(oops));
     }
-    fileOops(oops_dir, oops);
+    db_.use("NOTICE_OOPS_FAILED", [&](store::JobRepository& repo) {
+      for (const OopsReport& oops : oopses) {
+        repo.insertOops(oops);
+      }
+    });
+    for (std::size_t i = 0; i < oopses.size(); ++i) {
+      fileOops(notices[i].config->daemon().oops_dir, oopses[i]);
+    }
+    done->set_value();
   });
+  if (wait.count() > 0) {
+    finished.wait_for(wait);
+  }
 }
 
 }  // namespace jobd::runtime

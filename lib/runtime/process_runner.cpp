@@ -417,13 +417,9 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
   setpgid(pid, pid);  // also from here, so that a kill right after fork reaches it
   auto child =
       std::make_shared<WorkerChild>(io_, pid, sockets[0], err[0], options_.section.kill_grace);
-  nlohmann::json hello = {{"op", "hello"},
-                          {"section", worker::sectionToJson(options_.section)},
-                          {"mail", worker::mailToJson(options_.mail)},
-                          {"conninfo", options_.conninfo},
-                          {"owner", options_.owner},
-                          {"log_level", options_.log_level},
-                          {"daemon_pid", getpid()}};
+  nlohmann::json hello =
+      worker::helloToJson({options_.section, options_.mail, options_.conninfo, options_.pooled,
+                           options_.owner, options_.log_level, static_cast<int>(getpid())});
   std::weak_ptr<WorkerChild> weak = child;
   child->start(hello, [this, weak] {
     if (auto gone_child = weak.lock()) {

@@ -31,6 +31,7 @@ class ProcessRunner {
     config::SectionConfig section;
     config::MailSettings mail;
     std::string conninfo;  // the daemon's database, for the job's own transaction
+    bool pooled = false;   // conninfo may lead to PgBouncer: no session settings
     std::string owner;     // the lease owner the job's completion is fenced on
     std::string log_level;
   };

@@ -218,4 +218,27 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   return o;
 }
 
+nlohmann::json helloToJson(const Hello& hello) {
+  return {{"op", "hello"},
+          {"section", sectionToJson(hello.section)},
+          {"mail", mailToJson(hello.mail)},
+          {"conninfo", hello.conninfo},
+          {"pooled", hello.pooled},
+          {"owner", hello.owner},
+          {"log_level", hello.log_level},
+          {"daemon_pid", hello.daemon_pid}};
+}
+
+Hello helloFromJson(const nlohmann::json& j) {
+  Hello hello;
+  hello.section = sectionFromJson(j.at("section"));
+  hello.mail = mailFromJson(j.at("mail"));
+  hello.conninfo = j.at("conninfo").get<std::string>();
+  hello.pooled = j.value("pooled", false);
+  hello.owner = j.at("owner").get<std::string>();
+  hello.log_level = j.at("log_level").get<std::string>();
+  hello.daemon_pid = j.at("daemon_pid").get<int>();
+  return hello;
+}
+
 }  // namespace jobd::runtime::worker

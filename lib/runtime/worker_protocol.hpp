@@ -2,7 +2,8 @@
 // and a `jobd __worker` child speak over a Unix stream socket, the child's
 // descriptor 3, in frames of a 4-byte big-endian length and a JSON object.
 //
-//   daemon -> child  {"op":"hello", "section":{...}, "conninfo", "owner", "log_level"}
+//   daemon -> child  {"op":"hello", "section":{...}, "mail":{...}, "conninfo", "pooled",
+//                     "owner", "log_level", "daemon_pid"}
 //                    once, first; then for each job, one at a time:
 //   daemon -> child  {"op":"job", "job":{...}}
 //   child -> daemon  {"op":"may_commit"}           only for database handlers,
@@ -41,6 +42,20 @@ std::uint32_t frameLength(const unsigned char* prefix);
 // both throw std::runtime_error on a broken or oversized frame.
 std::optional<nlohmann::json> readFrame(int fd);
 void writeFrame(int fd, const nlohmann::json& message);
+
+// The hello frame. pooled: the conninfo may lead to a transaction pooler
+// (PgBouncer), so the child makes no session setting on it either.
+struct Hello {
+  config::SectionConfig section;
+  config::MailSettings mail;
+  std::string conninfo;
+  bool pooled = false;
+  std::string owner;
+  std::string log_level;
+  int daemon_pid = 0;
+};
+nlohmann::json helloToJson(const Hello& hello);
+Hello helloFromJson(const nlohmann::json& j);
 
 nlohmann::json sectionToJson(const config::SectionConfig& section);
 config::SectionConfig sectionFromJson(const nlohmann::json& j);

@@ -83,5 +83,28 @@ TEST(WorkerProtocolTest, JobSectionAndOutcomeRoundTrip) {
   EXPECT_EQ(outcome_back.job.id, 42);
 }
 
+// The hello frame carries PgBouncer mode to the child (issue 18, item
+// 10: a process runner made session settings on a pooled connection,
+// which stayed there for the pool's other clients).
+TEST(WorkerProtocolTest, HelloCarriesPooledMode) {
+  Hello hello;
+  hello.section.name = "s";
+  hello.section.handler = "noop";
+  hello.section.job_type = "s";
+  hello.conninfo = "host=pgbouncer";
+  hello.pooled = true;
+  hello.owner = "h:1:abcd";
+  hello.log_level = "info";
+  hello.daemon_pid = 42;
+  nlohmann::json frame = helloToJson(hello);
+  EXPECT_EQ(frame["op"], "hello");
+  EXPECT_EQ(frame["pooled"], true);
+  Hello back = helloFromJson(nlohmann::json::parse(frame.dump()));
+  EXPECT_TRUE(back.pooled);
+  EXPECT_EQ(back.conninfo, "host=pgbouncer");
+  EXPECT_EQ(back.daemon_pid, 42);
+  EXPECT_EQ(back.section.name, "s");
+}
+
 }  // namespace
 }  // namespace jobd::runtime::worker
