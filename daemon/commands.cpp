@@ -15,6 +15,7 @@
 #include "config/config_problem.hpp"
 #include "controller.hpp"
 #include "core/errors.hpp"
+#include "core/log.hpp"
 #include "logging.hpp"
 #include "registry.hpp"
 #include "store/database.hpp"
@@ -117,20 +118,20 @@ int cmdRunOnce(const CommandLine& cl) {
   for (const std::string& name : cl.positional) {
     const config::SectionConfig* section = config->section(name);
     if (section == nullptr || !section->enabled) {
-      spdlog::error("No enabled section [{}] in {}", name, config->origin());
+      logs::error("No enabled section [{}] in {}", name, config->origin());
       ++failed;
       continue;
     }
     std::string path = config->daemon().lock_dir + "/jobd-" + name + ".lock";
-    spdlog::info("Creating lockfile: {}", path);
+    logs::info("Creating lockfile: {}", path);
     int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-      spdlog::error("Cannot open lockfile {}: {}", path, std::strerror(errno));
+      logs::error("Cannot open lockfile {}: {}", path, std::strerror(errno));
       ++failed;
       continue;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      spdlog::info("Lockfile {} in use", path);
+      logs::info("Lockfile {} in use", path);
       close(fd);
       ++failed;
       continue;
@@ -148,10 +149,10 @@ int cmdRunOnce(const CommandLine& cl) {
       for (const std::string& name : runnable) {
         const runtime::Producer::RunCounts& c = counts[name];
         if (c.completed > 0) {
-          spdlog::info("Ran {} {} jobs.", c.completed, name);
+          logs::info("Ran {} {} jobs.", c.completed, name);
         }
         if (c.incomplete > 0) {
-          spdlog::info("{} {} jobs did not complete.", c.incomplete, name);
+          logs::info("{} {} jobs did not complete.", c.incomplete, name);
         }
       }
     }
@@ -160,7 +161,7 @@ int cmdRunOnce(const CommandLine& cl) {
     close(fd);
   }
   if (failed > 0) {
-    spdlog::info("{} job sources failed.", failed);
+    logs::info("{} job sources failed.", failed);
   }
   return std::min(failed, 63);
 }

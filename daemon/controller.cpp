@@ -10,6 +10,7 @@
 
 #include "core/errors.hpp"
 #include "core/host.hpp"
+#include "core/log.hpp"
 #include "logging.hpp"
 #include "registry.hpp"
 #include "store/daemon_registry.hpp"
@@ -75,7 +76,7 @@ std::vector<const config::SectionConfig*> Controller::chosenSections(const confi
     if (problem.empty()) {
       chosen.push_back(section);
     } else if (reloading) {
-      spdlog::warn("RELOAD_SECTION_GONE {}: no longer served", problem);
+      logs::warn("RELOAD_SECTION_GONE {}: no longer served", problem);
     } else {
       throw UsageError("serve: " + problem);
     }
@@ -152,7 +153,7 @@ int Controller::run() {
     try {
       startHttp();
     } catch (const std::exception& e) {
-      spdlog::critical("DAEMON_FATAL {}", e.what());
+      logs::critical("DAEMON_FATAL {}", e.what());
       return 1;
     }
   }
@@ -218,7 +219,7 @@ int Controller::run() {
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, metrics_, *leases_,
                                                   *executor_, *pools_.back(), config_, sections_);
   producer_->onAllStuck([this](const std::string& what) {
-    spdlog::critical(
+    logs::critical(
         "DAEMON_STUCK {}: draining, then exiting with status 1 so that the service manager "
         "restarts jobd",
         what);
@@ -238,8 +239,8 @@ int Controller::run() {
   initSignalHandling();
 
   // Step 3: the schema check, then LISTEN, then the first poll, then READY.
-  spdlog::info("DAEMON_STARTING owner={} sections={} workers={} database={}", owner_,
-               sections_.size(), config_->daemon().workers, store::redactConninfo(conninfo_));
+  logs::info("DAEMON_STARTING owner={} sections={} workers={} database={}", owner_,
+             sections_.size(), config_->daemon().workers, store::redactConninfo(conninfo_));
   preflight();
   scheduleSummary();
   scheduleStatus();
@@ -263,15 +264,15 @@ int Controller::run() {
     signOff();  // while the database is away, the row ages out instead
   }
   if (int left = producer_->running(); left > 0) {
-    spdlog::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,
-                 left);
+    logs::warn("DAEMON_STOPPED exit_status={} with {} jobs that never returned", exit_status_,
+               left);
     std::fflush(nullptr);
     std::_Exit(exit_status_);  // process runners die with the daemon (PR_SET_PDEATHSIG)
   }
   for (auto& pool : pools_) {
     pool->join();
   }
-  spdlog::info("DAEMON_STOPPED exit_status={}", exit_status_);
+  logs::info("DAEMON_STOPPED exit_status={}", exit_status_);
   return exit_status_;
 }
 
@@ -295,18 +296,18 @@ void Controller::waitForSignal() {
     if (signal == SIGHUP) {
       reload();
     } else if (signal == SIGUSR1) {
-      spdlog::warn("TEST_HOOK blocking the io loop for 3 s");
+      logs::warn("TEST_HOOK blocking the io loop for 3 s");
       std::this_thread::sleep_for(std::chrono::seconds(3));
     } else if (!draining_) {
-      spdlog::info(
+      logs::info(
           "DAEMON_DRAINING {} received: no more claims; waiting up to {} ms for running "
           "jobs",
           strsignal(signal), config_->daemon().drain_timeout.count());
       beginDrain();
     } else {
       int released = producer_->releaseAll();
-      spdlog::warn("DAEMON_STOP_NOW second {} received: released {} running jobs; stopping",
-                   strsignal(signal), released);
+      logs::warn("DAEMON_STOP_NOW second {} received: released {} running jobs; stopping",
+                 strsignal(signal), released);
       finishSoon(std::chrono::seconds(2));
     }
     waitForSignal();
@@ -342,13 +343,13 @@ void Controller::preflight() {
         return;
       }
       if (fatal || mode_ == Mode::kRunOnce) {
-        spdlog::critical("DAEMON_FATAL {}", error);
+        logs::critical("DAEMON_FATAL {}", error);
         exit_status_ = 1;
         io_.stop();
         return;
       }
       if (preflight_failures_ == 0) {
-        spdlog::warn("DATABASE_WAIT {}; retrying", error);
+        logs::warn("DATABASE_WAIT {}; retrying", error);
       }
       systemd::notifyStatus("waiting for the database: " + error);
       auto wait = runtime::DatabaseThread::backoff(preflight_failures_++, rng_);
@@ -391,7 +392,7 @@ void Controller::onReady() {
   rescuer_->start();
   cleaner_->start();
   heartbeat();
-  spdlog::info("DAEMON_READY listening and polled; {}", statusLine());
+  logs::info("DAEMON_READY listening and polled; {}", statusLine());
   systemd::notifyReady(statusLine());
 }
 
@@ -408,7 +409,7 @@ void Controller::beginDrain() {
   deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) {
       int released = producer_->releaseAll();
-      spdlog::warn("DRAIN_TIMEOUT released {} jobs still running after drain_timeout", released);
+      logs::warn("DRAIN_TIMEOUT released {} jobs still running after drain_timeout", released);
       finishSoon(std::chrono::seconds(2));
     }
   });
@@ -478,7 +479,7 @@ void Controller::waitForOutcomes() {
 // pending and left as they were.
 void Controller::reload() {
   systemd::notifyReloading();
-  spdlog::info("RELOADING {}", config_->origin());
+  logs::info("RELOADING {}", config_->origin());
   std::shared_ptr<const config::Config> next;
   std::vector<runtime::ServedSection> served;
   try {
@@ -486,12 +487,12 @@ void Controller::reload() {
     served = makeServed(*next, chosenSections(*next, true));
   } catch (const config::ConfigInvalid& e) {
     for (const config::ConfigProblem& p : e.problems()) {
-      spdlog::error("RELOAD_FAILED {}", p.describe());
+      logs::error("RELOAD_FAILED {}", p.describe());
     }
     reloadFailed(std::to_string(e.problems().size()) + " problems in " + config_->origin());
     return;
   } catch (const std::exception& e) {
-    spdlog::error("RELOAD_FAILED {}", e.what());
+    logs::error("RELOAD_FAILED {}", e.what());
     reloadFailed(e.what());
     return;
   }
@@ -503,7 +504,7 @@ void Controller::reload() {
         {"database_timeout", was.database_timeout != now.database_timeout},
         {"metrics_listen", was.metrics_listen != now.metrics_listen}}) {
     if (changed) {
-      spdlog::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
+      logs::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
     }
   }
   if (now.workers != was.workers) {
@@ -521,13 +522,13 @@ void Controller::reload() {
   applyTimings(served);
   producer_->reconfigure(config_, std::move(served), *pools_.back());
   std::string status = "reloaded " + config_->origin() + "; " + statusLine();
-  spdlog::info("RELOADED {} sections served, workers={}", sections_.size(), now.workers);
+  logs::info("RELOADED {} sections served, workers={}", sections_.size(), now.workers);
   systemd::notifyReady(status);
 }
 
 void Controller::reloadFailed(const std::string& why) {
   std::string status = "reload failed, kept the old configuration: " + why;
-  spdlog::warn("RELOAD_KEPT_OLD_CONFIGURATION {}", why);
+  logs::warn("RELOAD_KEPT_OLD_CONFIGURATION {}", why);
   systemd::notifyReady(status);
 }
 
@@ -598,7 +599,7 @@ void Controller::startHttp() {
         routes_->handle(request, respond);
       });
   std::string address = http_->start(config_->daemon().metrics_listen);
-  spdlog::info("HTTP_LISTENING address={} paths=/metrics,/healthz,/", address);
+  logs::info("HTTP_LISTENING address={} paths=/metrics,/healthz,/", address);
 }
 
 runtime::Metrics::Gauges Controller::gauges() const {
@@ -637,8 +638,7 @@ void Controller::signOff() {
     auto conn = store::connect(conninfo_, "jobd serve");
     store::signOff(*conn, owner_);
   } catch (const std::exception& e) {
-    spdlog::warn("DAEMON_SIGN_OFF_FAILED {}: its row ages out of `jobd status`",
-                 errorLine(e.what()));
+    logs::warn("DAEMON_SIGN_OFF_FAILED {}: its row ages out of `jobd status`", errorLine(e.what()));
   }
 }
 
@@ -676,7 +676,7 @@ void Controller::scheduleSummary() {
     if (ec) {
       return;
     }
-    spdlog::info("DAEMON_SUMMARY {}", statusLine());
+    logs::info("DAEMON_SUMMARY {}", statusLine());
     systemd::notifyStatus(statusLine());
     scheduleSummary();
   });

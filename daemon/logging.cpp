@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/log.hpp"
 #include "core/log_record.hpp"
 
 namespace jobd::cli {
@@ -46,6 +47,20 @@ class LevelFlag : public spdlog::custom_flag_formatter {
 
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<LevelFlag>();
+  }
+};
+
+// %& : the message without jobd::logs' argument marks.
+class MessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string text = logs::unmarked(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(text.data(), text.data() + text.size());
+  }
+
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<MessageFlag>();
   }
 };
 
@@ -102,8 +117,8 @@ std::unique_ptr<spdlog::formatter> formatterFor(const std::string& format, bool 
     return std::make_unique<StructuredFormatter>(chosen);
   }
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  formatter->add_flag<LevelFlag>('*').set_pattern(timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %v"
-                                                             : "%* %v");
+  formatter->add_flag<LevelFlag>('*').add_flag<MessageFlag>('&').set_pattern(
+      timestamps ? "%Y-%m-%dT%H:%M:%S.%eZ %* %&" : "%* %&");
   return formatter;
 }
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/job_errors.hpp"
+#include "core/log.hpp"
 
 namespace jobd::jobtypes {
 namespace {
@@ -124,8 +125,8 @@ class PersonMergeJob : public runtime::IRunnableJob {
     }
     txn.exec_params0(fmt::format("UPDATE {} SET {} = $2 WHERE {} = $1", table, merged, key), from_,
                      to_);
-    spdlog::info("PERSON_MERGE {} {} into {}: {} rows re-pointed, {} colliding rows removed", table,
-                 from_, to_, repointed, removed);
+    logs::info("PERSON_MERGE {} {} into {}: {} rows re-pointed, {} colliding rows removed", table,
+               from_, to_, repointed, removed);
   }
 
  private:

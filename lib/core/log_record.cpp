@@ -2,6 +2,42 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/log.hpp"
+
+namespace jobd::logs {
+
+std::string escapedArgument(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == kArgStart || c == kArgEnd) {
+      out += '?';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string unmarked(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char c : message) {
+    if (c != kArgStart && c != kArgEnd) {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace jobd::logs
+
 namespace jobd {
 namespace {
 
@@ -65,6 +101,40 @@ LogFormat logFormatFromName(std::string_view name) {
   return name == "keyvalue" ? LogFormat::kKeyValue : LogFormat::kText;
 }
 
+namespace {
+
+// A word of a message: split at spaces outside argument marks. `lead` is
+// the format string's text before the word's first argument.
+struct Word {
+  std::string text;  // without marks
+  std::string lead;
+  bool has_argument = false;
+};
+
+std::vector<Word> wordsOf(std::string_view message) {
+  std::vector<Word> words(1);
+  bool in_argument = false;
+  for (char c : message) {
+    Word& word = words.back();
+    if (c == logs::kArgStart) {
+      in_argument = true;
+      word.has_argument = true;
+    } else if (c == logs::kArgEnd) {
+      in_argument = false;
+    } else if (c == ' ' && !in_argument) {
+      words.emplace_back();
+    } else {
+      word.text += c;
+      if (!word.has_argument) {
+        word.lead += c;
+      }
+    }
+  }
+  return words;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, std::string>> logFields(std::string_view time,
                                                            std::string_view level,
                                                            std::string_view message) {
@@ -72,19 +142,16 @@ std::vector<std::pair<std::string, std::string>> logFields(std::string_view time
                                                              {"level", std::string(level)}};
   std::string rest;
   bool first = true;
-  std::size_t pos = 0;
-  while (pos < message.size()) {
-    std::size_t space = message.find(' ', pos);
-    std::string_view word =
-        message.substr(pos, space == std::string_view::npos ? std::string_view::npos : space - pos);
-    pos = space == std::string_view::npos ? message.size() : space + 1;
+  for (const Word& word : wordsOf(message)) {
     std::string_view key, value;
-    if (first && isEventName(word)) {
-      fields.emplace_back("event", std::string(word));
-    } else if (splitField(word, key, value) && !reserved(key)) {
-      fields.emplace_back(std::string(key), std::string(value));
-    } else if (!word.empty()) {
-      rest += (rest.empty() ? "" : " ") + std::string(word);
+    // Names come from the format string only: an event is a word with no
+    // argument in it, a field's key and '=' precede the word's first one.
+    if (first && !word.has_argument && isEventName(word.text)) {
+      fields.emplace_back("event", word.text);
+    } else if (splitField(word.lead, key, value) && !reserved(key)) {
+      fields.emplace_back(std::string(key), word.text.substr(key.size() + 1));
+    } else if (!word.text.empty()) {
+      rest += (rest.empty() ? "" : " ") + word.text;
     }
     first = false;
   }
@@ -97,7 +164,7 @@ std::vector<std::pair<std::string, std::string>> logFields(std::string_view time
 std::string formatLogRecord(LogFormat format, std::string_view time, std::string_view level,
                             std::string_view message) {
   if (format == LogFormat::kText) {
-    return std::string(time) + " " + std::string(level) + " " + std::string(message);
+    return std::string(time) + " " + std::string(level) + " " + logs::unmarked(message);
   }
   auto fields = logFields(time, level, message);
   if (format == LogFormat::kJson) {

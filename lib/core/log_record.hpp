@@ -2,7 +2,9 @@
 // structured records for journald and log shippers. A message that starts
 // with an event name (DAEMON_READY, JOB_FINISHED ...) gives an `event`
 // field; its `key=value` words become fields of their own; the other words
-// stay in `msg`. Pure functions, any thread.
+// stay in `msg`. Names come from the format string only: the text of an
+// argument, marked by jobd::logs (core/log.hpp), is a value, whatever it
+// holds. Pure functions, any thread.
 #pragma once
 
 #include <string>

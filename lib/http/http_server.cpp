@@ -1,4 +1,5 @@
 #include "http/http_server.hpp"
+#include "core/log.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -175,7 +176,7 @@ void HttpServer::accept() {
                                  [](const std::weak_ptr<Session>& s) { return s.expired(); }),
                   open_.end());
       if (open_.size() >= kMaxSessions) {
-        spdlog::warn("HTTP_BUSY {} connections open; closing a new one", open_.size());
+        logs::warn("HTTP_BUSY {} connections open; closing a new one", open_.size());
         beast::error_code ignored;
         socket.close(ignored);
       } else {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/log.hpp"
 #include "store/retention.hpp"
 
 namespace jobd::runtime {
@@ -72,8 +73,8 @@ void Cleaner::step(Pass pass) {
 
 void Cleaner::finish(const Pass& pass) {
   if (pass.jobs + pass.oopses > 0) {
-    spdlog::info("JOBS_PRUNED jobs={} oopses={}: past keep_finished and keep_oops", pass.jobs,
-                 pass.oopses);
+    logs::info("JOBS_PRUNED jobs={} oopses={}: past keep_finished and keep_oops", pass.jobs,
+               pass.oopses);
   }
   boost::asio::post(io_, [this] {
     if (!stopped_) {

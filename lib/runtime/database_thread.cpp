@@ -7,6 +7,7 @@
 
 #include "core/errors.hpp"
 
+#include "core/log.hpp"
 #include "store/database.hpp"
 #include "store/db_error.hpp"
 #include "store/migrations.hpp"
@@ -117,7 +118,7 @@ void DatabaseThread::watch() {
         Clock::now() - Clock::time_point(Clock::duration(since)) < limit) {
       continue;
     }
-    spdlog::warn(
+    logs::warn(
         "DATABASE_DOWN {}: no answer from the database for {} ms (database_timeout): closing "
         "the connection",
         name_, limit.count());
@@ -170,7 +171,7 @@ store::JobRepository* DatabaseThread::repository() {
     failures_ = 0;
     up_ = true;
     if (recovered) {
-      spdlog::info("DATABASE_UP the database is reachable again");
+      logs::info("DATABASE_UP the database is reachable again");
       if (on_reconnect_) {
         on_reconnect_();
       }
@@ -178,7 +179,7 @@ store::JobRepository* DatabaseThread::repository() {
     return repository_.get();
   } catch (const std::exception& e) {
     if (failures_ == 0) {
-      spdlog::warn("DATABASE_DOWN {}", errorLine(e.what()));
+      logs::warn("DATABASE_DOWN {}", errorLine(e.what()));
     }
     up_ = false;
     next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);
@@ -192,13 +193,13 @@ void DatabaseThread::failed(std::string_view event, const std::exception& e) {
   if (kind == store::DbErrorClass::kConnectionLost || kind == store::DbErrorClass::kCommitInDoubt) {
     connectionLost(errorLine(e.what()));
   } else {
-    spdlog::error("{} error={}: {}", event, store::errorClassName(kind), errorLine(e.what()));
+    logs::error("{} error={}: {}", event, store::errorClassName(kind), errorLine(e.what()));
   }
 }
 
 void DatabaseThread::connectionLost(const std::string& why) {
   if (repository_) {
-    spdlog::warn("DATABASE_DOWN lost the connection: {}", why);
+    logs::warn("DATABASE_DOWN lost the connection: {}", why);
   }
   repository_.reset();
   setConnection(nullptr);

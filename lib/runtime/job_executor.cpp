@@ -12,6 +12,7 @@
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
+#include "core/log.hpp"
 #include "store/database.hpp"
 #include "store/db_error.hpp"
 #include "store/job_repository.hpp"
@@ -146,8 +147,8 @@ std::unique_ptr<pqxx::work> JobExecutor::begin(const std::string& conninfo,
       if (!lost || !reused || tries > 0 || cancellation.cancelled()) {
         throw ConnectFailed(errorLine(e.what()));
       }
-      spdlog::info("JOB_CONNECTION_REOPENED the cached job connection was lost ({}); reopening",
-                   errorLine(e.what()));
+      logs::info("JOB_CONNECTION_REOPENED the cached job connection was lost ({}); reopening",
+                 errorLine(e.what()));
     }
   }
 }
@@ -250,8 +251,8 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
     // Most likely the database is down, which is no fault of the job: it
     // goes back with its attempt given back, a little later, and the log
     // says why (a wrong dbuser password shows up here too, every time).
-    spdlog::error("JOB_CONNECT_FAILED id={} section={} dbuser={}: {}; releasing the job", job.id,
-                  job.section, section.dbuser.empty() ? "-" : section.dbuser, e.what());
+    logs::error("JOB_CONNECT_FAILED id={} section={} dbuser={}: {}; releasing the job", job.id,
+                job.section, section.dbuser.empty() ? "-" : section.dbuser, e.what());
     fail(OutcomeKind::kReleased, "ConnectFailed", e.what());
     outcome.release_delay = kReleaseDelay;
   } catch (const RetryError& e) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/errors.hpp"
+#include "core/log.hpp"
 
 namespace jobd::runtime {
 
@@ -40,7 +41,7 @@ int LeaseKeeper::supersede(AttemptKey newer) {
   auto it = held_.lower_bound({newer.id, 0});
   while (it != held_.end() && it->first.id == newer.id && it->first.attempt < newer.attempt) {
     if (!it->second.finished) {
-      spdlog::warn(
+      logs::warn(
           "JOB_LEASE_LOST id={} attempt={}: the database gave this job to this daemon again "
           "(attempt {}); stopping the earlier attempt",
           newer.id, it->first.attempt, newer.attempt);
@@ -115,8 +116,8 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
   in_flight_ = false;
   if (!ok) {
     if (healthy_) {
-      spdlog::warn("LEASE_RENEW_FAILED cannot renew {} leases: no more claims until renewals work",
-                   held_.size());
+      logs::warn("LEASE_RENEW_FAILED cannot renew {} leases: no more claims until renewals work",
+                 held_.size());
     }
     healthy_ = false;
     // Again soon, not at the next interval: the renewal that failed may have
@@ -154,7 +155,7 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
     // write will find the lease gone and say so); a job still running is
     // stopped. Either way the lease needs no more renewals.
     if (!held.finished) {
-      spdlog::warn(
+      logs::warn(
           "JOB_LEASE_LOST id={} attempt={}: the lease is gone (rescued, cancelled or "
           "suspended); stopping the job",
           key.id, key.attempt);
@@ -168,7 +169,7 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
 void LeaseKeeper::markHealthy() {
   if (!healthy_) {
     healthy_ = true;
-    spdlog::info("LEASE_RENEW_OK renewals work again, or no lease is left to renew");
+    logs::info("LEASE_RENEW_OK renewals work again, or no lease is left to renew");
     if (on_recovered_) {
       on_recovered_();
     }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
+#include "core/log.hpp"
 #include "runtime/oops_file.hpp"
 
 namespace jobd::runtime {
@@ -58,8 +59,8 @@ void LeaseRescuer::runOnce() {
         if (result.requeued + result.failed > 0) {
           rescued_ += static_cast<std::uint64_t>(result.requeued) +
                       static_cast<std::uint64_t>(result.failed);
-          spdlog::warn("JOB_RESCUED requeued={} failed={}: leases expired", result.requeued,
-                       result.failed);
+          logs::warn("JOB_RESCUED requeued={} failed={}: leases expired", result.requeued,
+                     result.failed);
         }
       } while (result.requeued + result.failed == kBatch);
     });

@@ -6,6 +6,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "core/log.hpp"
 #include "mail/mailer.hpp"
 #include "runtime/oops_file.hpp"
 
@@ -50,8 +51,8 @@ void NoticeSender::stop() {
     thread_.join();
   }
   if (!unsent.empty()) {
-    spdlog::warn("NOTICE_UNSENT {} notices were still queued at stop: recorded as NoticeError",
-                 unsent.size());
+    logs::warn("NOTICE_UNSENT {} notices were still queued at stop: recorded as NoticeError",
+               unsent.size());
     recordUnsent(std::move(unsent), "jobd stopped before it was sent", std::chrono::seconds(5));
   }
 }
@@ -70,7 +71,7 @@ void NoticeSender::send(Notice notice) {
     }
     if (!stopping_ && !overflowing_) {
       overflowing_ = true;
-      spdlog::error(
+      logs::error(
           "NOTICE_QUEUE_FULL {} notices wait for the mail server: further ones are recorded as "
           "NoticeError OOPS reports instead",
           kMaxQueued);
@@ -102,8 +103,8 @@ std::vector<std::string> NoticeSender::recipients(const JobOutcome& outcome, boo
   std::vector<std::string> to;
   auto add = [&](const std::string& address) {
     if (!mail::Mailer::validAddress(address)) {
-      spdlog::warn("NOTICE_BAD_ADDRESS job={}: skipping {}", outcome.job.id,
-                   nlohmann::json(address).dump());
+      logs::warn("NOTICE_BAD_ADDRESS job={}: skipping {}", outcome.job.id,
+                 nlohmann::json(address).dump());
     } else if (std::find(to.begin(), to.end(), address) == to.end()) {
       to.push_back(address);
     }
@@ -160,12 +161,12 @@ void NoticeSender::deliver(const Notice& notice) {
                        std::to_string(notice.attempt) + "@" + hostname_;
   mail::SendResult sent = mailer.send(message, &abort_);
   if (sent.kind == mail::SendResult::Kind::kSent) {
-    spdlog::info("NOTICE_SENT job={} kind={} to={}", notice.job_id,
-                 notice.oops_id ? "oops" : "user_error", notice.to.size());
+    logs::info("NOTICE_SENT job={} kind={} to={}", notice.job_id,
+               notice.oops_id ? "oops" : "user_error", notice.to.size());
     return;
   }
   std::string why = abort_ ? "jobd stopped before it was sent" : sent.describe();
-  spdlog::error("NOTICE_FAILED job={}: {}", notice.job_id, why);
+  logs::error("NOTICE_FAILED job={}: {}", notice.job_id, why);
   recordUnsent({notice}, why, std::chrono::milliseconds(0));
 }
 

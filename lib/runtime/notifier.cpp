@@ -11,6 +11,7 @@
 
 #include <pqxx/notification>
 
+#include "core/log.hpp"
 #include "store/database.hpp"
 
 namespace jobd::runtime {
@@ -111,7 +112,7 @@ void Notifier::connect() {
         return;
       }
       if (failures_ == 0) {
-        spdlog::warn("LISTENER_DOWN cannot LISTEN: {}", error);
+        logs::warn("LISTENER_DOWN cannot LISTEN: {}", error);
       }
       scheduleReconnect(failures_++);
     });
@@ -124,10 +125,10 @@ void Notifier::adopt(std::unique_ptr<Session> session) {
   socket_ =
       std::make_unique<boost::asio::posix::stream_descriptor>(io_, session_->connection->sock());
   if (failures_ > 0) {
-    spdlog::info("LISTENER_UP listening again after {} failed attempts", failures_);
+    logs::info("LISTENER_UP listening again after {} failed attempts", failures_);
   }
   failures_ = 0;
-  spdlog::debug("LISTENER_UP listening on channel jobd");
+  logs::debug("LISTENER_UP listening on channel jobd");
   // What an earlier session had on its way is not this one's to hear.
   probe_heard_ = probe_sent_;
   probe_committed_.reset();
@@ -176,7 +177,7 @@ void Notifier::sendProbe() {
       } catch (const pqxx::broken_connection& e) {
         db_.connectionLost(errorLine(e.what()));
       } catch (const std::exception& e) {
-        spdlog::debug("LISTENER_PROBE_FAILED {}", errorLine(e.what()));
+        logs::debug("LISTENER_PROBE_FAILED {}", errorLine(e.what()));
       }
     }
     boost::asio::post(io_, [this, number, committed] {
@@ -219,7 +220,7 @@ void Notifier::waitReadable() {
 }
 
 void Notifier::drop(const std::string& why) {
-  spdlog::warn("LISTENER_DOWN lost the LISTEN session: {}", why);
+  logs::warn("LISTENER_DOWN lost the LISTEN session: {}", why);
   if (socket_) {
     socket_->release();
     socket_.reset();

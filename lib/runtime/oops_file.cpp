@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/errors.hpp"
+#include "core/log.hpp"
 
 namespace jobd::runtime {
 namespace {
@@ -36,7 +37,7 @@ void fileOops(const std::string& oops_dir, const OopsReport& oops) {
       throw std::runtime_error("write failed");
     }
   } catch (const std::exception& e) {
-    spdlog::warn("OOPS_FILE_FAILED {} in {}: {}", oops.id, oops_dir, errorLine(e.what()));
+    logs::warn("OOPS_FILE_FAILED {} in {}: {}", oops.id, oops_dir, errorLine(e.what()));
   }
 }
 

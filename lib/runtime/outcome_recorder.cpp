@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "core/log.hpp"
 #include "core/retry_policy.hpp"
 #include "core/text.hpp"
 #include "runtime/oops_file.hpp"
@@ -93,8 +94,8 @@ void OutcomeRecorder::flush() {
   } catch (const pqxx::in_doubt_error& e) {
     keepForLater(e);
   } catch (const std::exception& e) {
-    spdlog::error("OUTCOME_BATCH_FAILED writing {} outcomes one by one: {}", batch.size(),
-                  errorLine(e.what()));
+    logs::error("OUTCOME_BATCH_FAILED writing {} outcomes one by one: {}", batch.size(),
+                errorLine(e.what()));
     writeOneByOne(*repo, batch);
   }
 }
@@ -169,8 +170,8 @@ void OutcomeRecorder::writeOneByOne(store::JobRepository& repo, std::vector<Item
     } catch (const std::exception& e) {
       // The job stays RUNNING; when its lease expires the rescuer requeues
       // or fails it, so nothing is lost.
-      spdlog::error("OUTCOME_WRITE_FAILED id={} type={} attempt={}: {}", one[0].outcome.job.id,
-                    one[0].outcome.job.job_type, one[0].outcome.job.attempt, errorLine(e.what()));
+      logs::error("OUTCOME_WRITE_FAILED id={} type={} attempt={}: {}", one[0].outcome.job.id,
+                  one[0].outcome.job.job_type, one[0].outcome.job.attempt, errorLine(e.what()));
       pending_count_.fetch_sub(1);
       settled(one);
     }
@@ -270,7 +271,7 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
                                bool lease_lost) {
   const JobOutcome& o = item.outcome;
   if (o.in_doubt) {
-    spdlog::warn(
+    logs::warn(
         "JOB_COMMIT_IN_DOUBT id={} type={} attempt={}: the job's commit may not have "
         "landed; its lease decides",
         o.job.id, o.job.job_type, o.job.attempt);
@@ -279,7 +280,7 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   if (lease_lost) {
     counters_.lease_lost++;
     metrics_.leaseLost(o.job.job_type);
-    spdlog::warn(
+    logs::warn(
         "JOB_LEASE_LOST id={} type={} attempt={} outcome={}: this daemon no longer holds "
         "the job; nothing was written",
         o.job.id, o.job.job_type, o.job.attempt, outcomeName(o.kind));
@@ -291,7 +292,7 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
     if (o.kind == OutcomeKind::kReleased) {
       counters_.released++;
     } else if (write->status == JobStatus::kWaiting) {
-      spdlog::info("Scheduling retry due to {}.", typeAndMessage(o));
+      logs::info("Scheduling retry due to {}.", typeAndMessage(o));
       counters_.retried++;
     } else if (write->status == JobStatus::kSuspended) {
       counters_.suspended++;
@@ -312,11 +313,11 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   finished_.push_back({o.job.job_type,
                        write != nullptr ? std::string_view(write->attempt_outcome) : "completed",
                        std::chrono::duration<double>(o.duration).count()});
-  spdlog::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}",
-               o.job.id, o.job.job_type, o.job.attempt,
-               std::chrono::duration_cast<std::chrono::milliseconds>(o.duration).count(), outcome,
-               write && write->oops ? write->oops->id : "-",
-               o.runner_pid != 0 ? " runner_pid=" + std::to_string(o.runner_pid) : "");
+  logs::info("JOB_FINISHED id={} type={} attempt={} duration_ms={} outcome={} oops={}{}", o.job.id,
+             o.job.job_type, o.job.attempt,
+             std::chrono::duration_cast<std::chrono::milliseconds>(o.duration).count(), outcome,
+             write && write->oops ? write->oops->id : "-",
+             o.runner_pid != 0 ? " runner_pid=" + std::to_string(o.runner_pid) : "");
 }
 
 }  // namespace jobd::runtime

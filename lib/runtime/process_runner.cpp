@@ -13,6 +13,7 @@
 #include <deque>
 #include <optional>
 
+#include "core/log.hpp"
 #include "runtime/child_process.hpp"
 #include "runtime/worker_protocol.hpp"
 
@@ -150,8 +151,8 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
           }
           std::uint32_t length = worker::frameLength(self->header_.data());
           if (length > worker::kMaxFrame) {
-            spdlog::error("WORKER_PROTOCOL pid={}: a frame of {} bytes; stopping the child",
-                          self->pid_, length);
+            logs::error("WORKER_PROTOCOL pid={}: a frame of {} bytes; stopping the child",
+                        self->pid_, length);
             self->onSocketClosed();
             return;
           }
@@ -171,7 +172,7 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
           try {
             self->onMessage(nlohmann::json::parse(self->body_));
           } catch (const std::exception& e) {
-            spdlog::error("WORKER_PROTOCOL pid={}: {}; stopping the child", self->pid_, e.what());
+            logs::error("WORKER_PROTOCOL pid={}: {}; stopping the child", self->pid_, e.what());
             self->onSocketClosed();
             return;
           }
@@ -227,11 +228,11 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
     line_.append(data);
     std::size_t newline;
     while ((newline = line_.find('\n')) != std::string::npos) {
-      spdlog::info("WORKER_OUTPUT pid={} {}", pid_, line_.substr(0, newline));
+      logs::info("WORKER_OUTPUT pid={} {}", pid_, line_.substr(0, newline));
       line_.erase(0, newline + 1);
     }
     if (line_.size() > 4096) {
-      spdlog::info("WORKER_OUTPUT pid={} {}", pid_, line_);
+      logs::info("WORKER_OUTPUT pid={} {}", pid_, line_);
       line_.clear();
     }
   }
@@ -429,7 +430,7 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
   child->generation = generation_;
   children_.insert(child);
   ++started_;
-  spdlog::debug("WORKER_STARTED pid={} section={}", pid, options_.section.name);
+  logs::debug("WORKER_STARTED pid={} section={}", pid, options_.section.name);
   return child;
 }
 
@@ -476,7 +477,7 @@ void ProcessRunner::finished(const std::shared_ptr<WorkerChild>& child, bool reu
 void ProcessRunner::gone(const std::shared_ptr<WorkerChild>& child) {
   idle_.erase(std::remove(idle_.begin(), idle_.end(), child), idle_.end());
   children_.erase(child);
-  spdlog::debug("WORKER_EXITED pid={} section={}", child->pid(), options_.section.name);
+  logs::debug("WORKER_EXITED pid={} section={}", child->pid(), options_.section.name);
 }
 
 void ProcessRunner::reconfigure(Options options) {

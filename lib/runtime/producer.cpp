@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/errors.hpp"
+#include "core/log.hpp"
 
 namespace jobd::runtime {
 
@@ -108,7 +109,7 @@ void Producer::onHeld(std::vector<ClaimedJob> held) {
     }
     auto section = by_job_type_.find(job.job_type);
     job.section = section != by_job_type_.end() ? section->second->served.name : job.job_type;
-    spdlog::warn(
+    logs::warn(
         "JOB_ORPHAN_RELEASED id={} attempt={}: RUNNING under this daemon's lease, but no claim "
         "reply brought it here (lost with the connection); releasing it",
         job.id, job.attempt);
@@ -130,8 +131,8 @@ void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
   bool failed = outcome.kind == OutcomeKind::kReleased && outcome.error_type == "ConnectFailed";
   if (!failed) {
     if (section.connect_failures > 0 && outcome.kind != OutcomeKind::kReleased) {
-      spdlog::info("SECTION_CONNECTED section={}: its jobs' connection opens again; claiming",
-                   section.served.name);
+      logs::info("SECTION_CONNECTED section={}: its jobs' connection opens again; claiming",
+                 section.served.name);
       section.connect_failures = 0;
       section.connect_hold_until = {};
     }
@@ -146,7 +147,7 @@ void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
   section.connect_hold_until =
       std::max(section.connect_hold_until, std::chrono::steady_clock::now() + hold);
   if (section.connect_failures == 1) {
-    spdlog::error(
+    logs::error(
         "SECTION_CANNOT_CONNECT section={} dbuser={}: {}; its jobs stay WAITING, and one is tried "
         "again in {} s, then less often (at most every {} s) until the connection opens, the "
         "database comes back or a reload",
@@ -412,8 +413,8 @@ void Producer::onTimeout(Section& section, AttemptKey key) {
   if (it == jobs_.end()) {
     return;
   }
-  spdlog::warn("JOB_TIMEOUT id={} attempt={} section={}: ran past its timeout; stopping it", key.id,
-               key.attempt, section.served.name);
+  logs::warn("JOB_TIMEOUT id={} attempt={} section={}: ran past its timeout; stopping it", key.id,
+             key.attempt, section.served.name);
   it->second.token->timeOut();
   if (section.served.runner) {
     return;  // the child gets SIGTERM, then SIGKILL: it cannot get stuck
@@ -439,7 +440,7 @@ void Producer::onStuck(Section& section, AttemptKey key) {
   it->second.token->forceStop();
   ++section.stuck;
   ++stuck_;
-  spdlog::error(
+  logs::error(
       "JOB_STUCK id={} attempt={} section={}: still running {} ms after its timeout, ignoring "
       "cancellation; its worker slot is held until it returns ({} stuck in the section)",
       key.id, key.attempt, section.served.name, section.config->kill_grace.count(), section.stuck);
@@ -482,8 +483,8 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
     if (it->second.stuck) {
       --section.stuck;
       --stuck_;
-      spdlog::warn("JOB_UNSTUCK id={} section={}: returned at last", outcome.job.id,
-                   section.served.name);
+      logs::warn("JOB_UNSTUCK id={} section={}: returned at last", outcome.job.id,
+                 section.served.name);
     }
     released = it->second.released;
     if (it->second.superseded && !outcome.committed) {

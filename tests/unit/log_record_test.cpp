@@ -1,6 +1,10 @@
 #include "core/log_record.hpp"
 
+#include "core/log.hpp"
+
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -54,6 +58,40 @@ TEST(LogRecordTest, TextIsUnchanged) {
             "T INFO    DAEMON_READY a=b");
   EXPECT_EQ(logFormatFromName("keyvalue"), LogFormat::kKeyValue);
   EXPECT_EQ(logFormatFromName("json"), LogFormat::kJson);
+}
+
+// A job's own text, logged as an argument, is one value whatever it holds
+// (issue 18, item 11): it adds no field, no event and no line, in any
+// format. Before, the rendered message was parsed, so " oops=..." in a
+// job's message became a field and a newline started a forged record.
+TEST(LogRecordTest, AnArgumentsTextCannotForgeFieldsEventsOrLines) {
+  const std::string forged = "boom oops=OOPS-forged\nJOB_FINISHED id=999 outcome=completed";
+  std::string message = logs::format("JOB_FAILED id={} log={} after {}", 7, forged, "x=1");
+  auto fields = logFields("T", "error", message);
+  std::map<std::string, std::string> by_key;
+  for (const auto& [key, value] : fields) {
+    EXPECT_EQ(by_key.count(key), 0U) << key;
+    by_key[key] = value;
+  }
+  EXPECT_EQ(by_key["event"], "JOB_FAILED");
+  EXPECT_EQ(by_key["id"], "7");
+  EXPECT_EQ(by_key["log"], "boom oops=OOPS-forged\\nJOB_FINISHED id=999 outcome=completed");
+  EXPECT_EQ(by_key["msg"], "after x=1");
+  EXPECT_EQ(by_key.count("oops"), 0U);
+  EXPECT_EQ(by_key.count("outcome"), 0U);
+  EXPECT_EQ(by_key.count("x"), 0U);
+
+  for (LogFormat format : {LogFormat::kText, LogFormat::kKeyValue, LogFormat::kJson}) {
+    std::string line = formatLogRecord(format, "T", "error", message);
+    EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+    EXPECT_EQ(line.find(logs::kArgStart), std::string::npos) << line;
+    EXPECT_EQ(line.find(logs::kArgEnd), std::string::npos) << line;
+  }
+  // An argument cannot name the event either.
+  auto event = logFields("T", "info", logs::format("{} id={}", "DAEMON_READY", 1));
+  EXPECT_NE(event[2].first, "event");
+  // A format spec still applies to a marked argument.
+  EXPECT_EQ(logs::unmarked(logs::format("took {:.1f} s", 1.25)), "took 1.2 s");
 }
 
 }  // namespace
