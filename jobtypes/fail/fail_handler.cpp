@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/job_errors.hpp"
+#include "drills.hpp"
 
 namespace jobd::jobtypes {
 namespace {
@@ -63,6 +64,8 @@ class FailJob : public runtime::IRunnableJob {
 
 class FailSource : public runtime::IJobSource {
  public:
+  explicit FailSource(bool drills) : drills_(drills) {}
+
   std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob&,
                                                       const nlohmann::json& data) const override {
     auto error = data.find("error");
@@ -73,6 +76,10 @@ class FailSource : public runtime::IJobSource {
       throw UserError(
           "fail: json_data.error must be \"retry\", \"user\", \"oops\", \"suspend\", "
           "\"crash\" or \"memory\"");
+    }
+    if (!drills_ && (*error == "crash" || *error == "memory")) {
+      throw UserError("fail: the " + error->get<std::string>() +
+                      " drill is off in this section (drills: true turns it on)");
     }
     std::string message = "failed as asked";
     if (auto m = data.find("message"); m != data.end()) {
@@ -90,6 +97,9 @@ class FailSource : public runtime::IJobSource {
     }
     return std::make_unique<FailJob>(error->get<std::string>(), message, bytes);
   }
+
+ private:
+  bool drills_;
 };
 
 }  // namespace
@@ -97,12 +107,13 @@ class FailSource : public runtime::IJobSource {
 config::HandlerDescriptor failDescriptor() {
   return {"fail",
           "ends as json_data.error says: retry, user, oops or suspend, with json_data.message; "
-          "crash dies of SIGSEGV and memory maps json_data.bytes (default 1G)",
-          {}};
+          "crash dies of SIGSEGV and memory maps json_data.bytes (default 1G), only with drills: "
+          "true",
+          {drillsKey("crash and memory")}};
 }
 
-std::unique_ptr<runtime::IJobSource> makeFailSource(const config::SectionConfig&) {
-  return std::make_unique<FailSource>();
+std::unique_ptr<runtime::IJobSource> makeFailSource(const config::SectionConfig& section) {
+  return std::make_unique<FailSource>(drillsAllowed(section));
 }
 
 }  // namespace jobd::jobtypes

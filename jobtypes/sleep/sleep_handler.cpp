@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "core/job_errors.hpp"
+#include "drills.hpp"
 
 namespace jobd::jobtypes {
 namespace {
@@ -34,6 +35,8 @@ class SleepJob : public runtime::IRunnableJob {
 
 class SleepSource : public runtime::IJobSource {
  public:
+  explicit SleepSource(bool drills) : drills_(drills) {}
+
   std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob&,
                                                       const nlohmann::json& data) const override {
     auto ms = data.find("ms");
@@ -48,10 +51,18 @@ class SleepSource : public runtime::IJobSource {
         throw UserError("sleep: json_data.ignore_cancel must be true or false");
       }
       ignore_cancel = ignore->get<bool>();
+      if (ignore_cancel && !drills_) {
+        throw UserError(
+            "sleep: the ignore_cancel drill is off in this section (drills: true "
+            "turns it on)");
+      }
     }
     return std::make_unique<SleepJob>(std::chrono::milliseconds(ms->get<std::int64_t>()),
                                       ignore_cancel);
   }
+
+ private:
+  bool drills_;
 };
 
 }  // namespace
@@ -59,12 +70,12 @@ class SleepSource : public runtime::IJobSource {
 config::HandlerDescriptor sleepDescriptor() {
   return {"sleep",
           "sleeps for json_data.ms milliseconds, then completes; json_data.ignore_cancel: true "
-          "makes it ignore a timeout, as a stuck job does",
-          {}};
+          "makes it ignore a timeout, as a stuck job does (only with drills: true)",
+          {drillsKey("ignore_cancel")}};
 }
 
-std::unique_ptr<runtime::IJobSource> makeSleepSource(const config::SectionConfig&) {
-  return std::make_unique<SleepSource>();
+std::unique_ptr<runtime::IJobSource> makeSleepSource(const config::SectionConfig& section) {
+  return std::make_unique<SleepSource>(drillsAllowed(section));
 }
 
 }  // namespace jobd::jobtypes

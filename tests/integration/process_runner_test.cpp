@@ -103,6 +103,7 @@ TEST(ProcessRunnerTest, MemoryHogFailsWithAnOops) {
 [hog]
 handler: fail
 runner: process
+drills: true
 memory_limit: 256M
 )");
   ASSERT_TRUE(daemon.waitReady());
@@ -125,6 +126,7 @@ TEST(ProcessRunnerTest, CrashingEveryTimeFailsAfterMaxRetriesPlusOne) {
 [crash]
 handler: fail
 runner: process
+drills: true
 max_retries: 2
 )");
   ASSERT_TRUE(daemon.waitReady());
@@ -260,6 +262,7 @@ TEST(ProcessRunnerTest, StuckThreadIsReportedWhileOthersRunConcurrently) {
   Daemon daemon(db, R"(
 [stubborn]
 handler: sleep
+drills: true
 concurrency: 2
 timeout: 1s
 kill_grace: 500ms
@@ -298,6 +301,7 @@ TEST(ProcessRunnerTest, AllSlotsStuckExitsNonZero) {
 drain_timeout: 1s
 [stubborn]
 handler: sleep
+drills: true
 timeout: 1s
 kill_grace: 500ms
 )");
@@ -312,6 +316,30 @@ kill_grace: 500ms
   EXPECT_EQ(db.scalar("SELECT status || '/' || attempt_count FROM jobd.job WHERE id = " + stuck),
             "0/0");
   EXPECT_EQ(db.scalar("SELECT outcome FROM jobd.job_attempt WHERE job_id = " + stuck), "released");
+}
+
+// Fault drills are opt-in per section (issue 18, item 12): without
+// `drills: true` a payload asking for a crash, a memory hog or an ignored
+// timeout is a user error and nothing of it runs; before, any payload could
+// take a thread runner's daemon down.
+TEST(ProcessRunnerTest, DrillsRunOnlyInSectionsThatAskForThem) {
+  TestDatabase db;
+  Daemon daemon(db, "[fail]\n[sleep]\n");
+  ASSERT_TRUE(daemon.waitReady());
+  std::string crash = db.scalar("SELECT jobd.enqueue('fail', '{\"error\": \"crash\"}')");
+  std::string memory =
+      db.scalar("SELECT jobd.enqueue('fail', '{\"error\": \"memory\", \"bytes\": 1099511627776}')");
+  std::string stuck =
+      db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 600000, \"ignore_cancel\": true}')");
+  for (const std::string& id : {crash, memory, stuck}) {
+    EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "3"), "3");
+  }
+  EXPECT_EQ(db.scalar("SELECT log FROM jobd.job WHERE id = " + crash),
+            "fail: the crash drill is off in this section (drills: true turns it on)");
+  EXPECT_EQ(db.scalar("SELECT log FROM jobd.job WHERE id = " + stuck),
+            "sleep: the ignore_cancel drill is off in this section (drills: true turns it on)");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops"), "0");
+  EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
 }  // namespace

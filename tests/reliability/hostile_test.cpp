@@ -37,13 +37,15 @@ using testing::waitForValue;
 TEST(ReliabilityHostile, PoisonHungAndMemoryHogJobs) {
   TestDatabase db;
   Load load(db);
-  Fleet fleet(db,
-              "[jobd]\nworkers: 8\npoll_interval: 1s\nrescue_interval: 1s\n" + load.sections() +
-                  "[bad]\nhandler: fail\nrunner: process\nconcurrency: 2\nmemory_limit: 256M\n"
-                  "max_retries: 1\nretry_delay: 100ms\n"
-                  "[hung]\nhandler: sleep\nrunner: process\nconcurrency: 2\ntimeout: 2s\n"
-                  "kill_grace: 1s\n",
-              1);
+  Fleet fleet(
+      db,
+      "[jobd]\nworkers: 8\npoll_interval: 1s\nrescue_interval: 1s\n" + load.sections() +
+          "[bad]\nhandler: fail\nrunner: process\ndrills: true\nconcurrency: 2\nmemory_limit: "
+          "256M\n"
+          "max_retries: 1\nretry_delay: 100ms\n"
+          "[hung]\nhandler: sleep\nrunner: process\ndrills: true\nconcurrency: 2\ntimeout: 2s\n"
+          "kill_grace: 1s\n",
+      1);
   ASSERT_TRUE(fleet.waitAllReady());
   int each = profile().full ? 50 : 10;
   db.scalar("SELECT count(jobd.enqueue('bad', '{\"error\": \"crash\"}')) FROM generate_series(1, " +
