@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -26,6 +27,34 @@ namespace {
 // daemon or in its process runners.
 bool mayBePooled(const config::Config& config, const std::string& conninfo) {
   return !config.daemon().listen_database.empty() && config.daemon().listen_database != conninfo;
+}
+
+// Who may see the dashboard: the Host names it answers to (dashboard_host,
+// else its own listen host and the loopback names) and the password from
+// dashboard_password_file (its first line). Throws when the file cannot be
+// read: a dashboard meant to be protected never starts open.
+http::DashboardAccess dashboardAccess(const config::DaemonSettings& d) {
+  http::DashboardAccess access;
+  access.hosts = d.dashboard_hosts;
+  if (access.hosts.empty()) {
+    access.hosts = {http::hostName(d.dashboard_listen), "localhost", "127.0.0.1", "[::1]"};
+  }
+  if (!d.dashboard_password_file.empty()) {
+    std::ifstream in(d.dashboard_password_file);
+    std::getline(in, access.secret);
+    while (!access.secret.empty() &&
+           (access.secret.back() == '\r' || access.secret.back() == ' ')) {
+      access.secret.pop_back();
+    }
+    if (!in && !in.eof()) {
+      access.secret.clear();
+    }
+    if (access.secret.empty()) {
+      throw std::runtime_error("dashboard_password_file " + d.dashboard_password_file +
+                               ": cannot read a password from its first line");
+    }
+  }
+  return access;
 }
 
 // "<host>:<pid>:<4 hex>": unique across restarts that reuse a pid.
@@ -149,7 +178,8 @@ void Controller::applyTimings(const std::vector<runtime::ServedSection>& served)
 int Controller::run() {
   // Step 0: the HTTP listener, so that a port already taken stops the
   // start before anything runs. It answers once the loop turns.
-  if (mode_ == Mode::kServe && !config_->daemon().metrics_listen.empty()) {
+  if (mode_ == Mode::kServe &&
+      (!config_->daemon().metrics_listen.empty() || !config_->daemon().dashboard_listen.empty())) {
     try {
       startHttp();
     } catch (const std::exception& e) {
@@ -445,6 +475,9 @@ void Controller::stopLoop() {
   if (http_) {
     http_->stop();
   }
+  if (dashboard_) {
+    dashboard_->stop();
+  }
   leases_->stop();
   rescuer_->stop();
   cleaner_->stop();
@@ -502,7 +535,10 @@ void Controller::reload() {
        {std::pair<const char*, bool>{"database", was.database != now.database},
         {"listen_database", was.listen_database != now.listen_database},
         {"database_timeout", was.database_timeout != now.database_timeout},
-        {"metrics_listen", was.metrics_listen != now.metrics_listen}}) {
+        {"metrics_listen", was.metrics_listen != now.metrics_listen},
+        {"dashboard_listen", was.dashboard_listen != now.dashboard_listen},
+        {"dashboard_password_file", was.dashboard_password_file != now.dashboard_password_file},
+        {"dashboard_host", was.dashboard_hosts != now.dashboard_hosts}}) {
     if (changed) {
       logs::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
     }
@@ -593,13 +629,27 @@ void Controller::startHttp() {
                                     [this] { return servedJobTypes(); }};
   routes_ =
       std::make_unique<http::HttpRoutes>(io_, metrics_, std::move(sources), conninfo_, owner_);
-  http_ = std::make_unique<http::HttpServer>(
-      io_,
-      [this](const http::Request& request, const std::function<void(http::Response)>& respond) {
-        routes_->handle(request, respond);
-      });
-  std::string address = http_->start(config_->daemon().metrics_listen);
-  logs::info("HTTP_LISTENING address={} paths=/metrics,/healthz,/", address);
+  const config::DaemonSettings& d = config_->daemon();
+  if (!d.metrics_listen.empty()) {
+    http_ = std::make_unique<http::HttpServer>(
+        io_, "metrics_listen",
+        [this](const http::Request& request, const std::function<void(http::Response)>& respond) {
+          routes_->handleMetrics(request, respond);
+        });
+    std::string address = http_->start(d.metrics_listen);
+    logs::info("HTTP_LISTENING address={} paths=/metrics,/healthz", address);
+  }
+  if (!d.dashboard_listen.empty()) {
+    dashboard_access_ = dashboardAccess(d);
+    dashboard_ = std::make_unique<http::HttpServer>(
+        io_, "dashboard_listen",
+        [this](const http::Request& request, const std::function<void(http::Response)>& respond) {
+          routes_->handleDashboard(request, dashboard_access_, respond);
+        });
+    std::string address = dashboard_->start(d.dashboard_listen);
+    logs::info("DASHBOARD_LISTENING address={} paths=/,/job/ID,/oops/ID,/healthz auth={}", address,
+               dashboard_access_.secret.empty() ? "none" : "password");
+  }
 }
 
 runtime::Metrics::Gauges Controller::gauges() const {

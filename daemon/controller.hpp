@@ -119,6 +119,8 @@ class Controller {
   runtime::Metrics metrics_;
   std::unique_ptr<http::HttpRoutes> routes_;  // with metrics_listen only
   std::unique_ptr<http::HttpServer> http_;
+  std::unique_ptr<http::HttpServer> dashboard_;
+  http::DashboardAccess dashboard_access_;
   int preflight_failures_ = 0;
   bool ready_ = false;
   bool draining_ = false;

@@ -81,9 +81,21 @@ const Fields<DaemonSettings>& daemonFields() {
         "and log shippers"},
        into<D, std::string>(&D::log_format, parseLogFormat)},
       {{"metrics_listen", "",
-        "host:port for HTTP /metrics, /healthz and the dashboard at /; port 0: any free one; "
-        "empty: off"},
+        "host:port for HTTP /metrics and /healthz (no authentication: Prometheus); port 0: any "
+        "free one; empty: off"},
        into<D, std::string>(&D::metrics_listen, parseHostPortOrEmpty)},
+      {{"dashboard_listen", "",
+        "host:port for the dashboard (/, /job/ID, /oops/ID, /healthz), which shows payloads and "
+        "tracebacks; beyond a loopback address it needs dashboard_password_file; empty: off"},
+       into<D, std::string>(&D::dashboard_listen, parseHostPortOrEmpty)},
+      {{"dashboard_password_file", "",
+        "a file whose first line is the dashboard's password (HTTP Basic, any user name) or "
+        "bearer token; read at start"},
+       into<D, std::string>(&D::dashboard_password_file, parseAbsolutePathOrEmpty)},
+      {{"dashboard_host", "",
+        "comma-separated host names the dashboard answers to (its Host header, a guard against "
+        "DNS rebinding); empty: the listen address, localhost, 127.0.0.1 and [::1]"},
+       into<D, std::vector<std::string>>(&D::dashboard_hosts, parseHostList)},
       {{"max_payload", "1M", "largest json_data a job may carry (bytes of json_data::text)"},
        into<D, std::uint64_t>(&D::max_payload, sizeBetween(2, 256ULL * 1024 * 1024))},
   };
@@ -221,6 +233,7 @@ class ConfigBuilder {
       }
     }
     checkJobTypes(*config);
+    checkDashboard(*config);
     return config;
   }
 
@@ -348,6 +361,20 @@ class ConfigBuilder {
                              "missing, handler " + handler->name + " needs it"});
       }
     }
+  }
+
+  // The dashboard shows payloads and tracebacks: beyond a loopback
+  // address it must ask for a password.
+  void checkDashboard(const Config& config) {
+    const DaemonSettings& d = config.daemon();
+    if (d.dashboard_listen.empty() || !d.dashboard_password_file.empty() ||
+        isLoopbackListen(d.dashboard_listen)) {
+      return;
+    }
+    const IniSection* section = doc_.find("jobd");
+    const IniEntry* entry = section ? section->find("dashboard_listen") : nullptr;
+    problems_.push_back({doc_.origin, entry ? entry->line : 0, "jobd", "dashboard_listen",
+                         "listens beyond a loopback address: set dashboard_password_file too"});
   }
 
   void checkJobTypes(const Config& config) {

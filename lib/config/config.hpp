@@ -35,8 +35,11 @@ struct DaemonSettings {
   std::string oops_dir;  // empty: OOPS reports only in the database
   std::string lock_dir = "/run/lock";
   std::string log_level = "info";
-  std::string log_format = "text";  // text, keyvalue or json
-  std::string metrics_listen;       // empty: no HTTP listener
+  std::string log_format = "text";           // text, keyvalue or json
+  std::string metrics_listen;                // empty: no HTTP listener
+  std::string dashboard_listen;              // empty: no dashboard
+  std::string dashboard_password_file;       // empty: no authentication (loopback only)
+  std::vector<std::string> dashboard_hosts;  // Host names it answers to; empty: its own
   std::uint64_t max_payload = 1024ULL * 1024;
 };
 

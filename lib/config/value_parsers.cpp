@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <sstream>
 
 namespace jobd::config {
 namespace {
@@ -260,6 +261,34 @@ std::optional<std::vector<std::string>> parseAddressList(const std::string& valu
     start = comma + 1;
   }
   return addresses;
+}
+
+std::optional<std::vector<std::string>> parseHostList(const std::string& value,
+                                                      std::string& error) {
+  std::vector<std::string> hosts;
+  std::string item;
+  std::istringstream items(value);
+  while (std::getline(items, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    bool ok = !item.empty();
+    for (char& c : item) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
+                  c == '[' || c == ']');
+    }
+    if (!ok) {
+      error = "expected comma-separated host names, got '" + item + "'";
+      return std::nullopt;
+    }
+    hosts.push_back(item);
+  }
+  return hosts;
+}
+
+bool isLoopbackListen(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
 std::optional<bool> parseBool(const std::string& value, std::string& error) {

@@ -42,6 +42,12 @@ std::optional<std::string> parseAddressOrEmpty(const std::string& value, std::st
 std::optional<std::vector<std::string>> parseAddressList(const std::string& value,
                                                          std::string& error);
 std::optional<bool> parseBool(const std::string& value, std::string& error);
+// Comma-separated host names (letters, digits, '.', '-', ':', '[' and ']'),
+// lower-cased; empty: none.
+std::optional<std::vector<std::string>> parseHostList(const std::string& value, std::string& error);
+// Whether a host:port that parseHostPortOrEmpty took is on a loopback
+// address (127.0.0.0/8, [::1], localhost).
+bool isLoopbackListen(const std::string& host_port);
 std::optional<RetryBackoff> parseBackoff(const std::string& value, std::string& error);
 std::optional<RunnerKind> parseRunner(const std::string& value, std::string& error);
 

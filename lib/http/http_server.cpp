@@ -18,21 +18,30 @@ namespace {
 
 // A request is a GET line and a few headers: anything larger is not ours.
 constexpr std::size_t kMaxRequestBytes = std::size_t{16} * 1024;
-// Connections open at once; more are closed at accept.
-constexpr std::size_t kMaxSessions = 64;
-// An idle keep-alive connection, or a client that sends or reads too
-// slowly, is closed after this.
-constexpr std::chrono::seconds kIdleTimeout{30};
+// A client that reads an answer too slowly is closed after this.
+constexpr std::chrono::seconds kWriteTimeout{30};
 
 }  // namespace
 
 class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Session> {
  public:
   Session(tcp::socket socket, Handler handler)
-      : stream_(std::move(socket)), handler_(std::move(handler)) {}
+      : stream_(std::move(socket)), handler_(std::move(handler)) {
+    beast::error_code ec;
+    tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    peer_ = remote.address();
+  }
 
   void start() { read(); }
+  const boost::asio::ip::address& peer() const { return peer_; }
+  // Waiting for a request (idle, or sending one too slowly): what a new
+  // connection over a cap may take the place of.
+  bool waiting() const { return waiting_; }
+  std::chrono::steady_clock::time_point since() const { return since_; }
+  bool closed() const { return closed_; }
   void close() {
+    closed_ = true;
+    waiting_ = false;
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -43,13 +52,21 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     parser_.emplace();
     parser_->header_limit(kMaxRequestBytes);
     parser_->body_limit(kMaxRequestBytes);
-    stream_.expires_after(kIdleTimeout);
+    // The whole request, headers and all, within the deadline: a client
+    // that trickles bytes does not hold its connection for longer.
+    stream_.expires_after(HttpServer::kRequestDeadline);
+    waiting_ = true;
+    since_ = std::chrono::steady_clock::now();
     bhttp::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
   void onRead(beast::error_code ec) {
+    waiting_ = false;
+    if (closed_) {
+      return;  // made room for a newer connection
+    }
     if (ec) {
       if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
           ec != boost::asio::error::operation_aborted) {
@@ -73,6 +90,8 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     if (question != std::string_view::npos) {
       request.query = std::string(target.substr(question + 1));
     }
+    request.host = std::string(message[bhttp::field::host]);
+    request.authorization = std::string(message[bhttp::field::authorization]);
     bool head = message.method() == bhttp::verb::head;
     handler_(request, [self = shared_from_this(), keep_alive, head](Response response) {
       if (head) {
@@ -101,7 +120,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     message->body() = std::move(response.body);
     message->keep_alive(keep_alive);
     message->prepare_payload();
-    stream_.expires_after(kIdleTimeout);
+    stream_.expires_after(kWriteTimeout);
     bhttp::async_write(
         stream_, *message,
         [self = shared_from_this(), message, keep_alive](beast::error_code ec, std::size_t) {
@@ -114,13 +133,17 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   }
 
   beast::tcp_stream stream_;
+  boost::asio::ip::address peer_;
+  bool waiting_ = false;
+  bool closed_ = false;
+  std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Handler handler_;
 };
 
-HttpServer::HttpServer(boost::asio::io_context& io, Handler handler)
-    : io_(io), handler_(std::move(handler)), acceptor_(io) {}
+HttpServer::HttpServer(boost::asio::io_context& io, std::string name, Handler handler)
+    : io_(io), name_(std::move(name)), handler_(std::move(handler)), acceptor_(io) {}
 
 HttpServer::~HttpServer() {
   stop();
@@ -142,7 +165,7 @@ std::string HttpServer::start(const std::string& listen) {
     acceptor_.listen();
   } catch (const boost::system::system_error& e) {
     acceptor_.close();
-    throw std::runtime_error("metrics_listen " + listen + ": " + e.code().message());
+    throw std::runtime_error(name_ + " " + listen + ": " + e.code().message());
   }
   tcp::endpoint bound = acceptor_.local_endpoint();
   accept();
@@ -166,6 +189,35 @@ void HttpServer::stop() {
   open_.clear();
 }
 
+bool HttpServer::admit(const boost::asio::ip::address& peer) {
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (auto& weak : open_) {
+    if (auto session = weak.lock(); session && !session->closed()) {
+      sessions.push_back(std::move(session));
+    }
+  }
+  std::size_t from_peer = std::count_if(sessions.begin(), sessions.end(),
+                                        [&](const auto& s) { return s->peer() == peer; });
+  // Over a cap, the oldest waiting connection (of this peer, when the
+  // peer's own cap is the one reached) makes room.
+  bool peer_full = from_peer >= kMaxPerClient;
+  if (!peer_full && sessions.size() < kMaxSessions) {
+    return true;
+  }
+  std::shared_ptr<Session> oldest;
+  for (const auto& s : sessions) {
+    if (s->waiting() && (!peer_full || s->peer() == peer) &&
+        (!oldest || s->since() < oldest->since())) {
+      oldest = s;
+    }
+  }
+  if (!oldest) {
+    return false;
+  }
+  oldest->close();
+  return true;
+}
+
 void HttpServer::accept() {
   acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) {
@@ -175,8 +227,11 @@ void HttpServer::accept() {
       open_.erase(std::remove_if(open_.begin(), open_.end(),
                                  [](const std::weak_ptr<Session>& s) { return s.expired(); }),
                   open_.end());
-      if (open_.size() >= kMaxSessions) {
-        logs::warn("HTTP_BUSY {} connections open; closing a new one", open_.size());
+      beast::error_code peer_error;
+      boost::asio::ip::address peer = socket.remote_endpoint(peer_error).address();
+      if (!admit(peer)) {
+        logs::warn("HTTP_BUSY {} {} connections open, all answering; closing a new one", name_,
+                   open_.size());
         beast::error_code ignored;
         socket.close(ignored);
       } else {

@@ -1,12 +1,19 @@
-// HttpServer: the HTTP/1.1 listener on `metrics_listen` (SPEC §9), on the
-// daemon's io thread with Boost.Beast. It reads GET requests and hands each
-// to the handler, which answers through `respond`, at once (metrics,
-// health) or later from another thread's result posted back to the io
-// thread (dashboard pages). It never runs SQL itself. Slow or idle clients
-// time out; requests are small and their number is capped, so a scraper
-// or a browser cannot starve the loop.
+// HttpServer: an HTTP/1.1 listener (`metrics_listen`, `dashboard_listen`,
+// SPEC §9) on the daemon's io thread with Boost.Beast. It reads GET
+// requests and hands each to the handler, which answers through `respond`,
+// at once (metrics, health) or later from another thread's result posted
+// back to the io thread (dashboard pages). It never runs SQL itself.
+//
+// No client can starve the others (a Prometheus scrape, a /healthz probe):
+// a request must arrive whole within kRequestDeadline of the connection
+// (or of the previous answer); connections are capped (kMaxSessions, and
+// kMaxPerClient from one address), and a new one over a cap takes the
+// place of the oldest connection that has not sent a whole request, so a
+// client that opens connections and sends nothing only ever evicts itself
+// or other idlers.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,8 +24,10 @@ namespace jobd::http {
 
 struct Request {
   std::string method;
-  std::string path;   // without the query
-  std::string query;  // after '?', or empty
+  std::string path;           // without the query
+  std::string query;          // after '?', or empty
+  std::string host;           // the Host header, as sent
+  std::string authorization;  // the Authorization header, as sent
 };
 
 struct Response {
@@ -33,7 +42,12 @@ class HttpServer {
   // Call `respond` exactly once, on the io thread.
   using Handler = std::function<void(const Request&, const std::function<void(Response)>& respond)>;
 
-  HttpServer(boost::asio::io_context& io, Handler handler);
+  static constexpr std::size_t kMaxSessions = 64;
+  static constexpr std::size_t kMaxPerClient = 16;
+  static constexpr std::chrono::seconds kRequestDeadline{10};
+
+  // `name` is the configuration key, for errors and logs.
+  HttpServer(boost::asio::io_context& io, std::string name, Handler handler);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -48,8 +62,12 @@ class HttpServer {
  private:
   class Session;
   void accept();
+  // Makes room for a connection from `peer`: false when every connection
+  // over the cap is busy answering.
+  bool admit(const boost::asio::ip::address& peer);
 
   boost::asio::io_context& io_;
+  std::string name_;
   Handler handler_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::vector<std::weak_ptr<Session>> open_;  // for stop(); pruned at accept

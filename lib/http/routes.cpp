@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 
 #include "core/errors.hpp"
@@ -17,6 +19,29 @@ constexpr const char* kHtml = "text/html; charset=utf-8";
 double millisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
+}
+
+// RFC 4648 base64, as HTTP Basic sends it; stops at the first byte that
+// is not of the alphabet.
+std::string base64Decoded(const std::string& in) {
+  static const std::string kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  unsigned value = 0;
+  int bits = 0;
+  for (char c : in) {
+    std::size_t at = kAlphabet.find(c);
+    if (at == std::string::npos) {
+      break;
+    }
+    value = (value << 6) | static_cast<unsigned>(at);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((value >> bits) & 0xff);
+    }
+  }
+  return out;
 }
 
 Response text(int status, std::string body) {
@@ -54,13 +79,72 @@ void HttpRoutes::stop() {
   db_.stop();
 }
 
-void HttpRoutes::handle(const Request& request, const std::function<void(Response)>& respond) {
+std::string hostName(const std::string& host_header) {
+  std::string host = host_header;
+  for (char& c : host) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  std::size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']', colon) == std::string::npos) {
+    host.resize(colon);
+  }
+  return host;
+}
+
+bool authorized(const std::string& authorization, const std::string& secret) {
+  std::string given;
+  if (authorization.rfind("Bearer ", 0) == 0) {
+    given = authorization.substr(7);
+  } else if (authorization.rfind("Basic ", 0) == 0) {
+    std::string decoded = base64Decoded(authorization.substr(6));
+    std::size_t colon = decoded.find(':');
+    if (colon == std::string::npos) {
+      return false;
+    }
+    given = decoded.substr(colon + 1);
+  } else {
+    return false;
+  }
+  // Constant time in the secret's length: every byte is compared.
+  unsigned char differ = given.size() == secret.size() ? 0 : 1;
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    differ |= static_cast<unsigned char>(secret[i] ^ (i < given.size() ? given[i] : 0));
+  }
+  return differ == 0;
+}
+
+void HttpRoutes::handleMetrics(const Request& request,
+                               const std::function<void(Response)>& respond) {
   const std::string& path = request.path;
   if (path == "/metrics") {
     Response r = text(200, metrics_.render(sources_.gauges()));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     respond(std::move(r));
   } else if (path == "/healthz") {
+    respond(sources_.draining() ? text(503, "draining\n") : text(200, "ok\n"));
+  } else {
+    respond(text(404,
+                 "no such page; try /metrics or /healthz (the dashboard is on "
+                 "dashboard_listen)\n"));
+  }
+}
+
+void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& access,
+                                 const std::function<void(Response)>& respond) {
+  const std::string& path = request.path;
+  std::string host = hostName(request.host);
+  if (std::find(access.hosts.begin(), access.hosts.end(), host) == access.hosts.end()) {
+    respond(
+        text(421, "this dashboard does not answer to host '" + host + "' (see dashboard_host)\n"));
+    return;
+  }
+  if (!access.secret.empty() && !authorized(request.authorization, access.secret)) {
+    Response r = text(401, "the dashboard needs its password\n");
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"jobd\", charset=\"UTF-8\"");
+    respond(std::move(r));
+    return;
+  }
+  if (path == "/healthz") {
     respond(sources_.draining() ? text(503, "draining\n") : text(200, "ok\n"));
   } else if (path == "/") {
     bool live = request.query == "live=1";
@@ -92,7 +176,7 @@ void HttpRoutes::handle(const Request& request, const std::function<void(Respons
         },
         "no OOPS with id " + id, respond);
   } else {
-    respond(text(404, "no such page; try /, /metrics or /healthz\n"));
+    respond(text(404, "no such page; try /, /job/ID or /oops/ID\n"));
   }
 }
 

@@ -1,8 +1,10 @@
-// HttpRoutes: what the daemon answers on `metrics_listen` (SPEC §9):
+// HttpRoutes: what the daemon answers (SPEC §9). On `metrics_listen`:
 //   GET /metrics   the Prometheus text format, from Metrics and the gauges
 //                  the io thread reads at the moment of the scrape
 //   GET /healthz   200 while the loop turns and the daemon serves, 503
 //                  while it drains
+// On `dashboard_listen`, once the Host header and the password pass
+// (DashboardAccess), /healthz and:
 //   GET /          the dashboard; /?live=1 its live part alone
 //   GET /job/ID, /oops/ID
 // Called on the io thread by HttpServer. The dashboard's SQL runs on a
@@ -21,6 +23,22 @@
 
 namespace jobd::http {
 
+// Who may see the dashboard, which shows payloads and tracebacks.
+struct DashboardAccess {
+  // Host header values (without the port) it answers to; others get 421,
+  // so that a DNS-rebinding page cannot read it through a browser.
+  std::vector<std::string> hosts;
+  // The password (HTTP Basic, any user name) or bearer token; empty: none.
+  std::string secret;
+};
+
+// The Host header's name without its port, lower-cased ("[::1]" stays
+// bracketed).
+std::string hostName(const std::string& host_header);
+// Whether an Authorization header carries `secret` (Basic or Bearer),
+// compared in constant time.
+bool authorized(const std::string& authorization, const std::string& secret);
+
 class HttpRoutes {
  public:
   // What the io thread knows; each is called on the io thread.
@@ -36,7 +54,11 @@ class HttpRoutes {
   HttpRoutes(const HttpRoutes&) = delete;
   HttpRoutes& operator=(const HttpRoutes&) = delete;
 
-  void handle(const Request& request, const std::function<void(Response)>& respond);
+  // metrics_listen's answers.
+  void handleMetrics(const Request& request, const std::function<void(Response)>& respond);
+  // dashboard_listen's answers.
+  void handleDashboard(const Request& request, const DashboardAccess& access,
+                       const std::function<void(Response)>& respond);
   // Joins the dashboard's database thread; pages still queued get no answer.
   void stop();
 

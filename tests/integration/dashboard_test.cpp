@@ -101,7 +101,7 @@ struct Chromium {
 };
 
 std::string baseUrl(Daemon& daemon) {
-  return testing::baseUrl(daemon.process());
+  return testing::dashboardUrl(daemon.process());
 }
 
 // A million finished jobs: the dashboard in Chromium shows the database's
@@ -115,7 +115,7 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
     pqxx::nontransaction(*conn).exec("VACUUM ANALYZE jobd.job");  // as autovacuum would
   }
   // A daemon that serves a type no row has, so the numbers stay still.
-  Daemon daemon(db, "[jobd]\nmetrics_listen: 127.0.0.1:0\n[quiet]\nhandler: noop\n");
+  Daemon daemon(db, "[jobd]\ndashboard_listen: 127.0.0.1:0\n[quiet]\nhandler: noop\n");
   ASSERT_TRUE(daemon.waitReady());
   std::string base = baseUrl(daemon);
   nlohmann::json expected = nlohmann::json::parse(db.scalar(kExpected));

@@ -209,7 +209,8 @@ TEST(HttpTest, JsonLogsAndPagesNeverCarryThePassword) {
   std::string config = ::testing::TempDir() + "jobd_canary_" + db.name() + ".conf";
   std::ofstream(config) << "[jobd]\ndatabase: " << db.conninfo() << " user=" << role
                         << " password=" << canary
-                        << "\nlog_format: json\nmetrics_listen: 127.0.0.1:0\npoll_interval: 1s\n"
+                        << "\nlog_format: json\nmetrics_listen: 127.0.0.1:0\ndashboard_listen: "
+                           "127.0.0.1:0\npoll_interval: 1s\n"
                            "[fail]\nmax_retries: 0\n";
   testing::Process daemon({testing::jobdBinary(), "--config", config, "serve"}, {"", notify.env()});
   ASSERT_TRUE(daemon.waitForOutput("DAEMON_READY")) << daemon.errSoFar();
@@ -219,8 +220,9 @@ TEST(HttpTest, JsonLogsAndPagesNeverCarryThePassword) {
       << daemon.errSoFar();
   ASSERT_GE(notify.waitFor("STATUS=running", 0, std::chrono::seconds(15)), 0);
   std::string oops_id = db.scalar("SELECT id FROM jobd.oops");
-  std::string pages = httpGet(base + "/").body + httpGet(base + "/metrics").body +
-                      httpGet(base + "/job/" + id).body + httpGet(base + "/oops/" + oops_id).body;
+  std::string board = testing::dashboardUrl(daemon);
+  std::string pages = httpGet(board + "/").body + httpGet(base + "/metrics").body +
+                      httpGet(board + "/job/" + id).body + httpGet(board + "/oops/" + oops_id).body;
   EXPECT_THAT(pages, HasSubstr(oops_id));
   daemon.signal(SIGTERM);
   testing::ProcessResult r = daemon.wait(std::chrono::seconds(60));

@@ -33,9 +33,15 @@ size_t onHeader(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-HttpReply httpGet(const std::string& url, long timeout_ms) {
+HttpReply httpGet(const std::string& url, long timeout_ms,
+                  const std::vector<std::string>& headers) {
   HttpReply reply;
   CURL* curl = curl_easy_init();
+  curl_slist* header_list = nullptr;
+  for (const std::string& header : headers) {
+    header_list = curl_slist_append(header_list, header.c_str());
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, header_list);
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -52,6 +58,7 @@ HttpReply httpGet(const std::string& url, long timeout_ms) {
     reply.error = curl_easy_strerror(rc);
   }
   curl_easy_cleanup(curl);
+  curl_slist_free_all(header_list);
   return reply;
 }
 
@@ -64,16 +71,27 @@ double serverTimingTotal(const HttpReply& reply) {
   return at == std::string::npos ? -1 : std::stod(it->second.substr(at + 10));
 }
 
-std::string baseUrl(Process& daemon) {
-  EXPECT_TRUE(daemon.waitForOutput("HTTP_LISTENING")) << daemon.errSoFar();
+namespace {
+
+std::string listenerUrl(Process& daemon, const std::string& event) {
+  EXPECT_TRUE(daemon.waitForOutput(event)) << daemon.errSoFar();
   std::smatch m;
   std::string log = daemon.errSoFar();
-  if (!std::regex_search(log, m,
-                         std::regex("HTTP_LISTENING\"?,? ?\"?address\"?[=:]\"?([^ \"]+)"))) {
-    ADD_FAILURE() << "no HTTP_LISTENING address in the log";
+  if (!std::regex_search(log, m, std::regex(event + "\"?,? ?\"?address\"?[=:]\"?([^ \"]+)"))) {
+    ADD_FAILURE() << "no " << event << " address in the log";
     return "";
   }
   return "http://" + m[1].str();
+}
+
+}  // namespace
+
+std::string baseUrl(Process& daemon) {
+  return listenerUrl(daemon, "HTTP_LISTENING");
+}
+
+std::string dashboardUrl(Process& daemon) {
+  return listenerUrl(daemon, "DASHBOARD_LISTENING");
 }
 
 }  // namespace jobd::testing

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "process.hpp"
 
@@ -12,6 +13,8 @@ namespace jobd::testing {
 // The address a daemon logged as HTTP_LISTENING (text, keyvalue or JSON
 // log), as http://host:port; "" (and a test failure) when it never did.
 std::string baseUrl(Process& daemon);
+// The same for the dashboard's listener (DASHBOARD_LISTENING).
+std::string dashboardUrl(Process& daemon);
 
 struct HttpReply {
   int status = 0;  // 0 when no answer came
@@ -20,7 +23,8 @@ struct HttpReply {
   std::string error;                           // curl's, when status is 0
 };
 
-HttpReply httpGet(const std::string& url, long timeout_ms = 10000);
+HttpReply httpGet(const std::string& url, long timeout_ms = 10000,
+                  const std::vector<std::string>& headers = {});
 
 // The total of a Server-Timing header ("... total;dur=12.3"), in ms; -1
 // when absent.
