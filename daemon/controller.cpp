@@ -248,6 +248,16 @@ int Controller::run() {
   applyTimings(sections_);
   producer_ = std::make_unique<runtime::Producer>(io_, *db_, *recorder_, metrics_, *leases_,
                                                   *executor_, *pools_.back(), config_, sections_);
+  producer_->onPoolIdle([this](boost::asio::thread_pool* idle) {
+    // A pool a reload replaced, with no job left on it: its threads go.
+    auto it = std::find_if(pools_.begin(), pools_.end(),
+                           [idle](const auto& pool) { return pool.get() == idle; });
+    if (it != pools_.end()) {
+      (*it)->stop();
+      (*it)->join();
+      pools_.erase(it);
+    }
+  });
   producer_->onAllStuck([this](const std::string& what) {
     logs::critical(
         "DAEMON_STUCK {}: draining, then exiting with status 1 so that the service manager "
@@ -545,7 +555,8 @@ void Controller::reload() {
   }
   if (now.workers != was.workers) {
     // A thread_pool cannot grow or shrink: new thread jobs go to a new
-    // pool; the old one ends with its last job and is joined at exit.
+    // pool; the old one is joined once its last job has returned
+    // (Producer::onPoolIdle), at once when none runs.
     pools_.push_back(std::make_unique<boost::asio::thread_pool>(now.workers));
   }
   bool format_changed = now.log_format != was.log_format;

@@ -52,7 +52,11 @@ void Producer::serve(ServedSection served) {
 void Producer::reconfigure(std::shared_ptr<const config::Config> config,
                            std::vector<ServedSection> sections, boost::asio::thread_pool& pool) {
   config_ = std::move(config);
+  boost::asio::thread_pool* replaced = pool_ != &pool ? pool_ : nullptr;
   pool_ = &pool;
+  if (replaced != nullptr && on_pool_.count(replaced) == 0 && on_pool_idle_) {
+    on_pool_idle_(replaced);
+  }
   std::set<std::string> names;
   for (ServedSection& served : sections) {
     names.insert(served.name);
@@ -397,6 +401,8 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   }
   ++pool_running_;
   running.in_pool = true;
+  running.pool = pool_;
+  ++on_pool_[pool_];
   // The source and configuration are held by the job: a reload may
   // replace the section's meanwhile.
   boost::asio::post(*pool_, [this, &section, job = std::move(job), config = section.snapshot,
@@ -479,6 +485,13 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
   if (it != jobs_.end()) {
     if (it->second.in_pool) {
       --pool_running_;
+      boost::asio::thread_pool* pool = it->second.pool;
+      if (--on_pool_[pool] == 0) {
+        on_pool_.erase(pool);
+        if (pool != pool_ && on_pool_idle_) {
+          on_pool_idle_(pool);
+        }
+      }
     }
     if (it->second.stuck) {
       --section.stuck;

@@ -92,6 +92,11 @@ class Producer {
   std::map<std::string, RunCounts> runCounts() const;
   // Called once when every slot of a section, or of the pool, is stuck:
   // only a restart frees them.
+  // Called on the io thread with a worker pool that a reload replaced,
+  // once no job runs on it (at once if none did): it may be joined.
+  void onPoolIdle(std::function<void(boost::asio::thread_pool*)> callback) {
+    on_pool_idle_ = std::move(callback);
+  }
   void onAllStuck(std::function<void(const std::string&)> callback) {
     on_all_stuck_ = std::move(callback);
   }
@@ -159,7 +164,8 @@ class Producer {
     std::unique_ptr<boost::asio::steady_timer> timer;
     bool stuck = false;
     bool released = false;
-    bool in_pool = false;  // a thread job, holding one of the pool's workers
+    bool in_pool = false;                      // a thread job, holding one of the pool's workers
+    boost::asio::thread_pool* pool = nullptr;  // the pool it runs on
     // A later attempt of the same job was claimed here: this one's lease is
     // gone, and nothing it returns is written (LeaseKeeper::supersede).
     bool superseded = false;
@@ -169,6 +175,10 @@ class Producer {
   // it), under its own timer and in its own slot.
   std::map<AttemptKey, RunningJob> jobs_;
   int pool_running_ = 0;
+  // Thread jobs running on each pool: a pool that a reload replaced is
+  // handed to on_pool_idle_ once its last job returns.
+  std::map<boost::asio::thread_pool*, int> on_pool_;
+  std::function<void(boost::asio::thread_pool*)> on_pool_idle_;
   int stuck_ = 0;
   bool all_stuck_reported_ = false;
   std::function<void(const std::string&)> on_all_stuck_;
