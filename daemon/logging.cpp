@@ -55,8 +55,16 @@ class MessageFlag : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    std::string text = logs::unmarked(std::string_view(msg.payload.data(), msg.payload.size()));
-    dest.append(text.data(), text.data() + text.size());
+    // Copied in runs between the marks, without a string of its own.
+    const char* run = msg.payload.data();
+    const char* end = run + msg.payload.size();
+    for (const char* at = run; at != end; ++at) {
+      if (*at == logs::kArgStart || *at == logs::kArgEnd) {
+        dest.append(run, at);
+        run = at + 1;
+      }
+    }
+    dest.append(run, end);
   }
 
   std::unique_ptr<custom_flag_formatter> clone() const override {

@@ -24,7 +24,8 @@ namespace jobd::logs {
 inline constexpr char kArgStart = '\x1e';
 inline constexpr char kArgEnd = '\x1f';
 
-// An argument's text, made safe to stand between the marks.
+// An argument's text, made safe to stand between the marks (as the
+// formatter below writes it).
 std::string escapedArgument(std::string_view text);
 // The message without its marks, for text output.
 std::string unmarked(std::string_view message);
@@ -97,10 +98,21 @@ struct fmt::formatter<jobd::logs::Marked<T>> {
 
   template <class Context>
   auto format(const jobd::logs::Marked<T>& arg, Context& ctx) const {
-    std::string text = jobd::logs::escapedArgument(fmt::format(fmt::runtime(spec), arg.value));
+    // On the stack for the usual short value: one JOB_FINISHED line per job.
+    fmt::memory_buffer text;
+    fmt::format_to(std::back_inserter(text), fmt::runtime(spec), arg.value);
     auto out = ctx.out();
     *out++ = jobd::logs::kArgStart;
-    out = std::copy(text.begin(), text.end(), out);
+    for (char c : text) {
+      if (c == '\n' || c == '\r' || c == '\t') {
+        *out++ = '\\';
+        *out++ = c == '\n' ? 'n' : (c == '\r' ? 'r' : 't');
+      } else if (c == jobd::logs::kArgStart || c == jobd::logs::kArgEnd) {
+        *out++ = '?';
+      } else {
+        *out++ = c;
+      }
+    }
     *out++ = jobd::logs::kArgEnd;
     return out;
   }
