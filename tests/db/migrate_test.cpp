@@ -103,6 +103,20 @@ TEST(MigrateTest, VersionMismatchNamesBothVersions) {
   EXPECT_THROW(Migrator(*conn).migrate(), SchemaVersionError);
 }
 
+// A schema at version 6, and a long transaction that has read jobd.job
+// (ACCESS SHARE, as any reader holds) and stays open.
+struct HeldAtVersion6 {
+  explicit HeldAtVersion6(const TestDatabase& db) : reader_conn(db.connect()) {
+    {
+      auto conn = db.connect();
+      Migrator(*conn).migrate(6);
+    }
+    reader.exec("SELECT count(*) FROM jobd.job");
+  }
+  std::unique_ptr<pqxx::connection> reader_conn;
+  pqxx::work reader{*reader_conn};
+};
+
 // An upgrade never makes production writes queue behind it (issue 18,
 // item 8). A long transaction holds jobd.job (ACCESS SHARE, as any reader
 // does) while version 7's ALTER TABLE needs ACCESS EXCLUSIVE: the
@@ -112,13 +126,7 @@ TEST(MigrateTest, VersionMismatchNamesBothVersions) {
 // queued behind it until the reader ended.
 TEST(MigrateTest, AMigrationThatCannotTakeItsLockLetsWritesThroughAndTriesAgain) {
   TestDatabase db(false);
-  {
-    auto conn = db.connect();
-    Migrator(*conn).migrate(6);
-  }
-  auto reader_conn = db.connect();
-  pqxx::work reader(*reader_conn);
-  reader.exec("SELECT count(*) FROM jobd.job");
+  HeldAtVersion6 held(db);
 
   std::string error;
   std::thread migrating([&] {
@@ -142,7 +150,7 @@ TEST(MigrateTest, AMigrationThatCannotTakeItsLockLetsWritesThroughAndTriesAgain)
   }
   EXPECT_GT(inserts, 10);
   EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
-  reader.commit();
+  held.reader.commit();
   migrating.join();
   EXPECT_EQ(error, "");
   EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"),
@@ -153,13 +161,7 @@ TEST(MigrateTest, AMigrationThatCannotTakeItsLockLetsWritesThroughAndTriesAgain)
 // schema where it was.
 TEST(MigrateTest, AMigrationThatNeverGetsItsLockSaysWhy) {
   TestDatabase db(false);
-  {
-    auto conn = db.connect();
-    Migrator(*conn).migrate(6);
-  }
-  auto reader_conn = db.connect();
-  pqxx::work reader(*reader_conn);
-  reader.exec("SELECT count(*) FROM jobd.job");
+  HeldAtVersion6 held(db);
   auto conn = db.connect();
   try {
     Migrator(*conn, {std::chrono::milliseconds(100), 3, std::chrono::milliseconds(10)}).migrate();
@@ -169,7 +171,7 @@ TEST(MigrateTest, AMigrationThatNeverGetsItsLockSaysWhy) {
                 ::testing::HasSubstr("migration 7 (0007_acquire_exact) could not take its "
                                      "locks in 3 tries"));
   }
-  reader.commit();
+  held.reader.commit();
   EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
 }
 
