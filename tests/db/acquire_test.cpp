@@ -40,6 +40,22 @@ TEST(AcquireTest, NeedsATarget) {
   EXPECT_THROW(db.scalar("SELECT jobd.acquire('diff', NULL)"), pqxx::sql_error);
 }
 
+// Waits until some session of this test's database waits for a lock, for
+// at most ten seconds.
+void waitForALockWaitIn(const TestDatabase& db) {
+  auto watcher = db.connect();
+  for (int i = 0; i < 1000; ++i) {
+    pqxx::nontransaction q(*watcher);
+    if (q.exec("SELECT count(*) FROM pg_stat_activity "
+               "WHERE datname = current_database() AND wait_event_type = 'Lock'")[0][0]
+            .as<int>() > 0) {
+      return;
+    }
+    q.exec("SELECT pg_sleep(0.01)");
+  }
+  FAIL() << "no session waited for a lock within 10 s";
+}
+
 // Two transactions racing on one type and target: the second waits for the
 // first to commit, then returns its job, so exactly one job is WAITING.
 TEST(AcquireTest, TwoTransactionsRace) {
@@ -62,32 +78,12 @@ TEST(AcquireTest, TwoTransactionsRace) {
   });
   // Commit only once the second transaction is queued on the lock, so that
   // the race is real rather than a matter of scheduling.
-  auto watcher = db.connect();
-  for (;;) {
-    pqxx::nontransaction q(*watcher);
-    if (q.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0][0]
-            .as<int>() > 0) {
-      break;
-    }
-    q.exec("SELECT pg_sleep(0.01)");
-  }
+  waitForALockWaitIn(db);
   first.commit();
   second.join();
   EXPECT_EQ(second_error, "");
   EXPECT_EQ(second_id, first_id);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'mp:7'"), "1");
-}
-
-// Waits until some session waits for a lock (a row's or an advisory one).
-void waitForALockWait(const TestDatabase& db) {
-  auto watcher = db.connect();
-  for (;;) {
-    pqxx::nontransaction q(*watcher);
-    if (q.exec("SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0].as<int>() > 0) {
-      return;
-    }
-    q.exec("SELECT pg_sleep(0.01)");
-  }
 }
 
 // A claim that holds the WAITING job when acquire looks (its transaction
@@ -110,7 +106,7 @@ TEST(AcquireTest, AJobBeingClaimedIsNotReturned) {
     got = acquire(txn, "diff", "mp:3");
     txn.commit();
   });
-  waitForALockWait(db);
+  waitForALockWaitIn(db);
   claim.commit();
   caller.join();
   EXPECT_NE(got, first);
@@ -160,6 +156,101 @@ TEST(AcquireTest, ARequeuedJobYieldsToTheWaitingOneAcquireMade) {
   db.scalar("UPDATE jobd.job SET status = 0 WHERE id = " + plain + " RETURNING 1");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'person:1'"),
             "2");
+}
+
+// A job going back to WAITING never waits for a caller of acquire, whose
+// transaction may be a long web request (issue 18 review: version 7's
+// trigger took acquire's advisory lock, so a requeue waited for the
+// caller's COMMIT). The caller's commit settles it: the returning job
+// yields to the one acquire made.
+TEST(AcquireTest, ARequeueDoesNotWaitForAnOpenCaller) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.acquire('diff', 'mp:6')");
+  db.scalar("UPDATE jobd.job SET status = 1, attempt_count = 1 WHERE id = " + first +
+            " RETURNING 1");
+  auto caller_conn = db.connect();
+  pqxx::work caller(*caller_conn);
+  std::int64_t made = acquire(caller, "diff", "mp:6");
+  ASSERT_NE(std::to_string(made), first);
+
+  auto daemon_conn = db.connect();
+  {
+    pqxx::work requeue(*daemon_conn);
+    requeue.exec("SET LOCAL lock_timeout = '2s'");
+    requeue.exec("UPDATE jobd.job SET status = 0 WHERE id = " + first);
+    requeue.commit();
+  }
+  EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + first), "0");
+  caller.commit();
+  EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"),
+            std::to_string(made));
+  EXPECT_EQ(
+      db.scalar("SELECT status || ' ' || log FROM jobd.job WHERE id = " + first),
+      "3 superseded by job " + std::to_string(made) + ", WAITING for the same type and target");
+}
+
+// The other order: a requeue not yet committed when the caller commits.
+// The caller's COMMIT waits for it (a short daemon transaction), then the
+// returning job yields; one WAITING job either way.
+TEST(AcquireTest, ACallerCommittingDuringARequeueWaitsForIt) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.acquire('diff', 'mp:8')");
+  db.scalar("UPDATE jobd.job SET status = 1, attempt_count = 1 WHERE id = " + first +
+            " RETURNING 1");
+  auto daemon_conn = db.connect();
+  pqxx::work requeue(*daemon_conn);
+  requeue.exec("UPDATE jobd.job SET status = 0 WHERE id = " + first);
+
+  std::int64_t made = 0;
+  std::string error;
+  std::thread caller([&] {
+    try {
+      auto conn = db.connect();
+      pqxx::work txn(*conn);
+      made = acquire(txn, "diff", "mp:8");
+      txn.commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  waitForALockWaitIn(db);
+  requeue.commit();
+  caller.join();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"),
+            std::to_string(made));
+  EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + first), "3");
+}
+
+// Two acquired jobs of one type and target going back to WAITING at once,
+// in two transactions (one retried as it ends, the other, suspended, resumed
+// by an operator): the second waits for the first and yields to it.
+TEST(AcquireTest, TwoRequeuesAtOnceLeaveOneWaitingJob) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.acquire('diff', 'mp:9')");
+  db.scalar("UPDATE jobd.job SET status = 1 WHERE id = " + first + " RETURNING 1");
+  std::string second = db.scalar("SELECT jobd.acquire('diff', 'mp:9')");
+  db.scalar("UPDATE jobd.job SET status = 4 WHERE id = " + second + " RETURNING 1");
+
+  auto one_conn = db.connect();
+  pqxx::work one(*one_conn);
+  one.exec("UPDATE jobd.job SET status = 0 WHERE id = " + first);
+  std::string error;
+  std::thread other([&] {
+    try {
+      auto conn = db.connect();
+      pqxx::work txn(*conn);
+      txn.exec("UPDATE jobd.job SET status = 0 WHERE id = " + second);
+      txn.commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  waitForALockWaitIn(db);
+  one.commit();
+  other.join();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"), first);
 }
 
 // Many transactions racing at once still leave one WAITING job.
