@@ -193,7 +193,17 @@ void DatabaseThread::failed(std::string_view event, const std::exception& e) {
   if (kind == store::DbErrorClass::kConnectionLost || kind == store::DbErrorClass::kCommitInDoubt) {
     connectionLost(errorLine(e.what()));
   } else {
-    logs::error("{} error={}: {}", event, store::errorClassName(kind), errorLine(e.what()));
+    // "CLAIM_FAILED section=NAME": the section is a field of its own.
+    std::string_view name = event.substr(0, event.find(' '));
+    constexpr std::string_view kSection = " section=";
+    if (auto at = event.find(kSection); at != std::string_view::npos) {
+      logs::error("{} section={} error={} detail={}", logs::Event{name},
+                  event.substr(at + kSection.size()), store::errorClassName(kind),
+                  errorLine(e.what()));
+    } else {
+      logs::error("{} error={} detail={}", logs::Event{name}, store::errorClassName(kind),
+                  errorLine(e.what()));
+    }
   }
 }
 

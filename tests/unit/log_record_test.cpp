@@ -90,6 +90,15 @@ TEST(LogRecordTest, AnArgumentsTextCannotForgeFieldsEventsOrLines) {
   // An argument cannot name the event either.
   auto event = logFields("T", "info", logs::format("{} id={}", "DAEMON_READY", 1));
   EXPECT_NE(event[2].first, "event");
+  // ... unless the code names it: logs::Event, for one call that logs
+  // several events (DatabaseThread::failed's CLAIM_FAILED and others).
+  auto named = logFields(
+      "T", "error",
+      logs::format("{} error={} detail={}", logs::Event{"CLAIM_FAILED"}, "other", "boom"));
+  ASSERT_GE(named.size(), 4U);
+  EXPECT_EQ(named[2], (std::pair<std::string, std::string>{"event", "CLAIM_FAILED"}));
+  EXPECT_EQ(named[3], (std::pair<std::string, std::string>{"error", "other"}));
+  EXPECT_EQ(logs::unmarked(logs::format("{} x", logs::Event{"A_B\nC d=1"})), "A_BC1 x");
   // A format spec still applies to a marked argument.
   EXPECT_EQ(logs::unmarked(logs::format("took {:.1f} s", 1.25)), "took 1.2 s");
 }
