@@ -131,6 +131,8 @@ void Producer::onHeld(std::vector<ClaimedJob> held) {
 // and release every job of the section every few seconds, each writing an
 // attempt row, the section waits 5 s, then 10 s, doubling up to
 // kLongestConnectHold, and then tries one job. One error line says so.
+// The jobs of one claim that fail together are one failure; a reload or
+// the database coming back starts again at 5 s (retryConnectsNow).
 void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
   bool failed = outcome.kind == OutcomeKind::kReleased && outcome.error_type == "ConnectFailed";
   if (!failed) {
@@ -141,6 +143,10 @@ void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
       section.connect_hold_until = {};
     }
     return;
+  }
+  if (section.connect_failures > 0 &&
+      std::chrono::steady_clock::now() < section.connect_hold_until) {
+    return;  // another job of the burst that the first failure already counted
   }
   ++section.connect_failures;
   Duration hold = kReleaseDelay;
@@ -163,7 +169,9 @@ void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
 
 void Producer::retryConnectsNow() {
   for (auto& [name, section] : sections_) {
+    // The next failure starts again at the shortest hold, and says so.
     section->connect_hold_until = {};
+    section->connect_failures = 0;
   }
   wakeAll();
 }

@@ -351,9 +351,14 @@ TEST(ServeConnectFailedTest, JobIsReleasedNotFailedAndTheSectionBacksOff) {
   EXPECT_EQ(
       db.scalar("SELECT outcome || '/' || error_type FROM jobd.job_attempt WHERE job_id = " + id),
       "released/ConnectFailed");
-  std::this_thread::sleep_for(std::chrono::seconds(8));
-  // The first claim's five, and at most one try since.
-  EXPECT_LE(std::stoi(db.scalar("SELECT count(*) FROM jobd.job_attempt")), 6);
+  // The first claim's five failures are one failure of the section: one
+  // job tries again 5 s later (before the review fix, five failures doubled
+  // the hold four times, to 80 s), and the next try waits 10 s.
+  EXPECT_EQ(testing::waitForValue(db, "SELECT count(*) FROM jobd.job_attempt", "6",
+                                  std::chrono::seconds(15)),
+            "6");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_attempt"), "6");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND attempt_count = 0"), "5");
   testing::ProcessResult r = daemon.stop();
   EXPECT_EQ(r.exit_code, 0);
