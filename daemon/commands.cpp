@@ -50,7 +50,14 @@ std::string databaseConninfo(const CommandLine& cl, const config::Config& config
 
 int cmdMigrate(const CommandLine& cl) {
   auto config = loadConfig(cl);
-  auto conn = store::connect(databaseConninfo(cl, *config), "jobd migrate");
+  // A migration holds a session lock and runs statements outside any
+  // transaction: it needs a session of its own, which `listen_database`
+  // (PostgreSQL itself when `database` is PgBouncer) gives.
+  std::string conninfo = cl.database ? *cl.database
+                         : !config->daemon().listen_database.empty()
+                             ? config->daemon().listen_database
+                             : config->daemon().database;
+  auto conn = store::connect(conninfo, "jobd migrate");
   store::Migrator migrator(*conn);
   if (cl.flag("--dry-run")) {
     auto pending = migrator.pending();
@@ -59,9 +66,7 @@ int cmdMigrate(const CommandLine& cl) {
                 << "; nothing to apply\n";
     }
     for (const store::Migration* m : pending) {
-      std::cout << "-- migration " << m->version << ": " << m->name << "\n"
-                << m->sql << "\nINSERT INTO jobd.schema_version (version) VALUES (" << m->version
-                << ");\n\n";
+      std::cout << migrator.script(*m) << "\n";
     }
     return 0;
   }

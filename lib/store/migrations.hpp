@@ -64,6 +64,11 @@ class Migrator {
   // The migrations that migrate() would apply now, without applying them.
   std::vector<const Migration*> pending();
 
+  // What apply() runs for m, as a psql script (`jobd migrate --dry-run`):
+  // its transactional part between BEGIN and COMMIT under lock_timeout,
+  // then the statements outside any transaction, then its version row.
+  std::string script(const Migration& m) const;
+
  private:
   void apply(const Migration& m);
 

@@ -152,24 +152,65 @@ void Migrator::apply(const Migration& m) {
   if (parts.outside.empty()) {
     return;
   }
-  // CREATE INDEX CONCURRENTLY: no lock that blocks writes; it waits for the
-  // transactions that are older than it, however long they take.
+  // CREATE INDEX CONCURRENTLY: no lock that blocks writes, but it waits for
+  // the transactions older than it; under the same lock_timeout, a build
+  // that a long transaction holds up gives up (leaving an INVALID index,
+  // dropped before the next try) and is tried again like the part above.
   pqxx::nontransaction outside(conn_);
+  outside.exec("SET lock_timeout = " + std::to_string(locks_.lock_timeout.count()));
   for (const std::string& statement : parts.outside) {
-    if (std::string index = concurrentIndexName(statement); !index.empty()) {
-      pqxx::result invalid = outside.exec_params(
-          "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-          "JOIN pg_namespace n ON n.oid = c.relnamespace "
-          "WHERE n.nspname = 'jobd' AND c.relname = $1 AND NOT i.indisvalid",
-          index);
-      if (!invalid.empty()) {
-        outside.exec("DROP INDEX CONCURRENTLY IF EXISTS jobd." + index);
+    for (int attempt = 1;; ++attempt) {
+      try {
+        if (std::string index = concurrentIndexName(statement); !index.empty()) {
+          pqxx::result invalid = outside.exec_params(
+              "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+              "JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE n.nspname = 'jobd' AND c.relname = $1 AND NOT i.indisvalid",
+              index);
+          if (!invalid.empty()) {
+            outside.exec("DROP INDEX CONCURRENTLY IF EXISTS jobd." + index);
+          }
+        }
+        outside.exec(statement);
+        break;
+      } catch (const pqxx::sql_error& e) {
+        if (!lockNotAvailable(e)) {
+          throw;
+        }
+        if (attempt >= locks_.tries) {
+          throw Error("migration " + std::to_string(m.version) + " (" + m.name +
+                      "): a statement outside its transaction could not take its locks in " +
+                      std::to_string(attempt) + " tries of lock_timeout " +
+                      std::to_string(locks_.lock_timeout.count()) +
+                      " ms: a long transaction holds it up; its transactional part is applied and "
+                      "is applied again harmlessly; run jobd migrate again once it ends");
+        }
+        std::this_thread::sleep_for(locks_.pause);
       }
     }
-    outside.exec(statement);
   }
+  outside.exec("RESET lock_timeout");
   outside.exec("INSERT INTO jobd.schema_version (version) VALUES (" + std::to_string(m.version) +
                ")");
+}
+
+std::string Migrator::script(const Migration& m) const {
+  MigrationParts parts = splitMigration(m.sql);
+  std::string version = std::to_string(m.version);
+  std::string out =
+      "-- migration " + version + ": " + m.name +
+      "\nBEGIN;\nSET LOCAL lock_timeout = " + std::to_string(locks_.lock_timeout.count()) + ";\n" +
+      parts.in_transaction;
+  if (parts.outside.empty()) {
+    return out + "INSERT INTO jobd.schema_version (version) VALUES (" + version + ");\nCOMMIT;\n";
+  }
+  out += "COMMIT;\n-- outside any transaction, one statement at a time\nSET lock_timeout = " +
+         std::to_string(locks_.lock_timeout.count()) + ";\n";
+  for (const std::string& statement : parts.outside) {
+    out += statement;
+  }
+  return out + "RESET lock_timeout;\nINSERT INTO jobd.schema_version (version) VALUES (" + version +
+         ");\n";
 }
 
 MigrationResult Migrator::migrate(std::optional<int> to) {

@@ -148,7 +148,7 @@ TEST(MigrateTest, AMigrationThatCannotTakeItsLockLetsWritesThroughAndTriesAgain)
     txn.commit();
     ++inserts;
   }
-  EXPECT_GT(inserts, 10);
+  EXPECT_GT(inserts, 0);  // each one under its 1 s statement_timeout
   EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
   held.reader.commit();
   migrating.join();
@@ -173,6 +173,39 @@ TEST(MigrateTest, AMigrationThatNeverGetsItsLockSaysWhy) {
   }
   held.reader.commit();
   EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
+}
+
+// The part outside the transaction (CREATE INDEX CONCURRENTLY) is under
+// the same lock_timeout and tries (review of issue 18): an old transaction
+// that holds the build up makes it give up with a clear error, and the
+// next run builds a valid index once that transaction has ended.
+TEST(MigrateTest, ABuildHeldUpByAnOldTransactionGivesUpAndIsBuiltNextTime) {
+  TestDatabase db(false);
+  {
+    auto conn = db.connect();
+    Migrator(*conn).migrate(6);
+  }
+  auto old_conn = db.connect();
+  pqxx::work old(*old_conn);
+  old.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+  old.exec("SELECT count(*) FROM jobd.schema_version");
+  auto conn = db.connect();
+  try {
+    Migrator(*conn, {std::chrono::milliseconds(200), 2, std::chrono::milliseconds(10)}).migrate(7);
+    FAIL() << "built an index while an older transaction was open";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("migration 7 (0007_acquire_exact): a statement "
+                                               "outside its transaction could not take its "
+                                               "locks in 2 tries"));
+  }
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"), "6");
+  old.commit();
+  Migrator(*conn).migrate();
+  EXPECT_EQ(db.scalar("SELECT indisvalid FROM pg_index "
+                      "WHERE indexrelid = 'jobd.job_failed_idx'::regclass"),
+            "t");
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"),
+            std::to_string(requiredSchemaVersion()));
 }
 
 // Every index that a migration after the first adds to jobd.job is built

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "process.hpp"
+#include "store/migrations.hpp"
 #include "test_database.hpp"
 
 namespace jobd {
@@ -255,6 +256,38 @@ TEST(CliMigrateTest, MigrateTwiceAndConcurrently) {
   EXPECT_EQ(sql.exit_code, 0);
   EXPECT_THAT(sql.out, HasSubstr("CREATE TABLE jobd.job"));
   EXPECT_EQ(fresh.scalar("SELECT to_regclass('jobd.job') IS NULL"), "t");
+
+  // The script runs as it stands under psql (each transactional part in a
+  // transaction, CREATE INDEX CONCURRENTLY outside one) and leaves the
+  // schema that jobd migrate makes (review of issue 18: before, it was
+  // every file back to back, which psql could not run).
+  const std::string script = ::testing::TempDir() + "jobd_migrate_" + fresh.name() + ".sql";
+  std::ofstream(script) << sql.out;
+  ProcessResult psql = testing::runProcess(
+      {"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh.conninfo(), "-f", script});
+  EXPECT_EQ(psql.exit_code, 0) << psql.err;
+  EXPECT_EQ(fresh.scalar("SELECT max(version) FROM jobd.schema_version"),
+            db.scalar("SELECT max(version) FROM jobd.schema_version"));
+  EXPECT_EQ(fresh.scalar("SELECT count(*) FROM pg_index WHERE indrelid = 'jobd.job'::regclass "
+                         "AND indisvalid"),
+            db.scalar("SELECT count(*) FROM pg_index WHERE indrelid = 'jobd.job'::regclass"));
+  EXPECT_THAT(runJobd({"--database", fresh.conninfo(), "migrate"}, options).out,
+              HasSubstr("nothing to do"));
+}
+
+// migrate connects to listen_database when one is set: `database` may be
+// PgBouncer in transaction pooling, where a migration's session lock and
+// its statements outside a transaction would land on any server
+// connection. Here `database` cannot be reached at all.
+TEST(CliMigrateTest, MigrateUsesListenDatabase) {
+  TestDatabase db(/*migrate=*/false);
+  const std::string config = ::testing::TempDir() + "jobd_migrate_" + db.name() + ".conf";
+  std::ofstream(config) << "[jobd]\ndatabase: host=/nonexistent dbname=nowhere\nlisten_database: "
+                        << db.conninfo() << "\n";
+  ProcessResult r = runJobd({"--config", config, "migrate"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM jobd.schema_version"),
+            std::to_string(store::requiredSchemaVersion()));
 }
 
 // --help and --version work anywhere on the line and exit 0.
