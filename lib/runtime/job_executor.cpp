@@ -287,6 +287,19 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
     outcome.error_type = "TimeoutError";
     outcome.message = "Job ran too long.";
     outcome.committed = false;
+  } else if (cancellation.cancelled() && !outcome.committed &&
+             outcome.kind != OutcomeKind::kCompleted) {
+    // Stopped by jobd (a lost lease, a superseded attempt, a release):
+    // the query it cancelled (57014), in the work or at the COMPLETED mark
+    // or COMMIT, is no fault of the job.
+    if (cancellation.leaseExpiredLocally()) {
+      outcome.lease_lost = true;
+    } else if (outcome.error_type == "SqlState57014") {
+      outcome.kind = OutcomeKind::kRetry;
+      outcome.error_type = "Cancelled";
+      outcome.message = "stopped by jobd";
+      outcome.traceback.clear();
+    }
   }
   outcome.oops_vars = std::move(context.oops_vars);
   outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
