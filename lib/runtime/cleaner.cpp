@@ -22,6 +22,7 @@ void Cleaner::start() {
 
 void Cleaner::stop() {
   stopped_ = true;
+  ++generation_;  // the batches already queued on the database thread end there
   timer_.cancel();
 }
 
@@ -32,11 +33,17 @@ void Cleaner::schedule() {
       return;
     }
     // The next timer is set when this pass ends: passes never overlap.
-    db_.post([this, pass = Pass{policies_, keep_oops_}]() mutable { step(std::move(pass)); });
+    db_.post([this, pass = Pass{policies_, keep_oops_, generation_.load()}]() mutable {
+      step(std::move(pass));
+    });
   });
 }
 
 void Cleaner::step(Pass pass) {
+  if (pass.generation != generation_.load()) {
+    finish(pass);  // stopped: at drain, or a reload's new pass
+    return;
+  }
   std::optional<int> pruned;
   const bool oops_rows = pass.next >= pass.policies.size();
   bool ok = db_.use("CLEAN_FAILED", [&](store::JobRepository& repo) {
@@ -50,6 +57,9 @@ void Cleaner::step(Pass pass) {
   if (!ok || !pruned) {
     // The database is away (the next pass tries again), or another daemon
     // holds the cleaner's lock and is cleaning.
+    if (ok) {
+      logs::debug("CLEAN_SKIPPED another daemon holds the cleaner's lock and is cleaning");
+    }
     finish(pass);
     return;
   }
@@ -67,7 +77,8 @@ void Cleaner::step(Pass pass) {
     }
     ++pass.next;
   }
-  // The next batch goes to the back of the thread's queue: a stop drops it.
+  // The next batch is a piece of work of its own: a stop ends the pass
+  // there.
   db_.post([this, pass = std::move(pass)]() mutable { step(std::move(pass)); });
 }
 

@@ -3,7 +3,8 @@
 // section's keep_finished, then the OOPS rows past keep_oops, one bounded
 // batch per transaction on a connection of its own, so that claims,
 // renewals and outcomes never queue behind it. Each batch is its own piece
-// of work on that thread, so a stop drops the rest of a pass at once. When
+// of work on that thread, and stop() ends the pass before its next batch
+// (at drain, while running jobs finish, no more rows are deleted). When
 // another daemon holds the cleaner's lock, the pass ends: it is cleaning.
 #pragma once
 
@@ -40,7 +41,8 @@ class Cleaner {
   struct Pass {
     std::vector<Policy> policies;
     Duration keep_oops;
-    std::size_t next = 0;  // policies[next], or the OOPS rows once past the end
+    std::uint64_t generation = 0;  // stop() ends the passes of earlier ones
+    std::size_t next = 0;          // policies[next], or the OOPS rows once past the end
     std::uint64_t jobs = 0;
     std::uint64_t oopses = 0;
   };
@@ -55,6 +57,7 @@ class Cleaner {
   Duration keep_oops_ = std::chrono::hours(24 * 30);
   boost::asio::steady_timer timer_;
   bool stopped_ = true;
+  std::atomic<std::uint64_t> generation_{0};
   std::atomic<std::uint64_t> pruned_jobs_{0};
   std::atomic<std::uint64_t> pruned_oopses_{0};
 };
