@@ -213,7 +213,7 @@ int Controller::run() {
   recorder_ = std::make_unique<runtime::OutcomeRecorder>(
       *outcomes_db_, metrics_, hostname_,
       [this] { boost::asio::post(io_, [this] { producer_->wakeAll(); }); });
-  notices_ = std::make_unique<runtime::NoticeSender>(*db_, hostname_);
+  notices_ = std::make_unique<runtime::NoticeSender>(*outcomes_db_, hostname_);
   recorder_->onFailed([this](const runtime::JobOutcome& outcome,
                              const std::optional<std::string>& oops_id,
                              const std::shared_ptr<const config::Config>& config) {

@@ -61,8 +61,10 @@ void NoticeSender::send(Notice notice) {
   if (notice.to.empty()) {
     return;
   }
+  bool stopping = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    stopping = stopping_;
     if (!stopping_ && queue_.size() < kMaxQueued) {
       overflowing_ = false;
       queue_.push_back(std::move(notice));
@@ -79,7 +81,9 @@ void NoticeSender::send(Notice notice) {
   }
   std::vector<Notice> dropped;
   dropped.push_back(std::move(notice));
-  recordUnsent(std::move(dropped), "the notice queue was full", std::chrono::milliseconds(0));
+  recordUnsent(std::move(dropped),
+               stopping ? "jobd stopped before it was sent" : "the notice queue was full",
+               std::chrono::milliseconds(0));
 }
 
 void NoticeSender::run() {
@@ -187,11 +191,7 @@ void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
       oops.vars["notice_for"] = notice.oops_id.value_or("user error");
       oopses.push_back(std::move(oops));
     }
-    db_.use("NOTICE_OOPS_FAILED", [&](store::JobRepository& repo) {
-      for (const OopsReport& oops : oopses) {
-        repo.insertOops(oops);
-      }
-    });
+    db_.use("NOTICE_OOPS_FAILED", [&](store::JobRepository& repo) { repo.insertOopses(oopses); });
     for (std::size_t i = 0; i < oopses.size(); ++i) {
       fileOops(notices[i].config->daemon().oops_dir, oopses[i]);
     }

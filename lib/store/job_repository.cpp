@@ -128,6 +128,17 @@ INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, tra
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 )sql";
 
+// Many OOPS reports in one statement: a JSON array of rows.
+constexpr const char* kInsertOopses = R"sql(
+INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, traceback, vars,
+                       hostname)
+SELECT r.id, r.reporter, r.job_id, r.job_type, r.attempt, r.type, r.value, r.traceback, r.vars,
+       r.hostname
+  FROM jsonb_to_recordset($1::jsonb) AS r(id text, reporter text, job_id bigint, job_type text,
+                                          attempt integer, type text, value text,
+                                          traceback text, vars jsonb, hostname text)
+)sql";
+
 // jobd.renew_leases (migration 0003): rows found by primary key, no join.
 constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_leases($1, $2, $3, $4)";
 
@@ -192,12 +203,13 @@ struct Named {
   const char* sql;
   const char* name;
 };
-constexpr std::array<Named, 7> kStatements = {{
+constexpr std::array<Named, 8> kStatements = {{
     {kClaimReady, "job_claim_ready"},
     {kNextScheduled, "job_next_scheduled"},
     {kCompleteMany, "job_complete_many"},
     {kFinishAttempt, "job_finish_attempt"},
     {kInsertOops, "oops_insert"},
+    {kInsertOopses, "oopses_insert"},
     {kRenewLeases, "job_renew_leases"},
     {kRescueExpired, "job_rescue_expired"},
 }};
@@ -337,9 +349,26 @@ void JobRepository::insertOops(pqxx::transaction_base& txn, const OopsReport& o)
       nullIfEmpty(o.traceback), oopsVarsJson(o).dump(), nullIfEmpty(o.hostname));
 }
 
-void JobRepository::insertOops(const OopsReport& o) {
+void JobRepository::insertOopses(const std::vector<OopsReport>& oopses) {
+  if (oopses.empty()) {
+    return;
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  for (const OopsReport& o : oopses) {
+    rows.push_back(
+        {{"id", o.id},
+         {"reporter", o.reporter},
+         {"job_id", o.job_id},
+         {"job_type", o.job_type},
+         {"attempt", o.attempt},
+         {"type", o.type},
+         {"value", o.value},
+         {"traceback", o.traceback.empty() ? nlohmann::json() : nlohmann::json(o.traceback)},
+         {"vars", oopsVarsJson(o)},
+         {"hostname", o.hostname.empty() ? nlohmann::json() : nlohmann::json(o.hostname)}});
+  }
   pqxx::nontransaction txn(conn_, "oops_insert");
-  insertOops(txn, o);
+  run(txn, kInsertOopses, rows.dump());
 }
 
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {

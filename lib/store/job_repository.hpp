@@ -100,9 +100,9 @@ class JobRepository {
   // nothing is written).
   bool writeOutcome(pqxx::work& txn, const OutcomeWrite& write);
 
-  // Records an OOPS that is not an attempt's outcome (a notice that could
-  // not be sent, SPEC §5) in its own transaction.
-  void insertOops(const OopsReport& oops);
+  // Records OOPS reports that are no attempt's outcome (notices that could
+  // not be sent, SPEC §5) in one statement, one round trip.
+  void insertOopses(const std::vector<OopsReport>& oopses);
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
   // Ready jobs of each type, counted up to cap per type (the metrics'
