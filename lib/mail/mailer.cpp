@@ -213,10 +213,8 @@ int abortWhenAsked(void* abort, curl_off_t, curl_off_t, curl_off_t, curl_off_t) 
 
 SendResult Mailer::send(const MailMessage& message, const std::atomic<bool>* abort) const {
   SendResult result;
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) {
-    return {SendResult::Kind::kTemporary, 0, "", "curl_easy_init failed"};
-  }
+  // Everything the handle points at is declared before it, so that it
+  // outlives curl_easy_cleanup (which may still write a QUIT and trace it).
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> recipients(nullptr, curl_slist_free_all);
   for (const std::vector<std::string>* list : {&message.to, &message.cc}) {
     for (const std::string& address : *list) {
@@ -227,6 +225,13 @@ SendResult Mailer::send(const MailMessage& message, const std::atomic<bool>* abo
   Upload upload{text};
   std::string from = "<" + message.from + ">";
   char error[CURL_ERROR_SIZE] = {};
+  // The trace gives the server's own reply text, which the error buffer
+  // does not ("RCPT failed: 550").
+  ReplyTrace trace;
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  if (!curl) {
+    return {SendResult::Kind::kTemporary, 0, "", "curl_easy_init failed"};
+  }
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, settings_.smtp_url.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
@@ -241,9 +246,6 @@ SendResult Mailer::send(const MailMessage& message, const std::atomic<bool>* abo
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  // The trace gives the server's own reply text, which the error buffer
-  // does not ("RCPT failed: 550").
-  ReplyTrace trace;
   curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, traceReplies);
   curl_easy_setopt(c, CURLOPT_DEBUGDATA, &trace);
   curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
