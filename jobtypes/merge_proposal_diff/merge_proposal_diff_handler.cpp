@@ -158,9 +158,29 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
                       settings_.repository_root);
     }
     real_repository_ = real.string();
+    // git is given the repository itself (GIT_DIR), never left to search:
+    // a directory that is no repository would lead it to one above, and a
+    // `.git` file (a worktree's, a submodule's) to one anywhere.
+    fs::path git_dir;
+    if (fs::is_directory(real / ".git", ec)) {
+      git_dir = real / ".git";
+    } else if (fs::exists(real / ".git", ec)) {
+      throw UserError("merge_proposal_diff: " + repository_ +
+                      " has a .git file (a worktree or submodule), which is not supported: give "
+                      "the repository itself");
+    } else if (fs::is_regular_file(real / "HEAD", ec) && fs::is_directory(real / "objects", ec)) {
+      git_dir = real;  // a bare repository
+    } else {
+      throw UserError("merge_proposal_diff: " + repository_ + " is not a git repository");
+    }
+    git_dir = fs::canonical(git_dir, ec);  // a .git that is a link stays under the root too
+    if (ec || git_dir.string().rfind(under, 0) != 0) {
+      throw UserError("merge_proposal_diff: the git directory of " + repository_ + " is outside " +
+                      settings_.repository_root);
+    }
+    git_dir_ = git_dir.string();
     // A writer holds the repository: try again later rather than read it
     // half-written.
-    fs::path git_dir = fs::is_directory(real / ".git", ec) ? real / ".git" : real;
     for (const char* lock : {"index.lock", "HEAD.lock", "packed-refs.lock"}) {
       if (fs::exists(git_dir / lock, ec)) {
         throw RetryError(
@@ -180,9 +200,20 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
     runtime::ChildSpec spec;
     // The repository's own configuration must run nothing: no fsmonitor
     // hook; the diffs below also refuse external diff drivers and textconv.
-    spec.argv = {"git", "-c", "core.fsmonitor=false", "-C", real_repository_};
+    // protocol.allow=never: a partial clone's missing objects are an error,
+    // never a fetch from wherever its remote points.
+    spec.argv = {"git",           "-c", "core.fsmonitor=false", "-c", "protocol.allow=never", "-C",
+                 real_repository_};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = runtime::childEnvironment();
+    // None of the daemon's own GIT_* variables (GIT_DIR, GIT_CONFIG_*,
+    // GIT_TRACE ...) reaches git.
+    for (std::string& entry : runtime::childEnvironment()) {
+      if (entry.rfind("GIT_", 0) != 0) {
+        spec.env.push_back(std::move(entry));
+      }
+    }
+    spec.env.push_back("GIT_DIR=" + git_dir_);
+    spec.env.push_back("GIT_NO_LAZY_FETCH=1");
     spec.env.push_back("GIT_TERMINAL_PROMPT=0");
     spec.env.push_back("LC_ALL=C");
     spec.deadline = context.job.claimed_at + settings_.timeout;
@@ -263,6 +294,7 @@ ON CONFLICT (merge_proposal) DO UPDATE SET
   std::int64_t proposal_;
   std::string repository_;       // as json_data gives it
   std::string real_repository_;  // what git is given: links followed
+  std::string git_dir_;          // its .git directory, or itself when bare
   std::string source_;
   std::string target_;
 };

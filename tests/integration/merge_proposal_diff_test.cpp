@@ -246,6 +246,46 @@ TEST_F(MergeProposalDiffTest, TheRepositoryStaysUnderItsRootAndItsConfigurationR
   fs::remove_all(outside);
 }
 
+// git is handed the repository (review of issue 18, item 15): never left
+// to search above a directory that is no repository, never led elsewhere
+// by a `.git` file or link, and none of the daemon's GIT_* variables
+// reaches it (GIT_TRACE would write the file below).
+TEST_F(MergeProposalDiffTest, GitIsGivenTheRepositoryAndNothingOfTheDaemonsGitEnvironment) {
+  const std::string outside = ::testing::TempDir() + "jobd_outside2_" + db_.name();
+  fs::remove_all(outside);
+  fs::copy(repo_, outside, fs::copy_options::recursive);
+  // The root itself a repository: a plain directory under it is not one.
+  ASSERT_EQ(testing::runProcess({"git", "init", "-q", root_}).exit_code, 0);
+  fs::create_directories(root_ + "/plain");
+  fs::create_directories(root_ + "/gitfile");
+  std::ofstream(root_ + "/gitfile/.git") << "gitdir: " << outside << "/.git\n";
+  fs::create_directories(root_ + "/gitlink");
+  fs::create_directory_symlink(outside + "/.git", root_ + "/gitlink/.git");
+  const std::string trace = root_ + "/git-trace";
+  Daemon daemon(
+      db_, config(), {},
+      {{"GIT_TRACE", trace}, {"GIT_DIR", outside + "/.git"}, {"GIT_CEILING_DIRECTORIES", ""}});
+  ASSERT_TRUE(daemon.waitReady());
+  std::string plain = enqueue(1, "feature", "main", root_ + "/plain");
+  std::string gitfile = enqueue(2, "feature", "main", root_ + "/gitfile");
+  std::string gitlink = enqueue(3, "feature", "main", root_ + "/gitlink");
+  std::string good = enqueue(4, "feature", "main");
+  for (const std::string& id : {plain, gitfile, gitlink}) {
+    EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + id, "3"), "3");
+  }
+  EXPECT_THAT(db_.scalar("SELECT log FROM jobd.job WHERE id = " + plain),
+              HasSubstr("is not a git repository"));
+  EXPECT_THAT(db_.scalar("SELECT log FROM jobd.job WHERE id = " + gitfile),
+              HasSubstr("has a .git file"));
+  EXPECT_THAT(db_.scalar("SELECT log FROM jobd.job WHERE id = " + gitlink),
+              HasSubstr("is outside " + root_));
+  EXPECT_EQ(waitForValue(db_, "SELECT status FROM jobd.job WHERE id = " + good, "2"), "2")
+      << db_.scalar("SELECT log FROM jobd.job WHERE id = " + good);
+  EXPECT_FALSE(fs::exists(trace));
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+  fs::remove_all(outside);
+}
+
 // A burst of pushes: 50 acquire calls for one proposal make one waiting job.
 TEST_F(MergeProposalDiffTest, BurstOfAcquiresMakesOneJob) {
   std::set<std::string> ids;
