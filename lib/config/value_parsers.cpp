@@ -1,5 +1,8 @@
 #include "config/value_parsers.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <libpq-fe.h>
 
 #include <algorithm>
@@ -288,7 +291,20 @@ std::optional<std::vector<std::string>> parseHostList(const std::string& value,
 
 bool isLoopbackListen(const std::string& host_port) {
   std::string host = host_port.substr(0, host_port.rfind(':'));
-  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+  if (host == "localhost") {
+    return true;
+  }
+  // Addresses only, read as numbers: "127.example.net" is a name.
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    in6_addr v6{};
+    return ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6) == 1 &&
+           IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  return false;
 }
 
 std::optional<bool> parseBool(const std::string& value, std::string& error) {

@@ -92,6 +92,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     }
     request.host = std::string(message[bhttp::field::host]);
     request.authorization = std::string(message[bhttp::field::authorization]);
+    request.peer = peer_.to_string();
     bool head = message.method() == bhttp::verb::head;
     handler_(request, [self = shared_from_this(), keep_alive, head](Response response) {
       if (head) {

@@ -28,6 +28,7 @@ struct Request {
   std::string query;          // after '?', or empty
   std::string host;           // the Host header, as sent
   std::string authorization;  // the Authorization header, as sent
+  std::string peer;           // the client's address
 };
 
 struct Response {

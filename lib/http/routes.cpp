@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "core/errors.hpp"
+#include "core/log.hpp"
 #include "http/pages.hpp"
 #include "store/dashboard_query.hpp"
 #include "store/job_store.hpp"
@@ -92,11 +93,22 @@ std::string hostName(const std::string& host_header) {
 }
 
 bool authorized(const std::string& authorization, const std::string& secret) {
+  // RFC 9110 §11.1: the scheme is case-insensitive, then one or more spaces.
+  std::size_t space = authorization.find(' ');
+  if (space == std::string::npos) {
+    return false;
+  }
+  std::string scheme = authorization.substr(0, space);
+  for (char& c : scheme) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  std::size_t start = authorization.find_first_not_of(' ', space);
+  std::string credentials = start == std::string::npos ? "" : authorization.substr(start);
   std::string given;
-  if (authorization.rfind("Bearer ", 0) == 0) {
-    given = authorization.substr(7);
-  } else if (authorization.rfind("Basic ", 0) == 0) {
-    std::string decoded = base64Decoded(authorization.substr(6));
+  if (scheme == "bearer") {
+    given = credentials;
+  } else if (scheme == "basic") {
+    std::string decoded = base64Decoded(credentials);
     std::size_t colon = decoded.find(':');
     if (colon == std::string::npos) {
       return false;
@@ -138,11 +150,39 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
         text(421, "this dashboard does not answer to host '" + host + "' (see dashboard_host)\n"));
     return;
   }
-  if (!access.secret.empty() && !authorized(request.authorization, access.secret)) {
-    Response r = text(401, "the dashboard needs its password\n");
-    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"jobd\", charset=\"UTF-8\"");
-    respond(std::move(r));
-    return;
+  if (!access.secret.empty()) {
+    // Guessing is slow: a client whose last kMaxFailedLogins tries in
+    // kFailedLoginWindow all failed is refused until the window has passed.
+    auto now = std::chrono::steady_clock::now();
+    if (failed_logins_.size() >= kMaxTrackedPeers && failed_logins_.count(request.peer) == 0) {
+      failed_logins_.clear();  // bounded memory; a flood of addresses starts over
+    }
+    FailedLogins& failed = failed_logins_[request.peer];
+    if (now - failed.since > kFailedLoginWindow) {
+      failed = {now, 0};
+    }
+    if (failed.count >= kMaxFailedLogins) {
+      Response r = text(429, "too many wrong passwords from this address; try again later\n");
+      r.headers.emplace_back("Retry-After",
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                failed.since + kFailedLoginWindow - now)
+                                                .count() +
+                                            1));
+      respond(std::move(r));
+      return;
+    }
+    if (!authorized(request.authorization, access.secret)) {
+      if (!request.authorization.empty() && ++failed.count == kMaxFailedLogins) {
+        logs::warn("DASHBOARD_LOGINS_REFUSED peer={}: {} wrong passwords; refusing it for {} s",
+                   request.peer, kMaxFailedLogins,
+                   std::chrono::duration_cast<std::chrono::seconds>(kFailedLoginWindow).count());
+      }
+      Response r = text(401, "the dashboard needs its password\n");
+      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"jobd\", charset=\"UTF-8\"");
+      respond(std::move(r));
+      return;
+    }
+    failed_logins_.erase(request.peer);
   }
   if (path == "/healthz") {
     respond(sources_.draining() ? text(503, "draining\n") : text(200, "ok\n"));

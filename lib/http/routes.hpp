@@ -13,7 +13,9 @@
 // thread. Each page says how long it took in a Server-Timing header.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,10 +70,19 @@ class HttpRoutes {
   void page(const std::function<std::optional<std::string>(pqxx::connection&)>& query,
             const std::string& not_found, const std::function<void(Response)>& respond);
 
+  static constexpr int kMaxFailedLogins = 10;
+  static constexpr std::chrono::seconds kFailedLoginWindow{60};
+  static constexpr std::size_t kMaxTrackedPeers = 10000;
+  struct FailedLogins {
+    std::chrono::steady_clock::time_point since;
+    int count = 0;
+  };
+
   boost::asio::io_context& io_;
   const runtime::Metrics& metrics_;
   Sources sources_;
   runtime::DatabaseThread db_;
+  std::map<std::string, FailedLogins> failed_logins_;  // by client address; io thread
 };
 
 }  // namespace jobd::http

@@ -103,6 +103,42 @@ TEST(DashboardAccessTest, BeyondLoopbackItAsksForAPassword) {
   EXPECT_EQ(httpGet(board + "/", 10000, {"Authorization: Basic b3BzOnMzY3JldC1wdw=="}).status, 200);
   EXPECT_EQ(httpGet(board + "/healthz", 10000, {"Authorization: Bearer s3cret-pw"}).status, 200);
   EXPECT_EQ(httpGet(board + "/healthz", 10000, {"Authorization: Bearer s3cret-p"}).status, 401);
+  // The scheme is case-insensitive (RFC 9110): curl and browsers differ.
+  EXPECT_EQ(httpGet(board + "/healthz", 10000, {"Authorization: bearer  s3cret-pw"}).status, 200);
+  EXPECT_EQ(
+      httpGet(board + "/healthz", 10000, {"Authorization: BASIC b3BzOnMzY3JldC1wdw=="}).status,
+      200);
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+  std::filesystem::remove_all(dir);
+}
+
+// Guessing is slow: ten wrong passwords from one address within a minute,
+// and that address is refused (429) for the rest of it, the right password
+// included; the daemon says so once. A request with no password (a
+// browser's first) does not count.
+TEST(DashboardAccessTest, WrongPasswordsFromOneAddressAreRefusedForAWhile) {
+  TestDatabase db;
+  const std::string dir = ::testing::TempDir() + "jobd_guess_" + db.name();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/password") << "s3cret-pw\n";
+  Daemon daemon(db, "[jobd]\ndashboard_listen: 127.0.0.1:0\ndashboard_password_file: " + dir +
+                        "/password\n[noop]\n");
+  ASSERT_TRUE(daemon.waitReady());
+  std::string board = dashboardUrl(daemon.process());
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(httpGet(board + "/healthz").status, 401);
+  }
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(
+        httpGet(board + "/healthz", 10000, {"Authorization: Bearer guess-" + std::to_string(i)})
+            .status,
+        401);
+  }
+  testing::HttpReply refused =
+      httpGet(board + "/healthz", 10000, {"Authorization: Bearer s3cret-pw"});
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_FALSE(refused.headers["retry-after"].empty());
+  ASSERT_TRUE(daemon.waitForLog("DASHBOARD_LOGINS_REFUSED peer=127.0.0.1"));
   EXPECT_EQ(daemon.stop().exit_code, 0);
   std::filesystem::remove_all(dir);
 }

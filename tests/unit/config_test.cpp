@@ -7,6 +7,7 @@
 
 #include "config/config.hpp"
 #include "config/config_problem.hpp"
+#include "config/value_parsers.hpp"
 #include "registry.hpp"
 
 namespace jobd::config {
@@ -267,6 +268,18 @@ TEST(ConfigTest, ShippedConfigDocumentsEveryKey) {
       EXPECT_NE(content.find(key.name + ":"), std::string::npos)
           << "etc/jobd.conf lacks handler key " << key.name;
     }
+  }
+}
+
+// A loopback listen address is read as a number: a name that starts with
+// "127." is no loopback address (review of issue 18, item 14).
+TEST(ConfigTest, LoopbackListenAddressesAreNumbers) {
+  for (const char* loopback : {"127.0.0.1:8080", "127.1.2.3:0", "[::1]:8080", "localhost:80"}) {
+    EXPECT_TRUE(isLoopbackListen(loopback)) << loopback;
+  }
+  for (const char* beyond : {"127.example.net:80", "127.0.0.1.nip.io:80", "0.0.0.0:80", "[::]:80",
+                             "10.0.0.1:80", "[::ffff:10.0.0.1]:80", "example.com:80"}) {
+    EXPECT_FALSE(isLoopbackListen(beyond)) << beyond;
   }
 }
 
