@@ -31,7 +31,8 @@ std::string descriptorsSeenBy(const std::string& runner) {
                         "$(readlink $f); done > " +
                         out + "\"\n");
   EXPECT_TRUE(daemon.waitReady());
-  // An open HTTP session too, while the job runs.
+  // The HTTP listener is open and has answered a request before the job
+  // starts: its socket is the descriptor a child must not inherit.
   EXPECT_EQ(testing::httpGet(testing::baseUrl(daemon.process()) + "/healthz").status, 200);
   std::string id = db.scalar("SELECT jobd.enqueue('fds')");
   EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "2"), "2")
