@@ -117,7 +117,7 @@ class Controller {
   std::unique_ptr<runtime::Producer> producer_;
   std::unique_ptr<runtime::Notifier> notifier_;
   runtime::Metrics metrics_;
-  std::unique_ptr<http::HttpRoutes> routes_;  // with metrics_listen only
+  std::unique_ptr<http::HttpRoutes> routes_;  // behind both listeners, whichever are set
   std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<http::HttpServer> dashboard_;
   http::DashboardAccess dashboard_access_;
