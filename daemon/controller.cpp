@@ -271,6 +271,15 @@ int Controller::run() {
   });
   std::string listen =
       config_->daemon().listen_database.empty() ? conninfo_ : config_->daemon().listen_database;
+  // The quiet enqueue's locks (runtime/sleeper.hpp) on a session of their
+  // own, beside LISTEN's: a pooler cannot hold a session lock.
+  sleep_db_ = std::make_unique<runtime::DatabaseThread>(
+      listen, owner_, "jobd sleep",
+      runtime::ConnectionSettings{runtime::Commits::kAsync, database_timeout, false});
+  sleep_db_->start();
+  sleeper_ =
+      std::make_unique<runtime::Sleeper>(io_, *sleep_db_, [this] { producer_->sleepLocksLost(); });
+  producer_->useSleeper(sleeper_.get());
   notifier_ = std::make_unique<runtime::Notifier>(
       io_, *db_, listen, [this](const std::string& type) { producer_->wakeJobType(type); },
       [this] { onListening(); }, database_timeout);
@@ -298,6 +307,7 @@ int Controller::run() {
   outcomes_db_->stop();
   leases_db_->stop();
   cleaner_db_->stop();
+  sleep_db_->stop();
   bool database_up = db_->connected();
   db_->stop();
   if (database_up) {
@@ -588,6 +598,7 @@ void Controller::scheduleStatus() {
       return;
     }
     heartbeat();
+    sleeper_->check();
     std::vector<std::string> types = http_ ? servedJobTypes() : std::vector<std::string>{};
     db_->post([this, types = std::move(types)] {
       std::optional<std::int64_t> waiting;

@@ -28,6 +28,7 @@
 #include "runtime/notifier.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/producer.hpp"
+#include "runtime/sleeper.hpp"
 
 namespace jobd::cli {
 
@@ -114,6 +115,8 @@ class Controller {
   std::unique_ptr<runtime::LeaseKeeper> leases_;
   std::unique_ptr<runtime::LeaseRescuer> rescuer_;
   std::unique_ptr<runtime::Cleaner> cleaner_;
+  std::unique_ptr<runtime::DatabaseThread> sleep_db_;
+  std::unique_ptr<runtime::Sleeper> sleeper_;
   std::unique_ptr<runtime::Producer> producer_;
   std::unique_ptr<runtime::Notifier> notifier_;
   runtime::Metrics metrics_;

@@ -86,6 +86,9 @@ DatabaseThread::Busy::~Busy() {
 
 void DatabaseThread::setConnection(std::unique_ptr<pqxx::connection> connection) {
   std::lock_guard<std::mutex> lock(connection_mutex_);
+  if (connection) {
+    ++generation_;
+  }
   connection_ = std::move(connection);
   closed_for_deadline_ = false;
 }

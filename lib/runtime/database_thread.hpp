@@ -105,6 +105,10 @@ class DatabaseThread {
   }
   void failed(std::string_view event, const std::exception& e);
   pqxx::connection* connection() { return connection_.get(); }
+  // On the database thread: which connection this is (one more for each
+  // one opened), so that what a session holds (a session lock) is known to
+  // be gone with it.
+  std::uint64_t generation() const { return generation_; }
   // On the database thread: forget a connection that failed.
   void connectionLost(const std::string& why);
   bool connected() const { return up_.load(); }
@@ -165,6 +169,7 @@ class DatabaseThread {
   std::unique_ptr<store::JobRepository> repository_;
   std::atomic<bool> up_{false};
   std::function<void()> on_reconnect_;
+  std::uint64_t generation_ = 0;
   int failures_ = 0;
   std::chrono::steady_clock::time_point next_try_{};
   std::mt19937_64 rng_{std::random_device{}()};

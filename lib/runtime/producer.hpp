@@ -25,6 +25,7 @@
 #include "runtime/metrics.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/process_runner.hpp"
+#include "runtime/sleeper.hpp"
 
 namespace jobd::runtime {
 
@@ -47,6 +48,14 @@ class Producer {
   // served stops claiming; new limits apply to the next claims.
   void reconfigure(std::shared_ptr<const config::Config> config,
                    std::vector<ServedSection> sections, boost::asio::thread_pool& pool);
+
+  // The quiet enqueue: after a short claim a section sleeps on its type
+  // (the enqueues NOTIFY it) or, while an enqueue is in flight, polls every
+  // few milliseconds (the enqueues notify nobody). Without a sleeper every
+  // enqueue notifies as before. Set before the first claim.
+  void useSleeper(Sleeper* sleeper) { sleeper_ = sleeper; }
+  // The sleeper's session is gone with its locks: claim, and sleep again.
+  void sleepLocksLost();
 
   // A NOTIFY arrived for job_type.
   void wakeJobType(const std::string& job_type);
@@ -128,11 +137,25 @@ class Producer {
     // connect_hold_until, then take one job to try again (noteConnection).
     int connect_failures = 0;
     std::chrono::steady_clock::time_point connect_hold_until;
+    // The quiet enqueue (useSleeper): whether the section sleeps on its
+    // type, a sleepOn in flight, and the next poll's delay while enqueues
+    // keep it awake.
+    bool asleep = false;
+    bool settling = false;
+    std::chrono::milliseconds quiet_poll{1};
   };
   // The longest a section waits between two tries of its connection.
   static constexpr std::chrono::minutes kLongestConnectHold{5};
+  Sleeper* sleeper_ = nullptr;
 
   void claim(Section& section);
+  // After a short claim: sleep on the section's type, or poll soon.
+  void settle(Section& section, bool got_jobs);
+  // The longest a section that an enqueue in flight keeps awake waits
+  // between two claims.
+  static constexpr std::chrono::milliseconds kLongestQuietPoll{25};
+  // ... and while its claims find jobs: a few milliseconds gathers a batch.
+  static constexpr std::chrono::milliseconds kQuietPollWithJobs{4};
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
   void onFinished(Section& section, JobOutcome outcome);

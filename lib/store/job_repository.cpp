@@ -371,6 +371,21 @@ void JobRepository::insertOopses(const std::vector<OopsReport>& oopses) {
   run(txn, kInsertOopses, rows.dump());
 }
 
+bool JobRepository::sleepOn(const std::string& job_type, bool asleep) {
+  pqxx::nontransaction txn(conn_, "sleep_on");
+  return txn.exec_params1("SELECT jobd.sleep_on($1, $2)", job_type, asleep)[0].as<bool>();
+}
+
+void JobRepository::wakeFrom(const std::string& job_type) {
+  pqxx::nontransaction txn(conn_, "wake_from");
+  txn.exec_params("SELECT jobd.wake_from($1)", job_type);
+}
+
+void JobRepository::ping() {
+  pqxx::nontransaction txn(conn_, "ping");
+  txn.exec("SELECT 1");
+}
+
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {
   pqxx::nontransaction txn(conn_, "count_waiting");
   pqxx::row row = txn.exec_params1(kCountWaiting, cap);

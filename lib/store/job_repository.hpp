@@ -103,6 +103,14 @@ class JobRepository {
   // Records OOPS reports that are no attempt's outcome (notices that could
   // not be sent, SPEC §5) in one statement, one round trip.
   void insertOopses(const std::vector<OopsReport>& oopses);
+  // The quiet enqueue (migration 9): on a session of its own, after a
+  // claim of job_type came back short. asleep: whether this session holds
+  // the type's "asleep" lock; returns whether it holds it now.
+  bool sleepOn(const std::string& job_type, bool asleep);
+  // Lets go of the "asleep" lock that sleepOn took.
+  void wakeFrom(const std::string& job_type);
+  // One round trip: is the session still there?
+  void ping();
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
   // Ready jobs of each type, counted up to cap per type (the metrics'
