@@ -110,22 +110,29 @@ TEST(CleanerTest, OneDaemonOfTheFleetCleansAtATime) {
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
+// `count` noop jobs finished three days ago, one in ten with an attempt row
+// if `attempts`, and the table analysed.
+void insertManyFinished(const TestDatabase& db, int count, bool attempts) {
+  auto setup = db.connect();
+  pqxx::nontransaction txn(*setup);
+  txn.exec(
+      "INSERT INTO jobd.job (job_type, status, attempt_count, date_finished) SELECT "
+      "'noop', 2, 1, now() - interval '3 days' FROM generate_series(1, " +
+      std::to_string(count) + ")");
+  if (attempts) {
+    txn.exec(
+        "INSERT INTO jobd.job_attempt (job_id, attempt, outcome) SELECT id, 1, 'failed' "
+        "FROM jobd.job WHERE id % 10 = 0");
+  }
+  txn.exec("VACUUM ANALYZE jobd.job");
+}
+
 // A million finished rows: while the cleaner works through them, every
 // enqueue commits at once (lock_timeout 1s would fail it otherwise) and
 // every job enqueued meanwhile is claimed and completed within seconds.
 TEST(CleanerTest, AMillionFinishedRowsAreCleanedWithoutHoldingUpEnqueueOrClaim) {
   TestDatabase db;
-  {
-    auto setup = db.connect();
-    pqxx::nontransaction txn(*setup);
-    txn.exec(
-        "INSERT INTO jobd.job (job_type, status, attempt_count, date_finished) SELECT "
-        "'noop', 2, 1, now() - interval '3 days' FROM generate_series(1, 1000000)");
-    txn.exec(
-        "INSERT INTO jobd.job_attempt (job_id, attempt, outcome) SELECT id, 1, 'failed' "
-        "FROM jobd.job WHERE id % 10 = 0");
-    txn.exec("VACUUM ANALYZE jobd.job");
-  }
+  insertManyFinished(db, 1000000, true);
   Daemon daemon(db,
                 "[jobd]\nclean_interval: 100ms\npoll_interval: 1s\n[noop]\nkeep_finished: 1d\n");
   ASSERT_TRUE(daemon.waitReady());
@@ -173,14 +180,7 @@ TEST(CleanerTest, AMillionFinishedRowsAreCleanedWithoutHoldingUpEnqueueOrClaim) 
 // 18: before, the batches already queued went on until the pass ended).
 TEST(CleanerTest, ADrainEndsThePassInProgress) {
   TestDatabase db;
-  {
-    auto setup = db.connect();
-    pqxx::nontransaction txn(*setup);
-    txn.exec(
-        "INSERT INTO jobd.job (job_type, status, attempt_count, date_finished) SELECT "
-        "'noop', 2, 1, now() - interval '3 days' FROM generate_series(1, 300000)");
-    txn.exec("VACUUM ANALYZE jobd.job");
-  }
+  insertManyFinished(db, 300000, false);
   Daemon daemon(db,
                 "[jobd]\nclean_interval: 100ms\ndrain_timeout: 60s\n[noop]\nkeep_finished: 1d\n"
                 "[sleep]\n");
