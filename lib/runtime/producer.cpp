@@ -316,7 +316,7 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   }
   if (sleeper_ != nullptr && ok && full && asked > 0 && section.asleep) {
     section.asleep = false;  // busy: the enqueues need not notify
-    sleeper_->wakeFrom(section.config->job_type);
+    sleeper_->wakeFrom(section.served.name, section.config->job_type);
   }
   if (ok && (section.again || section.more)) {
     claim(section);
@@ -331,25 +331,27 @@ void Producer::settle(Section& section, bool got_jobs) {
     return;  // asleep, and woken for nothing (a poll): every enqueue since notifies
   }
   section.settling = true;
-  sleeper_->sleepOn(section.config->job_type, [this, &section, got_jobs](bool asleep, bool newly) {
-    section.settling = false;
-    section.asleep = asleep;
-    if (stopping_ || section.retired) {
-      return;
-    }
-    if (asleep) {
-      section.quiet_poll = std::chrono::milliseconds(1);
-      if (newly) {
-        claim(section);  // what committed between the claim and the sleep
-      }
-      return;
-    }
-    // An enqueue of the type is in flight: it sends no NOTIFY, so claim
-    // again soon, sooner while the claims find jobs.
-    section.quiet_poll = got_jobs ? kQuietPollWithJobs
-                                  : std::min(section.quiet_poll * 2, kLongestQuietPoll);
-    wakeAt(section, std::chrono::duration<double>(section.quiet_poll).count());
-  });
+  sleeper_->sleepOn(section.served.name, section.config->job_type,
+                    [this, &section, got_jobs](bool asleep, bool newly) {
+                      section.settling = false;
+                      section.asleep = asleep;
+                      if (stopping_ || section.retired) {
+                        return;
+                      }
+                      if (asleep) {
+                        section.quiet_poll = std::chrono::milliseconds(1);
+                        if (newly) {
+                          claim(section);  // what committed between the claim and the sleep
+                        }
+                        return;
+                      }
+                      // An enqueue of the type is in flight: it sends no NOTIFY, so claim
+                      // again soon, sooner while the claims find jobs.
+                      section.quiet_poll =
+                          got_jobs ? kQuietPollWithJobs
+                                   : std::min(section.quiet_poll * 2, kLongestQuietPoll);
+                      wakeAt(section, std::chrono::duration<double>(section.quiet_poll).count());
+                    });
 }
 
 void Producer::sleepLocksLost() {

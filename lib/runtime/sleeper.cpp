@@ -21,30 +21,30 @@ bool Sleeper::forgetIfReconnected() {
   return lost;
 }
 
-void Sleeper::sleepOn(const std::string& job_type,
+void Sleeper::sleepOn(const std::string& section, const std::string& job_type,
                       std::function<void(bool asleep, bool newly)> done) {
-  db_.post([this, job_type, done = std::move(done)] {
+  db_.post([this, section, job_type, done = std::move(done)] {
     bool asleep = false;
     bool newly = false;
     db_.use("SLEEP_FAILED", [&](store::JobRepository& repo) {
       forgetIfReconnected();
-      bool held = held_.count(job_type) > 0;
+      bool held = held_.count(section) > 0;
       asleep = repo.sleepOn(job_type, held);
       newly = asleep && !held;
       if (asleep) {
-        held_.insert(job_type);
+        held_.insert(section);
       } else {
-        held_.erase(job_type);
+        held_.erase(section);
       }
     });
     boost::asio::post(io_, [done, asleep, newly] { done(asleep, newly); });
   });
 }
 
-void Sleeper::wakeFrom(const std::string& job_type) {
-  db_.post([this, job_type] {
+void Sleeper::wakeFrom(const std::string& section, const std::string& job_type) {
+  db_.post([this, section, job_type] {
     db_.use("SLEEP_FAILED", [&](store::JobRepository& repo) {
-      if (!forgetIfReconnected() && held_.erase(job_type) > 0) {
+      if (!forgetIfReconnected() && held_.erase(section) > 0) {
         repo.wakeFrom(job_type);
       }
     });

@@ -24,13 +24,16 @@ class Sleeper {
   // gone: every type it slept on must be claimed (and slept on) again.
   Sleeper(boost::asio::io_context& io, DatabaseThread& db, std::function<void()> on_lost);
 
-  // From the io thread, after a claim of job_type came back short; done(asleep)
-  // runs on the io thread: true when this daemon now sleeps on the type
-  // (newly: claim once more; else nothing to do), false when an enqueue was
-  // in flight (poll soon).
-  void sleepOn(const std::string& job_type, std::function<void(bool asleep, bool newly)> done);
+  // From the io thread, after a claim of `section` (serving job_type) came
+  // back short; done(asleep, newly) runs on the io thread: asleep when the
+  // section now sleeps on the type (newly: claim once more; else nothing to
+  // do), not when an enqueue was in flight (poll soon). Each section holds
+  // the type's lock on its own (a session lock counts its holders), so two
+  // sections of one type never let go of each other's.
+  void sleepOn(const std::string& section, const std::string& job_type,
+               std::function<void(bool asleep, bool newly)> done);
   // From the io thread, when a claim came back full: busy, no NOTIFY needed.
-  void wakeFrom(const std::string& job_type);
+  void wakeFrom(const std::string& section, const std::string& job_type);
   // From the io thread, every few seconds: finds a connection that died
   // while it held locks, and says so (on_lost).
   void check();
@@ -42,7 +45,7 @@ class Sleeper {
   boost::asio::io_context& io_;
   DatabaseThread& db_;
   std::function<void()> on_lost_;
-  // Database thread only: the types this connection holds "asleep" for.
+  // Database thread only: the sections this connection holds "asleep" for.
   std::set<std::string> held_;
   std::uint64_t generation_ = 0;
 };
