@@ -41,6 +41,7 @@ void Producer::serve(ServedSection served) {
     if (it != by_job_type_.end() && it->second == &section) {
       by_job_type_.erase(it);
     }
+    wakeUp(section);  // its type may change: the next short claim sleeps again
   }
   section.config = config_->section(served.name);
   section.snapshot = config_;
@@ -69,6 +70,7 @@ void Producer::reconfigure(std::shared_ptr<const config::Config> config,
     // No longer served: its running jobs finish; it claims nothing more.
     section->retired = true;
     section->scheduled_timer->cancel();
+    wakeUp(*section);
     auto it = by_job_type_.find(section->config->job_type);
     if (it != by_job_type_.end() && it->second == section.get()) {
       by_job_type_.erase(it);
@@ -314,9 +316,8 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
       return;
     }
   }
-  if (sleeper_ != nullptr && ok && full && asked > 0 && section.asleep) {
-    section.asleep = false;  // busy: the enqueues need not notify
-    sleeper_->wakeFrom(section.served.name, section.config->job_type);
+  if (ok && full && asked > 0) {
+    wakeUp(section);  // busy: the enqueues need not notify
   }
   if (ok && (section.again || section.more)) {
     claim(section);
@@ -331,27 +332,44 @@ void Producer::settle(Section& section, bool got_jobs) {
     return;  // asleep, and woken for nothing (a poll): every enqueue since notifies
   }
   section.settling = true;
-  sleeper_->sleepOn(section.served.name, section.config->job_type,
-                    [this, &section, got_jobs](bool asleep, bool newly) {
-                      section.settling = false;
-                      section.asleep = asleep;
-                      if (stopping_ || section.retired) {
-                        return;
-                      }
-                      if (asleep) {
-                        section.quiet_poll = std::chrono::milliseconds(1);
-                        if (newly) {
-                          claim(section);  // what committed between the claim and the sleep
-                        }
-                        return;
-                      }
-                      // An enqueue of the type is in flight: it sends no NOTIFY, so claim
-                      // again soon, sooner while the claims find jobs.
-                      section.quiet_poll =
-                          got_jobs ? kQuietPollWithJobs
-                                   : std::min(section.quiet_poll * 2, kLongestQuietPoll);
-                      wakeAt(section, std::chrono::duration<double>(section.quiet_poll).count());
-                    });
+  sleeper_->sleepOn(
+      section.served.name, section.config->job_type,
+      [this, &section, got_jobs, wake_ups = section.wake_ups](bool asleep, bool newly) {
+        section.settling = false;
+        if (section.wake_ups != wake_ups) {
+          // Woken meanwhile (full claim, reload): not asleep;
+          // claim, and settle again from there.
+          section.asleep = false;
+          if (!stopping_ && !section.retired) {
+            claim(section);
+          }
+          return;
+        }
+        section.asleep = asleep;
+        if (stopping_ || section.retired) {
+          return;
+        }
+        if (asleep) {
+          section.quiet_poll = std::chrono::milliseconds(1);
+          if (newly) {
+            claim(section);  // what committed between the claim and the sleep
+          }
+          return;
+        }
+        // An enqueue of the type is in flight: it sends no NOTIFY, so claim
+        // again soon, sooner while the claims find jobs.
+        section.quiet_poll =
+            got_jobs ? kQuietPollWithJobs : std::min(section.quiet_poll * 2, kLongestQuietPoll);
+        wakeAt(section, std::chrono::duration<double>(section.quiet_poll).count());
+      });
+}
+
+void Producer::wakeUp(Section& section) {
+  if (sleeper_ != nullptr && (section.asleep || section.settling) && section.config != nullptr) {
+    section.asleep = false;
+    ++section.wake_ups;  // a sleepOn in flight is undone by this (queued after it)
+    sleeper_->wakeFrom(section.served.name, section.config->job_type);
+  }
 }
 
 void Producer::sleepLocksLost() {

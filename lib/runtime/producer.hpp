@@ -142,6 +142,7 @@ class Producer {
     // keep it awake.
     bool asleep = false;
     bool settling = false;
+    std::uint64_t wake_ups = 0;  // wakeUp() calls, to spot one during a sleepOn
     std::chrono::milliseconds quiet_poll{1};
   };
   // The longest a section waits between two tries of its connection.
@@ -151,6 +152,8 @@ class Producer {
   void claim(Section& section);
   // After a short claim: sleep on the section's type, or poll soon.
   void settle(Section& section, bool got_jobs);
+  // Lets go of the section's sleep (busy again, retired, or reconfigured).
+  void wakeUp(Section& section);
   // The longest a section that an enqueue in flight keeps awake waits
   // between two claims.
   static constexpr std::chrono::milliseconds kLongestQuietPoll{25};
