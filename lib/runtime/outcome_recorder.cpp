@@ -36,10 +36,28 @@ void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::C
     value = storableText(value);
   }
   pending_count_.fetch_add(1);
-  db_.post([this, item = Item{std::move(outcome), std::move(config)}]() mutable {
-    queue_.push_back(std::move(item));
-    scheduleFlush();
-  });
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    first = inbox_.empty();
+    inbox_.push_back(Item{std::move(outcome), std::move(config)});
+  }
+  // The first outcome of a batch wakes the database thread; the flush takes
+  // every outcome recorded by the time it runs.
+  if (first) {
+    db_.post([this] { scheduleFlush(); });
+  }
+}
+
+void OutcomeRecorder::takeInbox() {
+  std::lock_guard<std::mutex> lock(inbox_mutex_);
+  if (queue_.empty()) {
+    queue_.swap(inbox_);
+  } else {
+    queue_.insert(queue_.end(), std::make_move_iterator(inbox_.begin()),
+                  std::make_move_iterator(inbox_.end()));
+    inbox_.clear();
+  }
 }
 
 void OutcomeRecorder::scheduleFlush() {
@@ -53,6 +71,7 @@ void OutcomeRecorder::scheduleFlush() {
 
 void OutcomeRecorder::flush() {
   flush_scheduled_ = false;
+  takeInbox();
   if (queue_.empty()) {
     return;
   }

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -70,6 +71,8 @@ class OutcomeRecorder {
   };
 
   void scheduleFlush();
+  // Moves what record() has gathered into queue_ (database thread).
+  void takeInbox();
   void flush();
   void writeBatch(store::JobRepository& repo, std::vector<Item>& items);
   void writeOneByOne(store::JobRepository& repo, std::vector<Item>& items);
@@ -84,6 +87,8 @@ class OutcomeRecorder {
   FailedCallback on_failed_;
   std::function<void(std::vector<AttemptKey>)> on_settled_;
   boost::asio::steady_timer retry_timer_;
+  std::mutex inbox_mutex_;
+  std::vector<Item> inbox_;                  // record()'s, under inbox_mutex_
   std::vector<Item> queue_;                  // database thread only
   std::vector<Metrics::Finished> finished_;  // this batch's, for the metrics
   bool flush_scheduled_ = false;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <mutex>
 #include <set>
 
 #include "core/errors.hpp"
@@ -34,6 +35,7 @@ void Producer::serve(ServedSection served) {
   if (!slot) {
     slot = std::make_unique<Section>();
     slot->scheduled_timer = std::make_unique<boost::asio::steady_timer>(io_);
+    slot->gather_timer = std::make_unique<boost::asio::steady_timer>(io_);
   }
   Section& section = *slot;
   if (section.config != nullptr) {
@@ -235,6 +237,29 @@ void Producer::claim(Section& section) {
   } else if (limit <= 0) {
     return;
   }
+  if (ready_ && section.more && section.running > 0 && !section.gathered &&
+      limit < slotsOf(section)) {
+    // A backlog, and most slots busy: every claim costs a round trip and a
+    // WAL flush whatever its size, so a slot freed now waits a moment for
+    // others rather than each taking a claim of its own.
+    auto now = std::chrono::steady_clock::now();
+    if (now >= section.gather_until) {
+      section.gather_until = now + kGather;
+      section.gather_timer->expires_at(section.gather_until);
+      section.gather_timer->async_wait([this, &section](const boost::system::error_code& ec) {
+        if (!ec) {
+          section.gathered = true;
+          claim(section);
+        }
+      });
+    }
+    return;
+  }
+  section.gathered = false;
+  if (section.gather_until != std::chrono::steady_clock::time_point{}) {
+    section.gather_until = {};
+    section.gather_timer->cancel();
+  }
   section.claiming = true;
   section.again = false;
   store::ClaimRequest request{section.served.name, section.config->job_type, limit,
@@ -403,6 +428,11 @@ void Producer::wakeAt(Section& section, double seconds) {
   });
 }
 
+int Producer::slotsOf(const Section& section) const {
+  int slots = section.config->concurrency;
+  return section.served.runner ? slots : std::min(slots, config_->daemon().workers);
+}
+
 int Producer::slots() const {
   int slots = config_->daemon().workers;
   for (const auto& [name, section] : sections_) {
@@ -462,7 +492,8 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
       });
   if (section.served.runner) {
     section.served.runner->run(std::move(job), token, [this, &section](JobOutcome outcome) {
-      onFinished(section, std::move(outcome));
+      finish(section, std::move(outcome));
+      claimAfterFinishing({&section});
     });
     return;
   }
@@ -475,10 +506,34 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   boost::asio::post(*pool_, [this, &section, job = std::move(job), config = section.snapshot,
                              source = section.served.source, token] {
     JobOutcome outcome = executor_.execute(job, *source, *config->section(job.section), *token);
-    boost::asio::post(io_, [this, &section, outcome = std::move(outcome)]() mutable {
-      onFinished(section, std::move(outcome));
-    });
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(returned_mutex_);
+      first = returned_.empty();
+      returned_.push_back(Returned{&section, std::move(outcome)});
+    }
+    // Only the first outcome of a batch wakes the io thread; it takes every
+    // outcome that has come back by the time it runs.
+    if (first) {
+      boost::asio::post(io_, [this] { finishReturned(); });
+    }
   });
+}
+
+void Producer::finishReturned() {
+  std::vector<Returned> returned;
+  {
+    std::lock_guard<std::mutex> lock(returned_mutex_);
+    returned.swap(returned_);
+  }
+  std::vector<Section*> touched;
+  for (Returned& r : returned) {
+    finish(*r.section, std::move(r.outcome));
+    if (std::find(touched.begin(), touched.end(), r.section) == touched.end()) {
+      touched.push_back(r.section);
+    }
+  }
+  claimAfterFinishing(touched);
 }
 
 void Producer::onTimeout(Section& section, AttemptKey key) {
@@ -544,7 +599,7 @@ void Producer::checkAllStuck() {
   }
 }
 
-void Producer::onFinished(Section& section, JobOutcome outcome) {
+void Producer::finish(Section& section, JobOutcome outcome) {
   --section.running;
   leases_.finished(keyOf(outcome.job));  // removed once the outcome is written
   bool released = false;
@@ -586,8 +641,13 @@ void Producer::onFinished(Section& section, JobOutcome outcome) {
     ++(completed ? section.counts.completed : section.counts.incomplete);
     recorder_.record(std::move(outcome), section.snapshot);
   }
-  if (section.more || section.again) {
-    claim(section);
+}
+
+void Producer::claimAfterFinishing(const std::vector<Section*>& touched) {
+  for (Section* section : touched) {
+    if (section->more || section->again) {
+      claim(*section);
+    }
   }
   for (auto& [name, other] : sections_) {
     if (other->starved) {

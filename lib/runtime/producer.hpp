@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -144,7 +145,17 @@ class Producer {
     bool settling = false;
     std::uint64_t wake_ups = 0;  // wakeUp() calls, to spot one during a sleepOn
     std::chrono::milliseconds quiet_poll{1};
+    // Gathering freed slots into one claim while a backlog keeps most slots
+    // busy (claim): until when, and whether the wait is over.
+    std::unique_ptr<boost::asio::steady_timer> gather_timer;
+    std::chrono::steady_clock::time_point gather_until;
+    bool gathered = false;
   };
+  // The longest a freed slot waits for others before its claim, while a
+  // backlog keeps more than half of the section's slots busy.
+  static constexpr std::chrono::microseconds kGather{1000};
+  // The most jobs of the section that can run at once here.
+  int slotsOf(const Section& section) const;
   // The longest a section waits between two tries of its connection.
   static constexpr std::chrono::minutes kLongestConnectHold{5};
   Sleeper* sleeper_ = nullptr;
@@ -161,7 +172,13 @@ class Producer {
   static constexpr std::chrono::milliseconds kQuietPollWithJobs{4};
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
-  void onFinished(Section& section, JobOutcome outcome);
+  // A job returned: its slot, its ledger entry and its outcome's way to the
+  // recorder. Then, once per batch of returned jobs, the claims their slots
+  // allow.
+  void finish(Section& section, JobOutcome outcome);
+  void claimAfterFinishing(const std::vector<Section*>& touched);
+  // The thread jobs' outcomes that the pool's workers handed back.
+  void finishReturned();
   void onTimeout(Section& section, AttemptKey key);
   void onStuck(Section& section, AttemptKey key);
   void checkAllStuck();
@@ -201,6 +218,15 @@ class Producer {
   // it), under its own timer and in its own slot.
   std::map<AttemptKey, RunningJob> jobs_;
   int pool_running_ = 0;
+  // Outcomes of thread jobs, from the pool's workers to the io thread: the
+  // first of a batch posts finishReturned, which takes them all, so the io
+  // thread is woken once per batch and not once per job.
+  struct Returned {
+    Section* section;
+    JobOutcome outcome;
+  };
+  std::mutex returned_mutex_;
+  std::vector<Returned> returned_;
   // Thread jobs running on each pool: a pool that a reload replaced is
   // handed to on_pool_idle_ once its last job returns.
   std::map<boost::asio::thread_pool*, int> on_pool_;
