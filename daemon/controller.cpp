@@ -192,7 +192,7 @@ int Controller::run() {
   const Duration database_timeout = config_->daemon().database_timeout;
   db_ = std::make_unique<runtime::DatabaseThread>(
       conninfo_, owner_, "jobd serve",
-      runtime::ConnectionSettings{runtime::Commits::kDurable, database_timeout, pooled, true});
+      runtime::ConnectionSettings{runtime::Commits::kDurable, database_timeout, pooled});
   db_->onReconnect([this] {
     boost::asio::post(io_, [this] {
       producer_->releaseOrphans();

@@ -166,9 +166,6 @@ store::JobRepository* DatabaseThread::repository() {
       // jit_above_cost (the dashboard's per-type subqueries): compiling them
       // took 600 ms for a 20 ms query.
       connection_->set_variable("jit", "off");
-      if (settings_.generic_plans) {
-        connection_->set_variable("plan_cache_mode", "force_generic_plan");
-      }
     }
     store::checkSchemaVersion(*connection_);
     repository_ = std::make_unique<store::JobRepository>(*connection_, owner_, settings_.pooled,

@@ -44,11 +44,6 @@ struct ConnectionSettings {
   // there for other clients. Then none is made (every commit follows the
   // server's synchronous_commit), and only the client-side deadline holds.
   bool pooled = false;
-  // Statements with parameters keep one generic plan instead of a custom
-  // plan per execution (plan_cache_mode). For the claims connection: the
-  // claim's planning took twice its execution, and its SQL is shaped so
-  // that no plan can turn into a scan of the table (JobRepository).
-  bool generic_plans = false;
 };
 
 class DatabaseThread {

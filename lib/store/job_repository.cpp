@@ -20,13 +20,6 @@ namespace {
 // per target, and the first $2 by priority, then id, are marked RUNNING.
 // json_data comes back as text only when it fits max_payload ($5), so an
 // oversized payload is never loaded.
-//
-// The claims connection runs it under a generic plan (plan_cache_mode,
-// DatabaseThread): planning took twice as long as the execution. A generic
-// plan cannot know $2, and guesses a tenth of the ready rows for each
-// LIMIT; so the UPDATE finds its rows through `id = ANY (ARRAY(...))`,
-// which only the primary key serves, never through a join that such a
-// guess could turn into a scan of the whole table.
 constexpr const char* kClaimReady = R"sql(
 WITH unscheduled AS MATERIALIZED (
   SELECT j.id, j.priority, j.target
@@ -61,7 +54,8 @@ WITH unscheduled AS MATERIALIZED (
   UPDATE jobd.job AS j
      SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
          date_finished = NULL, lease_expires = now() + $3::interval, lease_owner = $4
-   WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+    FROM picked
+   WHERE j.id = picked.id
   RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
             date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
 )

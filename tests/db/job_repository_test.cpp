@@ -4,10 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <future>
 #include <string>
 
-#include "runtime/database_thread.hpp"
 #include "store/db_error.hpp"
 #include "store/job_repository.hpp"
 #include "test_database.hpp"
@@ -48,50 +46,6 @@ TEST(JobRepositoryTest, CountingWaitingJobsNeverReadsTheFinishedRows) {
   JobRepository repo(*conn, "test-owner");
   EXPECT_EQ(repo.countWaiting(100000), 3);
   EXPECT_EQ(repo.countWaiting(2), 2);
-}
-
-// The claims connection keeps one generic plan for the claim (planning
-// took twice its execution). A generic plan guesses a tenth of the ready
-// rows for each LIMIT $2: with a large backlog in the statistics its cost
-// passed jit_above_cost, and JIT compiled it again at every execution
-// (25 to 300 ms a claim, the collapse BENCHMARKS.md once saw). On that
-// connection the claim is generic, never compiled, and reads the table
-// only through its indexes.
-TEST(JobRepositoryTest, TheClaimsGenericPlanIsNeverCompiledAndNeverScansTheTable) {
-  TestDatabase db;
-  db.scalar("INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, 300000)");
-  db.scalar("ANALYZE jobd.job");
-
-  runtime::DatabaseThread thread(
-      db.conninfo(), "test-owner", "jobd serve",
-      runtime::ConnectionSettings{runtime::Commits::kDurable, std::chrono::seconds(60), false,
-                                  true});
-  thread.start();
-  std::promise<std::string> plan;
-  thread.post([&] {
-    std::string text;
-    thread.use("TEST", [&](JobRepository& repo) {
-      ClaimResult first = repo.claim(ClaimRequest{"noop", "noop", 32});
-      text += "claimed " + std::to_string(first.jobs.size()) + "\n";
-      pqxx::nontransaction txn(*thread.connection());
-      // The statement the repository prepared, as the daemon runs it.
-      for (const pqxx::row& row :
-           txn.exec("EXPLAIN (ANALYZE) EXECUTE job_claim_ready('noop', 32, '30 s', 'test-owner', "
-                    "1048576)")) {
-        text += row[0].c_str() + std::string("\n");
-      }
-    });
-    plan.set_value(text);
-  });
-  std::string text = plan.get_future().get();
-  thread.stop();
-  EXPECT_NE(text.find("claimed 32"), std::string::npos) << text;
-  EXPECT_NE(text.find("(job_type = $1)"), std::string::npos) << "not a generic plan:\n" << text;
-  EXPECT_EQ(text.find("JIT"), std::string::npos) << text;
-  EXPECT_EQ(text.find("Seq Scan"), std::string::npos) << text;
-  EXPECT_EQ(text.find("Hash Join"), std::string::npos) << text;
-  EXPECT_NE(text.find("rows=32 loops=1"), std::string::npos) << text;
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 1"), "64");
 }
 
 // Defect 5 of issue 17: a claim that met a deadlock (two daemons taking
