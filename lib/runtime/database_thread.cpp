@@ -29,7 +29,7 @@ void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
   // Under the watchdog like any work: the connection may be half-open.
   post([this, timeout] {
     settings_.timeout = timeout;
-    if (repository_ && !settings_.pooled) {
+    if (store_ && !settings_.pooled) {
       try {
         const std::string ms = std::to_string(timeout.count());
         connection_->set_variable("statement_timeout", ms);
@@ -37,7 +37,7 @@ void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
       } catch (const std::exception& e) {
         connectionLost(errorLine(e.what()));  // set again on the next connection
       }
-    } else if (repository_) {
+    } else if (store_) {
       // Pooled: the repository sets the deadline per transaction; a new one
       // on the next connection carries the new value.
       connectionLost("the deadline changed");
@@ -72,7 +72,7 @@ void DatabaseThread::stop() {
   if (watchdog_.joinable()) {
     watchdog_.join();
   }
-  repository_.reset();
+  store_.reset();
   setConnection(nullptr);
 }
 
@@ -137,9 +137,13 @@ std::chrono::milliseconds DatabaseThread::backoff(int failures, std::mt19937_64&
   return std::chrono::milliseconds(static_cast<long long>(base * jitter(rng)));
 }
 
+store::RuntimeStore* DatabaseThread::store() {
+  return repository() == nullptr ? nullptr : store_.get();
+}
+
 store::JobRepository* DatabaseThread::repository() {
-  if (repository_) {
-    return repository_.get();
+  if (store_) {
+    return &store_->repository();
   }
   if (std::chrono::steady_clock::now() < next_try_) {
     return nullptr;
@@ -168,8 +172,8 @@ store::JobRepository* DatabaseThread::repository() {
       connection_->set_variable("jit", "off");
     }
     store::checkSchemaVersion(*connection_);
-    repository_ = std::make_unique<store::JobRepository>(*connection_, owner_, settings_.pooled,
-                                                         settings_.timeout);
+    store_ = std::make_unique<store::PostgresStore>(*connection_, owner_, settings_.pooled,
+                                                    settings_.timeout);
     bool recovered = failures_ > 0;
     failures_ = 0;
     up_ = true;
@@ -179,7 +183,7 @@ store::JobRepository* DatabaseThread::repository() {
         on_reconnect_();
       }
     }
-    return repository_.get();
+    return &store_->repository();
   } catch (const std::exception& e) {
     if (failures_ == 0) {
       logs::warn("DATABASE_DOWN {}", errorLine(e.what()));
@@ -211,10 +215,10 @@ void DatabaseThread::failed(std::string_view event, const std::exception& e) {
 }
 
 void DatabaseThread::connectionLost(const std::string& why) {
-  if (repository_) {
+  if (store_) {
     logs::warn("DATABASE_DOWN lost the connection: {}", why);
   }
-  repository_.reset();
+  store_.reset();
   setConnection(nullptr);
   up_ = false;
   next_try_ = std::chrono::steady_clock::now() + backoff(failures_++, rng_);

@@ -24,6 +24,7 @@
 #include "runtime/asio.hpp"
 
 #include "store/job_repository.hpp"
+#include "store/runtime_store.hpp"
 
 namespace jobd::runtime {
 
@@ -84,11 +85,13 @@ class DatabaseThread {
   // nullptr while the database cannot be reached (the failure is logged
   // once per outage, and the next try waits for the backoff).
   store::JobRepository* repository();
+  // The same, behind the runtime's store interface (store/runtime_store.hpp).
+  store::RuntimeStore* store();
   // On the database thread: runs work(repository) on an open connection;
   // false when the database cannot be reached or work threw. The one place
   // the daemon's own database errors are sorted (store::classify): a lost
   // connection is forgotten and reopened on the next use, anything else is
-  // logged as `<event> error=<class>: <message>`.
+  // logged as `<event> [section=] error=<class> detail=<message>`.
   template <class F>
   bool use(std::string_view event, F&& work) {
     store::JobRepository* repo = repository();
@@ -166,7 +169,7 @@ class DatabaseThread {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;
   std::unique_ptr<pqxx::connection> connection_;
-  std::unique_ptr<store::JobRepository> repository_;
+  std::unique_ptr<store::PostgresStore> store_;
   std::atomic<bool> up_{false};
   std::function<void()> on_reconnect_;
   std::uint64_t generation_ = 0;

@@ -75,8 +75,8 @@ void OutcomeRecorder::flush() {
   if (queue_.empty()) {
     return;
   }
-  store::JobRepository* repo = db_.repository();
-  if (repo == nullptr) {
+  store::RuntimeStore* store = db_.store();
+  if (store == nullptr) {
     flush_scheduled_ = true;
     retry_timer_.expires_after(std::chrono::milliseconds(500));
     retry_timer_.async_wait([this](const boost::system::error_code&) {
@@ -107,7 +107,7 @@ void OutcomeRecorder::flush() {
     scheduleFlush();
   };
   try {
-    writeBatch(*repo, batch);
+    writeBatch(*store, batch);
   } catch (const pqxx::broken_connection& e) {
     keepForLater(e);
   } catch (const pqxx::in_doubt_error& e) {
@@ -115,15 +115,14 @@ void OutcomeRecorder::flush() {
   } catch (const std::exception& e) {
     logs::error("OUTCOME_BATCH_FAILED writing {} outcomes one by one: {}", batch.size(),
                 errorLine(e.what()));
-    writeOneByOne(*repo, batch);
+    writeOneByOne(*store, batch);
   }
 }
 
-void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& items) {
+void OutcomeRecorder::writeBatch(store::RuntimeStore& store, std::vector<Item>& items) {
   finished_.clear();  // what a batch that threw left: its views are gone
-  pqxx::connection& conn = *db_.connection();
   std::vector<const JobOutcome*> completions;
-  std::vector<std::pair<const Item*, store::OutcomeWrite>> others;
+  std::vector<store::OutcomeWrite> others;
   for (const Item& item : items) {
     if (!item.outcome.needsWrite()) {
       continue;
@@ -131,29 +130,12 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
     if (item.outcome.kind == OutcomeKind::kCompleted) {
       completions.push_back(&item.outcome);
     } else {
-      others.emplace_back(&item, resolve(item));
+      others.push_back(resolve(item));
     }
   }
-  std::vector<std::int64_t> lost;
-  std::vector<bool> written;
-  written.reserve(others.size());
-  if (others.empty()) {
-    // Completions alone are one statement, which commits on its own.
-    if (!completions.empty()) {
-      pqxx::nontransaction txn(conn, "completions");
-      lost = repo.completeMany(txn, completions);
-    }
-  } else {
-    pqxx::work txn(conn, "outcomes");
-    repo.limit(txn);
-    if (!completions.empty()) {
-      lost = repo.completeMany(txn, completions);
-    }
-    for (auto& [item, write] : others) {
-      written.push_back(repo.writeOutcome(txn, write));
-    }
-    txn.commit();
-  }
+  store::OutcomeBatchResult result = store.writeOutcomes(completions, others);
+  const std::vector<std::int64_t>& lost = result.lost;
+  const std::vector<bool>& written = result.written;
 
   std::size_t other_index = 0;
   for (const Item& item : items) {
@@ -164,7 +146,7 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
       bool was_lost = std::find(lost.begin(), lost.end(), o.job.id) != lost.end();
       finished(item, nullptr, was_lost);
     } else {
-      const store::OutcomeWrite& write = others[other_index].second;
+      const store::OutcomeWrite& write = others[other_index];
       finished(item, &write, !written[other_index]);
       ++other_index;
     }
@@ -180,12 +162,12 @@ void OutcomeRecorder::writeBatch(store::JobRepository& repo, std::vector<Item>& 
   }
 }
 
-void OutcomeRecorder::writeOneByOne(store::JobRepository& repo, std::vector<Item>& items) {
+void OutcomeRecorder::writeOneByOne(store::RuntimeStore& store, std::vector<Item>& items) {
   for (Item& item : items) {
     std::vector<Item> one;
     one.push_back(std::move(item));
     try {
-      writeBatch(repo, one);
+      writeBatch(store, one);
     } catch (const std::exception& e) {
       // The job stays RUNNING; when its lease expires the rescuer requeues
       // or fails it, so nothing is lost.

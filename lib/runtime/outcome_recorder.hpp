@@ -74,8 +74,8 @@ class OutcomeRecorder {
   // Moves what record() has gathered into queue_ (database thread).
   void takeInbox();
   void flush();
-  void writeBatch(store::JobRepository& repo, std::vector<Item>& items);
-  void writeOneByOne(store::JobRepository& repo, std::vector<Item>& items);
+  void writeBatch(store::RuntimeStore& store, std::vector<Item>& items);
+  void writeOneByOne(store::RuntimeStore& store, std::vector<Item>& items);
   store::OutcomeWrite resolve(const Item& item);
   void finished(const Item& item, const store::OutcomeWrite* write, bool lease_lost);
   void settled(const std::vector<Item>& items);
