@@ -185,6 +185,14 @@ TEST(ReliabilityFaults, TerminatedBackends) {
   std::string in_db = "datname = current_database() AND pid <> pg_backend_pid()";
   double worst_gap_start = 0;
   for (int round = 0; round < 3; ++round) {
+    // READY does not wait for the LISTEN session (a poll covers its absence):
+    // wait until there is one to terminate.
+    ASSERT_EQ(waitForValue(db,
+                           "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = "
+                           "'jobd listen' AND " +
+                               in_db,
+                           "true"),
+              "true");
     ASSERT_EQ(db.scalar("SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity "
                         "WHERE application_name = 'jobd listen' AND " +
                         in_db),
