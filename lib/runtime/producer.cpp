@@ -239,7 +239,7 @@ void Producer::claim(Section& section) {
   }
   if (ready_ && section.more && section.running > 0 && !section.gathered &&
       limit < slotsOf(section)) {
-    // A backlog, and most slots busy: every claim costs a round trip and a
+    // A backlog, and some slots still busy: every claim costs a round trip and a
     // WAL flush whatever its size, so a slot freed now waits a moment for
     // others rather than each taking a claim of its own.
     auto now = std::chrono::steady_clock::now();

@@ -152,7 +152,7 @@ class Producer {
     bool gathered = false;
   };
   // The longest a freed slot waits for others before its claim, while a
-  // backlog keeps more than half of the section's slots busy.
+  // backlog keeps some of the section's slots busy (once all are free, it goes at once).
   static constexpr std::chrono::microseconds kGather{1000};
   // The most jobs of the section that can run at once here.
   int slotsOf(const Section& section) const;
