@@ -222,6 +222,78 @@ TEST(AcquireTest, ACallerCommittingDuringARequeueWaitsForIt) {
   EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + first), "3");
 }
 
+// An operator's retry of a finished acquired job (COMPLETED or FAILED), not
+// yet committed when a caller's acquire commits: the caller's COMMIT waits
+// for it, then the retried job yields. Before (schema 8), the check at
+// COMMIT locked only RUNNING and SUSPENDED jobs, missed the retry, and two
+// jobs were left WAITING (issue 18 review).
+class AcquireRetryTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(AcquireRetryTest, ACallerCommittingDuringAnOperatorsRetryWaitsForIt) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.acquire('diff', 'mp:10')");
+  db.scalar("UPDATE jobd.job SET status = " + std::to_string(GetParam()) +
+            ", date_finished = now() WHERE id = " + first + " RETURNING 1");
+  auto operator_conn = db.connect();
+  pqxx::work retry(*operator_conn);
+  retry.exec("UPDATE jobd.job SET status = 0, date_finished = now() WHERE id = " + first);
+
+  std::int64_t made = 0;
+  std::string error;
+  std::thread caller([&] {
+    try {
+      auto conn = db.connect();
+      pqxx::work txn(*conn);
+      made = acquire(txn, "diff", "mp:10");
+      txn.commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  waitForALockWaitIn(db);
+  retry.commit();
+  caller.join();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"),
+            std::to_string(made));
+  EXPECT_EQ(db.scalar("SELECT log FROM jobd.job WHERE id = " + first),
+            "superseded by job " + std::to_string(made) + ", WAITING for the same type and target");
+}
+
+INSTANTIATE_TEST_SUITE_P(FinishedJobs, AcquireRetryTest, ::testing::Values(2, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 2 ? std::string("Completed")
+                                                  : std::string("Failed");
+                         });
+
+// The check at the caller's COMMIT reads indexes only: a table of finished
+// jobs is not scanned (before, its predicate status IN (1, 4) matched no
+// index, and every acquire that made a job read all of jobd.job).
+TEST(AcquireTest, TheCheckAtCommitScansNoTable) {
+  TestDatabase db;
+  db.scalar(
+      "WITH made AS (INSERT INTO jobd.job (job_type, target, status, date_finished, acquired) "
+      "SELECT 'diff', 'mp:' || i, 2, now(), false FROM generate_series(1, 20000) AS i "
+      "RETURNING 1) SELECT count(*) FROM made");
+  db.scalar("ANALYZE jobd.job; SELECT 1");
+  auto scans = [&] {
+    return db.scalar(
+        "SELECT pg_stat_force_next_flush(); SELECT seq_scan FROM pg_stat_user_tables "
+        "WHERE relid = 'jobd.job'::regclass");
+  };
+  std::string before = scans();
+  auto conn = db.connect();
+  for (int i = 0; i < 5; ++i) {
+    pqxx::work txn(*conn);
+    acquire(txn, "diff", "mp:" + std::to_string(i + 1));
+    txn.commit();
+  }
+  pqxx::nontransaction flush(*conn);
+  flush.exec("SELECT pg_stat_force_next_flush()");
+  EXPECT_EQ(scans(), before);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0"), "5");
+}
+
 // Two acquired jobs of one type and target going back to WAITING at once,
 // in two transactions (one retried as it ends, the other, suspended, resumed
 // by an operator): the second waits for the first and yields to it.

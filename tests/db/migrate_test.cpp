@@ -212,6 +212,27 @@ TEST(MigrateTest, ABuildHeldUpByAnOldTransactionGivesUpAndIsBuiltNextTime) {
 // CONCURRENTLY (outside the transaction), so that enqueues go on during
 // the build; the first migration makes the table, empty. And the index of
 // version 7 comes out valid, also when a failed build left an invalid one.
+// The migrations that take a table lock on jobd.job (an ALTER TABLE or a
+// trigger) are the ones docs/schema.md lists, "Migrations": a new one must
+// be added there, with what it blocks and for how long.
+TEST(MigrateTest, TheMigrationsThatLockTheJobTableAreTheDocumentedOnes) {
+  std::vector<int> locking;
+  for (const Migration& m : embeddedMigrations()) {
+    std::istringstream lines(splitMigration(m.sql).in_transaction);
+    std::string code;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("--", 0) != 0) {
+        code += line + " ";
+      }
+    }
+    if (m.version > 1 &&
+        std::regex_search(code, std::regex("(ALTER TABLE|TRIGGER)[^;]* jobd\\.job[ ;]"))) {
+      locking.push_back(m.version);
+    }
+  }
+  EXPECT_EQ(locking, (std::vector<int>{6, 7, 8}));
+}
+
 TEST(MigrateTest, IndexesOnTheJobTableAreBuiltConcurrently) {
   for (const Migration& m : embeddedMigrations()) {
     if (m.version == 1) {

@@ -17,6 +17,13 @@
 --    turning a job of the same type and target back to WAITING (it locks
 --    the RUNNING and SUSPENDED ones, briefly, at COMMIT) and makes such a
 --    job yield, since the new one, made later, covers it.
+--
+-- Locks: DROP TRIGGER takes ACCESS EXCLUSIVE on jobd.job and CREATE
+-- CONSTRAINT TRIGGER SHARE ROW EXCLUSIVE, each for the rest of this
+-- migration's transaction (milliseconds once granted). Both wait for every
+-- transaction using jobd.job, and every enqueue and claim queues behind
+-- them while they wait: lock_timeout (5 s) bounds that, and the migration
+-- is tried again (docs/schema.md, "Migrations").
 
 CREATE OR REPLACE FUNCTION jobd.requeue_acquired() RETURNS trigger
 LANGUAGE plpgsql AS $$
