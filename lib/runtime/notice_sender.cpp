@@ -169,9 +169,14 @@ void NoticeSender::deliver(const Notice& notice) {
                notice.oops_id ? "oops" : "user_error", notice.to.size());
     return;
   }
-  std::string why = abort_ ? "jobd stopped before it was sent" : sent.describe();
+  bool stopping = abort_;
+  std::string why = stopping ? "jobd stopped before it was sent" : sent.describe();
   logs::error("NOTICE_FAILED job={}: {}", notice.job_id, why);
-  recordUnsent({notice}, why, std::chrono::milliseconds(0));
+  // At stop, wait for the record as stop() does for the queued ones: the
+  // daemon stops the outcomes thread right after this one, and would drop
+  // it.
+  recordUnsent({notice}, why,
+               stopping ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(0));
 }
 
 void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,

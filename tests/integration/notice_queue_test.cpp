@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 
 #include "daemon.hpp"
 
@@ -36,6 +37,7 @@ class SilentServer {
   }
   ~SilentServer() { ::close(fd_); }
   int port() const { return port_; }
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
@@ -74,6 +76,42 @@ TEST(NoticeQueueTest, AStopRecordsTheUnsentNoticesInsteadOfWaitingForThem) {
   EXPECT_EQ(db.scalar("SELECT max(n) FROM (SELECT count(*) AS n FROM jobd.oops "
                       "WHERE type = 'NoticeError' GROUP BY time) AS t"),
             "19");
+}
+
+// A notice whose send is in flight at the stop, behind the record of an
+// earlier failed send that the outcomes thread is still writing (the test
+// holds jobd.oops locked): the in-flight one's NoticeError is written
+// before the daemon exits. Before (issue 18 review), it was posted to the
+// outcomes thread without waiting, and the stop of that thread, which
+// follows at once, dropped it.
+TEST(NoticeQueueTest, TheSendInFlightAtAStopIsRecorded) {
+  TestDatabase db;
+  SilentServer smtp;
+  std::thread closer([&] { ::close(::accept(smtp.fd(), nullptr, nullptr)); });
+  Daemon daemon(db, config(smtp.port()));
+  ASSERT_TRUE(daemon.waitReady());
+  auto locker = db.connect();
+  pqxx::work lock(*locker);
+  lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
+  db.scalar(
+      R"(SELECT count(jobd.enqueue('fail', '{"error": "user", "message": "no", "notify": "a@example.com"}')) FROM generate_series(1, 2))");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "2"), "2")
+      << daemon.log();
+  closer.join();  // the first send failed at once; its record waits for the lock
+  std::this_thread::sleep_for(500ms);  // the second send has connected and waits
+  std::thread unlock([&] {
+    std::this_thread::sleep_for(2s);
+    lock.abort();
+  });
+  testing::ProcessResult stopped = daemon.stop();
+  unlock.join();
+  EXPECT_EQ(stopped.exit_code, 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops WHERE type = 'NoticeError' AND value = "
+                      "'could not send the user error notice: jobd stopped before it was sent'"),
+            "1")
+      << stopped.err;
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops WHERE type = 'NoticeError'"), "2")
+      << stopped.err;
 }
 
 // More notices than the queue holds: the ones that do not fit are recorded
