@@ -132,8 +132,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
 constexpr const char* kInsertOopses = R"sql(
 INSERT INTO jobd.oops (id, reporter, job_id, job_type, attempt, type, value, traceback, vars,
                        hostname)
-SELECT r.id, r.reporter, r.job_id, r.job_type, r.attempt, r.type, r.value, r.traceback, r.vars,
-       r.hostname
+SELECT r.id, r.reporter, (SELECT j.id FROM jobd.job AS j WHERE j.id = r.job_id), r.job_type,
+       r.attempt, r.type, r.value, r.traceback, r.vars, r.hostname
   FROM jsonb_to_recordset($1::jsonb) AS r(id text, reporter text, job_id bigint, job_type text,
                                           attempt integer, type text, value text,
                                           traceback text, vars jsonb, hostname text)
@@ -367,8 +367,21 @@ void JobRepository::insertOopses(const std::vector<OopsReport>& oopses) {
          {"vars", oopsVarsJson(o)},
          {"hostname", o.hostname.empty() ? nlohmann::json() : nlohmann::json(o.hostname)}});
   }
-  pqxx::nontransaction txn(conn_, "oops_insert");
-  run(txn, kInsertOopses, rows.dump());
+  // A job deleted meanwhile (the cleaner, an operator) leaves its OOPS rows
+  // with no job_id, as ON DELETE SET NULL does for older ones. One deleted
+  // between the lookup and the insert fails the foreign key: try again,
+  // with a fresh snapshot.
+  for (int tries = 1;; ++tries) {
+    try {
+      pqxx::nontransaction txn(conn_, "oops_insert");
+      run(txn, kInsertOopses, rows.dump());
+      return;
+    } catch (const pqxx::foreign_key_violation&) {
+      if (tries == 3) {
+        throw;
+      }
+    }
+  }
 }
 
 bool JobRepository::sleepOn(const std::string& job_type, bool asleep) {

@@ -187,7 +187,12 @@ OutcomeBatchResult MemoryStore::writeOutcomes(
 }
 
 void MemoryStore::insertOopses(const std::vector<OopsReport>& oopses) {
-  oopses_.insert(oopses_.end(), oopses.begin(), oopses.end());
+  for (OopsReport oops : oopses) {
+    if (job(oops.job_id) == nullptr) {
+      oops.job_id = 0;  // PostgresStore: a job deleted meanwhile leaves no job_id
+    }
+    oopses_.push_back(std::move(oops));
+  }
 }
 
 std::vector<std::int64_t> MemoryStore::renewLeases(const std::vector<HeldLease>& leases) {

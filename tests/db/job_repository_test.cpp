@@ -48,6 +48,33 @@ TEST(JobRepositoryTest, CountingWaitingJobsNeverReadsTheFinishedRows) {
   EXPECT_EQ(repo.countWaiting(2), 2);
 }
 
+// The OOPS rows of unsent notices go in one statement. A job deleted
+// meanwhile (by the cleaner, or an operator) no longer fails the whole
+// batch on the foreign key: its row is kept without a job_id, as ON DELETE
+// SET NULL leaves the older ones (issue 18 review: every row was lost).
+TEST(JobRepositoryTest, OopsRowsOfADeletedJobAreKeptWithoutIt) {
+  TestDatabase db;
+  std::string kept = db.scalar("SELECT jobd.enqueue('fail')");
+  std::string gone = db.scalar("SELECT jobd.enqueue('fail')");
+  db.scalar("DELETE FROM jobd.job WHERE id = " + gone + " RETURNING 1");
+  auto oops = [](const std::string& id, const std::string& job_id) {
+    OopsReport o;
+    o.id = id;
+    o.reporter = "jobd";
+    o.job_id = std::stoll(job_id);
+    o.job_type = "fail";
+    o.attempt = 1;
+    o.type = "NoticeError";
+    return o;
+  };
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  repo.insertOopses({oops("OOPS-1", kept), oops("OOPS-2", gone)});
+  EXPECT_EQ(db.scalar("SELECT string_agg(id || ':' || COALESCE(job_id::text, 'none') || ':' || "
+                      "attempt, ',' ORDER BY id) FROM jobd.oops"),
+            "OOPS-1:" + kept + ":1,OOPS-2:none:1");
+}
+
 // Defect 5 of issue 17: a claim that met a deadlock (two daemons taking
 // jobs of one target) failed, and its jobs waited for the next poll. The
 // statement changed nothing, so it is sent again. A trigger raises the
