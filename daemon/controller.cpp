@@ -602,7 +602,7 @@ void Controller::scheduleStatus() {
     std::vector<std::string> types = http_ ? servedJobTypes() : std::vector<std::string>{};
     db_->post([this, types = std::move(types)] {
       std::optional<std::int64_t> waiting;
-      db_->use("STATUS_COUNT_FAILED", [&](store::JobRepository& repo) {
+      db_->use("STATUS_COUNT_FAILED", [&](store::RuntimeStore& repo) {
         waiting = repo.countWaiting(kWaitingCap);
         if (!types.empty()) {
           metrics_.setReady(repo.countReady(types, kWaitingCap));

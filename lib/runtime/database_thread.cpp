@@ -22,6 +22,14 @@ DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::str
       settings_(settings),
       timeout_ms_(settings.timeout.count()) {}
 
+DatabaseThread::DatabaseThread(store::RuntimeStore& store)
+    : owner_(store.owner()),
+      name_("jobd memory"),
+      timeout_ms_(settings_.timeout.count()),
+      fixed_store_(&store) {
+  up_ = true;
+}
+
 void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
   if (timeout.count() == timeout_ms_.exchange(timeout.count())) {
     return;
@@ -52,7 +60,9 @@ DatabaseThread::~DatabaseThread() {
 void DatabaseThread::start() {
   guard_.emplace(context_.get_executor());
   thread_ = std::thread([this] { context_.run(); });
-  watchdog_ = std::thread([this] { watch(); });
+  if (fixed_store_ == nullptr) {
+    watchdog_ = std::thread([this] { watch(); });
+  }
 }
 
 void DatabaseThread::stop() {
@@ -138,10 +148,16 @@ std::chrono::milliseconds DatabaseThread::backoff(int failures, std::mt19937_64&
 }
 
 store::RuntimeStore* DatabaseThread::store() {
+  if (fixed_store_ != nullptr) {
+    return fixed_store_;
+  }
   return repository() == nullptr ? nullptr : store_.get();
 }
 
 store::JobRepository* DatabaseThread::repository() {
+  if (fixed_store_ != nullptr) {
+    return nullptr;
+  }
   if (store_) {
     return &store_->repository();
   }

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include "runtime/asio.hpp"
 
 #include "store/job_repository.hpp"
@@ -53,6 +54,10 @@ class DatabaseThread {
   // outcomes"), so that pg_stat_activity tells the daemon's connections apart.
   DatabaseThread(std::string conninfo, std::string owner, std::string name = "jobd serve",
                  ConnectionSettings settings = {});
+  // A thread whose store is `store` (a store::MemoryStore in unit tests of
+  // the runtime's services): no connection, no watchdog; repository() is
+  // nullptr, so only work written against the RuntimeStore runs.
+  explicit DatabaseThread(store::RuntimeStore& store);
   ~DatabaseThread();
   DatabaseThread(const DatabaseThread&) = delete;
   DatabaseThread& operator=(const DatabaseThread&) = delete;
@@ -87,19 +92,29 @@ class DatabaseThread {
   store::JobRepository* repository();
   // The same, behind the runtime's store interface (store/runtime_store.hpp).
   store::RuntimeStore* store();
-  // On the database thread: runs work(repository) on an open connection;
-  // false when the database cannot be reached or work threw. The one place
-  // the daemon's own database errors are sorted (store::classify): a lost
-  // connection is forgotten and reopened on the next use, anything else is
-  // logged as `<event> [section=] error=<class> detail=<message>`.
+  // On the database thread: runs work(store) on an open connection, or
+  // work(repository) for work that needs PostgreSQL itself (sessions,
+  // locks); false when the database cannot be reached or work threw. The
+  // one place the daemon's own database errors are sorted
+  // (store::classify): a lost connection is forgotten and reopened on the
+  // next use, anything else is logged as `<event> [section=] error=<class>
+  // detail=<message>`.
   template <class F>
   bool use(std::string_view event, F&& work) {
-    store::JobRepository* repo = repository();
-    if (repo == nullptr) {
-      return false;
-    }
     try {
-      work(*repo);
+      if constexpr (std::is_invocable_v<F&, store::RuntimeStore&>) {
+        store::RuntimeStore* runtime_store = store();
+        if (runtime_store == nullptr) {
+          return false;
+        }
+        work(*runtime_store);
+      } else {
+        store::JobRepository* repo = repository();
+        if (repo == nullptr) {
+          return false;
+        }
+        work(*repo);
+      }
       return true;
     } catch (const std::exception& e) {
       failed(event, e);
@@ -170,6 +185,7 @@ class DatabaseThread {
   std::thread thread_;
   std::unique_ptr<pqxx::connection> connection_;
   std::unique_ptr<store::PostgresStore> store_;
+  store::RuntimeStore* fixed_store_ = nullptr;  // the memory mode's
   std::atomic<bool> up_{false};
   std::function<void()> on_reconnect_;
   std::uint64_t generation_ = 0;

@@ -103,7 +103,7 @@ void LeaseKeeper::renew() {
   db_.post([this, leases = std::move(leases), keys = std::move(keys), sent]() mutable {
     std::vector<std::int64_t> lost;
     bool ok = db_.use("LEASE_RENEW_FAILED",
-                      [&](store::JobRepository& repo) { lost = repo.renewLeases(leases); });
+                      [&](store::RuntimeStore& repo) { lost = repo.renewLeases(leases); });
     boost::asio::post(io_, [this, ok, sent, keys = std::move(keys), lost = std::move(lost)] {
       onRenewed(ok, sent, keys, lost);
     });

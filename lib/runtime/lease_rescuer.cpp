@@ -49,7 +49,7 @@ void LeaseRescuer::configure(Duration interval, std::vector<store::RescuePolicy>
 void LeaseRescuer::runOnce() {
   // A copy for the database thread: configure() may replace them meanwhile.
   db_.post([this, policies = policies_, oops_prefix = oops_prefix_, oops_dir = oops_dir_] {
-    db_.use("RESCUE_FAILED", [&](store::JobRepository& repo) {
+    db_.use("RESCUE_FAILED", [&](store::RuntimeStore& repo) {
       store::RescueResult result;
       do {
         result = repo.rescueExpired(policies, oops_prefix, hostname_, rng_, kBatch);

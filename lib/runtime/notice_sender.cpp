@@ -196,7 +196,7 @@ void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
       oops.vars["notice_for"] = notice.oops_id.value_or("user error");
       oopses.push_back(std::move(oops));
     }
-    db_.use("NOTICE_OOPS_FAILED", [&](store::JobRepository& repo) { repo.insertOopses(oopses); });
+    db_.use("NOTICE_OOPS_FAILED", [&](store::RuntimeStore& repo) { repo.insertOopses(oopses); });
     for (std::size_t i = 0; i < oopses.size(); ++i) {
       fileOops(notices[i].config->daemon().oops_dir, oopses[i]);
     }

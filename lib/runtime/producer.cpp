@@ -101,7 +101,7 @@ void Producer::releaseOrphans() {
   db_.post([this] {
     std::vector<ClaimedJob> held;
     if (db_.use("ORPHAN_CHECK_FAILED",
-                [&](store::JobRepository& repo) { held = repo.heldByOwner(); })) {
+                [&](store::RuntimeStore& repo) { held = repo.heldByOwner(); })) {
       // Behind every claim result already posted: the ledger is complete
       // when onHeld reads it.
       boost::asio::post(io_, [this, held = std::move(held)]() mutable { onHeld(std::move(held)); });
@@ -267,7 +267,7 @@ void Producer::claim(Section& section) {
   db_.post([this, &section, request] {
     store::ClaimResult result;
     const std::string event = "CLAIM_FAILED section=" + request.section;
-    bool ok = db_.use(event, [&](store::JobRepository& repo) { result = repo.claim(request); });
+    bool ok = db_.use(event, [&](store::RuntimeStore& repo) { result = repo.claim(request); });
     bool short_claim = ok && static_cast<int>(result.jobs.size()) < request.limit;
     boost::asio::post(
         io_, [this, &section, result = std::move(result), ok, asked = request.limit]() mutable {
@@ -279,7 +279,7 @@ void Producer::claim(Section& section) {
     if (short_claim) {
       std::optional<double> in;
       db_.use(event,
-              [&](store::JobRepository& repo) { in = repo.nextScheduledIn(request.job_type); });
+              [&](store::RuntimeStore& repo) { in = repo.nextScheduledIn(request.job_type); });
       if (in) {
         boost::asio::post(io_, [this, &section, seconds = *in] {
           if (!section.retired) {
