@@ -54,6 +54,14 @@ void NoticeSender::stop() {
     logs::warn("NOTICE_UNSENT {} notices were still queued at stop: recorded as NoticeError",
                unsent.size());
     recordUnsent(std::move(unsent), "jobd stopped before it was sent", std::chrono::seconds(5));
+  } else {
+    // Every record posted before (a send that failed, or was aborted,
+    // while the outcomes thread was busy) is written before this one runs:
+    // the daemon stops that thread next, dropping what is still queued.
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> written = done->get_future();
+    db_.post([done] { done->set_value(); });
+    written.wait_for(std::chrono::seconds(5));
   }
 }
 
@@ -169,14 +177,9 @@ void NoticeSender::deliver(const Notice& notice) {
                notice.oops_id ? "oops" : "user_error", notice.to.size());
     return;
   }
-  bool stopping = abort_;
-  std::string why = stopping ? "jobd stopped before it was sent" : sent.describe();
+  std::string why = abort_ ? "jobd stopped before it was sent" : sent.describe();
   logs::error("NOTICE_FAILED job={}: {}", notice.job_id, why);
-  // At stop, wait for the record as stop() does for the queued ones: the
-  // daemon stops the outcomes thread right after this one, and would drop
-  // it.
-  recordUnsent({notice}, why,
-               stopping ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(0));
+  recordUnsent({notice}, why, std::chrono::milliseconds(0));  // stop() waits for it
 }
 
 void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
