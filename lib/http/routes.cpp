@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <fstream>
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
@@ -78,6 +79,30 @@ HttpRoutes::~HttpRoutes() {
 
 void HttpRoutes::stop() {
   db_.stop();
+}
+
+DashboardAccess dashboardAccess(const config::DaemonSettings& d) {
+  DashboardAccess access;
+  access.hosts = d.dashboard_hosts;
+  if (access.hosts.empty()) {
+    access.hosts = {hostName(d.dashboard_listen), "localhost", "127.0.0.1", "[::1]"};
+  }
+  if (!d.dashboard_password_file.empty()) {
+    std::ifstream in(d.dashboard_password_file);
+    std::getline(in, access.secret);
+    while (!access.secret.empty() &&
+           (access.secret.back() == '\r' || access.secret.back() == ' ')) {
+      access.secret.pop_back();
+    }
+    if (!in && !in.eof()) {
+      access.secret.clear();
+    }
+    if (access.secret.empty()) {
+      throw std::runtime_error("dashboard_password_file " + d.dashboard_password_file +
+                               ": cannot read a password from its first line");
+    }
+  }
+  return access;
 }
 
 std::string hostName(const std::string& host_header) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "http/http_server.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/metrics.hpp"
@@ -33,6 +34,13 @@ struct DashboardAccess {
   // The password (HTTP Basic, any user name) or bearer token; empty: none.
   std::string secret;
 };
+
+// From the [jobd] settings: the Host names the dashboard answers to
+// (dashboard_host, else its own listen host and the loopback names) and
+// the password from dashboard_password_file (its first line). Throws when
+// the file cannot be read: a dashboard meant to be protected never starts
+// open.
+DashboardAccess dashboardAccess(const config::DaemonSettings& d);
 
 // The Host header's name without its port, lower-cased ("[::1]" stays
 // bracketed).
