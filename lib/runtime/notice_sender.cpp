@@ -61,7 +61,11 @@ void NoticeSender::stop() {
     auto done = std::make_shared<std::promise<void>>();
     std::future<void> written = done->get_future();
     db_.post([done] { done->set_value(); });
-    written.wait_for(std::chrono::seconds(5));
+    if (written.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      logs::error(
+          "NOTICE_RECORDS_LATE the NoticeError records of failed sends were not written within "
+          "5 s of the stop; they may be lost");
+    }
   }
 }
 
@@ -184,9 +188,10 @@ void NoticeSender::deliver(const Notice& notice) {
 
 void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
                                 std::chrono::milliseconds wait) {
+  std::size_t count = notices.size();
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> finished = done->get_future();
-  db_.post([this, notices = std::move(notices), why = std::move(why), done] {
+  auto write = [this, notices = std::move(notices), why = std::move(why), done] {
     std::vector<OopsReport> oopses;
     oopses.reserve(notices.size());
     for (const Notice& notice : notices) {
@@ -204,9 +209,20 @@ void NoticeSender::recordUnsent(std::vector<Notice> notices, std::string why,
       fileOops(notices[i].config->daemon().oops_dir, oopses[i]);
     }
     done->set_value();
-  });
-  if (wait.count() > 0) {
-    finished.wait_for(wait);
+  };
+  if (db_.context().get_executor().running_in_this_thread()) {
+    // send() from the outcomes thread itself (a notice of the batch being
+    // written while the sender stops): at once, since stop()'s wait for
+    // what was posted before it may be over already.
+    write();
+    return;
+  }
+  db_.post(std::move(write));
+  if (wait.count() > 0 && finished.wait_for(wait) != std::future_status::ready) {
+    logs::error(
+        "NOTICE_RECORDS_LATE {} NoticeError records were not written within {} ms; they "
+        "may be lost",
+        count, wait.count());
   }
 }
 

@@ -102,7 +102,7 @@ TEST(NoticeQueueTest, TheSendInFlightAtAStopIsRecorded) {
   ::close(::accept(smtp.fd(), nullptr, nullptr));
   std::this_thread::sleep_for(500ms);
   std::thread unlock([&] {
-    std::this_thread::sleep_for(2s);
+    std::this_thread::sleep_for(3500ms);  // within the stop's 5 s wait
     lock.abort();
   });
   testing::ProcessResult stopped = daemon.stop();
@@ -114,6 +114,49 @@ TEST(NoticeQueueTest, TheSendInFlightAtAStopIsRecorded) {
       << stopped.err;
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops WHERE type = 'NoticeError'"), "2")
       << stopped.err;
+}
+
+// Two sends that failed on their own (the server hung up) before the stop,
+// their records still waiting for the outcomes thread (the test holds
+// jobd.oops locked): the stop waits for both before that thread goes.
+// Before, only a send aborted by the stop was waited for.
+TEST(NoticeQueueTest, SendsThatFailedBeforeAStopAreRecorded) {
+  TestDatabase db;
+  SilentServer smtp;
+  Daemon daemon(db, config(smtp.port()));
+  ASSERT_TRUE(daemon.waitReady());
+  db.scalar(
+      R"(SELECT count(jobd.enqueue('fail', '{"error": "user", "message": "no", "notify": "a@example.com"}')) FROM generate_series(1, 2))");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "2"), "2")
+      << daemon.log();
+  auto locker = db.connect();
+  pqxx::work lock(*locker);
+  lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
+  ::close(::accept(smtp.fd(), nullptr, nullptr));
+  ::close(::accept(smtp.fd(), nullptr, nullptr));
+  auto failed = [&] {
+    std::string log = daemon.log();
+    std::size_t n = 0;
+    for (std::size_t at = log.find("NOTICE_FAILED"); at != std::string::npos;
+         at = log.find("NOTICE_FAILED", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 500 && failed() < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(failed(), 2U) << daemon.log();
+  std::thread unlock([&] {
+    std::this_thread::sleep_for(3500ms);  // within the stop's 5 s wait
+    lock.abort();
+  });
+  testing::ProcessResult stopped = daemon.stop();
+  unlock.join();
+  EXPECT_EQ(stopped.exit_code, 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops WHERE type = 'NoticeError'"), "2")
+      << stopped.err;
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.oops WHERE value LIKE '%jobd stopped%'"), "0");
 }
 
 // More notices than the queue holds: the ones that do not fit are recorded

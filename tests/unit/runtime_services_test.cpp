@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/config.hpp"
@@ -19,6 +20,7 @@
 #include "runtime/lease_keeper.hpp"
 #include "runtime/lease_rescuer.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/notice_sender.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "store/memory_store.hpp"
 
@@ -264,6 +266,44 @@ TEST(LeaseRescuerMemoryTest, RescuesExpiredLeasesOnItsInterval) {
   EXPECT_EQ(oopses[0].type, "LeaseExpired");
   EXPECT_EQ(oopses[0].job_id, dead);
   EXPECT_EQ(db.job(alive).status, JobStatus::kRunning);
+}
+
+// A notice handed to the sender on the outcomes thread itself while the
+// sender stops (a batch being written at the end of a drain): its
+// NoticeError record is written at once. Before, it was posted behind the
+// stop's wait, and the stop of the outcomes thread, which follows, dropped
+// it (issue 18 review).
+TEST(NoticeSenderMemoryTest, ANoticeSentOnTheOutcomesThreadDuringTheStopIsRecorded) {
+  MemoryStore store{"owner"};
+  DatabaseThread db(store);
+  db.start();
+  std::int64_t id = [&] {
+    MemoryStore::NewJob job;
+    job.job_type = "fail";
+    return store.enqueue(job);  // before the thread has any work
+  }();
+  NoticeSender sender(db, "host");
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  db.post([&, released] {
+    released.wait();  // a batch still being written
+    Notice notice;
+    notice.job_id = id;
+    notice.attempt = 1;
+    notice.job_type = "fail";
+    notice.section = "fail";
+    notice.to = {"a@example.com"};
+    notice.config = configOf("");
+    sender.send(std::move(notice));
+  });
+  std::thread stopping([&] { sender.stop(); });
+  std::this_thread::sleep_for(200ms);  // the stop waits behind the batch
+  release.set_value();
+  stopping.join();
+  db.stop();  // drops whatever is still queued, as the daemon's stop does
+  ASSERT_EQ(store.oopses().size(), 1U);
+  EXPECT_EQ(store.oopses()[0].type, "NoticeError");
+  EXPECT_EQ(store.oopses()[0].job_id, id);
 }
 
 }  // namespace
