@@ -41,11 +41,9 @@ Controller::Controller(std::shared_ptr<const config::Config> config,
       owner_(ownerName(hostname_)),
       signals_(io_),
       preflight_timer_(io_),
-      drain_timer_(io_),
-      deadline_timer_(io_),
-      extend_timer_(io_),
       catalog_(io_, sections, conninfo_, owner_),
-      reporter_(io_, ReporterView{config_, sections_, draining_, owner_, hostname_,
+      drain_(io_, [this] { stopLoop(); }),
+      reporter_(io_, ReporterView{config_, sections_, drain_.draining(), owner_, hostname_,
                                   mode_ == Mode::kServe}) {
   sections_ = catalog_.serve(*config_, false);
 }
@@ -109,7 +107,7 @@ void Controller::onAllStuck(const std::string& what) {
       what);
   systemd::notifyStatus("stuck: " + what);
   exit_status_ = 1;
-  if (!draining_) {
+  if (!drain_.draining()) {
     beginDrain();
   }
 }
@@ -136,7 +134,7 @@ void Controller::waitForSignal() {
     } else if (signal == SIGUSR1) {
       logs::warn("TEST_HOOK blocking the io loop for 3 s");
       std::this_thread::sleep_for(std::chrono::seconds(3));
-    } else if (!draining_) {
+    } else if (!drain_.draining()) {
       logs::info(
           "DAEMON_DRAINING {} received: no more claims; waiting up to {} ms for running "
           "jobs",
@@ -146,7 +144,7 @@ void Controller::waitForSignal() {
       int released = services_->producer().releaseAll();
       logs::warn("DAEMON_STOP_NOW second {} received: released {} running jobs; stopping",
                  strsignal(signal), released);
-      finishSoon(std::chrono::seconds(2));
+      drain_.finishSoon(std::chrono::seconds(2));
     }
     waitForSignal();
   });
@@ -169,7 +167,7 @@ void Controller::preflight() {
       error = e.what();
     }
     boost::asio::post(io_, [this, error, fatal] {
-      if (draining_) {
+      if (drain_.draining()) {
         return;
       }
       if (error.empty()) {
@@ -218,11 +216,7 @@ void Controller::onReady() {
     services_->leases().start();
     // When no section has more ready jobs: finish those running, write
     // their outcomes, stop.
-    services_->producer().runOnce([this] {
-      draining_ = true;
-      finish_deadline_ = std::chrono::steady_clock::time_point::max();
-      services_->producer().stopClaiming([this] { waitForOutcomes(); });
-    });
+    services_->producer().runOnce([this] { drain_.beginUnbounded(*services_); });
     return;
   }
   services_->producer().startPolling();
@@ -235,73 +229,16 @@ void Controller::onReady() {
 }
 
 void Controller::beginDrain() {
-  draining_ = true;
-  systemd::notifyStopping();
   preflight_timer_.cancel();
-  services_->rescuer().stop();
-  services_->cleaner().stop();
-  drain_deadline_ = std::chrono::steady_clock::now() + config_->daemon().drain_timeout;
-  // Room after the drain for the releases to be written.
-  finish_deadline_ = drain_deadline_ + std::chrono::seconds(3);
-  deadline_timer_.expires_at(drain_deadline_);
-  deadline_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) {
-      int released = services_->producer().releaseAll();
-      logs::warn("DRAIN_TIMEOUT released {} jobs still running after drain_timeout", released);
-      finishSoon(std::chrono::seconds(2));
-    }
-  });
-  extendStopTimeout();
-  services_->producer().stopClaiming([this] { waitForOutcomes(); });
-}
-
-void Controller::extendStopTimeout() {
-  if (!draining_) {
-    return;
-  }
-  // Ask for what is left of the drain, plus the release and some margin;
-  // asked again every few seconds while jobs finish.
-  auto left = std::max(finish_deadline_ - std::chrono::steady_clock::now(),
-                       std::chrono::steady_clock::duration::zero());
-  systemd::notifyExtendTimeout(
-      std::chrono::duration_cast<std::chrono::microseconds>(left + std::chrono::seconds(15)));
-  extend_timer_.expires_after(std::chrono::seconds(5));
-  extend_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) {
-      extendStopTimeout();
-    }
-  });
-}
-
-void Controller::finishSoon(std::chrono::steady_clock::duration within) {
-  finish_deadline_ = std::min(finish_deadline_, std::chrono::steady_clock::now() + within);
-  waitForOutcomes();
+  drain_.begin(*services_, config_->daemon().drain_timeout);
 }
 
 void Controller::stopLoop() {
   services_->stopTimers();
   reporter_.stopLoop();
-  extend_timer_.cancel();
-  deadline_timer_.cancel();
-  drain_timer_.cancel();
+  drain_.cancel();
   signals_.cancel();
   io_.stop();
-}
-
-// The drain ends once no job runs and every outcome (releases included) is
-// written, or at the finish deadline.
-void Controller::waitForOutcomes() {
-  bool done = services_->producer().running() == 0 && services_->recorder().pending() == 0;
-  if (done || std::chrono::steady_clock::now() >= finish_deadline_) {
-    stopLoop();
-    return;
-  }
-  drain_timer_.expires_after(std::chrono::milliseconds(20));
-  drain_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) {
-      waitForOutcomes();
-    }
-  });
 }
 
 // SIGHUP (SPEC §8): validate the whole file, then apply it, or keep the
@@ -328,17 +265,8 @@ void Controller::reload() {
   }
   const config::DaemonSettings& was = config_->daemon();
   const config::DaemonSettings& now = next->daemon();
-  for (const auto& [key, changed] :
-       {std::pair<const char*, bool>{"database", was.database != now.database},
-        {"listen_database", was.listen_database != now.listen_database},
-        {"database_timeout", was.database_timeout != now.database_timeout},
-        {"metrics_listen", was.metrics_listen != now.metrics_listen},
-        {"dashboard_listen", was.dashboard_listen != now.dashboard_listen},
-        {"dashboard_password_file", was.dashboard_password_file != now.dashboard_password_file},
-        {"dashboard_host", was.dashboard_hosts != now.dashboard_hosts}}) {
-    if (changed) {
-      logs::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
-    }
+  for (const std::string& key : config::restartOnlyChanges(was, now)) {
+    logs::warn("RELOAD_PENDING [jobd] {} changed: it takes effect at the next restart", key);
   }
   bool format_changed = now.log_format != was.log_format;
   config_ = next;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "drain.hpp"
 #include "reporter.hpp"
 #include "runtime/asio.hpp"
 #include "runtime/metrics.hpp"
@@ -51,13 +52,10 @@ class Controller {
   void waitForSignal();
   void reload();
   void reloadFailed(const std::string& why);
-  void extendStopTimeout();
-  void finishSoon(std::chrono::steady_clock::duration within);
   void preflight();
   void onListening();
   void onReady();
   void beginDrain();
-  void waitForOutcomes();
   void stopLoop();
 
   std::shared_ptr<const config::Config> config_;
@@ -71,20 +69,15 @@ class Controller {
   std::vector<runtime::ServedSection> sections_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer preflight_timer_;
-  boost::asio::steady_timer drain_timer_;
-  boost::asio::steady_timer deadline_timer_;
-  boost::asio::steady_timer extend_timer_;
   SectionCatalog catalog_;
   runtime::Metrics metrics_;
   std::unique_ptr<runtime::Services> services_;
   int preflight_failures_ = 0;
   bool ready_ = false;
-  bool draining_ = false;
   int exit_status_ = 0;
-  std::chrono::steady_clock::time_point drain_deadline_;
-  std::chrono::steady_clock::time_point finish_deadline_;
   std::mt19937_64 rng_{std::random_device{}()};
-  // Last: it reads config_, sections_ and draining_.
+  Drain drain_;
+  // Last: it reads config_, sections_ and drain_.
   Reporter reporter_;
 };
 

@@ -468,4 +468,21 @@ const std::vector<KeyInfo>& Config::sectionKeys() {
   return keys;
 }
 
+std::vector<std::string> restartOnlyChanges(const DaemonSettings& was, const DaemonSettings& now) {
+  std::vector<std::string> changed;
+  for (const auto& [key, differs] :
+       {std::pair<const char*, bool>{"database", was.database != now.database},
+        {"listen_database", was.listen_database != now.listen_database},
+        {"database_timeout", was.database_timeout != now.database_timeout},
+        {"metrics_listen", was.metrics_listen != now.metrics_listen},
+        {"dashboard_listen", was.dashboard_listen != now.dashboard_listen},
+        {"dashboard_password_file", was.dashboard_password_file != now.dashboard_password_file},
+        {"dashboard_host", was.dashboard_hosts != now.dashboard_hosts}}) {
+    if (differs) {
+      changed.emplace_back(key);
+    }
+  }
+  return changed;
+}
+
 }  // namespace jobd::config

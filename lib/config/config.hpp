@@ -114,4 +114,8 @@ class Config {
   std::vector<SectionConfig> sections_;
 };
 
+// The [jobd] keys that only a restart applies (SPEC and etc/jobd.conf say
+// "restart only") whose value differs between `was` and `now`, by name.
+std::vector<std::string> restartOnlyChanges(const DaemonSettings& was, const DaemonSettings& now);
+
 }  // namespace jobd::config

@@ -271,6 +271,42 @@ TEST(ConfigTest, ShippedConfigDocumentsEveryKey) {
   }
 }
 
+// Every key that a reload logs as RELOAD_PENDING is the one that changed,
+// and etc/jobd.conf says "Restart only." in its comment.
+TEST(ConfigTest, RestartOnlyKeysAreTheChangedOnesAndDocumented) {
+  auto was = parse("[jobd]\nmetrics_listen: 127.0.0.1:9100\n");
+  auto now = parse(
+      "[jobd]\nmetrics_listen: 127.0.0.1:9101\ndatabase_timeout: 30s\nworkers: 3\n"
+      "dashboard_host: a.example\n");
+  EXPECT_EQ(restartOnlyChanges(was->daemon(), now->daemon()),
+            (std::vector<std::string>{"database_timeout", "metrics_listen", "dashboard_host"}));
+  EXPECT_TRUE(restartOnlyChanges(was->daemon(), was->daemon()).empty());
+
+  DaemonSettings all_different;
+  all_different.database = "x";
+  all_different.listen_database = "x";
+  all_different.database_timeout = Duration(1);
+  all_different.metrics_listen = "x";
+  all_different.dashboard_listen = "x";
+  all_different.dashboard_password_file = "x";
+  all_different.dashboard_hosts = {"x"};
+  std::ifstream in(std::string(JOBD_SOURCE_DIR) + "/etc/jobd.conf");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string content = text.str();
+  for (const std::string& key : restartOnlyChanges(was->daemon(), all_different)) {
+    std::size_t at = content.find("\n# " + key + ":");
+    ASSERT_NE(at, std::string::npos) << key;
+    // The comment lines just above the key.
+    std::size_t start = content.rfind("\n\n", at);
+    std::size_t previous_key = content.rfind(":\n", at);
+    start = std::max(start == std::string::npos ? 0 : start,
+                     previous_key == std::string::npos ? 0 : previous_key);
+    EXPECT_NE(content.substr(start, at - start).find("Restart only."), std::string::npos) << key;
+  }
+  EXPECT_EQ(restartOnlyChanges(was->daemon(), all_different).size(), 7U);
+}
+
 // A loopback listen address is read as a number: a name that starts with
 // "127." is no loopback address (review of issue 18, item 14).
 TEST(ConfigTest, LoopbackListenAddressesAreNumbers) {
