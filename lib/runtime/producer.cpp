@@ -20,11 +20,11 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
       recorder_(recorder),
       metrics_(metrics),
       leases_(leases),
-      executor_(executor),
-      pool_(&pool),
       config_(std::move(config)),
-      poll_timer_(io),
-      stuck_check_timer_(io) {
+      supervisor_(io, leases, executor, recorder, pool, config_->daemon().workers),
+      poll_timer_(io) {
+  supervisor_.onReturned(
+      [this](std::vector<Supervisor::Returned> returned) { finish(std::move(returned)); });
   for (ServedSection& served : sections) {
     serve(std::move(served));
   }
@@ -55,11 +55,7 @@ void Producer::serve(ServedSection served) {
 void Producer::reconfigure(std::shared_ptr<const config::Config> config,
                            std::vector<ServedSection> sections, boost::asio::thread_pool& pool) {
   config_ = std::move(config);
-  boost::asio::thread_pool* replaced = pool_ != &pool ? pool_ : nullptr;
-  pool_ = &pool;
-  if (replaced != nullptr && on_pool_.count(replaced) == 0 && on_pool_idle_) {
-    on_pool_idle_(replaced);
-  }
+  supervisor_.reconfigure(pool, config_->daemon().workers);
   std::set<std::string> names;
   for (ServedSection& served : sections) {
     names.insert(served.name);
@@ -112,7 +108,7 @@ void Producer::releaseOrphans() {
 void Producer::onHeld(std::vector<ClaimedJob> held) {
   for (ClaimedJob& job : held) {
     // Running here, or returned with its outcome still to be written.
-    if (jobs_.count(keyOf(job)) != 0 || leases_.holds(keyOf(job))) {
+    if (supervisor_.runs(keyOf(job)) || leases_.holds(keyOf(job))) {
       continue;
     }
     auto section = by_job_type_.find(job.job_type);
@@ -217,7 +213,7 @@ void Producer::claim(Section& section) {
   }
   int limit = section.config->concurrency - section.running;
   if (!section.served.runner) {
-    int pool_free = config_->daemon().workers - pool_running_;
+    int pool_free = config_->daemon().workers - supervisor_.poolRunning();
     if (pool_free <= 0 && limit > 0) {
       section.starved = true;
     }
@@ -450,11 +446,8 @@ std::map<std::string, int> Producer::runningByJobType() const {
       running[section->config->job_type];  // a served type shows 0, not nothing
     }
   }
-  for (const auto& [key, job] : jobs_) {
-    if (job.superseded) {
-      continue;  // its job is counted once, under the attempt that holds it
-    }
-    ++running[job.job.job_type];
+  for (const auto& [job_type, n] : supervisor_.runningByJobType()) {
+    running[job_type] += n;
   }
   return running;
 }
@@ -473,174 +466,37 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
     return;
   }
   ++section.running;
-  for (auto it = jobs_.lower_bound({job.id, 0});
-       it != jobs_.end() && it->first.id == job.id && it->first.attempt < job.attempt; ++it) {
-    it->second.superseded = true;
-  }
-  auto token = std::make_shared<CancellationToken>();
-  leases_.add(job, section.config->lease_duration, token);
-  RunningJob& running = jobs_[keyOf(job)];
-  running.job = job;
-  running.token = token;
-  running.timer = std::make_unique<boost::asio::steady_timer>(io_);
-  running.timer->expires_at(job.claimed_at + section.config->timeout);
-  running.timer->async_wait(
-      [this, &section, key = keyOf(job)](const boost::system::error_code& ec) {
-        if (!ec) {
-          onTimeout(section, key);
-        }
-      });
-  if (section.served.runner) {
-    section.served.runner->run(std::move(job), token, [this, &section](JobOutcome outcome) {
-      finish(section, std::move(outcome));
-      claimAfterFinishing({&section});
-    });
-    return;
-  }
-  ++pool_running_;
-  running.in_pool = true;
-  running.pool = pool_;
-  ++on_pool_[pool_];
-  // The source and configuration are held by the job: a reload may
-  // replace the section's meanwhile.
-  boost::asio::post(*pool_, [this, &section, job = std::move(job), config = section.snapshot,
-                             source = section.served.source, token] {
-    JobOutcome outcome = executor_.execute(job, *source, *config->section(job.section), *token);
-    bool first = false;
-    {
-      std::lock_guard<std::mutex> lock(returned_mutex_);
-      first = returned_.empty();
-      returned_.push_back(Returned{&section, std::move(outcome)});
-    }
-    // Only the first outcome of a batch wakes the io thread; it takes every
-    // outcome that has come back by the time it runs.
-    if (first) {
-      boost::asio::post(io_, [this] { finishReturned(); });
-    }
-  });
+  supervisor_.start(Supervisor::Run{section.snapshot, section.config, section.served.source,
+                                    section.served.runner},
+                    std::move(job));
 }
 
-void Producer::finishReturned() {
-  std::vector<Returned> returned;
-  {
-    std::lock_guard<std::mutex> lock(returned_mutex_);
-    returned.swap(returned_);
-  }
+void Producer::finish(std::vector<Supervisor::Returned> returned) {
   std::vector<Section*> touched;
-  for (Returned& r : returned) {
-    finish(*r.section, std::move(r.outcome));
-    if (std::find(touched.begin(), touched.end(), r.section) == touched.end()) {
-      touched.push_back(r.section);
+  for (Supervisor::Returned& r : returned) {
+    JobOutcome& outcome = r.outcome;
+    auto found = sections_.find(outcome.job.section);
+    if (found == sections_.end()) {
+      continue;  // never: a started job's section is kept, retired or not
     }
-  }
-  claimAfterFinishing(touched);
-}
-
-void Producer::onTimeout(Section& section, AttemptKey key) {
-  auto it = jobs_.find(key);
-  if (it == jobs_.end()) {
-    return;
-  }
-  logs::warn("JOB_TIMEOUT id={} attempt={} section={}: ran past its timeout; stopping it", key.id,
-             key.attempt, section.served.name);
-  it->second.token->timeOut();
-  if (section.served.runner) {
-    return;  // the child gets SIGTERM, then SIGKILL: it cannot get stuck
-  }
-  // A thread cannot be killed: if it has not returned kill_grace from now,
-  // it ignores its cancellation.
-  it->second.timer->expires_after(section.config->kill_grace);
-  it->second.timer->async_wait([this, &section, key](const boost::system::error_code& ec) {
-    if (!ec) {
-      onStuck(section, key);
+    Section& section = *found->second;
+    --section.running;
+    if (std::find(touched.begin(), touched.end(), &section) == touched.end()) {
+      touched.push_back(&section);
     }
-  });
-}
-
-void Producer::onStuck(Section& section, AttemptKey key) {
-  auto it = jobs_.find(key);
-  if (it == jobs_.end() || it->second.stuck) {
-    return;
-  }
-  it->second.stuck = true;
-  // A handler blocked in a query on a connection that no longer answers
-  // is freed by closing that connection; others stay stuck until they return.
-  it->second.token->forceStop();
-  ++section.stuck;
-  ++stuck_;
-  logs::error(
-      "JOB_STUCK id={} attempt={} section={}: still running {} ms after its timeout, ignoring "
-      "cancellation; its worker slot is held until it returns ({} stuck in the section)",
-      key.id, key.attempt, section.served.name, section.config->kill_grace.count(), section.stuck);
-  // Closing the connection frees a job blocked on one at once: judge the
-  // slots a kill_grace later, so that jobs all caught by one stalled
-  // database are not taken for jobs that ignore their cancellation.
-  stuck_check_timer_.expires_after(section.config->kill_grace);
-  stuck_check_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) {
-      checkAllStuck();
+    if (outcome.operation.empty()) {
+      outcome.operation = section.served.source->operationDescription(outcome.job);
     }
-  });
-}
-
-void Producer::checkAllStuck() {
-  std::string what;
-  for (const auto& [name, section] : sections_) {
-    if (section->stuck > 0 && section->stuck >= section->config->concurrency) {
-      what = "every slot of section [" + name + "] is stuck";
+    if (r.released) {
+      continue;  // the release was written when it was made
     }
-  }
-  if (what.empty() && stuck_ > 0 && stuck_ >= config_->daemon().workers) {
-    what = "every worker thread is stuck";
-  }
-  if (!what.empty() && !all_stuck_reported_ && on_all_stuck_) {
-    all_stuck_reported_ = true;
-    on_all_stuck_(what);
-  }
-}
-
-void Producer::finish(Section& section, JobOutcome outcome) {
-  --section.running;
-  leases_.finished(keyOf(outcome.job));  // removed once the outcome is written
-  bool released = false;
-  auto it = jobs_.find(keyOf(outcome.job));
-  if (it != jobs_.end()) {
-    if (it->second.in_pool) {
-      --pool_running_;
-      boost::asio::thread_pool* pool = it->second.pool;
-      if (--on_pool_[pool] == 0) {
-        on_pool_.erase(pool);
-        if (pool != pool_ && on_pool_idle_) {
-          on_pool_idle_(pool);
-        }
-      }
-    }
-    if (it->second.stuck) {
-      --section.stuck;
-      --stuck_;
-      logs::warn("JOB_UNSTUCK id={} section={}: returned at last", outcome.job.id,
-                 section.served.name);
-    }
-    released = it->second.released;
-    if (it->second.superseded && !outcome.committed) {
-      // Fenced out anyway; and a completion of this attempt must not share
-      // a batch with the new attempt's, whose fences match on the job id.
-      outcome.lease_lost = true;
-    }
-    jobs_.erase(it);  // cancels the timer
-  }
-  if (outcome.operation.empty()) {
-    outcome.operation = section.served.source->operationDescription(outcome.job);
-  }
-  if (!released) {
     noteConnection(section, outcome);
-  }
-  if (!released) {
     bool completed =
         outcome.kind == OutcomeKind::kCompleted && !outcome.lease_lost && !outcome.in_doubt;
     ++(completed ? section.counts.completed : section.counts.incomplete);
     recorder_.record(std::move(outcome), section.snapshot);
   }
+  claimAfterFinishing(touched);
 }
 
 void Producer::claimAfterFinishing(const std::vector<Section*>& touched) {
@@ -672,30 +528,11 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
 }
 
 int Producer::releaseAll() {
-  int released = 0;
-  for (auto& [key, running] : jobs_) {
-    if (running.released) {
-      continue;
-    }
-    running.released = true;
-    ++released;
-    JobOutcome outcome;
-    outcome.job = running.job;
-    outcome.kind = OutcomeKind::kReleased;
-    outcome.error_type = "Released";
-    outcome.message = "stopped by a draining daemon; the attempt is given back";
-    outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::steady_clock::now() - running.job.claimed_at);
-    // Written first: the handler's own commit, if it races, is fenced out
-    // by the release, or fences the release out.
-    recorder_.record(std::move(outcome), config_);
-    running.token->cancel();
-  }
-  return released;
+  return supervisor_.releaseAll(config_);
 }
 
 void Producer::checkIdle() {
-  if (!stopping_ || !on_idle_ || !jobs_.empty()) {
+  if (!stopping_ || !on_idle_ || supervisor_.running() > 0) {
     return;
   }
   for (auto& [name, section] : sections_) {

@@ -27,6 +27,7 @@
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/process_runner.hpp"
 #include "runtime/sleeper.hpp"
+#include "runtime/supervisor.hpp"
 
 namespace jobd::runtime {
 
@@ -81,10 +82,10 @@ class Producer {
 
   // Jobs running, and the slots they run in: the pool's workers plus the
   // concurrency of every process section.
-  int running() const { return static_cast<int>(jobs_.size()); }
+  int running() const { return supervisor_.running(); }
   int slots() const;
   // Thread jobs past timeout + kill_grace that have not returned.
-  int stuck() const { return stuck_; }
+  int stuck() const { return supervisor_.stuck(); }
   // Jobs running by job type, for the metrics.
   std::map<std::string, int> runningByJobType() const;
   // Called once the first poll of every section has come back; until then
@@ -105,10 +106,10 @@ class Producer {
   // Called on the io thread with a worker pool that a reload replaced,
   // once no job runs on it (at once if none did): it may be joined.
   void onPoolIdle(std::function<void(boost::asio::thread_pool*)> callback) {
-    on_pool_idle_ = std::move(callback);
+    supervisor_.onPoolIdle(std::move(callback));
   }
   void onAllStuck(std::function<void(const std::string&)> callback) {
-    on_all_stuck_ = std::move(callback);
+    supervisor_.onAllStuck(std::move(callback));
   }
 
  private:
@@ -125,7 +126,6 @@ class Producer {
     bool retired = false;                            // no longer served
     RunCounts counts;
     int running = 0;
-    int stuck = 0;
     bool claiming = false;
     bool again = false;    // woken while a claim was in flight
     bool more = false;     // the last claim was full, or narrowed: more may be ready
@@ -172,16 +172,10 @@ class Producer {
   static constexpr std::chrono::milliseconds kQuietPollWithJobs{4};
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
-  // A job returned: its slot, its ledger entry and its outcome's way to the
-  // recorder. Then, once per batch of returned jobs, the claims their slots
-  // allow.
-  void finish(Section& section, JobOutcome outcome);
+  // A batch of returned jobs: their slots and their outcomes' way to the
+  // recorder; then the claims their slots allow.
+  void finish(std::vector<Supervisor::Returned> returned);
   void claimAfterFinishing(const std::vector<Section*>& touched);
-  // The thread jobs' outcomes that the pool's workers handed back.
-  void finishReturned();
-  void onTimeout(Section& section, AttemptKey key);
-  void onStuck(Section& section, AttemptKey key);
-  void checkAllStuck();
   void onHeld(std::vector<ClaimedJob> held);
   void noteConnection(Section& section, const JobOutcome& outcome);
   void wakeAt(Section& section, double seconds);
@@ -194,53 +188,16 @@ class Producer {
   OutcomeRecorder& recorder_;
   Metrics& metrics_;
   LeaseKeeper& leases_;
-  const JobExecutor& executor_;
-  boost::asio::thread_pool* pool_;
   std::shared_ptr<const config::Config> config_;
+  Supervisor supervisor_;                                     // what runs here
   std::map<std::string, std::unique_ptr<Section>> sections_;  // by name
   std::map<std::string, Section*> by_job_type_;
-  // Every running job: its token, and its timer (at claim + the section's
-  // timeout, then kill_grace later for a thread job).
-  struct RunningJob {
-    ClaimedJob job;
-    std::shared_ptr<CancellationToken> token;
-    std::unique_ptr<boost::asio::steady_timer> timer;
-    bool stuck = false;
-    bool released = false;
-    bool in_pool = false;                      // a thread job, holding one of the pool's workers
-    boost::asio::thread_pool* pool = nullptr;  // the pool it runs on
-    // A later attempt of the same job was claimed here: this one's lease is
-    // gone, and nothing it returns is written (LeaseKeeper::supersede).
-    bool superseded = false;
-  };
-  // Keyed by attempt: an earlier attempt of a job given to this daemon
-  // again still runs here until it returns (LeaseKeeper::supersede stops
-  // it), under its own timer and in its own slot.
-  std::map<AttemptKey, RunningJob> jobs_;
-  int pool_running_ = 0;
-  // Outcomes of thread jobs, from the pool's workers to the io thread: the
-  // first of a batch posts finishReturned, which takes them all, so the io
-  // thread is woken once per batch and not once per job.
-  struct Returned {
-    Section* section;
-    JobOutcome outcome;
-  };
-  std::mutex returned_mutex_;
-  std::vector<Returned> returned_;
-  // Thread jobs running on each pool: a pool that a reload replaced is
-  // handed to on_pool_idle_ once its last job returns.
-  std::map<boost::asio::thread_pool*, int> on_pool_;
-  std::function<void(boost::asio::thread_pool*)> on_pool_idle_;
-  int stuck_ = 0;
-  bool all_stuck_reported_ = false;
-  std::function<void(const std::string&)> on_all_stuck_;
   std::function<void()> on_exhausted_;  // set in cron mode
   bool stopping_ = false;
   bool ready_ = false;  // every section's first poll came back
   std::function<void()> on_idle_;
   std::function<void()> on_first_poll_;
   boost::asio::steady_timer poll_timer_;
-  boost::asio::steady_timer stuck_check_timer_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

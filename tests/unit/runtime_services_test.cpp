@@ -17,11 +17,13 @@
 #include "config/config.hpp"
 #include "registry.hpp"
 #include "runtime/database_thread.hpp"
+#include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/lease_rescuer.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/notice_sender.hpp"
 #include "runtime/outcome_recorder.hpp"
+#include "runtime/supervisor.hpp"
 #include "store/memory_store.hpp"
 
 namespace jobd::runtime {
@@ -43,6 +45,9 @@ template <class Condition>
 bool runUntil(boost::asio::io_context& io, Condition condition) {
   auto deadline = std::chrono::steady_clock::now() + 5s;
   while (!condition() && std::chrono::steady_clock::now() < deadline) {
+    if (io.stopped()) {
+      io.restart();  // it ran out of work; a worker may post more
+    }
     io.run_for(5ms);
   }
   return condition();
@@ -304,6 +309,109 @@ TEST(NoticeSenderMemoryTest, ANoticeSentOnTheOutcomesThreadDuringTheStopIsRecord
   ASSERT_EQ(store.oopses().size(), 1U);
   EXPECT_EQ(store.oopses()[0].type, "NoticeError");
   EXPECT_EQ(store.oopses()[0].job_id, id);
+}
+
+// The supervisor with real worker threads and the sleep handler, against
+// the memory store: what runs, times out, gets stuck and is released.
+class SupervisorMemoryTest : public ::testing::Test {
+ protected:
+  SupervisorMemoryTest()
+      : config_(configOf("[sleep]\nconcurrency: 1\ntimeout: 100ms\nkill_grace: 100ms\n"
+                         "drills: true\n")),
+        section_(config_->section("sleep")),
+        source_(jobtypes::makeJobSource(*section_, config_->mail())),
+        recorder_(db_.thread(), metrics_, "host", nullptr),
+        leases_(io_, db_.thread(), 10s),
+        supervisor_(io_, leases_, executor_, recorder_, pool_, 2) {
+    supervisor_.onReturned([this](std::vector<Supervisor::Returned> batch) {
+      for (Supervisor::Returned& r : batch) {
+        returned_.push_back(std::move(r));
+      }
+    });
+    supervisor_.onAllStuck([this](const std::string& what) { all_stuck_.push_back(what); });
+  }
+  ~SupervisorMemoryTest() override { pool_.join(); }
+
+  ClaimedJob startSleep(const std::string& payload) {
+    std::int64_t id = db_.on([&](MemoryStore& s) {
+      MemoryStore::NewJob job;
+      job.job_type = "sleep";
+      job.json_data = payload;
+      return s.enqueue(job);
+    });
+    ClaimedJob job = db_.claim("sleep");
+    EXPECT_EQ(job.id, id);
+    job.section = "sleep";
+    job.claimed_at = std::chrono::steady_clock::now();
+    supervisor_.start(Supervisor::Run{config_, section_, source_, nullptr}, job);
+    return job;
+  }
+
+  MemoryDatabase db_;
+  boost::asio::io_context io_;
+  std::shared_ptr<const config::Config> config_;
+  const config::SectionConfig* section_;
+  std::shared_ptr<const IJobSource> source_;
+  Metrics metrics_;
+  OutcomeRecorder recorder_;
+  LeaseKeeper leases_;
+  JobExecutor executor_{"", "owner"};
+  boost::asio::thread_pool pool_{2};
+  Supervisor supervisor_;
+  std::vector<Supervisor::Returned> returned_;
+  std::vector<std::string> all_stuck_;
+};
+
+// A thread job that ignores its cancellation is stuck kill_grace after its
+// timeout, holds its slot (every slot of the section, reported once) until
+// it returns, and comes back as a timeout.
+TEST_F(SupervisorMemoryTest, AJobThatIgnoresItsTimeoutIsStuckUntilItReturns) {
+  startSleep(R"({"ms": 700, "ignore_cancel": true})");
+  EXPECT_EQ(supervisor_.running(), 1);
+  EXPECT_EQ(supervisor_.poolRunning(), 1);
+  ASSERT_TRUE(runUntil(io_, [&] { return !all_stuck_.empty(); }));
+  EXPECT_EQ(supervisor_.stuck(), 1);
+  EXPECT_EQ(all_stuck_, std::vector<std::string>{"every slot of section [sleep] is stuck"});
+  ASSERT_TRUE(runUntil(io_, [&] { return !returned_.empty(); }));
+  EXPECT_EQ(supervisor_.stuck(), 0);
+  EXPECT_EQ(supervisor_.running(), 0);
+  EXPECT_EQ(supervisor_.poolRunning(), 0);
+  EXPECT_FALSE(returned_[0].released);
+  EXPECT_EQ(returned_[0].outcome.kind, OutcomeKind::kTimeout);
+  EXPECT_EQ(all_stuck_.size(), 1U);
+}
+
+// At the end of a drain every running job is released: the release is
+// written at once (the attempt given back), the job is cancelled, and what
+// it returns comes back marked released, not to be written.
+TEST_F(SupervisorMemoryTest, ReleaseAllGivesTheAttemptBackAndStopsTheJob) {
+  ClaimedJob job = startSleep(R"({"ms": 60000})");
+  EXPECT_EQ(supervisor_.releaseAll(config_), 1);
+  EXPECT_EQ(supervisor_.releaseAll(config_), 0);  // once
+  ASSERT_TRUE(runUntil(io_, [&] { return !returned_.empty(); }));
+  EXPECT_TRUE(returned_[0].released);
+  ASSERT_TRUE(waitFor([&] { return recorder_.pending() == 0; }));
+  MemoryStore::Job row = db_.job(job.id);
+  EXPECT_EQ(row.status, JobStatus::kWaiting);
+  EXPECT_EQ(row.attempt_count, 0);
+  EXPECT_EQ(recorder_.counters().released.load(), 1U);
+}
+
+// A later attempt of a job started here supersedes the earlier one, which
+// still runs: what the earlier one returns is fenced out (lease_lost), and
+// the job is counted once.
+TEST_F(SupervisorMemoryTest, ALaterAttemptSupersedesTheEarlierOne) {
+  ClaimedJob first = startSleep(R"({"ms": 50})");
+  ClaimedJob second = first;
+  second.attempt = first.attempt + 1;
+  supervisor_.start(Supervisor::Run{config_, section_, source_, nullptr}, second);
+  EXPECT_EQ(supervisor_.running(), 2);
+  EXPECT_EQ(supervisor_.runningByJobType(), (std::map<std::string, int>{{"sleep", 1}}));
+  ASSERT_TRUE(runUntil(io_, [&] { return returned_.size() == 2; }));
+  for (const Supervisor::Returned& r : returned_) {
+    EXPECT_EQ(r.outcome.lease_lost, r.outcome.job.attempt == first.attempt)
+        << r.outcome.job.attempt;
+  }
 }
 
 }  // namespace
