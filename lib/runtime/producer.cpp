@@ -100,78 +100,43 @@ void Producer::releaseOrphans() {
                 [&](store::RuntimeStore& repo) { held = repo.heldByOwner(); })) {
       // Behind every claim result already posted: the ledger is complete
       // when onHeld reads it.
-      boost::asio::post(io_, [this, held = std::move(held)]() mutable { onHeld(std::move(held)); });
+      boost::asio::post(io_, [this, held = std::move(held)]() mutable {
+        supervisor_.releaseOrphans(
+            std::move(held),
+            [this](const std::string& job_type) {
+              auto section = by_job_type_.find(job_type);
+              return section != by_job_type_.end() ? section->second->served.name : job_type;
+            },
+            config_);
+      });
     }
   });
 }
 
-void Producer::onHeld(std::vector<ClaimedJob> held) {
-  for (ClaimedJob& job : held) {
-    // Running here, or returned with its outcome still to be written.
-    if (supervisor_.runs(keyOf(job)) || leases_.holds(keyOf(job))) {
-      continue;
-    }
-    auto section = by_job_type_.find(job.job_type);
-    job.section = section != by_job_type_.end() ? section->second->served.name : job.job_type;
-    logs::warn(
-        "JOB_ORPHAN_RELEASED id={} attempt={}: RUNNING under this daemon's lease, but no claim "
-        "reply brought it here (lost with the connection); releasing it",
-        job.id, job.attempt);
-    JobOutcome outcome;
-    outcome.kind = OutcomeKind::kReleased;
-    outcome.error_type = "Released";
-    outcome.message = "claimed by a statement whose reply was lost; the attempt is given back";
-    outcome.job = std::move(job);
-    recorder_.record(std::move(outcome), config_);
-  }
-}
-
-// A job released because its own connection would not open says nothing
-// about the job: the next one would fail the same way. Rather than claim
-// and release every job of the section every few seconds, each writing an
-// attempt row, the section waits 5 s, then 10 s, doubling up to
-// kLongestConnectHold, and then tries one job. One error line says so.
-// The jobs of one claim that fail together are one failure; a reload or
-// the database coming back starts again at 5 s (retryConnectsNow).
 void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
-  bool failed = outcome.kind == OutcomeKind::kReleased && outcome.error_type == "ConnectFailed";
-  if (!failed) {
-    if (section.connect_failures > 0 && outcome.kind != OutcomeKind::kReleased) {
+  switch (section.connect.note(outcome, std::chrono::steady_clock::now())) {
+    case ConnectHold::Change::kRecovered:
       logs::info("SECTION_CONNECTED section={}: its jobs' connection opens again; claiming",
                  section.served.name);
-      section.connect_failures = 0;
-      section.connect_hold_until = {};
-    }
-    return;
-  }
-  if (section.connect_failures > 0 &&
-      std::chrono::steady_clock::now() < section.connect_hold_until) {
-    return;  // another job of the burst that the first failure already counted
-  }
-  ++section.connect_failures;
-  Duration hold = kReleaseDelay;
-  for (int i = 1; i < section.connect_failures && hold < kLongestConnectHold; ++i) {
-    hold *= 2;
-  }
-  hold = std::min<Duration>(hold, kLongestConnectHold);
-  section.connect_hold_until =
-      std::max(section.connect_hold_until, std::chrono::steady_clock::now() + hold);
-  if (section.connect_failures == 1) {
-    logs::error(
-        "SECTION_CANNOT_CONNECT section={} dbuser={}: {}; its jobs stay WAITING, and one is tried "
-        "again in {} s, then less often (at most every {} s) until the connection opens, the "
-        "database comes back or a reload",
-        section.served.name, section.config->dbuser.empty() ? "-" : section.config->dbuser,
-        outcome.message, std::chrono::duration_cast<std::chrono::seconds>(hold).count(),
-        std::chrono::duration_cast<std::chrono::seconds>(kLongestConnectHold).count());
+      break;
+    case ConnectHold::Change::kFirstFailure:
+      logs::error(
+          "SECTION_CANNOT_CONNECT section={} dbuser={}: {}; its jobs stay WAITING, and one is "
+          "tried again in {} s, then less often (at most every {} s) until the connection "
+          "opens, the database comes back or a reload",
+          section.served.name, section.config->dbuser.empty() ? "-" : section.config->dbuser,
+          outcome.message,
+          std::chrono::duration_cast<std::chrono::seconds>(section.connect.hold()).count(),
+          std::chrono::duration_cast<std::chrono::seconds>(ConnectHold::kLongest).count());
+      break;
+    case ConnectHold::Change::kNone:
+      break;
   }
 }
 
 void Producer::retryConnectsNow() {
   for (auto& [name, section] : sections_) {
-    // The next failure starts again at the shortest hold, and says so.
-    section->connect_hold_until = {};
-    section->connect_failures = 0;
+    section->connect.reset();  // the next failure starts again at the shortest hold, and says so
   }
   wakeAll();
 }
@@ -219,11 +184,11 @@ void Producer::claim(Section& section) {
     }
     limit = std::min(limit, pool_free);
   }
-  if (section.connect_failures > 0 && ready_) {
+  if (section.connect.failing() && ready_) {
     // One job tries the connection; the rest wait for it.
     auto now = std::chrono::steady_clock::now();
-    if (now < section.connect_hold_until) {
-      wakeAt(section, std::chrono::duration<double>(section.connect_hold_until - now).count());
+    if (section.connect.holding(now)) {
+      wakeAt(section, std::chrono::duration<double>(section.connect.until() - now).count());
       return;
     }
     limit = section.running > 0 ? 0 : std::min(limit, 1);

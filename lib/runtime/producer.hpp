@@ -20,6 +20,7 @@
 #include "runtime/asio.hpp"
 
 #include "config/config.hpp"
+#include "runtime/connect_hold.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
@@ -133,11 +134,9 @@ class Producer {
     bool polled = false;
     std::unique_ptr<boost::asio::steady_timer> scheduled_timer;
     std::chrono::steady_clock::time_point scheduled_at;
-    // The section's jobs could not open their own connection (a dbuser
-    // that cannot log in, the database away): claims wait until
-    // connect_hold_until, then take one job to try again (noteConnection).
-    int connect_failures = 0;
-    std::chrono::steady_clock::time_point connect_hold_until;
+    // Its jobs could not open their own connection: claims wait, then one
+    // job tries again (noteConnection).
+    ConnectHold connect;
     // The quiet enqueue (useSleeper): whether the section sleeps on its
     // type, a sleepOn in flight, and the next poll's delay while enqueues
     // keep it awake.
@@ -156,8 +155,6 @@ class Producer {
   static constexpr std::chrono::microseconds kGather{1000};
   // The most jobs of the section that can run at once here.
   int slotsOf(const Section& section) const;
-  // The longest a section waits between two tries of its connection.
-  static constexpr std::chrono::minutes kLongestConnectHold{5};
   Sleeper* sleeper_ = nullptr;
 
   void claim(Section& section);
@@ -176,7 +173,6 @@ class Producer {
   // recorder; then the claims their slots allow.
   void finish(std::vector<Supervisor::Returned> returned);
   void claimAfterFinishing(const std::vector<Section*>& touched);
-  void onHeld(std::vector<ClaimedJob> held);
   void noteConnection(Section& section, const JobOutcome& outcome);
   void wakeAt(Section& section, double seconds);
   void schedulePoll();

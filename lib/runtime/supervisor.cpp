@@ -216,6 +216,28 @@ int Supervisor::releaseAll(const std::shared_ptr<const config::Config>& config) 
   return released;
 }
 
+void Supervisor::releaseOrphans(std::vector<ClaimedJob> held,
+                                const std::function<std::string(const std::string&)>& section_of,
+                                const std::shared_ptr<const config::Config>& config) {
+  for (ClaimedJob& job : held) {
+    // Running here, or returned with its outcome still to be written.
+    if (runs(keyOf(job)) || leases_.holds(keyOf(job))) {
+      continue;
+    }
+    job.section = section_of(job.job_type);
+    logs::warn(
+        "JOB_ORPHAN_RELEASED id={} attempt={}: RUNNING under this daemon's lease, but no claim "
+        "reply brought it here (lost with the connection); releasing it",
+        job.id, job.attempt);
+    JobOutcome outcome;
+    outcome.kind = OutcomeKind::kReleased;
+    outcome.error_type = "Released";
+    outcome.message = "claimed by a statement whose reply was lost; the attempt is given back";
+    outcome.job = std::move(job);
+    recorder_.record(std::move(outcome), config);
+  }
+}
+
 std::map<std::string, int> Supervisor::runningByJobType() const {
   std::map<std::string, int> running;
   for (const auto& [key, job] : jobs_) {

@@ -77,6 +77,16 @@ class Supervisor {
   // Returns how many were released.
   int releaseAll(const std::shared_ptr<const config::Config>& config);
 
+  // The jobs RUNNING under this daemon's lease in the database (after the
+  // claims connection came back): each that runs nowhere here, and whose
+  // outcome is not on its way either, came from a claim whose reply was
+  // lost. It is released (attempt given back) rather than left to expire
+  // and be rescued as a failed attempt. section_of names a job type's
+  // section.
+  void releaseOrphans(std::vector<ClaimedJob> held,
+                      const std::function<std::string(const std::string&)>& section_of,
+                      const std::shared_ptr<const config::Config>& config);
+
   int running() const { return static_cast<int>(jobs_.size()); }
   // Thread jobs running, each holding one of the pool's workers.
   int poolRunning() const { return pool_running_; }

@@ -16,6 +16,7 @@
 
 #include "config/config.hpp"
 #include "registry.hpp"
+#include "runtime/connect_hold.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
@@ -412,6 +413,39 @@ TEST_F(SupervisorMemoryTest, ALaterAttemptSupersedesTheEarlierOne) {
     EXPECT_EQ(r.outcome.lease_lost, r.outcome.job.attempt == first.attempt)
         << r.outcome.job.attempt;
   }
+}
+
+// A section whose jobs cannot connect waits 5 s, then 10 s, doubling up to
+// 5 min, between tries; the jobs of one burst count once; a job that ran
+// (not released) ends the hold, and says so.
+TEST(ConnectHoldTest, HoldsDoubleUpToTheLongestAndEndWhenAJobConnects) {
+  ConnectHold hold;
+  JobOutcome failed;
+  failed.kind = OutcomeKind::kReleased;
+  failed.error_type = "ConnectFailed";
+  JobOutcome ran;
+  ran.kind = OutcomeKind::kCompleted;
+  ConnectHold::Clock::time_point now{};
+  EXPECT_EQ(hold.note(ran, now), ConnectHold::Change::kNone);
+  EXPECT_EQ(hold.note(failed, now), ConnectHold::Change::kFirstFailure);
+  EXPECT_EQ(hold.note(failed, now + 1s), ConnectHold::Change::kNone);  // the same burst
+  EXPECT_TRUE(hold.holding(now + 4s));
+  EXPECT_FALSE(hold.holding(now + 5s));
+  std::vector<long long> holds;
+  for (int i = 0; i < 8; ++i) {
+    now = hold.until();
+    EXPECT_EQ(hold.note(failed, now), ConnectHold::Change::kNone);
+    holds.push_back(std::chrono::duration_cast<std::chrono::seconds>(hold.hold()).count());
+  }
+  EXPECT_EQ(holds, (std::vector<long long>{10, 20, 40, 80, 160, 300, 300, 300}));
+  JobOutcome released;  // a drain's release says nothing about the connection
+  released.kind = OutcomeKind::kReleased;
+  EXPECT_EQ(hold.note(released, now), ConnectHold::Change::kNone);
+  EXPECT_TRUE(hold.failing());
+  EXPECT_EQ(hold.note(ran, now), ConnectHold::Change::kRecovered);
+  EXPECT_FALSE(hold.failing());
+  EXPECT_EQ(hold.note(failed, now), ConnectHold::Change::kFirstFailure);
+  EXPECT_EQ(hold.hold(), Duration(5000));
 }
 
 }  // namespace
