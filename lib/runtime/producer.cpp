@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 #include <mutex>
 #include <set>
 
@@ -25,6 +26,11 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
       poll_timer_(io) {
   supervisor_.onReturned(
       [this](std::vector<Supervisor::Returned> returned) { finish(std::move(returned)); });
+  supervisor_.concurrencyOf([this](const std::string& name) {
+    auto it = sections_.find(name);
+    return it != sections_.end() ? it->second->config->concurrency
+                                 : std::numeric_limits<int>::max();
+  });
   for (ServedSection& served : sections) {
     serve(std::move(served));
   }
@@ -442,7 +448,14 @@ void Producer::finish(std::vector<Supervisor::Returned> returned) {
     JobOutcome& outcome = r.outcome;
     auto found = sections_.find(outcome.job.section);
     if (found == sections_.end()) {
-      continue;  // never: a started job's section is kept, retired or not
+      // Never: a started job's section is kept, retired or not. Should it
+      // happen, the outcome is still written.
+      logs::error("JOB_SECTION_UNKNOWN id={} section={}: writing its outcome all the same",
+                  outcome.job.id, outcome.job.section);
+      if (!r.released) {
+        recorder_.record(std::move(outcome), config_);
+      }
+      continue;
     }
     Section& section = *found->second;
     --section.running;

@@ -174,13 +174,8 @@ void Supervisor::onStuck(AttemptKey key) {
 
 void Supervisor::checkAllStuck() {
   std::string what;
-  std::map<std::string, int> concurrency;
-  for (const auto& [key, running] : jobs_) {
-    concurrency[running.job.section] = running.section->concurrency;
-  }
   for (const auto& [name, stuck] : stuck_by_section_) {
-    auto it = concurrency.find(name);
-    if (stuck > 0 && it != concurrency.end() && stuck >= it->second) {
+    if (stuck > 0 && concurrency_of_ && stuck >= concurrency_of_(name)) {
       what = "every slot of section [" + name + "] is stuck";
     }
   }

@@ -67,6 +67,12 @@ class Supervisor {
   }
   // A reload: new thread jobs go to `pool`; `workers` is its size.
   void reconfigure(boost::asio::thread_pool& pool, int workers);
+  // A section's concurrency as configured now (a reload may change it
+  // while its jobs are stuck): whether all its slots are stuck is judged
+  // against it.
+  void concurrencyOf(std::function<int(const std::string&)> lookup) {
+    concurrency_of_ = std::move(lookup);
+  }
 
   // Starts a claimed job. An earlier attempt of the same job still running
   // here is superseded: its lease is gone, and what it returns is fenced
@@ -136,6 +142,7 @@ class Supervisor {
   std::function<void(std::vector<Returned>)> on_returned_;
   std::function<void(const std::string&)> on_all_stuck_;
   std::function<void(boost::asio::thread_pool*)> on_pool_idle_;
+  std::function<int(const std::string&)> concurrency_of_;
 };
 
 }  // namespace jobd::runtime

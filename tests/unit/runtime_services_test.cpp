@@ -330,6 +330,7 @@ class SupervisorMemoryTest : public ::testing::Test {
       }
     });
     supervisor_.onAllStuck([this](const std::string& what) { all_stuck_.push_back(what); });
+    supervisor_.concurrencyOf([this](const std::string&) { return concurrency_; });
   }
   ~SupervisorMemoryTest() override { pool_.join(); }
 
@@ -361,6 +362,7 @@ class SupervisorMemoryTest : public ::testing::Test {
   Supervisor supervisor_;
   std::vector<Supervisor::Returned> returned_;
   std::vector<std::string> all_stuck_;
+  int concurrency_ = 1;  // the section's, as a reload may change it
 };
 
 // A thread job that ignores its cancellation is stuck kill_grace after its
@@ -380,6 +382,16 @@ TEST_F(SupervisorMemoryTest, AJobThatIgnoresItsTimeoutIsStuckUntilItReturns) {
   EXPECT_FALSE(returned_[0].released);
   EXPECT_EQ(returned_[0].outcome.kind, OutcomeKind::kTimeout);
   EXPECT_EQ(all_stuck_.size(), 1U);
+}
+
+// Whether every slot is stuck is judged against the section's concurrency
+// as configured now: a reload that raised it leaves free slots, and no
+// restart is asked for (review: the claim-time copy was used).
+TEST_F(SupervisorMemoryTest, AStuckJobIsJudgedAgainstTheConcurrencyConfiguredNow) {
+  concurrency_ = 2;
+  startSleep(R"({"ms": 700, "ignore_cancel": true})");
+  ASSERT_TRUE(runUntil(io_, [&] { return !returned_.empty(); }));
+  EXPECT_TRUE(all_stuck_.empty());
 }
 
 // At the end of a drain every running job is released: the release is
