@@ -105,7 +105,7 @@ void Producer::releaseOrphans() {
     if (db_.use("ORPHAN_CHECK_FAILED",
                 [&](store::RuntimeStore& repo) { held = repo.heldByOwner(); })) {
       // Behind every claim result already posted: the ledger is complete
-      // when onHeld reads it.
+      // when the Supervisor reads it.
       boost::asio::post(io_, [this, held = std::move(held)]() mutable {
         supervisor_.releaseOrphans(
             std::move(held),

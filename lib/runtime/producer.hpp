@@ -3,11 +3,11 @@
 // type, the jittered poll, a freed slot while more jobs may be ready, its
 // next scheduled_start), never more than its free `concurrency` slots nor,
 // for `runner = thread`, the pool's free `workers`; one claim in flight per
-// section. The claim runs on the database thread; claimed jobs run on the
-// worker pool or in the section's ProcessRunner; their outcomes go to the
-// OutcomeRecorder. At a job's timeout its token is timed out; a thread job
-// still running kill_grace later is stuck (it holds its slot until it
-// returns), and a section whose slots are all stuck is reported once.
+// section. The claim runs on the database thread; the Supervisor
+// (runtime/supervisor.hpp) runs what is claimed, on the worker pool or in
+// the section's ProcessRunner, under its lease and timeout, and hands back
+// what returns; the Producer writes it through the OutcomeRecorder and
+// claims for the slots it freed.
 #pragma once
 
 #include <functional>
