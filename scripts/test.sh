@@ -32,14 +32,18 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # PostgreSQL settings for a disposable cluster: no fsync, room for parallel tests.
 pg_options="fsync=off synchronous_commit=off full_page_writes=off max_connections=300"
 
+# A failure of either pass fails the run (the ThreadSanitizer pass's used to
+# be ignored: only the last command's status counted).
 run_suites() {
+  local status=0
   if [ -d build/tsan ] && [ -z "${JOBD_SKIP_TSAN:-}" ]; then
     echo "== ThreadSanitizer: concurrency tests"
     setarch "$(uname -m)" -R ctest --test-dir build/tsan -j "$jobs" --output-on-failure \
-      -R 'Concurrent|Race'
+      -R 'Concurrent|Race' || status=1
   fi
   echo "== AddressSanitizer + UBSan: every test"
-  ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@"
+  ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@" || status=1
+  return "$status"
 }
 
 export -f run_suites
