@@ -95,6 +95,16 @@ std::string typeNameOf(const std::exception& e) {
 
 }  // namespace
 
+JobOutcome payloadTooLarge(ClaimedJob job, std::size_t max_payload) {
+  JobOutcome outcome;
+  outcome.kind = OutcomeKind::kPayloadTooLarge;
+  outcome.error_type = "PayloadTooLarge";
+  outcome.message = "json_data is " + std::to_string(job.payload_size) +
+                    " bytes, over max_payload (" + std::to_string(max_payload) + " bytes)";
+  outcome.job = std::move(job);
+  return outcome;
+}
+
 std::string_view outcomeName(OutcomeKind kind) {
   switch (kind) {
     case OutcomeKind::kCompleted:

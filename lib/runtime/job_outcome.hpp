@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <string>
 
@@ -54,5 +55,9 @@ struct JobOutcome {
   // Whether the OutcomeRecorder has anything to write.
   bool needsWrite() const { return !committed && !lease_lost && !in_doubt; }
 };
+
+// The outcome of a job never run, and its json_data never loaded, because
+// the payload is over max_payload (SPEC §5's PayloadTooLarge).
+JobOutcome payloadTooLarge(ClaimedJob job, std::size_t max_payload);
 
 }  // namespace jobd::runtime

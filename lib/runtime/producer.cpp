@@ -1,13 +1,10 @@
 #include "runtime/producer.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <limits>
-#include <mutex>
 #include <set>
+#include <utility>
 
-#include "core/errors.hpp"
 #include "core/log.hpp"
 
 namespace jobd::runtime {
@@ -39,9 +36,8 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
 void Producer::serve(ServedSection served) {
   std::unique_ptr<Section>& slot = sections_[served.name];
   if (!slot) {
-    slot = std::make_unique<Section>();
-    slot->scheduled_timer = std::make_unique<boost::asio::steady_timer>(io_);
-    slot->gather_timer = std::make_unique<boost::asio::steady_timer>(io_);
+    slot =
+        std::make_unique<Section>(io_, [this, name = served.name] { claim(*sections_.at(name)); });
   }
   Section& section = *slot;
   if (section.config != nullptr) {
@@ -49,7 +45,7 @@ void Producer::serve(ServedSection served) {
     if (it != by_job_type_.end() && it->second == &section) {
       by_job_type_.erase(it);
     }
-    wakeUp(section);  // its type may change: the next short claim sleeps again
+    section.wakeUp(sleeper_);  // its type may change: the next short claim sleeps again
   }
   section.config = config_->section(served.name);
   section.snapshot = config_;
@@ -73,8 +69,8 @@ void Producer::reconfigure(std::shared_ptr<const config::Config> config,
     }
     // No longer served: its running jobs finish; it claims nothing more.
     section->retired = true;
-    section->scheduled_timer->cancel();
-    wakeUp(*section);
+    section->cancelWake();
+    section->wakeUp(sleeper_);
     auto it = by_job_type_.find(section->config->job_type);
     if (it != by_job_type_.end() && it->second == section.get()) {
       by_job_type_.erase(it);
@@ -119,27 +115,6 @@ void Producer::releaseOrphans() {
   });
 }
 
-void Producer::noteConnection(Section& section, const JobOutcome& outcome) {
-  switch (section.connect.note(outcome, std::chrono::steady_clock::now())) {
-    case ConnectHold::Change::kRecovered:
-      logs::info("SECTION_CONNECTED section={}: its jobs' connection opens again; claiming",
-                 section.served.name);
-      break;
-    case ConnectHold::Change::kFirstFailure:
-      logs::error(
-          "SECTION_CANNOT_CONNECT section={} dbuser={}: {}; its jobs stay WAITING, and one is "
-          "tried again in {} s, then less often (at most every {} s) until the connection "
-          "opens, the database comes back or a reload",
-          section.served.name, section.config->dbuser.empty() ? "-" : section.config->dbuser,
-          outcome.message,
-          std::chrono::duration_cast<std::chrono::seconds>(section.connect.hold()).count(),
-          std::chrono::duration_cast<std::chrono::seconds>(ConnectHold::kLongest).count());
-      break;
-    case ConnectHold::Change::kNone:
-      break;
-  }
-}
-
 void Producer::retryConnectsNow() {
   for (auto& [name, section] : sections_) {
     section->connect.reset();  // the next failure starts again at the shortest hold, and says so
@@ -176,56 +151,9 @@ void Producer::claim(Section& section) {
     section.again = true;
     return;
   }
-  if (ready_ && recorder_.pending() >= kOutcomeBacklog) {
-    // Outcomes are written on their own connection and no longer hold up
-    // the claims; when they fall behind, claiming waits for them.
-    wakeAt(section, 0.01);
+  int limit = claimLimit(section);
+  if (limit < 0 || (ready_ && section.gathers(limit, section.slots(config_->daemon().workers)))) {
     return;
-  }
-  int limit = section.config->concurrency - section.running;
-  if (!section.served.runner) {
-    int pool_free = config_->daemon().workers - supervisor_.poolRunning();
-    if (pool_free <= 0 && limit > 0) {
-      section.starved = true;
-    }
-    limit = std::min(limit, pool_free);
-  }
-  if (section.connect.failing() && ready_) {
-    // One job tries the connection; the rest wait for it.
-    auto now = std::chrono::steady_clock::now();
-    if (section.connect.holding(now)) {
-      wakeAt(section, std::chrono::duration<double>(section.connect.until() - now).count());
-      return;
-    }
-    limit = section.running > 0 ? 0 : std::min(limit, 1);
-  }
-  if (!ready_) {
-    limit = 0;  // the first poll only proves the claim works: no job runs before READY
-  } else if (limit <= 0) {
-    return;
-  }
-  if (ready_ && section.more && section.running > 0 && !section.gathered &&
-      limit < slotsOf(section)) {
-    // A backlog, and some slots still busy: every claim costs a round trip and a
-    // WAL flush whatever its size, so a slot freed now waits a moment for
-    // others rather than each taking a claim of its own.
-    auto now = std::chrono::steady_clock::now();
-    if (now >= section.gather_until) {
-      section.gather_until = now + kGather;
-      section.gather_timer->expires_at(section.gather_until);
-      section.gather_timer->async_wait([this, &section](const boost::system::error_code& ec) {
-        if (!ec) {
-          section.gathered = true;
-          claim(section);
-        }
-      });
-    }
-    return;
-  }
-  section.gathered = false;
-  if (section.gather_until != std::chrono::steady_clock::time_point{}) {
-    section.gather_until = {};
-    section.gather_timer->cancel();
   }
   section.claiming = true;
   section.again = false;
@@ -250,12 +178,42 @@ void Producer::claim(Section& section) {
       if (in) {
         boost::asio::post(io_, [this, &section, seconds = *in] {
           if (!section.retired) {
-            wakeAt(section, seconds);
+            section.wakeAt(seconds);
           }
         });
       }
     }
   });
+}
+
+int Producer::claimLimit(Section& section) {
+  if (ready_ && recorder_.pending() >= kOutcomeBacklog) {
+    // Outcomes are written on their own connection and no longer hold up
+    // the claims; when they fall behind, claiming waits for them.
+    section.wakeAt(0.01);
+    return -1;
+  }
+  int limit = section.config->concurrency - section.running;
+  if (!section.served.runner) {
+    int pool_free = config_->daemon().workers - supervisor_.poolRunning();
+    if (pool_free <= 0 && limit > 0) {
+      section.starved = true;
+    }
+    limit = std::min(limit, pool_free);
+  }
+  if (section.connect.failing() && ready_) {
+    // One job tries the connection; the rest wait for it.
+    auto now = std::chrono::steady_clock::now();
+    if (section.connect.holding(now)) {
+      section.wakeAt(std::chrono::duration<double>(section.connect.until() - now).count());
+      return -1;
+    }
+    limit = section.running > 0 ? 0 : std::min(limit, 1);
+  }
+  if (!ready_) {
+    return 0;  // the first poll only proves the claim works: no job runs before READY
+  }
+  return limit > 0 ? limit : -1;
 }
 
 void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
@@ -268,29 +226,21 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   bool narrowed = std::any_of(result.jobs.begin(), result.jobs.end(),
                               [](const ClaimedJob& job) { return job.target.has_value(); });
   section.more = ok && asked > 0 && (full || narrowed);
-  if (!result.jobs.empty()) {
-    std::vector<double> latencies;
-    latencies.reserve(result.jobs.size());
-    for (const ClaimedJob& job : result.jobs) {
-      latencies.push_back(job.queue_latency);
-    }
-    metrics_.claimed(result.jobs.front().job_type, latencies);
-  }
+  std::vector<double> latencies;
   for (ClaimedJob& job : result.jobs) {
+    latencies.push_back(job.queue_latency);
     dispatch(section, std::move(job));
+  }
+  if (!latencies.empty()) {
+    metrics_.claimed(section.config->job_type, latencies);
   }
   // READY waits for a first poll of every section that reached the database.
   if (ok && !section.polled) {
     section.polled = true;
-    bool all = true;
-    for (auto& [name, s] : sections_) {
-      all = all && s->polled;
-    }
-    if (all && !ready_) {
+    if (!ready_ && std::all_of(sections_.begin(), sections_.end(),
+                               [](const auto& entry) { return entry.second->polled; })) {
       ready_ = true;
-      if (on_first_poll_) {
-        auto callback = std::move(on_first_poll_);
-        on_first_poll_ = nullptr;
+      if (auto callback = std::exchange(on_first_poll_, nullptr)) {
         callback();
       }
       wakeAll();
@@ -302,71 +252,24 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
     bool all = std::all_of(sections_.begin(), sections_.end(),
                            [](const auto& entry) { return entry.second->retired; });
     if (all) {
-      auto callback = std::move(on_exhausted_);
-      on_exhausted_ = nullptr;
-      callback();
+      std::exchange(on_exhausted_, nullptr)();
       return;
     }
   }
   if (ok && full && asked > 0) {
-    wakeUp(section);  // busy: the enqueues need not notify
+    section.wakeUp(sleeper_);  // busy: the enqueues need not notify
   }
   if (ok && (section.again || section.more)) {
     claim(section);
   } else if (sleeper_ != nullptr && ok && asked > 0 && ready_ && !stopping_ && !section.retired) {
-    settle(section, !result.jobs.empty());
+    section.settle(*sleeper_, !result.jobs.empty());
   }
   checkIdle();
 }
 
-void Producer::settle(Section& section, bool got_jobs) {
-  if (section.settling || (section.asleep && !got_jobs)) {
-    return;  // asleep, and woken for nothing (a poll): every enqueue since notifies
-  }
-  section.settling = true;
-  sleeper_->sleepOn(
-      section.served.name, section.config->job_type,
-      [this, &section, got_jobs, wake_ups = section.wake_ups](bool asleep, bool newly) {
-        section.settling = false;
-        if (section.wake_ups != wake_ups) {
-          // Woken meanwhile (full claim, reload): not asleep;
-          // claim, and settle again from there.
-          section.asleep = false;
-          if (!stopping_ && !section.retired) {
-            claim(section);
-          }
-          return;
-        }
-        section.asleep = asleep;
-        if (stopping_ || section.retired) {
-          return;
-        }
-        if (asleep) {
-          section.quiet_poll = std::chrono::milliseconds(1);
-          if (newly) {
-            claim(section);  // what committed between the claim and the sleep
-          }
-          return;
-        }
-        // An enqueue of the type is in flight: it sends no NOTIFY, so claim
-        // again soon, sooner while the claims find jobs.
-        section.quiet_poll =
-            got_jobs ? kQuietPollWithJobs : std::min(section.quiet_poll * 2, kLongestQuietPoll);
-        wakeAt(section, std::chrono::duration<double>(section.quiet_poll).count());
-      });
-}
-
-void Producer::wakeUp(Section& section) {
-  if (sleeper_ != nullptr && (section.asleep || section.settling) && section.config != nullptr) {
-    section.asleep = false;
-    ++section.wake_ups;  // a sleepOn in flight is undone by this (queued after it)
-    sleeper_->wakeFrom(section.served.name, section.config->job_type);
-  }
-}
-
 void Producer::sleepLocksLost() {
   for (auto& [name, section] : sections_) {
-    section->asleep = false;
+    section->sleepLost();
   }
   wakeAll();
 }
@@ -377,27 +280,6 @@ std::map<std::string, Producer::RunCounts> Producer::runCounts() const {
     counts[name] = section->counts;
   }
   return counts;
-}
-
-void Producer::wakeAt(Section& section, double seconds) {
-  auto when = std::chrono::steady_clock::now() +
-              std::chrono::microseconds(static_cast<long long>(seconds * 1e6)) +
-              std::chrono::milliseconds(1);
-  if (section.scheduled_at > std::chrono::steady_clock::now() && section.scheduled_at <= when) {
-    return;  // an earlier wake-up is already set
-  }
-  section.scheduled_at = when;
-  section.scheduled_timer->expires_at(when);
-  section.scheduled_timer->async_wait([this, &section](const boost::system::error_code& ec) {
-    if (!ec) {
-      claim(section);
-    }
-  });
-}
-
-int Producer::slotsOf(const Section& section) const {
-  int slots = section.config->concurrency;
-  return section.served.runner ? slots : std::min(slots, config_->daemon().workers);
 }
 
 int Producer::slots() const {
@@ -425,15 +307,7 @@ std::map<std::string, int> Producer::runningByJobType() const {
 
 void Producer::dispatch(Section& section, ClaimedJob job) {
   if (!job.json_data) {
-    // Never run and never loaded: SPEC §5's PayloadTooLarge.
-    JobOutcome outcome;
-    outcome.kind = OutcomeKind::kPayloadTooLarge;
-    outcome.error_type = "PayloadTooLarge";
-    outcome.message = "json_data is " + std::to_string(job.payload_size) +
-                      " bytes, over max_payload (" + std::to_string(config_->daemon().max_payload) +
-                      " bytes)";
-    outcome.job = std::move(job);
-    recorder_.record(std::move(outcome), config_);
+    recorder_.record(payloadTooLarge(std::move(job), config_->daemon().max_payload), config_);
     return;
   }
   ++section.running;
@@ -468,7 +342,7 @@ void Producer::finish(std::vector<Supervisor::Returned> returned) {
     if (r.released) {
       continue;  // the release was written when it was made
     }
-    noteConnection(section, outcome);
+    section.noteConnection(outcome);
     bool completed =
         outcome.kind == OutcomeKind::kCompleted && !outcome.lease_lost && !outcome.in_doubt;
     ++(completed ? section.counts.completed : section.counts.incomplete);
@@ -497,7 +371,7 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
   on_idle_ = std::move(on_idle);
   poll_timer_.cancel();
   for (auto& [name, section] : sections_) {
-    section->scheduled_timer->cancel();
+    section->cancelWake();
     if (section->served.runner) {
       section->served.runner->shutdown();
     }
@@ -518,9 +392,7 @@ void Producer::checkIdle() {
       return;
     }
   }
-  auto callback = std::move(on_idle_);
-  on_idle_ = nullptr;
-  callback();
+  std::exchange(on_idle_, nullptr)();
 }
 
 }  // namespace jobd::runtime

@@ -20,23 +20,17 @@
 #include "runtime/asio.hpp"
 
 #include "config/config.hpp"
-#include "runtime/connect_hold.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/process_runner.hpp"
+#include "runtime/section.hpp"
 #include "runtime/sleeper.hpp"
 #include "runtime/supervisor.hpp"
 
 namespace jobd::runtime {
-
-struct ServedSection {
-  std::string name;
-  std::shared_ptr<const IJobSource> source;
-  std::shared_ptr<ProcessRunner> runner;  // set for `runner = process`
-};
 
 class Producer {
  public:
@@ -96,10 +90,7 @@ class Producer {
   // comes back short and took no job with a target (Producer::onClaimed);
   // on_exhausted runs once when every section has.
   void runOnce(std::function<void()> on_exhausted) { on_exhausted_ = std::move(on_exhausted); }
-  struct RunCounts {
-    int completed = 0;
-    int incomplete = 0;
-  };
+  using RunCounts = runtime::RunCounts;
   // What each section's finished jobs came to, by section name.
   std::map<std::string, RunCounts> runCounts() const;
   // Called once when every slot of a section, or of the pool, is stuck:
@@ -120,61 +111,17 @@ class Producer {
   // of a second at the drain benchmark's rates.
   static constexpr std::size_t kOutcomeBacklog = 10000;
 
-  struct Section {
-    ServedSection served;
-    const config::SectionConfig* config = nullptr;
-    std::shared_ptr<const config::Config> snapshot;  // owns *config
-    bool retired = false;                            // no longer served
-    RunCounts counts;
-    int running = 0;
-    bool claiming = false;
-    bool again = false;    // woken while a claim was in flight
-    bool more = false;     // the last claim was full, or narrowed: more may be ready
-    bool starved = false;  // wanted to claim but the pool was full
-    bool polled = false;
-    std::unique_ptr<boost::asio::steady_timer> scheduled_timer;
-    std::chrono::steady_clock::time_point scheduled_at;
-    // Its jobs could not open their own connection: claims wait, then one
-    // job tries again (noteConnection).
-    ConnectHold connect;
-    // The quiet enqueue (useSleeper): whether the section sleeps on its
-    // type, a sleepOn in flight, and the next poll's delay while enqueues
-    // keep it awake.
-    bool asleep = false;
-    bool settling = false;
-    std::uint64_t wake_ups = 0;  // wakeUp() calls, to spot one during a sleepOn
-    std::chrono::milliseconds quiet_poll{1};
-    // Gathering freed slots into one claim while a backlog keeps most slots
-    // busy (claim): until when, and whether the wait is over.
-    std::unique_ptr<boost::asio::steady_timer> gather_timer;
-    std::chrono::steady_clock::time_point gather_until;
-    bool gathered = false;
-  };
-  // The longest a freed slot waits for others before its claim, while a
-  // backlog keeps some of the section's slots busy (once all are free, it goes at once).
-  static constexpr std::chrono::microseconds kGather{1000};
-  // The most jobs of the section that can run at once here.
-  int slotsOf(const Section& section) const;
   Sleeper* sleeper_ = nullptr;
 
   void claim(Section& section);
-  // After a short claim: sleep on the section's type, or poll soon.
-  void settle(Section& section, bool got_jobs);
-  // Lets go of the section's sleep (busy again, retired, or reconfigured).
-  void wakeUp(Section& section);
-  // The longest a section that an enqueue in flight keeps awake waits
-  // between two claims.
-  static constexpr std::chrono::milliseconds kLongestQuietPoll{25};
-  // ... and while its claims find jobs: a few milliseconds gathers a batch.
-  static constexpr std::chrono::milliseconds kQuietPollWithJobs{4};
+  // How many jobs the section may claim now.
+  int claimLimit(Section& section);
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
   // A batch of returned jobs: their slots and their outcomes' way to the
   // recorder; then the claims their slots allow.
   void finish(std::vector<Supervisor::Returned> returned);
   void claimAfterFinishing(const std::vector<Section*>& touched);
-  void noteConnection(Section& section, const JobOutcome& outcome);
-  void wakeAt(Section& section, double seconds);
   void schedulePoll();
   void checkIdle();
   void serve(ServedSection served);
