@@ -23,6 +23,11 @@
 
 namespace jobd::store {
 
+// How many due scheduled jobs a claim orders by priority beyond the ones
+// it takes: it reads the longest due first (the claim's SQL, and
+// MemoryStore::claim, keep the two in step).
+inline constexpr int kDueWindow = 1000;
+
 struct ClaimRequest {
   std::string section;
   std::string job_type;

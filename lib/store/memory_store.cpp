@@ -74,11 +74,20 @@ ClaimResult MemoryStore::claim(const ClaimRequest& request) {
   auto sent = std::chrono::steady_clock::now();
   Clock::time_point at = now();
   std::vector<Job*> candidates;
+  std::vector<Job*> due;
   for (auto& [id, job] : jobs_) {
     if (job.job_type == request.job_type && ready(job, at)) {
-      candidates.push_back(&job);
+      (job.scheduled_start ? due : candidates).push_back(&job);
     }
   }
+  // Due jobs: the window of the longest due (kDueWindow).
+  std::stable_sort(due.begin(), due.end(), [](const Job* a, const Job* b) {
+    return *a->scheduled_start < *b->scheduled_start;
+  });
+  due.resize(std::min<std::size_t>(due.size(), kDueWindow + std::max(request.limit, 0)));
+  candidates.insert(candidates.end(), due.begin(), due.end());
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Job* a, const Job* b) { return a->id < b->id; });
   // jobs_ is in id order: a stable sort by priority gives priority, then id.
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Job* a, const Job* b) { return a->priority < b->priority; });

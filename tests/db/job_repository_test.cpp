@@ -105,6 +105,41 @@ TEST(JobRepositoryTest, AClaimThatMeetsADeadlockIsTriedAgain) {
             "1test-owner");
 }
 
+// Defect 5 of issue 17: the claim read and sorted every due scheduled job
+// (job_scheduled_idx is in time order, the claim's is priority, then id),
+// so a backlog of retried or released jobs, all scheduled, made every claim
+// slower (170-250 ms at 200,000 rows). It now reads a window of the longest
+// due, in the index's order, and orders that window by priority.
+TEST(JobRepositoryTest, AClaimReadsAWindowOfTheDueJobsNotAllOfThem) {
+  TestDatabase db;
+  const int due = 20000;
+  // Job n is due n seconds ago; the longest due (the highest ids) come first.
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, scheduled_start, priority) "
+      "SELECT 'noop', now() - make_interval(secs => n), "
+      "       CASE WHEN n = " +
+      std::to_string(due - 10) +
+      " THEN -5 ELSE 0 END "
+      "FROM generate_series(1, " +
+      std::to_string(due) + ") AS n");
+  db.scalar("ANALYZE jobd.job");
+  std::string urgent = db.scalar("SELECT id FROM jobd.job WHERE priority = -5");
+
+  auto conn = db.connect();
+  pqxx::work txn(*conn);
+  pqxx::result claimed = txn.exec_params(JobRepository::claimSql(), "noop", 32, "30 seconds",
+                                         "test-owner", 1024 * 1024);
+  pqxx::row read = txn.exec1(
+      "SELECT seq_scan, idx_tup_fetch FROM pg_stat_xact_user_tables "
+      "WHERE relid = 'jobd.job'::regclass");
+  ASSERT_EQ(claimed.size(), 32U);
+  // Priority, then id, within the window: the urgent job first.
+  EXPECT_EQ(claimed[0][0].as<std::string>(), urgent);
+  EXPECT_EQ(read[0].as<int>(), 0) << "the claim scanned jobd.job";
+  EXPECT_LE(read[1].as<int>(), kDueWindow + 32 + 4 * 32 + 32 + 100)
+      << "the claim fetched more rows than its window";
+}
+
 // A claimed job's local clock (its lease deadline, its timeout) starts when
 // the claim was sent, not when its reply came back: a reply that took 600 ms
 // (a trigger sleeps) must not add 600 ms to the lease this daemon believes

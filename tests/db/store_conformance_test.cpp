@@ -208,6 +208,21 @@ TEST_P(StoreConformanceTest, ClaimsOnlyReadyJobsOfItsType) {
   EXPECT_FALSE(store().nextScheduledIn("other").has_value());
 }
 
+// Due jobs are ordered by priority within a window of the longest due
+// (kDueWindow beyond the claim's limit), read in scheduled order: a job due
+// more recently than that window waits, whatever its priority.
+TEST_P(StoreConformanceTest, DueJobsAreOrderedByPriorityWithinTheWindowOfTheLongestDue) {
+  const int jobs = kDueWindow + 40;
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < jobs; ++i) {
+    NewJob due = of("noop", i == 5 ? -1 : (i == jobs - 1 ? -9 : 0));
+    due.delay = Duration(-(jobs - i) * 1000);  // the first enqueued is the longest due
+    ids.push_back(t().enqueue(due));
+  }
+  EXPECT_EQ(claim(1), (std::vector<std::int64_t>{ids[5]}));
+  EXPECT_EQ(claim(1), (std::vector<std::int64_t>{ids[0]}));
+}
+
 TEST_P(StoreConformanceTest, OneJobPerTargetAndNoneWhoseTargetRuns) {
   NewJob on_x = of("noop");
   on_x.target = "x";
