@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <barrier>
+#include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -56,6 +58,29 @@ void waitForALockWaitIn(const TestDatabase& db) {
   FAIL() << "no session waited for a lock within 10 s";
 }
 
+// Runs `work` in a transaction of its own, on its own connection and
+// thread, and commits `holder` only once some session waits for a lock, so
+// that the race is real rather than a matter of scheduling. Returns what
+// `work` threw, or "".
+std::string raceAgainst(const TestDatabase& db, pqxx::work& holder,
+                        const std::function<void(pqxx::work&)>& work) {
+  std::string error;
+  std::thread other([&] {
+    try {
+      auto conn = db.connect();
+      pqxx::work txn(*conn);
+      work(txn);
+      txn.commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  waitForALockWaitIn(db);
+  holder.commit();
+  other.join();
+  return error;
+}
+
 // Two transactions racing on one type and target: the second waits for the
 // first to commit, then returns its job, so exactly one job is WAITING.
 TEST(AcquireTest, TwoTransactionsRace) {
@@ -65,23 +90,9 @@ TEST(AcquireTest, TwoTransactionsRace) {
   std::int64_t first_id = acquire(first, "diff", "mp:7");
 
   std::int64_t second_id = 0;
-  std::string second_error;
-  std::thread second([&] {
-    try {
-      auto conn = db.connect();
-      pqxx::work txn(*conn);
-      second_id = acquire(txn, "diff", "mp:7");
-      txn.commit();
-    } catch (const std::exception& e) {
-      second_error = e.what();
-    }
-  });
-  // Commit only once the second transaction is queued on the lock, so that
-  // the race is real rather than a matter of scheduling.
-  waitForALockWaitIn(db);
-  first.commit();
-  second.join();
-  EXPECT_EQ(second_error, "");
+  EXPECT_EQ(
+      raceAgainst(db, first, [&](pqxx::work& txn) { second_id = acquire(txn, "diff", "mp:7"); }),
+      "");
   EXPECT_EQ(second_id, first_id);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND target = 'mp:7'"), "1");
 }
@@ -100,15 +111,8 @@ TEST(AcquireTest, AJobBeingClaimedIsNotReturned) {
   claim.exec_params("UPDATE jobd.job SET status = 1, attempt_count = 1 WHERE id = $1", first);
 
   std::int64_t got = 0;
-  std::thread caller([&] {
-    auto conn = db.connect();
-    pqxx::work txn(*conn);
-    got = acquire(txn, "diff", "mp:3");
-    txn.commit();
-  });
-  waitForALockWaitIn(db);
-  claim.commit();
-  caller.join();
+  EXPECT_EQ(raceAgainst(db, claim, [&](pqxx::work& txn) { got = acquire(txn, "diff", "mp:3"); }),
+            "");
   EXPECT_NE(got, first);
   EXPECT_EQ(db.scalar("SELECT string_agg(status::text, ',' ORDER BY id) FROM jobd.job"), "1,0");
 }
@@ -202,21 +206,8 @@ TEST(AcquireTest, ACallerCommittingDuringARequeueWaitsForIt) {
   requeue.exec("UPDATE jobd.job SET status = 0 WHERE id = " + first);
 
   std::int64_t made = 0;
-  std::string error;
-  std::thread caller([&] {
-    try {
-      auto conn = db.connect();
-      pqxx::work txn(*conn);
-      made = acquire(txn, "diff", "mp:8");
-      txn.commit();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  });
-  waitForALockWaitIn(db);
-  requeue.commit();
-  caller.join();
-  EXPECT_EQ(error, "");
+  EXPECT_EQ(raceAgainst(db, requeue, [&](pqxx::work& txn) { made = acquire(txn, "diff", "mp:8"); }),
+            "");
   EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"),
             std::to_string(made));
   EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + first), "3");
@@ -239,21 +230,8 @@ TEST_P(AcquireRetryTest, ACallerCommittingDuringAnOperatorsRetryWaitsForIt) {
   retry.exec("UPDATE jobd.job SET status = 0, date_finished = now() WHERE id = " + first);
 
   std::int64_t made = 0;
-  std::string error;
-  std::thread caller([&] {
-    try {
-      auto conn = db.connect();
-      pqxx::work txn(*conn);
-      made = acquire(txn, "diff", "mp:10");
-      txn.commit();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  });
-  waitForALockWaitIn(db);
-  retry.commit();
-  caller.join();
-  EXPECT_EQ(error, "");
+  EXPECT_EQ(raceAgainst(db, retry, [&](pqxx::work& txn) { made = acquire(txn, "diff", "mp:10"); }),
+            "");
   EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"),
             std::to_string(made));
   EXPECT_EQ(db.scalar("SELECT log FROM jobd.job WHERE id = " + first),
@@ -309,21 +287,11 @@ TEST(AcquireTest, TwoRequeuesAtOnceLeaveOneWaitingJob) {
   auto one_conn = db.connect();
   pqxx::work one(*one_conn);
   one.exec("UPDATE jobd.job SET status = 0 WHERE id = " + first);
-  std::string error;
-  std::thread other([&] {
-    try {
-      auto conn = db.connect();
-      pqxx::work txn(*conn);
-      txn.exec("UPDATE jobd.job SET status = 0 WHERE id = " + second);
-      txn.commit();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  });
-  waitForALockWaitIn(db);
-  one.commit();
-  other.join();
-  EXPECT_EQ(error, "");
+  EXPECT_EQ(raceAgainst(db, one,
+                        [&](pqxx::work& txn) {
+                          txn.exec("UPDATE jobd.job SET status = 0 WHERE id = " + second);
+                        }),
+            "");
   EXPECT_EQ(db.scalar("SELECT string_agg(id::text, ',') FROM jobd.job WHERE status = 0"), first);
 }
 

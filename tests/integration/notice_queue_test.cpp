@@ -53,6 +53,17 @@ std::string config(int port) {
 // the stop: the send in flight is aborted and every notice not sent is
 // recorded as a NoticeError OOPS of its job. Before, the stop sent them
 // one by one, each waiting up to a minute.
+// Two jobs that fail with a user error and a notice to send, both written
+// FAILED (their sends wait in the server's backlog); then jobd.oops is
+// locked by `lock`, so that the NoticeError records wait for it.
+void failTwoNoticesAndLockTheOopsTable(TestDatabase& db, Daemon& daemon, pqxx::work& lock) {
+  db.scalar(
+      R"(SELECT count(jobd.enqueue('fail', '{"error": "user", "message": "no", "notify": "a@example.com"}')) FROM generate_series(1, 2))");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "2"), "2")
+      << daemon.log();
+  lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
+}
+
 TEST(NoticeQueueTest, AStopRecordsTheUnsentNoticesInsteadOfWaitingForThem) {
   TestDatabase db;
   SilentServer smtp;
@@ -89,14 +100,12 @@ TEST(NoticeQueueTest, TheSendInFlightAtAStopIsRecorded) {
   SilentServer smtp;
   Daemon daemon(db, config(smtp.port()));
   ASSERT_TRUE(daemon.waitReady());
-  db.scalar(
-      R"(SELECT count(jobd.enqueue('fail', '{"error": "user", "message": "no", "notify": "a@example.com"}')) FROM generate_series(1, 2))");
-  // Both outcomes written; the first send waits in the server's backlog.
-  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "2"), "2")
-      << daemon.log();
   auto locker = db.connect();
   pqxx::work lock(*locker);
-  lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
+  failTwoNoticesAndLockTheOopsTable(db, daemon, lock);
+  if (::testing::Test::HasFatalFailure()) {
+    return;
+  }
   // The first send fails at once; its record waits for the lock. The
   // second send connects and waits for a greeting.
   ::close(::accept(smtp.fd(), nullptr, nullptr));
@@ -125,13 +134,12 @@ TEST(NoticeQueueTest, SendsThatFailedBeforeAStopAreRecorded) {
   SilentServer smtp;
   Daemon daemon(db, config(smtp.port()));
   ASSERT_TRUE(daemon.waitReady());
-  db.scalar(
-      R"(SELECT count(jobd.enqueue('fail', '{"error": "user", "message": "no", "notify": "a@example.com"}')) FROM generate_series(1, 2))");
-  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 3", "2"), "2")
-      << daemon.log();
   auto locker = db.connect();
   pqxx::work lock(*locker);
-  lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
+  failTwoNoticesAndLockTheOopsTable(db, daemon, lock);
+  if (::testing::Test::HasFatalFailure()) {
+    return;
+  }
   ::close(::accept(smtp.fd(), nullptr, nullptr));
   ::close(::accept(smtp.fd(), nullptr, nullptr));
   auto failed = [&] {
