@@ -10,23 +10,26 @@
 #   3. with --perf, the whole machine (perf record -a for 6 s), by process.
 # Needs root, or a user allowed to run perf, for --perf.
 #
-#   bench/profile.sh JOBD [WORKERS=128] [JOBS=400000] [--perf]
+# The drain must outlast the sampling: the script says so when it did not.
+#
+#   bench/profile.sh JOBD [WORKERS=128] [JOBS=600000] [--perf]
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: bench/profile.sh JOBD [WORKERS] [JOBS] [--perf]" >&2
   exit 64
 fi
-jobd=$(realpath "$1") workers=${2:-128} jobs=${3:-400000} perf=${4:-}
+jobd=$(realpath "$1") workers=${2:-128} jobs=${3:-600000} perf=${4:-}
 here=$(dirname "$(realpath "$0")")
 
-if [ -z "${PGHOST:-}" ] || [ "${PROFILE_INNER:-}" != 1 ]; then
+if [ "${PROFILE_INNER:-}" != 1 ]; then
   exec env PROFILE_INNER=1 pg_virtualenv -t -o fsync=on -o synchronous_commit=on \
     -o shared_preload_libraries=pg_stat_statements -o pg_stat_statements.track_planning=on \
     "$here/profile.sh" "$@"
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pid=
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$jobd" migrate >/dev/null
 psql -qAt -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 psql -qAt -c "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, $jobs)"
@@ -38,7 +41,10 @@ sleep 2
 psql -qAt -c "SELECT pg_stat_statements_reset()" >/dev/null
 before=$(psql -qAt -c "SELECT count(*) FROM jobd.job WHERE status = 2")
 if [ "$perf" = --perf ]; then
-  perf record -a -F 499 -g -o "$work/perf.data" -- sleep 6 >/dev/null 2>&1
+  if ! perf record -a -F 499 -g -o "$work/perf.data" -- sleep 6 >/dev/null 2>"$work/perf.err"; then
+    cat "$work/perf.err" >&2
+    exit 1
+  fi
   after=$(psql -qAt -c "SELECT count(*) FROM jobd.job WHERE status = 2")
   echo "== perf: share of all samples by process ($((after - before)) jobs completed in 6 s)"
   perf report -i "$work/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null |
@@ -59,8 +65,11 @@ DO $$ BEGIN
   END LOOP;
 END $$;
 SELECT app, what, count(*) * 100 / (SELECT count(*) FROM s AS t WHERE t.app = s.app) || '%'
-  FROM s GROUP BY 1, 2 ORDER BY 1, 3 DESC;
+  FROM s GROUP BY 1, 2 ORDER BY 1, count(*) DESC;
 SQL
+if [ "$(psql -qAt -c "SELECT count(*) FROM jobd.job WHERE status = 0")" = 0 ]; then
+  echo "warning: the drain ended during the sampling, which then counts idle time; give more JOBS" >&2
+fi
 after=$(psql -qAt -c "SELECT count(*) FROM jobd.job WHERE status = 2")
 echo "== statements ($((after - before)) jobs completed since the reset)"
 psql -qA -F ' | ' -c "

@@ -122,10 +122,6 @@ void Producer::retryConnectsNow() {
   wakeAll();
 }
 
-void Producer::startPolling() {
-  schedulePoll();
-}
-
 void Producer::schedulePoll() {
   // +-10% jitter, so that daemons started together do not poll together.
   std::uniform_real_distribution<double> jitter(0.9, 1.1);
@@ -226,13 +222,16 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   bool narrowed = std::any_of(result.jobs.begin(), result.jobs.end(),
                               [](const ClaimedJob& job) { return job.target.has_value(); });
   section.more = ok && asked > 0 && (full || narrowed);
-  std::vector<double> latencies;
-  for (ClaimedJob& job : result.jobs) {
-    latencies.push_back(job.queue_latency);
-    dispatch(section, std::move(job));
+  if (!result.jobs.empty()) {
+    // By the claimed jobs' type: a reload may have changed the section's.
+    std::vector<double> latencies;
+    for (const ClaimedJob& job : result.jobs) {
+      latencies.push_back(job.queue_latency);
+    }
+    metrics_.claimed(result.jobs.front().job_type, latencies);
   }
-  if (!latencies.empty()) {
-    metrics_.claimed(section.config->job_type, latencies);
+  for (ClaimedJob& job : result.jobs) {
+    dispatch(section, std::move(job));
   }
   // READY waits for a first poll of every section that reached the database.
   if (ok && !section.polled) {

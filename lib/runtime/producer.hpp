@@ -67,7 +67,7 @@ class Producer {
   // back, or a reload may have fixed a dbuser), one job first.
   void retryConnectsNow();
   // Starts the jittered poll_interval timer.
-  void startPolling();
+  void startPolling() { schedulePoll(); }
   // No more claims; on_idle runs once no job is running.
   void stopClaiming(std::function<void()> on_idle);
   // The end of a drain (SPEC §8): every running job is stopped and released

@@ -23,13 +23,12 @@ namespace {
 //
 // Due jobs are read in job_scheduled_idx's own order, the longest due
 // first, and only a window of them (kDueWindow more than the claim takes)
-// is ordered by priority, then id; the first four times the limit of that
-// order are locked (SKIP LOCKED passes over what other daemons are
-// claiming at the same moment). Without the window every claim read and
-// sorted every due row, and a backlog of retried or released jobs (all
-// scheduled) made each claim cost 170-250 ms at 200,000 rows (3 ms now).
-// Beyond the window, a due job waits until the jobs due before it have
-// gone.
+// is ordered by priority, then id, and locked in that order as far as the
+// claim needs (SKIP LOCKED passes over what other daemons are claiming at
+// the same moment). Without the window every claim read and sorted every
+// due row, and a backlog of retried or released jobs (all scheduled) made
+// each claim cost 170-250 ms at 200,000 rows (docs/schema.md). Beyond the
+// window, a due job waits until the jobs due before it have gone.
 constexpr const char* kClaimReady = R"sql(
 WITH unscheduled AS MATERIALIZED (
   SELECT j.id, j.priority, j.target
@@ -53,13 +52,18 @@ WITH unscheduled AS MATERIALIZED (
    LIMIT 1000 + $2
 ), due AS MATERIALIZED (
   SELECT j.id, j.priority, j.target
-    FROM jobd.job AS j
-   WHERE j.id IN (SELECT w.id FROM due_window AS w ORDER BY w.priority, w.id LIMIT 4 * $2)
-     AND j.status = 0 AND j.job_type = $1 AND j.scheduled_start IS NOT NULL
-     AND j.scheduled_start <= now()
-   ORDER BY j.priority, j.id
+    FROM (SELECT w.id, w.priority FROM due_window AS w ORDER BY w.priority, w.id) AS w
+   CROSS JOIN LATERAL (
+     SELECT r.id, r.priority, r.target
+       FROM jobd.job AS r
+      WHERE r.id = w.id AND r.status = 0 AND r.job_type = $1 AND r.scheduled_start IS NOT NULL
+        AND r.scheduled_start <= now()
+        AND (r.lease_expires IS NULL OR r.lease_expires <= now())
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED
+   ) AS j
+   ORDER BY w.priority, w.id
    LIMIT $2
-   FOR UPDATE OF j SKIP LOCKED
 ), picked AS (
   SELECT id FROM (
     SELECT DISTINCT ON (c.target IS NULL, COALESCE(c.target, c.id::text)) c.id, c.priority

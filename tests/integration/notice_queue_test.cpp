@@ -49,10 +49,6 @@ std::string config(int port) {
          std::to_string(port) + "\nfrom_address: jobd@example.com\n[fail]\nconcurrency: 16\n";
 }
 
-// Notices queued behind a mail server that never answers do not hold up
-// the stop: the send in flight is aborted and every notice not sent is
-// recorded as a NoticeError OOPS of its job. Before, the stop sent them
-// one by one, each waiting up to a minute.
 // Two jobs that fail with a user error and a notice to send, both written
 // FAILED (their sends wait in the server's backlog); then jobd.oops is
 // locked by `lock`, so that the NoticeError records wait for it.
@@ -64,6 +60,10 @@ void failTwoNoticesAndLockTheOopsTable(TestDatabase& db, Daemon& daemon, pqxx::w
   lock.exec("LOCK TABLE jobd.oops IN ACCESS EXCLUSIVE MODE");
 }
 
+// Notices queued behind a mail server that never answers do not hold up
+// the stop: the send in flight is aborted and every notice not sent is
+// recorded as a NoticeError OOPS of its job. Before, the stop sent them
+// one by one, each waiting up to a minute.
 TEST(NoticeQueueTest, AStopRecordsTheUnsentNoticesInsteadOfWaitingForThem) {
   TestDatabase db;
   SilentServer smtp;
