@@ -186,6 +186,13 @@ store::JobRepository* DatabaseThread::repository() {
       // jit_above_cost (the dashboard's per-type subqueries): compiling them
       // took 600 ms for a 20 ms query.
       connection_->set_variable("jit", "off");
+      // Every statement planned for its parameters. On the default (auto),
+      // PostgreSQL switches a prepared statement to a generic plan after
+      // five runs when that looks no dearer: a daemon started on an idle
+      // queue got a claim made from an empty table's statistics, sequential
+      // scans of jobd.job, and a backlog that came later took 630 ms a claim
+      // (200,000 rows) until the next ANALYZE replanned it (docs/schema.md).
+      connection_->set_variable("plan_cache_mode", "force_custom_plan");
     }
     store::checkSchemaVersion(*connection_);
     store_ = std::make_unique<store::PostgresStore>(*connection_, owner_, settings_.pooled,

@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <future>
 #include <pqxx/pqxx>
+#include <string>
 
+#include "runtime/database_thread.hpp"
 #include "store/database.hpp"
+#include "store/runtime_store.hpp"
 #include "test_database.hpp"
 
 namespace jobd::store {
@@ -43,6 +47,36 @@ TEST(ConnectionTest, ConfigureNamesTheSessionAndSetsUtc) {
       txn.exec1("SELECT current_setting('application_name'), current_setting('TimeZone')");
   EXPECT_EQ(row[0].as<std::string>(), "jobd test");
   EXPECT_EQ(row[1].as<std::string>(), "UTC");
+}
+
+// Issue 17 ("a claim ... that cannot fall into a bad plan"): on the default
+// plan_cache_mode PostgreSQL switches a prepared statement to a generic plan
+// after five runs when that looks no dearer. A daemon started on an idle
+// queue had its claim made from an empty table's statistics: sequential
+// scans of jobd.job, and 630 ms a claim once 200,000 jobs came, until the
+// next ANALYZE. The daemon's connections plan each run for its parameters.
+TEST(ConnectionTest, TheDaemonsClaimIsPlannedForEachRunAfterAnIdleStart) {
+  TestDatabase db;
+  db.scalar("ANALYZE jobd.job");  // the statistics of an empty queue
+  runtime::DatabaseThread thread(db.conninfo(), "test-owner");
+  thread.start();
+  std::promise<std::string> plans;
+  thread.post([&] {
+    for (int i = 0; i < 8; ++i) {
+      thread.use("CLAIM_FAILED", [](RuntimeStore& store) { store.claim({"noop", "noop", 8}); });
+    }
+    try {
+      pqxx::nontransaction q(*thread.connection());
+      pqxx::row row = q.exec1(
+          "SELECT generic_plans || ' generic, ' || custom_plans || ' custom' "
+          "FROM pg_prepared_statements WHERE name = 'job_claim_ready'");
+      plans.set_value(row[0].as<std::string>());
+    } catch (const std::exception& e) {
+      plans.set_value(e.what());
+    }
+  });
+  EXPECT_EQ(plans.get_future().get(), "0 generic, 8 custom");
+  thread.stop();
 }
 
 }  // namespace
