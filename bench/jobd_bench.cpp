@@ -278,8 +278,8 @@ nlohmann::json growth(const Options& options, pqxx::connection& conn, int worker
   return out;
 }
 
-// 8. the limit: pgbench replays jobd's own claim (its SQL text, with the
-// final projection folded into arrays) and completion (jobd.complete_jobs)
+// 8. the limit: pgbench replays jobd's own claim (jobd.claim_ready, its
+// rows folded into arrays) and completion (jobd.complete_jobs)
 // in batches of `batch`, on `clients` connections with the daemon's
 // synchronous_commit = off: jobs/s as the drain measures it.
 nlohmann::json pgbenchLimit(pqxx::connection& conn, long jobs, int batch, int clients) {
@@ -288,14 +288,14 @@ nlohmann::json pgbenchLimit(pqxx::connection& conn, long jobs, int batch, int cl
                  std::to_string(jobs) + ")");
   exec(conn, "VACUUM ANALYZE jobd.job");
   std::string claim = jobd::store::JobRepository::claimSql();
-  std::size_t tail = claim.rfind("\nSELECT c.id");
-  if (tail == std::string::npos) {
+  const std::string select_all = "SELECT * FROM ";
+  if (claim.rfind(select_all, 0) != 0) {
     throw std::runtime_error("the claim's SQL changed shape; update pgbenchLimit");
   }
-  claim = claim.substr(0, tail) +
-          "\nSELECT coalesce(array_agg(id), '{}')::text AS ids, "
-          "coalesce(array_agg(attempt_count), '{}')::text AS attempts "
-          "FROM claimed \\gset\n";
+  claim =
+      "SELECT coalesce(array_agg(id), '{}')::text AS ids, "
+      "coalesce(array_agg(attempt_count), '{}')::text AS attempts FROM " +
+      claim.substr(select_all.size()) + " \\gset\n";
   const std::vector<std::pair<std::string, std::string>> params = {{"$1", "'noop'"},
                                                                    {"$2", std::to_string(batch)},
                                                                    {"$3", "'5 minutes'"},

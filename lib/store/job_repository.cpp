@@ -14,78 +14,16 @@
 namespace jobd::store {
 namespace {
 
-// The claim (SPEC §4.1's ready predicate, §6's order): unscheduled and due
-// jobs are read from their own partial indexes (docs/schema.md), locked with
-// SKIP LOCKED so that daemons never wait on each other, narrowed to one job
-// per target, and the first $2 by priority, then id, are marked RUNNING.
-// json_data comes back as text only when it fits max_payload ($5), so an
-// oversized payload is never loaded.
-//
-// Due jobs are read in job_scheduled_idx's own order, the longest due
-// first, and only a window of them (kDueWindow more than the claim takes)
-// is ordered by priority, then id, and locked in that order as far as the
-// claim needs (SKIP LOCKED passes over what other daemons are claiming at
-// the same moment). Without the window every claim read and sorted every
-// due row, and a backlog of retried or released jobs (all scheduled) made
-// each claim cost 170-250 ms at 200,000 rows (docs/schema.md). Beyond the
-// window, a due job waits until the jobs due before it have gone.
-constexpr const char* kClaimReady = R"sql(
-WITH unscheduled AS MATERIALIZED (
-  SELECT j.id, j.priority, j.target
-    FROM jobd.job AS j
-   WHERE j.status = 0 AND j.job_type = $1 AND j.scheduled_start IS NULL
-     AND (j.lease_expires IS NULL OR j.lease_expires <= now())
-     AND (j.target IS NULL OR NOT EXISTS (
-           SELECT 1 FROM jobd.job AS r WHERE r.status = 1 AND r.target = j.target))
-   ORDER BY j.priority, j.id
-   LIMIT $2
-   FOR UPDATE SKIP LOCKED
-), due_window AS MATERIALIZED (
-  SELECT j.id, j.priority
-    FROM jobd.job AS j
-   WHERE j.status = 0 AND j.job_type = $1 AND j.scheduled_start IS NOT NULL
-     AND j.scheduled_start <= now()
-     AND (j.lease_expires IS NULL OR j.lease_expires <= now())
-     AND (j.target IS NULL OR NOT EXISTS (
-           SELECT 1 FROM jobd.job AS r WHERE r.status = 1 AND r.target = j.target))
-   ORDER BY j.scheduled_start
-   LIMIT 1000 + $2
-), due AS MATERIALIZED (
-  SELECT j.id, j.priority, j.target
-    FROM (SELECT w.id, w.priority FROM due_window AS w ORDER BY w.priority, w.id) AS w
-   CROSS JOIN LATERAL (
-     SELECT r.id, r.priority, r.target
-       FROM jobd.job AS r
-      WHERE r.id = w.id AND r.status = 0 AND r.job_type = $1 AND r.scheduled_start IS NOT NULL
-        AND r.scheduled_start <= now()
-        AND (r.lease_expires IS NULL OR r.lease_expires <= now())
-      LIMIT 1
-      FOR UPDATE SKIP LOCKED
-   ) AS j
-   ORDER BY w.priority, w.id
-   LIMIT $2
-), picked AS (
-  SELECT id FROM (
-    SELECT DISTINCT ON (c.target IS NULL, COALESCE(c.target, c.id::text)) c.id, c.priority
-      FROM (SELECT * FROM unscheduled UNION ALL SELECT * FROM due) AS c
-     ORDER BY c.target IS NULL, COALESCE(c.target, c.id::text), c.priority, c.id
-  ) AS one_per_target
-  ORDER BY priority, id
-  LIMIT $2
-), claimed AS (
-  UPDATE jobd.job AS j
-     SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
-         date_finished = NULL, lease_expires = now() + $3::interval, lease_owner = $4
-    FROM picked
-   WHERE j.id = picked.id
-  RETURNING j.id, j.job_type, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
-            date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
-)
-SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
-       CASE WHEN octet_length(t.text) <= $5 THEN t.text END, c.waited
-  FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
- ORDER BY c.priority, c.id
-)sql";
+// The claim (SPEC §4.1's ready predicate, §6's order), in one statement:
+// jobd.claim_ready (migration 0011, docs/schema.md) reads unscheduled and
+// due jobs from their own partial indexes, locks them with SKIP LOCKED so
+// that daemons never wait on each other, narrows them to one job per
+// target, and marks the first $2 by priority, then id, RUNNING. Due jobs
+// come from a window of the longest due (kDueWindow). json_data comes back
+// as text only when it fits max_payload ($5), so an oversized payload is
+// never loaded. The function's statement has a generic plan of its own,
+// made under settings that rule out every plan but the intended one.
+constexpr const char* kClaimReady = "SELECT * FROM jobd.claim_ready($1, $2, $3::interval, $4, $5)";
 
 constexpr const char* kNextScheduled = R"sql(
 SELECT extract(epoch FROM min(scheduled_start) - now())

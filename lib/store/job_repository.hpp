@@ -24,8 +24,8 @@
 namespace jobd::store {
 
 // How many due scheduled jobs a claim orders by priority beyond the ones
-// it takes: it reads the longest due first (the claim's SQL, and
-// MemoryStore::claim, keep the two in step).
+// it takes: it reads the longest due first (jobd.claim_ready, migration
+// 0011, and MemoryStore::claim keep the two in step).
 inline constexpr int kDueWindow = 1000;
 
 struct ClaimRequest {

@@ -54,7 +54,8 @@ TEST(ConnectionTest, ConfigureNamesTheSessionAndSetsUtc) {
 // after five runs when that looks no dearer. A daemon started on an idle
 // queue had its claim made from an empty table's statistics: sequential
 // scans of jobd.job, and 630 ms a claim once 200,000 jobs came, until the
-// next ANALYZE. The daemon's connections plan each run for its parameters.
+// next ANALYZE. The claim now keeps a plan of its own (jobd.claim_ready);
+// every statement the daemon prepares is planned for its parameters.
 TEST(ConnectionTest, TheDaemonsClaimIsPlannedForEachRunAfterAnIdleStart) {
   TestDatabase db;
   db.scalar("ANALYZE jobd.job");  // the statistics of an empty queue
