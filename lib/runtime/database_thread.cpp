@@ -188,10 +188,12 @@ store::JobRepository* DatabaseThread::repository() {
       connection_->set_variable("jit", "off");
       // Every statement planned for its parameters. On the default (auto),
       // PostgreSQL switches a prepared statement to a generic plan after
-      // five runs when that looks no dearer: a daemon started on an idle
-      // queue got a claim made from an empty table's statistics, sequential
-      // scans of jobd.job, and a backlog that came later took 630 ms a claim
-      // (200,000 rows) until the next ANALYZE replanned it (docs/schema.md).
+      // five runs when that looks no dearer, made from the statistics of
+      // that moment: a daemon started on an idle queue had its claim made
+      // from an empty table's, sequential scans of jobd.job, 630 ms a claim
+      // once 200,000 jobs came, until the next ANALYZE. The claim now keeps
+      // a plan of its own (jobd.claim_ready, docs/schema.md); the rest are
+      // cheap to plan.
       connection_->set_variable("plan_cache_mode", "force_custom_plan");
     }
     store::checkSchemaVersion(*connection_);

@@ -12,11 +12,14 @@
 -- generic plan, cached for the session, with sequential scans, bitmap
 -- scans, hash joins and merge joins ruled out, so the plan it makes is the
 -- same whatever the statistics were when it was made: each branch reads its
--- own partial index in order, every lookup of a row is by primary key, and
+-- own partial index in order, the probe for a held target reads the
+-- RUNNING rows' indexes, every other lookup of a row is by primary key, and
 -- the UPDATE finds its rows through id = ANY (ARRAY(...)), which only the
 -- primary key serves. jit is off for the same reason (a generic plan
 -- guesses a tenth of the table for LIMIT $2, which can pass
--- jit_above_cost). Only a function is added: no lock on jobd.job.
+-- jit_above_cost). The search_path is the caller's, not pinned: triggers
+-- on jobd.job fire inside the claim and resolve their own names with it.
+-- Only a function is added: no lock on jobd.job.
 --
 -- Parameters and result as the daemon's claim (JobRepository::claim):
 -- job type, limit, lease, lease owner, max_payload; id, attempt_count,
