@@ -172,7 +172,7 @@ void Producer::claim(Section& section) {
       db_.use(event,
               [&](store::RuntimeStore& repo) { in = repo.nextScheduledIn(request.job_type); });
       if (in) {
-        boost::asio::post(io_, [this, &section, seconds = *in] {
+        boost::asio::post(io_, [&section, seconds = *in] {
           if (!section.retired) {
             section.wakeAt(seconds);
           }
