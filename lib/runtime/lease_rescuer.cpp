@@ -64,6 +64,15 @@ void LeaseRescuer::runOnce() {
         }
       } while (result.requeued + result.failed == kBatch);
     });
+    // Its own step: a failed rescue does not skip it, nor the reverse.
+    db_.use("QUEUE_SWEEP_FAILED", [&](store::RuntimeStore& repo) {
+      if (int promoted = repo.promoteStranded(); promoted > 0) {
+        logs::info(
+            "QUEUE_HEAD_PROMOTED count={}: queues behind a target had nothing in front "
+            "of them after a race",
+            promoted);
+      }
+    });
   });
 }
 

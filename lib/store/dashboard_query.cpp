@@ -5,7 +5,7 @@
 namespace jobd::store {
 namespace {
 
-// Every part reads a partial index: WAITING rows (job_ready_idx,
+// Every part reads a partial index: WAITING rows (job_unscheduled_idx,
 // job_scheduled_idx), RUNNING rows (job_lease_idx), FAILED rows
 // (job_failed_idx), so that millions of COMPLETED rows are never visited.
 // The job types are the configured ones plus those found in these indexes;

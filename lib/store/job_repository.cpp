@@ -359,6 +359,11 @@ void JobRepository::ping() {
   txn.exec("SELECT 1");
 }
 
+int JobRepository::promoteStranded() {
+  pqxx::nontransaction txn(conn_, "promote_stranded");
+  return txn.exec1("SELECT jobd.promote_stranded()")[0].as<int>();
+}
+
 std::int64_t JobRepository::countWaiting(std::int64_t cap) {
   pqxx::nontransaction txn(conn_, "count_waiting");
   pqxx::row row = txn.exec_params1(kCountWaiting, cap);

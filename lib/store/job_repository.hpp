@@ -116,6 +116,8 @@ class JobRepository {
   void wakeFrom(const std::string& job_type);
   // One round trip: is the session still there?
   void ping();
+  // jobd.promote_stranded (schema 12): heads for queues left without one.
+  int promoteStranded();
   // WAITING jobs, counted up to cap (for STATUS=; cheap on a big table).
   std::int64_t countWaiting(std::int64_t cap);
   // Ready jobs of each type, counted up to cap per type (the metrics'

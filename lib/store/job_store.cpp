@@ -96,7 +96,7 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
                                  const std::string& reason) {
   pqxx::work txn(conn_);
   pqxx::result row =
-      txn.exec_params("SELECT status, job_type FROM jobd.job WHERE id = $1 FOR UPDATE", id);
+      txn.exec_params("SELECT status, job_type, target FROM jobd.job WHERE id = $1 FOR UPDATE", id);
   if (row.empty()) {
     throw NotFoundError("no job with id " + std::to_string(id));
   }
@@ -110,10 +110,11 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
   switch (action) {
     case OperatorAction::kRetry:
       // Launchpad's queue(): back to WAITING, runnable now, lease cleared,
-      // date_finished set. A WAITING job is reset to start now.
+      // date_finished set. A WAITING job is reset to start now, as a head
+      // if it was behind its target (docs/schema.md, "Jobs of one target").
       txn.exec_params(
           "UPDATE jobd.job SET status = 0, scheduled_start = NULL, lease_expires = NULL, "
-          "date_finished = now() WHERE id = $1",
+          "date_finished = now(), behind = false WHERE id = $1",
           id);
       if (*from == JobStatus::kWaiting) {
         // The trigger only fires when a job comes back to WAITING; a reset
@@ -122,7 +123,10 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
       }
       break;
     case OperatorAction::kResume:
-      txn.exec_params("UPDATE jobd.job SET status = 0, lease_expires = NULL WHERE id = $1", id);
+      // Back as a head of its target's queue, even if it was behind when
+      // it was suspended (docs/schema.md, "Jobs of one target").
+      txn.exec_params(
+          "UPDATE jobd.job SET status = 0, lease_expires = NULL, behind = false WHERE id = $1", id);
       break;
     case OperatorAction::kSuspend:
     case OperatorAction::kCancel: {
@@ -141,10 +145,17 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
       if (cancel) {
         txn.exec_params(
             "UPDATE jobd.job SET status = 3, lease_expires = NULL, date_finished = now(), "
-            "log = $2 WHERE id = $1",
+            "log = $2, behind = false WHERE id = $1",
             id, reason);
       } else {
-        txn.exec_params("UPDATE jobd.job SET status = 4, lease_expires = NULL WHERE id = $1", id);
+        txn.exec_params(
+            "UPDATE jobd.job SET status = 4, lease_expires = NULL, behind = false WHERE id = $1",
+            id);
+      }
+      if (*from == JobStatus::kWaiting && !row[0][2].is_null()) {
+        // A head that leaves its queue without running passes its turn on
+        // (a RUNNING job's end does so in its trigger).
+        txn.exec_params("SELECT jobd.promote_now($1, $2)", row[0][1].c_str(), row[0][2].c_str());
       }
       break;
     }

@@ -81,6 +81,8 @@ class MemoryStore final : public RuntimeStore {
   RescueResult rescueExpired(const std::vector<RescuePolicy>& policies,
                              const std::string& oops_prefix, const std::string& hostname,
                              std::mt19937_64& rng, int limit) override;
+  // No queues behind targets here: the claim reads every WAITING job.
+  int promoteStranded() override { return 0; }
   std::int64_t countWaiting(std::int64_t cap) override;
   std::map<std::string, std::int64_t> countReady(const std::vector<std::string>& job_types,
                                                  std::int64_t cap) override;

@@ -69,6 +69,11 @@ class RuntimeStore {
                                      const std::string& oops_prefix, const std::string& hostname,
                                      std::mt19937_64& rng, int limit) = 0;
 
+  // Makes a head of each queue of jobs behind a target that has nothing in
+  // front of it, after a race (docs/schema.md, "Jobs of one target");
+  // returns how many.
+  virtual int promoteStranded() = 0;
+
   // WAITING jobs, up to cap.
   virtual std::int64_t countWaiting(std::int64_t cap) = 0;
   // Ready jobs of each type given, up to cap per type.
@@ -104,6 +109,7 @@ class PostgresStore final : public RuntimeStore {
                              std::mt19937_64& rng, int limit) override {
     return repo_.rescueExpired(policies, oops_prefix, hostname, rng, limit);
   }
+  int promoteStranded() override { return repo_.promoteStranded(); }
   std::int64_t countWaiting(std::int64_t cap) override { return repo_.countWaiting(cap); }
   std::map<std::string, std::int64_t> countReady(const std::vector<std::string>& job_types,
                                                  std::int64_t cap) override {

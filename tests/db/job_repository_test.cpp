@@ -196,6 +196,40 @@ TEST(JobRepositoryTest, TheClaimsPlanMadeOnAnEmptyQueueServesABacklog) {
       << "the claim fetched more rows than its window";
 }
 
+// The same with a plan made while many jobs waited and none was scheduled:
+// the statistics then made job_scheduled_idx look cheaper than the primary
+// key for the lookup of each due job by id, and each lookup walked the
+// whole due range of that index (schema 11; schema 12 rules it out).
+TEST(JobRepositoryTest, TheClaimsPlanMadeWithNothingScheduledServesADueBacklog) {
+  TestDatabase db;
+  db.scalar("INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, 20000)");
+  db.scalar("ANALYZE jobd.job");
+  auto conn = db.connect();
+  conn->prepare("claim", JobRepository::claimSql());
+  pqxx::work txn(*conn);
+  for (int i = 0; i < 8; ++i) {
+    txn.exec_prepared("claim", "noop", 8, "30 seconds", "test-owner", 1024 * 1024);
+  }
+  // Due jobs that the claim takes first: each is looked up by id.
+  txn.exec(
+      "INSERT INTO jobd.job (job_type, scheduled_start, priority) "
+      "SELECT 'noop', now() - make_interval(secs => n), -1 FROM generate_series(1, 5000) AS n");
+  auto reads = [&] {
+    return txn.exec1(
+        "SELECT seq_scan, idx_tup_fetch FROM pg_stat_xact_user_tables "
+        "WHERE relid = 'jobd.job'::regclass");
+  };
+  pqxx::row before = reads();
+  pqxx::result claimed =
+      txn.exec_prepared("claim", "noop", 32, "30 seconds", "test-owner", 1024 * 1024);
+  pqxx::row after = reads();
+  ASSERT_EQ(claimed.size(), 32U);
+  EXPECT_EQ(claimed[0]["priority"].as<int>(), -1);
+  EXPECT_EQ(after[0].as<int>(), before[0].as<int>()) << "the claim scanned jobd.job";
+  EXPECT_LE(after[1].as<int>() - before[1].as<int>(), kDueWindow + 32 * 8 + 100)
+      << "the claim fetched more rows than its window";
+}
+
 // The window's size in the claim's SQL is kDueWindow, which MemoryStore
 // uses too.
 TEST(JobRepositoryTest, TheClaimsWindowIsKDueWindow) {

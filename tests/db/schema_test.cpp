@@ -25,7 +25,8 @@ TEST(SchemaTest, PlainInsertWorks) {
 }
 
 // The columns are SPEC §4.1's, in order, with their types, then jobd's own
-// additions: `acquired` (version 7: made by jobd.acquire).
+// additions: `acquired` (version 7: made by jobd.acquire) and `behind`
+// (version 12: queued behind another job of its type and target).
 TEST(SchemaTest, JobColumnsAsSpecified) {
   TestDatabase db;
   EXPECT_EQ(db.scalar("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
@@ -36,7 +37,7 @@ TEST(SchemaTest, JobColumnsAsSpecified) {
             "scheduled_start timestamp with time zone, lease_expires timestamp with time zone, "
             "lease_owner text, date_created timestamp with time zone, "
             "date_started timestamp with time zone, date_finished timestamp with time zone, "
-            "log text, acquired boolean");
+            "log text, acquired boolean, behind boolean");
 }
 
 // jobd.enqueue takes SPEC §4.2's arguments by name, with defaults.
@@ -67,10 +68,10 @@ TEST(SchemaTest, ClaimIndexHoldsOnlyWaitingJobs) {
   txn.exec("SET LOCAL enable_seqscan = off");
   pqxx::result plan = txn.exec(
       "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM jobd.job "
-      "WHERE status = 0 AND scheduled_start IS NULL AND job_type = 'noop' "
+      "WHERE status = 0 AND scheduled_start IS NULL AND job_type = 'noop' AND NOT behind "
       "ORDER BY priority, id LIMIT 10");
   std::string json = plan[0][0].c_str();
-  EXPECT_THAT(json, ::testing::HasSubstr("\"Index Name\": \"job_ready_idx\""));
+  EXPECT_THAT(json, ::testing::HasSubstr("\"Index Name\": \"job_unscheduled_idx\""));
   EXPECT_THAT(json, ::testing::HasSubstr("\"Actual Rows\": 3"));
   EXPECT_EQ(
       txn.exec("SELECT count(*) FROM jobd.job WHERE status = 0 AND scheduled_start IS NULL")[0][0]

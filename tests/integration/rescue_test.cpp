@@ -72,6 +72,30 @@ TEST(RescueTest, KilledDaemonsJobIsFinishedElsewhere) {
   EXPECT_EQ(second.stop().exit_code, 0);
 }
 
+// A queue of jobs behind a target that a race left with nothing in front
+// (schema 12: a rolled-back jobd.acquire, a promotion that gave up on its
+// lock) gets its head from the rescue pass, and its jobs run in order.
+TEST(RescueTest, AStrandedQueueBehindATargetGetsItsHead) {
+  TestDatabase db;
+  std::string first = db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 10}', target => 'T')");
+  std::string second = db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 10}', target => 'T')");
+  ASSERT_EQ(db.scalar("SELECT behind FROM jobd.job WHERE id = " + second), "t");
+  // Both behind, as a race can leave them (the triggers off, so that the
+  // change is not repaired at once).
+  db.scalar(
+      "SET session_replication_role = replica; UPDATE jobd.job SET behind = true WHERE id = " +
+      first);
+  Daemon daemon(db, kConfig);
+  ASSERT_TRUE(daemon.waitReady());
+  EXPECT_EQ(waitForValue(db, "SELECT string_agg(status::text, ',' ORDER BY id) FROM jobd.job",
+                         "2,2", std::chrono::seconds(10)),
+            "2,2");
+  EXPECT_LT(db.scalar("SELECT date_started FROM jobd.job WHERE id = " + first),
+            db.scalar("SELECT date_started FROM jobd.job WHERE id = " + second));
+  EXPECT_THAT(daemon.log(), HasSubstr("QUEUE_HEAD_PROMOTED count=1"));
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
 // A job whose lease expires with no attempts left is FAILED by the rescuer.
 TEST(RescueTest, NoAttemptsLeftFails) {
   TestDatabase db;
