@@ -39,7 +39,7 @@ run_suites() {
   if [ -d build/tsan ] && [ -z "${JOBD_SKIP_TSAN:-}" ]; then
     echo "== ThreadSanitizer: concurrency tests"
     setarch "$(uname -m)" -R ctest --test-dir build/tsan -j "$jobs" --output-on-failure \
-      -R 'Concurrent|Race' || status=1
+      -R 'Concurrent|Race|SupervisorMemory' || status=1
   fi
   echo "== AddressSanitizer + UBSan: every test"
   ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@" || status=1

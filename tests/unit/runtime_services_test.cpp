@@ -332,7 +332,13 @@ class SupervisorMemoryTest : public ::testing::Test {
     supervisor_.onAllStuck([this](const std::string& what) { all_stuck_.push_back(what); });
     supervisor_.concurrencyOf([this](const std::string&) { return concurrency_; });
   }
-  ~SupervisorMemoryTest() override { pool_.join(); }
+  ~SupervisorMemoryTest() override {
+    pool_.join();
+    // A release's write may still be finishing on the database thread
+    // (pending() drops before its last steps): it stops before the
+    // recorder it runs in goes.
+    db_.thread().stop();
+  }
 
   ClaimedJob startSleep(const std::string& payload) {
     std::int64_t id = db_.on([&](MemoryStore& s) {
