@@ -334,9 +334,9 @@ class SupervisorMemoryTest : public ::testing::Test {
   }
   ~SupervisorMemoryTest() override {
     pool_.join();
-    // A release's write may still be finishing on the database thread
-    // (pending() drops before its last steps): it stops before the
-    // recorder it runs in goes.
+    // A test that ends on pending() alone (or on a failed wait) may leave
+    // a batch's last steps running on the database thread, which pending()
+    // drops before: the thread stops before the recorder it runs in goes.
     db_.thread().stop();
   }
 
