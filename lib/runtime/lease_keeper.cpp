@@ -101,18 +101,18 @@ void LeaseKeeper::renew() {
   in_flight_ = true;
   auto sent = std::chrono::steady_clock::now();
   db_.post([this, leases = std::move(leases), keys = std::move(keys), sent]() mutable {
-    std::vector<std::int64_t> lost;
+    store::RenewResult result;
     bool ok = db_.use("LEASE_RENEW_FAILED",
-                      [&](store::RuntimeStore& repo) { lost = repo.renewLeases(leases); });
-    boost::asio::post(io_, [this, ok, sent, keys = std::move(keys), lost = std::move(lost)] {
-      onRenewed(ok, sent, keys, lost);
+                      [&](store::RuntimeStore& repo) { result = repo.renewLeases(leases); });
+    boost::asio::post(io_, [this, ok, sent, keys = std::move(keys), result = std::move(result)] {
+      onRenewed(ok, sent, keys, result);
     });
   });
 }
 
 void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
                             const std::vector<SentLease>& sent_keys,
-                            const std::vector<std::int64_t>& lost_ids) {
+                            const store::RenewResult& result) {
   in_flight_ = false;
   if (!ok) {
     if (healthy_) {
@@ -134,7 +134,8 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
     return;
   }
   ++renewals_;
-  std::set<std::int64_t> lost(lost_ids.begin(), lost_ids.end());
+  std::set<std::int64_t> lost(result.lost.begin(), result.lost.end());
+  std::set<std::int64_t> busy(result.busy.begin(), result.busy.end());
   // Only the attempts this renewal sent: one claimed since then has its own
   // deadline, and one superseded since then is gone. Matched by token too:
   // a released attempt's number can be claimed again while a renewal is on
@@ -145,6 +146,14 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
       continue;
     }
     Held& held = it->second;
+    if (busy.count(key.id) != 0) {
+      // Another transaction held the row (the job's own, before its
+      // COMMIT, or an operator's): not renewed, so the local deadline
+      // stays where it was; the next renewal asks again.
+      logs::debug("LEASE_RENEW_BUSY id={} attempt={}: its row is locked; not renewed this time",
+                  key.id, key.attempt);
+      continue;
+    }
     if (lost.count(key.id) == 0) {
       // Measured from when the renewal was sent: the database extended the
       // lease no earlier than that.

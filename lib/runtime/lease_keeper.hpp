@@ -63,8 +63,7 @@ class LeaseKeeper {
     const CancellationToken* token;
   };
   void onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
-                 const std::vector<SentLease>& sent_keys,
-                 const std::vector<std::int64_t>& lost_ids);
+                 const std::vector<SentLease>& sent_keys, const store::RenewResult& result);
   void loseLease(Held& held);
 
   boost::asio::io_context& io_;

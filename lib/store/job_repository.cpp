@@ -99,8 +99,9 @@ SELECT r.id, r.reporter, (SELECT j.id FROM jobd.job AS j WHERE j.id = r.job_id),
                                           traceback text, vars jsonb, hostname text)
 )sql";
 
-// jobd.renew_leases (migration 0003): rows found by primary key, no join.
-constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_leases($1, $2, $3, $4)";
+// jobd.renew_held_leases (migration 0013): rows found by primary key, no
+// join; a row locked by another transaction is skipped, not waited for.
+constexpr const char* kRenewLeases = "SELECT * FROM jobd.renew_held_leases($1, $2, $3, $4)";
 
 // The rescue: expired leases, oldest first, locked with SKIP LOCKED so that
 // daemons rescuing at the same time share the work. Each rescued job takes
@@ -416,7 +417,7 @@ std::vector<runtime::ClaimedJob> JobRepository::heldByOwner() {
   return held;
 }
 
-std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease>& leases) {
+RenewResult JobRepository::renewLeases(const std::vector<HeldLease>& leases) {
   std::vector<std::int64_t> ids, durations;
   std::vector<int> attempts;
   for (const HeldLease& lease : leases) {
@@ -426,12 +427,12 @@ std::vector<std::int64_t> JobRepository::renewLeases(const std::vector<HeldLease
         std::chrono::duration_cast<std::chrono::microseconds>(lease.lease_duration).count());
   }
   pqxx::nontransaction txn(conn_, "job_renew_leases");
-  std::vector<std::int64_t> lost;
+  RenewResult result;
   for (const pqxx::row& row :
        run(txn, kRenewLeases, pgArray(ids), pgArray(attempts), pgArray(durations), owner_)) {
-    lost.push_back(row[0].as<std::int64_t>());
+    (row[1].as<bool>() ? result.lost : result.busy).push_back(row[0].as<std::int64_t>());
   }
-  return lost;
+  return result;
 }
 
 RescueResult JobRepository::rescueExpired(const std::vector<RescuePolicy>& policies,

@@ -60,6 +60,13 @@ struct HeldLease {
   Duration lease_duration = std::chrono::seconds(30);
 };
 
+// What a renewal did not renew: leases this owner no longer holds, and
+// rows another transaction held locked (neither renewed nor known lost).
+struct RenewResult {
+  std::vector<std::int64_t> lost;
+  std::vector<std::int64_t> busy;
+};
+
 // What the rescuer knows of a job type it serves.
 struct RescuePolicy {
   std::string job_type;
@@ -130,7 +137,7 @@ class JobRepository {
 
   // Extends every lease in one statement; returns the ids whose lease this
   // daemon no longer holds.
-  std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases);
+  RenewResult renewLeases(const std::vector<HeldLease>& leases);
 
   // SPEC §6's rescue, for every job type: RUNNING jobs whose lease expired
   // go back to WAITING when attempts remain (the policy's max_retries when

@@ -204,18 +204,18 @@ void MemoryStore::insertOopses(const std::vector<OopsReport>& oopses) {
   }
 }
 
-std::vector<std::int64_t> MemoryStore::renewLeases(const std::vector<HeldLease>& leases) {
+RenewResult MemoryStore::renewLeases(const std::vector<HeldLease>& leases) {
   Clock::time_point at = now();
-  std::vector<std::int64_t> lost;
+  RenewResult result;  // no row locks here: nothing is ever busy
   for (const HeldLease& lease : leases) {
     Job* job = held(lease.id, lease.attempt);
     if (job == nullptr) {
-      lost.push_back(lease.id);
+      result.lost.push_back(lease.id);
     } else {
       job->lease_expires = at + lease.lease_duration;
     }
   }
-  return lost;
+  return result;
 }
 
 std::vector<runtime::ClaimedJob> MemoryStore::heldByOwner() {

@@ -76,7 +76,7 @@ class MemoryStore final : public RuntimeStore {
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override;
-  std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases) override;
+  RenewResult renewLeases(const std::vector<HeldLease>& leases) override;
   std::vector<runtime::ClaimedJob> heldByOwner() override;
   RescueResult rescueExpired(const std::vector<RescuePolicy>& policies,
                              const std::string& oops_prefix, const std::string& hostname,

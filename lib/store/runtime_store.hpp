@@ -57,8 +57,9 @@ class RuntimeStore {
   // OOPS reports that are no attempt's outcome (unsent notices).
   virtual void insertOopses(const std::vector<OopsReport>& oopses) = 0;
 
-  // Extends every lease still held; returns the ids that were not.
-  virtual std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases) = 0;
+  // Extends every lease still held; names the ids that were not, and the
+  // ids it left alone because another transaction held their row locked.
+  virtual RenewResult renewLeases(const std::vector<HeldLease>& leases) = 0;
   // The jobs RUNNING under this owner's lease.
   virtual std::vector<runtime::ClaimedJob> heldByOwner() = 0;
   // RUNNING jobs whose lease expired, oldest lease first, at most limit:
@@ -100,7 +101,7 @@ class PostgresStore final : public RuntimeStore {
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override { repo_.insertOopses(oopses); }
-  std::vector<std::int64_t> renewLeases(const std::vector<HeldLease>& leases) override {
+  RenewResult renewLeases(const std::vector<HeldLease>& leases) override {
     return repo_.renewLeases(leases);
   }
   std::vector<runtime::ClaimedJob> heldByOwner() override { return repo_.heldByOwner(); }

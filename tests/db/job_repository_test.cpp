@@ -264,6 +264,51 @@ TEST(JobRepositoryTest, AClaimPassesOverLockedDueJobs) {
   }
 }
 
+// A renewal never waits for a row lock. A `sql` job whose connection
+// stalled between its fenced COMPLETED mark and its COMMIT kept its row
+// locked until the server ended the session; the daemon's one renewal
+// statement waited on it into its deadline, every other lease went
+// unrenewed and was rescued (CI of e3ee778, ReliabilityFaults). Now the
+// locked row is skipped and named busy: neither renewed nor lost.
+TEST(JobRepositoryTest, ARenewalPassesOverARowAnotherTransactionHolds) {
+  TestDatabase db;
+  db.scalar("SELECT jobd.enqueue('noop') FROM generate_series(1, 3)");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  ClaimResult claimed = repo.claim({"noop", "noop", 3, std::chrono::seconds(30)});
+  ASSERT_EQ(claimed.jobs.size(), 3U);
+  const runtime::ClaimedJob& stalled = claimed.jobs[0];
+
+  auto holder_conn = db.connect();
+  pqxx::work holder(*holder_conn);
+  holder.exec_params("SELECT jobd.complete_in_job_transaction($1, $2, 'test-owner')", stalled.id,
+                     stalled.attempt);
+  {
+    // The statement_timeout makes the old behaviour fail here, not hang.
+    pqxx::nontransaction set(*conn);
+    set.exec("SET statement_timeout = '2s'");
+  }
+  std::vector<HeldLease> leases;
+  for (const runtime::ClaimedJob& job : claimed.jobs) {
+    leases.push_back({job.id, job.attempt, std::chrono::seconds(60)});
+  }
+  leases.push_back({claimed.jobs[1].id + 1000, 1, std::chrono::seconds(60)});  // no such job
+  RenewResult result = repo.renewLeases(leases);
+  EXPECT_EQ(result.busy, (std::vector<std::int64_t>{stalled.id}));
+  EXPECT_EQ(result.lost, (std::vector<std::int64_t>{claimed.jobs[1].id + 1000}));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE lease_expires > now() + "
+                      "interval '50 seconds'"),
+            "2");
+  // Once the holder is gone, the row is renewed again, or found lost.
+  holder.abort();
+  result = repo.renewLeases(leases);
+  EXPECT_TRUE(result.busy.empty());
+  EXPECT_EQ(result.lost.size(), 1U);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE lease_expires > now() + "
+                      "interval '50 seconds'"),
+            "3");
+}
+
 // A claimed job's local clock (its lease deadline, its timeout) starts when
 // the claim was sent, not when its reply came back: a reply that took 600 ms
 // (a trigger sleeps) must not add 600 ms to the lease this daemon believes

@@ -376,8 +376,10 @@ TEST_P(StoreConformanceTest, RenewalsExtendHeldLeasesAndNameTheRest) {
   runtime::ClaimedJob ja = claimOne(a, 300ms);
   runtime::ClaimedJob jb = claimOne(b, 300ms);
   t().claimAs(c, "daemon-b");
-  std::vector<std::int64_t> lost =
+  RenewResult renewed =
       store().renewLeases({{a, ja.attempt, 60s}, {b, jb.attempt + 1, 60s}, {c, 1, 60s}});
+  EXPECT_TRUE(renewed.busy.empty());
+  std::vector<std::int64_t> lost = renewed.lost;
   std::sort(lost.begin(), lost.end());
   EXPECT_EQ(lost, (std::vector<std::int64_t>{b, c}));
   std::vector<runtime::ClaimedJob> held = store().heldByOwner();
