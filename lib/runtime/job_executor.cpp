@@ -9,6 +9,8 @@
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
@@ -23,7 +25,9 @@ namespace {
 // The job's own connections, one per conninfo (that is, per dbuser), kept
 // by each worker thread: no connection is shared between threads.
 struct JobConnection {
-  std::unique_ptr<pqxx::connection> connection;
+  // Shared with a cancel request in flight (cancelQuery), which may
+  // outlive the job and the thread's use of the connection.
+  std::shared_ptr<pqxx::connection> connection;
   bool configured = false;
   std::chrono::milliseconds idle_limit{0};
 };
@@ -34,6 +38,31 @@ thread_local std::map<std::string, JobConnection> t_connections;
 void forgetConnection(const std::string& conninfo, const CancellationToken& cancellation) {
   cancellation.setCanceller(nullptr);
   t_connections.erase(conninfo);
+}
+
+// Sends a cancel request for the query running on `conn`, on a thread of
+// its own. PQcancel opens a connection to the server and waits for its
+// answer with no time limit (libpq 15): a server, or a middlebox, that
+// accepts the request and never answers held the caller for ever. The
+// caller is the io thread (a timeout, a lost lease, a release at drain),
+// which then answered nothing, not even SIGTERM (CI of e905c70). A request
+// that never gets its answer now costs its own thread and a reference to
+// the connection, which the job no longer uses (see runInOwnTransaction);
+// the job itself is freed kill_grace later, when its socket is closed.
+void cancelQuery(std::shared_ptr<pqxx::connection> conn, std::int64_t job_id) {
+  try {
+    std::thread([conn = std::move(conn), job_id] {
+      try {
+        conn->cancel_query();
+      } catch (const std::exception& e) {
+        logs::warn("JOB_CANCEL_FAILED id={}: cannot send the cancel request: {}", job_id,
+                   errorLine(e.what()));
+      }
+    }).detach();
+  } catch (const std::system_error& e) {
+    logs::error("JOB_CANCEL_FAILED id={}: cannot start a thread to send the cancel request: {}",
+                job_id, e.what());
+  }
 }
 
 // The connection for a job, with the job's canceller on it from its first
@@ -53,7 +82,8 @@ void forgetConnection(const std::string& conninfo, const CancellationToken& canc
 // (idle_limit 0: no session setting, for a transaction pooler, where each
 // transaction sets its own instead.)
 pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit,
-                                const CancellationToken& cancellation, bool& reused) {
+                                const CancellationToken& cancellation, std::int64_t job_id,
+                                bool& reused) {
   JobConnection& slot = t_connections[conninfo];
   try {
     reused = slot.connection && slot.connection->is_open();
@@ -62,7 +92,7 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
       slot.connection = store::open(conninfo);
     }
     pqxx::connection& conn = *slot.connection;
-    cancellation.setCanceller([&conn] { conn.cancel_query(); },
+    cancellation.setCanceller([shared = slot.connection, job_id] { cancelQuery(shared, job_id); },
                               [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
     if (!slot.configured) {
       store::configure(conn, "jobd job");
@@ -137,12 +167,14 @@ std::string_view outcomeName(OutcomeKind kind) {
 // error that costs the job an attempt.
 std::unique_ptr<pqxx::work> JobExecutor::begin(const std::string& conninfo,
                                                std::chrono::milliseconds idle_limit,
-                                               const CancellationToken& cancellation) const {
+                                               const CancellationToken& cancellation,
+                                               std::int64_t job_id) const {
   for (int tries = 0;; ++tries) {
     bool reused = false;
     try {
-      pqxx::connection& conn = connectionFor(
-          conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit, cancellation, reused);
+      pqxx::connection& conn =
+          connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit, cancellation,
+                        job_id, reused);
       auto txn = std::make_unique<pqxx::work>(conn);
       if (pooled_) {
         store::limitTransaction(*txn, std::chrono::milliseconds(0), idle_limit);
@@ -169,14 +201,24 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
   const std::chrono::milliseconds idle_limit =
       section.timeout + section.kill_grace + std::chrono::seconds(5);
-  std::unique_ptr<pqxx::work> begun = begin(conninfo, idle_limit, context.cancellation);
+  std::unique_ptr<pqxx::work> begun =
+      begin(conninfo, idle_limit, context.cancellation, context.job.id);
   try {
     // The canceller connectionFor() set goes when this block ends, before
-    // a handler below may drop the connection.
+    // a handler below may drop the connection. A job that was cancelled
+    // takes its connection with it: the cancel request runs on a thread of
+    // its own and may reach the server late, when the next job's query
+    // would be the one it stops.
     struct CancellerGuard {
       const CancellationToken& token;
-      ~CancellerGuard() { token.setCanceller(nullptr); }
-    } guard{context.cancellation};
+      const std::string& conninfo;
+      ~CancellerGuard() {
+        token.setCanceller(nullptr);
+        if (token.cancelled()) {
+          t_connections.erase(conninfo);
+        }
+      }
+    } guard{context.cancellation, conninfo};
     std::unique_ptr<pqxx::work> owned = std::move(begun);  // ends before the guard
     pqxx::work& txn = *owned;
     context.transaction = &txn;

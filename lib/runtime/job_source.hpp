@@ -78,7 +78,9 @@ class CancellationToken {
 
   // While a handler waits on something that cancelled() cannot interrupt
   // (a query), it registers how to interrupt it (PQcancel); cancel() calls
-  // it. Cleared before that something goes away.
+  // it, on the io thread and under the token's lock, so it must not block:
+  // the job executor's sends its cancel request from a thread of its own.
+  // Cleared before that something goes away.
   // `closer`, if given, is the last resort for a handler still stuck
   // kill_grace after its timeout (a query whose connection no longer
   // answers, so that PQcancel's answer never arrives): it closes the

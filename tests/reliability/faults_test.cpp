@@ -411,13 +411,55 @@ TEST(ReliabilityFaults, HalfOpenConnections) {
   report("half-open connections", figures);
 }
 
+// Regression (CI of e905c70: the log ended at a JOB_TIMEOUT, /healthz and
+// SIGTERM went unanswered, the jobs it held were lost): a timeout's cancel
+// request (PQcancel, which waits for the server's answer with no time
+// limit) ran on the io thread. Here a middlebox takes the cancel request
+// and never forwards or answers it. The io loop must go on answering, the
+// job must still end at its timeout (its socket closed kill_grace later),
+// and the daemon must stop on SIGTERM.
+TEST(ReliabilityFaults, ACancelRequestThatIsNeverAnsweredBlocksNothing) {
+  TestDatabase db;
+  StallingProxy proxy(environment("PGHOST", "localhost"), environment("PGPORT", "5432"));
+  std::string config =
+      "[jobd]\nworkers: 2\npoll_interval: 1s\ndatabase_timeout: 2s\n"
+      "metrics_listen: 127.0.0.1:0\n"
+      "[slow]\nhandler: sql\nstatement: SELECT pg_sleep(60)\ntimeout: 1s\nkill_grace: 1s\n";
+  Daemon daemon(db, config, {},
+                {{"PGHOST", "127.0.0.1"}, {"PGPORT", std::to_string(proxy.port())}});
+  ASSERT_TRUE(daemon.waitReady());
+  // A CancelRequest: its length (16) and its code, 80877102.
+  proxy.stallBefore(std::string("\x00\x00\x00\x10\x04\xd2\x16\x2e", 8), "");
+  std::string healthz = testing::baseUrl(daemon.process()) + "/healthz";
+  auto from = Clock::now();
+  std::string id = db.scalar("SELECT jobd.enqueue('slow')");
+  double worst_healthz = 0;
+  while (secondsSince(from) < 6) {
+    auto asked = Clock::now();
+    testing::HttpReply reply = testing::httpGet(healthz, 3000);
+    EXPECT_EQ(reply.status, 200) << reply.error;
+    worst_healthz = std::max(worst_healthz, secondsSince(asked));
+    sleepSeconds(0.2);
+  }
+  EXPECT_EQ(proxy.triggered(), 1) << daemon.log();
+  EXPECT_LE(worst_healthz, 1.0);
+  std::string status = waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + id, "3",
+                                    std::chrono::seconds(10));
+  EXPECT_EQ(status, "3") << daemon.log();
+  EXPECT_EQ(db.scalar("SELECT log FROM jobd.job WHERE id = " + id).rfind("TimeoutError", 0), 0U);
+  daemon.process().signal(SIGTERM);
+  testing::ProcessResult stopped = waitOrDump(daemon.process(), std::chrono::seconds(30));
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+}
+
 // Regression (the quick profile's scenario 4 on CI: two jobs RUNNING 194 s
 // past their leases): a job's COMMIT that a middlebox swallows after the
 // COMPLETED mark leaves the server's transaction holding the job's row,
 // which the rescue skips (SKIP LOCKED) until the server ends that idle
 // transaction. A pooled daemon (`listen_database` apart from `database`)
 // made no session settings, so the server never did. Both ways, the job
-// must be rescued and run again, its effect written once.
+// must be rescued and run again, its effect written once, and the daemon's
+// renewals must go on meanwhile.
 TEST(ReliabilityFaults, CommitSwallowedAfterTheCompletedMark) {
   std::string host = environment("PGHOST", "localhost");
   std::string port = environment("PGPORT", "5432");

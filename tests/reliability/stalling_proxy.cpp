@@ -94,7 +94,7 @@ void StallingProxy::forward(Link& link, int from, int to) {
   if (ok && from == link.client && !trigger_.empty()) {
     // A protocol message this small arrives in one read on loopback.
     std::string_view sent(buffer, static_cast<std::size_t>(n));
-    if (link.primed && sent.find(trigger_) != std::string_view::npos) {
+    if ((link.primed || after_.empty()) && sent.find(trigger_) != std::string_view::npos) {
       link.stalled = true;  // what it sent is never forwarded
       trigger_.clear();
       ++triggered_;

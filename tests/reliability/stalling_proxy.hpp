@@ -29,7 +29,9 @@ class StallingProxy {
   int accepted() const { return accepted_.load(); }
   // The next connection whose client sends `trigger` after it has sent
   // `after` stalls before the trigger reaches the server: a COMMIT lost in
-  // a middlebox, say. Once per call.
+  // a middlebox, say. Once per call. An empty `after` arms every
+  // connection from its first message on (a cancel request is its
+  // connection's only message).
   void stallBefore(std::string trigger, std::string after);
   // Connections stalled by stallBefore() so far.
   int triggered() const { return triggered_.load(); }
