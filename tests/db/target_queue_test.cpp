@@ -370,5 +370,49 @@ TEST(TargetQueueTest, TheEndOfATargetsJobReadsOneEntryPerWaitingType) {
   EXPECT_LE(read[1].as<int>(), 100);
 }
 
+// What README ("Upgrading", schema 12) and docs/schema.md promise of the
+// privileges an application's role needs: INSERT on jobd.job and SELECT of
+// its id (for RETURNING) enqueue without a target; with a target, the
+// probes for a job in front need SELECT on jobd.job, and the check at
+// COMMIT, which makes a job a head when what it was behind has ended
+// meanwhile, UPDATE of its `behind` column.
+TEST(TargetQueueTest, ATargetedEnqueueNeedsSelectAndUpdateOfBehind) {
+  TestDatabase db;
+  const std::string role = "jobd_enqueuer_" + db.name();
+  db.scalar("CREATE ROLE " + role + " NOLOGIN; GRANT USAGE ON SCHEMA jobd TO " + role +
+            "; GRANT INSERT, SELECT (id) ON jobd.job TO " + role);
+  auto conn = db.connect();
+  // Enqueues as the role, behind a RUNNING job of target that ends before
+  // the COMMIT when ends_first.
+  auto enqueueAs = [&](const std::string& target, bool ends_first) {
+    std::string in_front = target.empty() ? "" : running(db, target);
+    pqxx::work txn(*conn);
+    txn.exec("SET LOCAL ROLE " + role);
+    std::string id = txn.exec1("SELECT jobd.enqueue('noop', target => " +
+                               (target.empty() ? std::string("NULL") : txn.quote(target)) + ")")[0]
+                         .c_str();
+    if (ends_first) {
+      db.scalar(
+          "UPDATE jobd.job SET status = 2, date_finished = now(), lease_expires = NULL "
+          "WHERE id = " +
+          in_front);
+    }
+    txn.commit();  // the check of a job behind runs here
+    return id;
+  };
+  EXPECT_NO_THROW(enqueueAs("", false));
+  EXPECT_THROW(enqueueAs("T1", false), pqxx::insufficient_privilege);
+  db.scalar("GRANT SELECT ON jobd.job TO " + role);
+  std::string behind;
+  ASSERT_NO_THROW(behind = enqueueAs("T2", false));
+  EXPECT_EQ(db.scalar("SELECT behind FROM jobd.job WHERE id = " + behind), "t");
+  EXPECT_THROW(enqueueAs("T3", true), pqxx::insufficient_privilege);
+  db.scalar("GRANT UPDATE (behind) ON jobd.job TO " + role);
+  std::string head;
+  ASSERT_NO_THROW(head = enqueueAs("T4", true));
+  EXPECT_EQ(db.scalar("SELECT behind FROM jobd.job WHERE id = " + head), "f");
+  db.scalar("DROP OWNED BY " + role + "; DROP ROLE " + role);
+}
+
 }  // namespace
 }  // namespace jobd::store
