@@ -200,6 +200,12 @@ int runCommand(const CommandLine& cl) {
       cl.command == "cancel") {
     return cmdOperator(cl);
   }
+  if (cl.command == "pause") {
+    return cmdPause(cl);
+  }
+  if (cl.command == "unpause") {
+    return cmdUnpause(cl);
+  }
   throw UsageError("unknown command '" + cl.command + "'");
 }
 

@@ -29,6 +29,8 @@ int cmdStatus(const CommandLine& cl);
 int cmdShow(const CommandLine& cl);
 int cmdOops(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
+int cmdPause(const CommandLine& cl);
+int cmdUnpause(const CommandLine& cl);
 int cmdServe(const CommandLine& cl);
 int cmdRunOnce(const CommandLine& cl);
 

@@ -1,5 +1,9 @@
 // enqueue, show, status and the operator's commands.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <charconv>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -254,6 +258,15 @@ int cmdStatus(const CommandLine& cl) {
               << sections << (d["draining"].get<bool>() ? ", draining" : "") << ", last seen "
               << text(d["last_seen"]) << "\n";
   }
+  std::cout << "paused:" << (status["paused"].empty() ? " none\n" : "\n");
+  for (const auto& p : status["paused"]) {
+    std::cout << "  " << text(p["job_type"])
+              << (p["target"].is_null() ? std::string() : " target " + text(p["target"])) << " by "
+              << text(p["paused_by"]) << " since " << text(p["paused_at"])
+              << (p["until"].is_null() ? std::string(", until unpaused")
+                                       : ", until " + text(p["until"]))
+              << (text(p["reason"]).empty() ? std::string() : ": " + text(p["reason"])) << "\n";
+  }
   std::cout << "recent OOPS:" << (status["recent_oops"].empty() ? " none\n" : "\n");
   for (const auto& o : status["recent_oops"]) {
     std::cout << "  " << text(o["id"]) << " " << text(o["time"]) << " job " << text(o["job_id"])
@@ -279,6 +292,63 @@ int cmdOperator(const CommandLine& cl) {
   store::TransitionResult result = store::JobStore(*conn).apply(id, action, reason);
   std::cout << "job " << id << ": " << statusName(result.from) << " -> " << statusName(result.to)
             << " (" << actionName(action) << ")\n";
+  return 0;
+}
+
+// Who paused: the operator's login and host, as the log of a daemon would
+// name them.
+std::string operatorName() {
+  const char* user = std::getenv("SUDO_USER");
+  if (user == nullptr || *user == '\0') {
+    const passwd* pw = ::getpwuid(::getuid());
+    user = pw != nullptr ? pw->pw_name : "unknown";
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(user) + "@" + host + " (jobd pause)";
+}
+
+int cmdPause(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  store::PauseRequest request;
+  request.job_type = cl.positional.at(0);
+  if (request.job_type.empty()) {
+    throw UsageError("pause: TYPE must not be empty");
+  }
+  request.target = cl.option("--target");
+  request.reason = cl.option("--reason").value_or("");
+  request.paused_by = operatorName();
+  if (auto until = cl.option("--until")) {
+    if (looksLikeIso8601(*until)) {
+      request.until = *until;
+    } else if (auto span = parseDuration(*until); span && span->count() > 0) {
+      request.for_ = span;
+    } else {
+      throw UsageError(
+          "pause: --until: expected an ISO-8601 time such as 2026-12-01T09:30:00Z or a duration "
+          "such as 30m, got '" +
+          *until + "'");
+    }
+  }
+  auto conn = connectChecked(cl, *config);
+  bool replaced = store::JobStore(*conn).pause(request);
+  std::cout << "paused " << request.job_type
+            << (request.target ? " target " + *request.target : std::string())
+            << (replaced ? " (replacing the pause in place)" : "") << "\n";
+  return 0;
+}
+
+int cmdUnpause(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  const std::string& job_type = cl.positional.at(0);
+  std::optional<std::string> target = cl.option("--target");
+  auto conn = connectChecked(cl, *config);
+  bool found = store::JobStore(*conn).unpause(job_type, target);
+  std::string what = job_type + (target ? " target " + *target : std::string());
+  if (!found) {
+    throw NotFoundError("unpause: " + what + " is not paused");
+  }
+  std::cout << "unpaused " << what << "\n";
   return 0;
 }
 

@@ -177,6 +177,24 @@ std::string daemonsTable(const nlohmann::json& daemons) {
   return out + "</table>";
 }
 
+// The pauses in force (schema 14): nothing when there are none.
+std::string pausedTable(const nlohmann::json& paused) {
+  if (!paused.is_array() || paused.empty()) {
+    return "";
+  }
+  std::string out =
+      "<h2>Paused</h2><table id=\"paused\"><tr><th>job type</th><th>target</th><th>by</th>"
+      "<th>since</th><th>until</th><th>reason</th></tr>";
+  for (const auto& p : paused) {
+    out += "<tr>" + cell(p["job_type"]) +
+           cell(p["target"].is_null() ? std::string("every target") : text(p["target"])) +
+           cell(p["paused_by"]) + cell(p["paused_at"]) +
+           cell(p["until"].is_null() ? std::string("until unpaused") : text(p["until"])) +
+           cell(p["reason"]) + "</tr>";
+  }
+  return out + "</table>";
+}
+
 std::string fieldsTable(const nlohmann::json& object, std::initializer_list<const char*> fields) {
   std::string out = "<table>";
   for (const char* field : fields) {
@@ -216,8 +234,8 @@ std::string escapeHtml(const std::string& text) {
 
 std::string dashboardLive(const nlohmann::json& d) {
   return "<p class=\"muted\">as of " + escapeHtml(text(d["now"])) + "</p>" +
-         jobTypesTable(d["job_types"]) + runningTable(d["running"]) + failuresTable(d["failures"]) +
-         daemonsTable(d["daemons"]);
+         pausedTable(d.value("paused", nlohmann::json::array())) + jobTypesTable(d["job_types"]) +
+         runningTable(d["running"]) + failuresTable(d["failures"]) + daemonsTable(d["daemons"]);
 }
 
 std::string dashboardPage(const nlohmann::json& d) {

@@ -88,7 +88,10 @@ SELECT jsonb_build_object(
   'running', (SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r.lease_expires), '[]') FROM running r),
   'failures', (SELECT COALESCE(jsonb_agg(to_jsonb(f) ORDER BY f.date_finished DESC), '[]')
                  FROM failures f),
-  'daemons', (SELECT COALESCE(jsonb_agg(to_jsonb(d) ORDER BY d.owner), '[]') FROM daemons d))
+  'daemons', (SELECT COALESCE(jsonb_agg(to_jsonb(d) ORDER BY d.owner), '[]') FROM daemons d),
+  'paused', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST),
+                             '[]')
+               FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()))
 )sql";
 
 }  // namespace

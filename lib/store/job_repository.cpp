@@ -25,10 +25,14 @@ namespace {
 // made under settings that rule out every plan but the intended one.
 constexpr const char* kClaimReady = "SELECT * FROM jobd.claim_ready($1, $2, $3::interval, $4, $5)";
 
+// The type's next future scheduled_start, or the end of one of its pauses
+// (schema 14) if sooner: a daemon wakes at either by itself.
 constexpr const char* kNextScheduled = R"sql(
-SELECT extract(epoch FROM min(scheduled_start) - now())
-  FROM jobd.job
- WHERE status = 0 AND job_type = $1 AND scheduled_start IS NOT NULL AND scheduled_start > now()
+SELECT extract(epoch FROM least(
+    (SELECT min(scheduled_start) FROM jobd.job
+      WHERE status = 0 AND job_type = $1 AND scheduled_start IS NOT NULL
+        AND scheduled_start > now()),
+    (SELECT min(until) FROM jobd.paused WHERE job_type = $1 AND until > now())) - now())
 )sql";
 
 // Every write below is fenced on id, status, attempt and lease owner: a

@@ -164,4 +164,48 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
   return {id, *from, to};
 }
 
+bool JobStore::pause(const PauseRequest& r) {
+  pqxx::work txn(conn_);
+  txn.exec("SET LOCAL TimeZone = 'UTC'");
+  std::optional<std::string> span;
+  if (r.for_) {
+    span = toSqlInterval(*r.for_);
+  }
+  bool replaced = false;
+  try {
+    replaced = txn.exec_params1(
+                      "SELECT jobd.pause($1, $2, CASE WHEN $3::text IS NOT NULL THEN "
+                      "$3::timestamptz WHEN $4::text IS NOT NULL THEN now() + $4::interval END, "
+                      "$5, $6)",
+                      r.job_type, nullable(r.target), nullable(r.until), nullable(span), r.reason,
+                      r.paused_by)[0]
+                   .as<bool>();
+  } catch (const pqxx::sql_error& e) {
+    if (isDataException(e)) {
+      throw UsageError("--until: " + errorLine(e.what()));
+    }
+    throw;
+  }
+  txn.commit();
+  return replaced;
+}
+
+bool JobStore::unpause(const std::string& job_type, const std::optional<std::string>& target) {
+  pqxx::work txn(conn_);
+  bool found =
+      txn.exec_params1("SELECT jobd.unpause($1, $2)", job_type, nullable(target))[0].as<bool>();
+  txn.commit();
+  return found;
+}
+
+nlohmann::json JobStore::pauses() {
+  pqxx::read_transaction txn(conn_);
+  pqxx::row row = txn.exec1(R"sql(
+    SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST), '[]')::text
+      FROM jobd.paused AS p
+     WHERE p.until IS NULL OR p.until > now()
+  )sql");
+  return nlohmann::json::parse(row[0].c_str());
+}
+
 }  // namespace jobd::store

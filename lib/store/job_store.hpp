@@ -27,6 +27,16 @@ struct EnqueueRequest {
   std::uint64_t max_payload = 1024ULL * 1024;
 };
 
+// A pause of a job type, or of one target of it (schema 14).
+struct PauseRequest {
+  std::string job_type;
+  std::optional<std::string> target;
+  std::optional<std::string> until;  // ISO 8601; UTC when no offset
+  std::optional<Duration> for_;      // until = now() + for_
+  std::string reason;
+  std::string paused_by;
+};
+
 struct TransitionResult {
   std::int64_t id = 0;
   JobStatus from = JobStatus::kWaiting;
@@ -51,6 +61,16 @@ class JobStore {
   // Applies an operator action under a row lock; throws NotFoundError or
   // TransitionError (Launchpad's message). reason is cancel's log text.
   TransitionResult apply(std::int64_t id, OperatorAction action, const std::string& reason);
+
+  // Pauses the type (or its target) for every daemon from the commit on:
+  // returns whether it replaced a pause. UsageError for a bad time or one
+  // not in the future.
+  bool pause(const PauseRequest& request);
+  // Ends a pause; returns whether there was one.
+  bool unpause(const std::string& job_type, const std::optional<std::string>& target);
+  // The pauses in force: a JSON array of objects (job_type, target,
+  // paused_at, paused_by, until, reason), by job type and target.
+  nlohmann::json pauses();
 
  private:
   pqxx::connection_base& conn_;

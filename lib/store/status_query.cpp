@@ -50,7 +50,10 @@ nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oo
       'running', (SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]') FROM running r),
       'daemons', (SELECT COALESCE(jsonb_agg(to_jsonb(d) ORDER BY d.name), '[]') FROM daemons d),
       'recent_oops', (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.time DESC), '[]')
-                        FROM recent_oops o))
+                        FROM recent_oops o),
+      'paused', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST),
+                                 '[]')
+                   FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()))
   )sql",
                        running_limit, oops_limit, std::to_string(kLiveDaemonSeconds) + " seconds");
   return nlohmann::json::parse(row[0].c_str());

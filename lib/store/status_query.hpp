@@ -1,6 +1,6 @@
 // The SQL behind `jobd status`: per job type the counts by status and the
 // age of the oldest ready job, the running jobs with their leases, the live
-// daemons and the latest OOPS reports, as one JSON document. One read-only
+// daemons, the latest OOPS reports and the pauses in force, as one JSON document. One read-only
 // transaction on the caller's connection and thread.
 #pragma once
 
@@ -15,7 +15,9 @@ namespace jobd::store {
 //   "date_started"}],
 //  "daemons": [{"name", "hostname", "pid", "version", "sections", "workers",
 //   "draining", "started", "last_seen", "running"}] (those seen lately),
-//  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}]}
+//  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}],
+//  "paused": [{"job_type", "target", "paused_at", "paused_by", "until",
+//   "reason"}] (the pauses in force, schema 14)}
 nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50, int oops_limit = 10);
 
 }  // namespace jobd::store

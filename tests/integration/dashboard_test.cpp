@@ -119,6 +119,8 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   ASSERT_TRUE(daemon.waitReady());
   std::string base = baseUrl(daemon);
   nlohmann::json expected = nlohmann::json::parse(db.scalar(kExpected));
+  // A pause is shown with who, why and until when (schema 14).
+  db.scalar("SELECT jobd.pause('mail', 'relay-2', reason => 'relay <down>', paused_by => 'alice')");
 
   Chromium chromium;
   testing::ProcessResult page = chromium.run(base + "/", 5000);
@@ -148,6 +150,9 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   // The script fetched the live part and swapped it in: no full reload.
   EXPECT_THAT(dom, HasSubstr("<span id=\"state\" class=\"muted\">live</span>"));
   EXPECT_THAT(dom, HasSubstr("other-host:4242:beef"));  // the running jobs' daemon
+  EXPECT_THAT(dom, HasSubstr("<table id=\"paused\">"));
+  EXPECT_THAT(dom, HasSubstr("<td>mail</td><td>relay-2</td><td>alice</td>"));
+  EXPECT_THAT(dom, HasSubstr("<td>until unpaused</td><td>relay &lt;down&gt;</td>"));
   // The live daemon, idle, by its owner name <host>:<pid>:<hex>.
   EXPECT_THAT(dom, HasSubstr(":" + std::to_string(daemon.process().pid()) + ":"));
 
