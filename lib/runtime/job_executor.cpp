@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -24,10 +25,17 @@ namespace {
 
 // The job's own connections, one per conninfo (that is, per dbuser), kept
 // by each worker thread: no connection is shared between threads.
+// Whether a cancel request for a connection is on its way: at most one
+// at a time per connection.
+struct CancelState {
+  std::atomic<bool> pending{false};
+};
+
 struct JobConnection {
   // Shared with a cancel request in flight (cancelQuery), which may
   // outlive the job and the thread's use of the connection.
   std::shared_ptr<pqxx::connection> connection;
+  std::shared_ptr<CancelState> cancel = std::make_shared<CancelState>();
   bool configured = false;
   std::chrono::milliseconds idle_limit{0};
 };
@@ -40,6 +48,11 @@ void forgetConnection(const std::string& conninfo, const CancellationToken& canc
   t_connections.erase(conninfo);
 }
 
+// Cancel requests sent and not yet answered, in the whole process; past
+// kMaxPendingCancels no more are sent (each holds a thread).
+constexpr int kMaxPendingCancels = 64;
+std::atomic<int> g_pending_cancels{0};
+
 // Sends a cancel request for the query running on `conn`, on a thread of
 // its own. PQcancel opens a connection to the server and waits for its
 // answer with no time limit (libpq 15): a server, or a middlebox, that
@@ -47,19 +60,39 @@ void forgetConnection(const std::string& conninfo, const CancellationToken& canc
 // caller is the io thread (a timeout, a lost lease, a release at drain),
 // which then answered nothing, not even SIGTERM (CI of e905c70). A request
 // that never gets its answer now costs its own thread and a reference to
-// the connection, which the job no longer uses (see runInOwnTransaction);
-// the job itself is freed kill_grace later, when its socket is closed.
-void cancelQuery(std::shared_ptr<pqxx::connection> conn, std::int64_t job_id) {
+// the connection, which the job no longer uses: when the job ends, its
+// connection's socket is shut down (runInOwnTransaction), so that the
+// server's session ends too. A job still in its query is freed kill_grace
+// after its timeout, when its socket is closed.
+void cancelQuery(std::shared_ptr<pqxx::connection> conn, const std::shared_ptr<CancelState>& state,
+                 std::int64_t job_id) {
+  if (state->pending.exchange(true)) {
+    return;  // one is on its way already
+  }
+  if (g_pending_cancels.fetch_add(1) >= kMaxPendingCancels) {
+    g_pending_cancels.fetch_sub(1);
+    state->pending = false;
+    logs::error(
+        "JOB_CANCEL_FAILED id={}: {} cancel requests are still unanswered; not sending another",
+        job_id, kMaxPendingCancels);
+    return;
+  }
+  auto done = [state] {
+    state->pending = false;
+    g_pending_cancels.fetch_sub(1);
+  };
   try {
-    std::thread([conn = std::move(conn), job_id] {
+    std::thread([conn = std::move(conn), done, job_id] {
       try {
         conn->cancel_query();
       } catch (const std::exception& e) {
         logs::warn("JOB_CANCEL_FAILED id={}: cannot send the cancel request: {}", job_id,
                    errorLine(e.what()));
       }
+      done();
     }).detach();
   } catch (const std::system_error& e) {
+    done();
     logs::error("JOB_CANCEL_FAILED id={}: cannot start a thread to send the cancel request: {}",
                 job_id, e.what());
   }
@@ -78,7 +111,8 @@ void cancelQuery(std::shared_ptr<pqxx::connection> conn, std::int64_t job_id) {
 // A job's transaction whose client went away without the server noticing
 // (a half-open connection: jobd closed its end, a middlebox kept the
 // server's) would hold its row locks, the job's own among them, for ever.
-// The server ends a transaction idle for longer than its job may run.
+// The server ends a transaction idle for longer than its job may run,
+// and a query whose client has gone within a second.
 // (idle_limit 0: no session setting, for a transaction pooler, where each
 // transaction sets its own instead.)
 pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit,
@@ -92,7 +126,8 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
       slot.connection = store::open(conninfo);
     }
     pqxx::connection& conn = *slot.connection;
-    cancellation.setCanceller([shared = slot.connection, job_id] { cancelQuery(shared, job_id); },
+    cancellation.setCanceller([shared = slot.connection, state = slot.cancel,
+                               job_id] { cancelQuery(shared, state, job_id); },
                               [&conn] { ::shutdown(conn.sock(), SHUT_RDWR); });
     if (!slot.configured) {
       store::configure(conn, "jobd job");
@@ -100,6 +135,10 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
     }
     if (slot.idle_limit < idle_limit) {
       conn.set_variable("idle_in_transaction_session_timeout", std::to_string(idle_limit.count()));
+      // A query whose socket jobd closed (a stuck job, kill_grace after its
+      // timeout) ends within a second instead of running to its end with
+      // its locks held: the server checks the client while it executes.
+      conn.set_variable("client_connection_check_interval", "1000");
       slot.idle_limit = idle_limit;
     }
     return conn;
@@ -214,9 +253,16 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
       const std::string& conninfo;
       ~CancellerGuard() {
         token.setCanceller(nullptr);
-        if (token.cancelled()) {
-          t_connections.erase(conninfo);
+        if (!token.cancelled()) {
+          return;
         }
+        auto it = t_connections.find(conninfo);
+        if (it != t_connections.end() && it->second.cancel->pending) {
+          // The request's thread keeps the connection: end its session
+          // now rather than when (if ever) the request is answered.
+          ::shutdown(it->second.connection->sock(), SHUT_RDWR);
+        }
+        t_connections.erase(conninfo);
       }
     } guard{context.cancellation, conninfo};
     std::unique_ptr<pqxx::work> owned = std::move(begun);  // ends before the guard

@@ -149,11 +149,17 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
     if (busy.count(key.id) != 0) {
       // Another transaction held the row (the job's own, before its
       // COMMIT, or an operator's): not renewed, so the local deadline
-      // stays where it was; the next renewal asks again.
-      logs::debug("LEASE_RENEW_BUSY id={} attempt={}: its row is locked; not renewed this time",
-                  key.id, key.attempt);
+      // stays where it was; the next renewal asks again. Two in a row
+      // leave a third of the lease or less: said once per attempt.
+      if (++held.busy == 2) {
+        logs::warn(
+            "LEASE_RENEW_BUSY id={} attempt={}: another transaction has held its row through {} "
+            "renewals; its lease runs out unless the row is freed",
+            key.id, key.attempt, held.busy);
+      }
       continue;
     }
+    held.busy = 0;
     if (lost.count(key.id) == 0) {
       // Measured from when the renewal was sent: the database extended the
       // lease no earlier than that.

@@ -52,6 +52,7 @@ class LeaseKeeper {
     Duration lease_duration;
     std::shared_ptr<CancellationToken> token;
     bool finished = false;
+    int busy = 0;  // renewals in a row that found its row locked
   };
 
   void schedule();

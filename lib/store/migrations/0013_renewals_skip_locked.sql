@@ -18,7 +18,8 @@
 -- renewed nor known to be lost; the daemon does not extend that job's
 -- local lease deadline and asks again at the next renewal). As in
 -- version 3, rows are found by primary key (`id = ANY (...)`), with no
--- join whose order statistics could choose.
+-- join whose order statistics could choose; the answer's lookups in the
+-- CTEs are hashed subplans, not scans of an array per id.
 --
 -- jobd.renew_leases stays for the daemons of version 12 that still run
 -- while this one is applied; nothing of version 13 calls it.
@@ -39,8 +40,8 @@ LANGUAGE sql AS $$
         RETURNING j.id
     )
     SELECT d.id,
-           d.id = ANY (ARRAY(SELECT u.id FROM unlocked AS u))
+           d.id IN (SELECT u.id FROM unlocked AS u)
            OR NOT EXISTS (SELECT 1 FROM jobd.job AS x WHERE x.id = d.id)
       FROM unnest(ids) AS d(id)
-     WHERE d.id <> ALL (ARRAY(SELECT r.id FROM renewed AS r))
+     WHERE d.id NOT IN (SELECT r.id FROM renewed AS r)
 $$;
