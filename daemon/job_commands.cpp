@@ -341,6 +341,9 @@ int cmdPause(const CommandLine& cl) {
 int cmdUnpause(const CommandLine& cl) {
   auto config = loadConfig(cl);
   const std::string& job_type = cl.positional.at(0);
+  if (job_type.empty()) {
+    throw UsageError("unpause: TYPE must not be empty");
+  }
   std::optional<std::string> target = cl.option("--target");
   auto conn = connectChecked(cl, *config);
   bool found = store::JobStore(*conn).unpause(job_type, target);

@@ -178,7 +178,7 @@ bool JobStore::pause(const PauseRequest& r) {
                       "$3::timestamptz WHEN $4::text IS NOT NULL THEN now() + $4::interval END, "
                       "$5, $6)",
                       r.job_type, nullable(r.target), nullable(r.until), nullable(span), r.reason,
-                      r.paused_by)[0]
+                      r.paused_by.empty() ? nullptr : r.paused_by.c_str())[0]
                    .as<bool>();
   } catch (const pqxx::sql_error& e) {
     if (isDataException(e)) {

@@ -34,7 +34,7 @@ struct PauseRequest {
   std::optional<std::string> until;  // ISO 8601; UTC when no offset
   std::optional<Duration> for_;      // until = now() + for_
   std::string reason;
-  std::string paused_by;
+  std::string paused_by;  // empty: the database's session_user
 };
 
 struct TransitionResult {

@@ -6,9 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <thread>
 
@@ -68,39 +70,47 @@ TEST(PauseCommandTest, APauseStopsEveryDaemonsClaimsWithin100Ms) {
   ProcessResult paused = jobd({"pause", "noop", "--reason", "deploy"});
   ASSERT_EQ(paused.exit_code, 0) << paused.err;
   EXPECT_EQ(paused.out, "paused noop\n");
-  // The commit came before the command returned.
-  const std::string committed = db.scalar("SELECT now()");
   ProcessResult status = jobd({"status"});
   EXPECT_THAT(status.out, ::testing::HasSubstr("paused:\n  noop by "));
   EXPECT_THAT(status.out, ::testing::HasSubstr(", until unpaused: deploy\n"));
   std::this_thread::sleep_for(1500ms);
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE date_started > '" + committed +
-                      "'::timestamptz + interval '100 ms'"),
-            "0");
-  EXPECT_GT(std::stoi(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0")), 100);
+  // paused_at is the pause's transaction's start: at or before its commit.
+  // The last job started, by either daemon, against it (printed: the
+  // measure of issue 19's "within 100 ms").
+  const std::string last_start_ms = db.scalar(
+      "SELECT round(extract(epoch FROM max(j.date_started) - p.paused_at) * 1000) "
+      "FROM jobd.job AS j, jobd.paused AS p GROUP BY p.paused_at");
+  std::cout << "the last claim started " << last_start_ms << " ms after the pause began\n";
+  EXPECT_LE(std::stod(last_start_ms), 100);
+  EXPECT_GT(std::stoi(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0")), 20);
 
+  // The daemons fall asleep with nothing new to claim; unpause's NOTIFY
+  // wakes them (their poll is a minute away).
+  feeder.stop();
+  std::this_thread::sleep_for(300ms);
   ProcessResult unpaused = jobd({"unpause", "noop"});
   ASSERT_EQ(unpaused.exit_code, 0) << unpaused.err;
   const std::string resumed = db.scalar("SELECT now()");
-  feeder.stop();
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status <> 2", "0", 20s), "0");
-  // Woken by the unpause's NOTIFY, not by the minute's poll.
-  EXPECT_EQ(db.scalar("SELECT min(date_started) < '" + resumed +
-                      "'::timestamptz + interval '1 second' FROM jobd.job "
-                      "WHERE date_started > '" +
-                      committed + "'::timestamptz + interval '100 ms'"),
+  EXPECT_EQ(db.scalar("SELECT max(date_started) < '" + resumed +
+                      "'::timestamptz + interval '1 second' FROM jobd.job"),
             "t");
   ProcessResult again = jobd({"unpause", "noop"});
-  EXPECT_NE(again.exit_code, 0);
+  EXPECT_EQ(again.exit_code, 1);
   EXPECT_EQ(again.err, "jobd: unpause: noop is not paused\n");
 
-  // A pause with an end: jobs enqueued meanwhile start at its end, and no
-  // later than a second after it, with nobody unpausing.
+  // A pause without an end, jobs waiting and the daemons asleep; then a
+  // pause that replaces it with an end a second away. Nobody unpauses:
+  // the jobs start at that end, within a second of it.
+  ASSERT_EQ(jobd({"pause", "noop"}).exit_code, 0);
   const std::string before_timed = db.scalar("SELECT now()");
-  ProcessResult timed = jobd({"pause", "noop", "--until", "2s"});
-  ASSERT_EQ(timed.exit_code, 0) << timed.err;
-  const std::string until = db.scalar("SELECT until FROM jobd.paused");
   db.scalar("SELECT count(jobd.enqueue('noop')) FROM generate_series(1, 5)");
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0"), "5");
+  ProcessResult timed = jobd({"pause", "noop", "--until", "1s"});
+  ASSERT_EQ(timed.exit_code, 0) << timed.err;
+  EXPECT_EQ(timed.out, "paused noop (replacing the pause in place)\n");
+  const std::string until = db.scalar("SELECT until FROM jobd.paused");
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status <> 2", "0", 10s), "0");
   EXPECT_EQ(db.scalar("SELECT bool_and(date_started >= '" + until +
                       "'::timestamptz AND date_started < '" + until +
@@ -108,6 +118,10 @@ TEST(PauseCommandTest, APauseStopsEveryDaemonsClaimsWithin100Ms) {
                       "WHERE date_created > '" +
                       before_timed + "'::timestamptz"),
             "t");
+  ProcessResult bad = jobd({"pause", "noop", "--until", "2001-01-01T00:00:00Z"});
+  EXPECT_EQ(bad.exit_code, 64);
+  EXPECT_THAT(bad.err, ::testing::HasSubstr("is not in the future"));
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
   EXPECT_EQ(first.stop().exit_code, 0);
   EXPECT_EQ(second.stop().exit_code, 0);
 }

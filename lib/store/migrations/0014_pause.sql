@@ -10,13 +10,14 @@
 -- has passed is ignored where it is read, and dropped by the next pause
 -- or unpause of its type; daemons wake at it by themselves (the time to
 -- the type's next pause end counts as a scheduled start for them).
--- jobd.unpause sends the NOTIFY an enqueue would, so that sleeping
--- daemons claim at once.
+-- jobd.pause and jobd.unpause send the NOTIFY an enqueue would: sleeping
+-- daemons claim at once, after an unpause to take the jobs, after a pause
+-- to learn when it ends.
 --
 -- The claim's cost when nothing is paused: two lookups of jobd.paused by
--- its key, each once per claim (uncorrelated subqueries: InitPlans); the
--- per-job lookup for a paused target runs only while some target of the
--- type is paused.
+-- key in each of the claim's two branches (uncorrelated subqueries:
+-- InitPlans, run once per claim); the per-job lookup for a paused target
+-- runs only while some target of the type is paused.
 
 CREATE TABLE jobd.paused (
     job_type   text NOT NULL,
@@ -49,24 +50,26 @@ BEGIN
     END IF;
     DELETE FROM jobd.paused AS p
      WHERE p.job_type = pause.job_type AND p.until IS NOT NULL AND p.until <= now();
-    replaced := EXISTS (SELECT 1 FROM jobd.paused AS p
-                         WHERE p.job_type = pause.job_type
-                           AND p.target IS NOT DISTINCT FROM pause.target);
     IF pause.target IS NULL THEN
         INSERT INTO jobd.paused (job_type, target, until, reason, paused_by)
         VALUES (pause.job_type, NULL, pause.until, COALESCE(pause.reason, ''),
                 COALESCE(pause.paused_by, session_user))
         ON CONFLICT (job_type) WHERE target IS NULL DO UPDATE
            SET paused_at = now(), until = EXCLUDED.until, reason = EXCLUDED.reason,
-               paused_by = EXCLUDED.paused_by;
+               paused_by = EXCLUDED.paused_by
+        RETURNING xmax::text <> '0' INTO replaced;
     ELSE
         INSERT INTO jobd.paused (job_type, target, until, reason, paused_by)
         VALUES (pause.job_type, pause.target, pause.until, COALESCE(pause.reason, ''),
                 COALESCE(pause.paused_by, session_user))
         ON CONFLICT (job_type, target) WHERE target IS NOT NULL DO UPDATE
            SET paused_at = now(), until = EXCLUDED.until, reason = EXCLUDED.reason,
-               paused_by = EXCLUDED.paused_by;
+               paused_by = EXCLUDED.paused_by
+        RETURNING xmax::text <> '0' INTO replaced;
     END IF;
+    -- Daemons asleep on the type claim once, come up short and learn the
+    -- pause's end (a pause that replaces one may bring it nearer).
+    PERFORM pg_notify('jobd', pause.job_type);
     RETURN replaced;
 END
 $$;
