@@ -23,14 +23,15 @@
 namespace jobd::runtime {
 namespace {
 
-// The job's own connections, one per conninfo (that is, per dbuser), kept
-// by each worker thread: no connection is shared between threads.
 // Whether a cancel request for a connection is on its way: at most one
 // at a time per connection.
 struct CancelState {
   std::atomic<bool> pending{false};
 };
 
+// The job's own connections, one per conninfo (that is, per dbuser), kept
+// by each worker thread: no connection is shared between threads but with
+// the thread of a cancel request.
 struct JobConnection {
   // Shared with a cancel request in flight (cancelQuery), which may
   // outlive the job and the thread's use of the connection.
