@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "core/errors.hpp"
+#include "core/host.hpp"
 #include "store/database.hpp"
 #include "store/job_store.hpp"
 #include "store/migrations.hpp"
@@ -71,6 +72,16 @@ std::string age(const nlohmann::json& seconds) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(s < 10 ? 1 : 0) << s << "s";
   return out.str();
+}
+
+// Who paused: the operator's login and host.
+std::string operatorName() {
+  const char* user = std::getenv("SUDO_USER");
+  if (user == nullptr || *user == '\0') {
+    const passwd* pw = ::getpwuid(::getuid());
+    user = pw != nullptr ? pw->pw_name : "unknown";
+  }
+  return std::string(user) + "@" + hostName() + " (jobd pause)";
 }
 
 }  // namespace
@@ -293,19 +304,6 @@ int cmdOperator(const CommandLine& cl) {
   std::cout << "job " << id << ": " << statusName(result.from) << " -> " << statusName(result.to)
             << " (" << actionName(action) << ")\n";
   return 0;
-}
-
-// Who paused: the operator's login and host, as the log of a daemon would
-// name them.
-std::string operatorName() {
-  const char* user = std::getenv("SUDO_USER");
-  if (user == nullptr || *user == '\0') {
-    const passwd* pw = ::getpwuid(::getuid());
-    user = pw != nullptr ? pw->pw_name : "unknown";
-  }
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return std::string(user) + "@" + host + " (jobd pause)";
 }
 
 int cmdPause(const CommandLine& cl) {

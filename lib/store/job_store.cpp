@@ -198,14 +198,4 @@ bool JobStore::unpause(const std::string& job_type, const std::optional<std::str
   return found;
 }
 
-nlohmann::json JobStore::pauses() {
-  pqxx::read_transaction txn(conn_);
-  pqxx::row row = txn.exec1(R"sql(
-    SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST), '[]')::text
-      FROM jobd.paused AS p
-     WHERE p.until IS NULL OR p.until > now()
-  )sql");
-  return nlohmann::json::parse(row[0].c_str());
-}
-
 }  // namespace jobd::store

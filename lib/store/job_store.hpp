@@ -66,11 +66,9 @@ class JobStore {
   // returns whether it replaced a pause. UsageError for a bad time or one
   // not in the future.
   bool pause(const PauseRequest& request);
-  // Ends a pause; returns whether there was one.
+  // Ends a pause; returns whether there was one. The pauses in force are
+  // part of loadStatus (store/status_query.hpp).
   bool unpause(const std::string& job_type, const std::optional<std::string>& target);
-  // The pauses in force: a JSON array of objects (job_type, target,
-  // paused_at, paused_by, until, reason), by job type and target.
-  nlohmann::json pauses();
 
  private:
   pqxx::connection_base& conn_;

@@ -12,6 +12,7 @@
 #include "core/errors.hpp"
 #include "store/job_repository.hpp"
 #include "store/job_store.hpp"
+#include "store/status_query.hpp"
 #include "test_database.hpp"
 
 namespace jobd::store {
@@ -136,7 +137,7 @@ TEST(PauseTest, PausesAreListedAndUnpauseNotifies) {
   listener->await_notification(5, 0);
   EXPECT_EQ(receiver.payloads, (std::vector<std::string>{"noop"}));
   EXPECT_TRUE(store.pause(request));
-  nlohmann::json pauses = store.pauses();
+  nlohmann::json pauses = loadStatus(*conn)["paused"];
   ASSERT_EQ(pauses.size(), 1U);
   EXPECT_EQ(pauses[0]["job_type"], "noop");
   EXPECT_EQ(pauses[0]["target"], "T");
@@ -149,7 +150,7 @@ TEST(PauseTest, PausesAreListedAndUnpauseNotifies) {
   EXPECT_TRUE(store.unpause("noop", std::string("T")));
   listener->await_notification(5, 0);
   EXPECT_EQ(receiver.payloads, (std::vector<std::string>{"noop"}));
-  EXPECT_TRUE(store.pauses().empty());
+  EXPECT_TRUE(loadStatus(*conn)["paused"].empty());
 }
 
 }  // namespace

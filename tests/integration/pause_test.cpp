@@ -64,8 +64,8 @@ TEST(PauseCommandTest, APauseStopsEveryDaemonsClaimsWithin100Ms) {
   ASSERT_TRUE(first.waitReady());
   ASSERT_TRUE(second.waitReady());
   Feeder feeder(db);
-  std::this_thread::sleep_for(1s);
-  ASSERT_NE(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 2"), "0");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) >= 20 FROM jobd.job WHERE status = 2", "true", 20s),
+            "true");
 
   ProcessResult paused = jobd({"pause", "noop", "--reason", "deploy"});
   ASSERT_EQ(paused.exit_code, 0) << paused.err;
