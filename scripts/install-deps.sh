@@ -11,6 +11,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libboost-dev libpqxx-dev libpq-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsystemd-dev libgtest-dev libgmock-dev libinih-dev libcurl4-openssl-dev
+  libhowardhinnant-date-dev tzdata
   postgresql-15 postgresql-client-15 postgresql-common
   clang-format clang-tidy util-linux procps systemd python3-aiosmtpd
 )
