@@ -89,6 +89,18 @@ const std::vector<CommandSpec>& commands() {
        {},
        "unpause TYPE [--target KEY]",
        "end a pause: every daemon claims TYPE's jobs (or the target's) again at once"},
+      {"schedule",
+       1,
+       4,
+       {"--time-zone", "--payload", "--priority", "--target", "--max-retries", "--catch-up",
+        "--catch-up-limit", "--overlap"},
+       {"--replace", "--json"},
+       "schedule add NAME TYPE SPEC [--time-zone TZ] [--payload JSON] [--priority N] [--target "
+       "KEY] [--max-retries N] [--catch-up skip|last|all] [--catch-up-limit N] [--overlap "
+       "allow|skip|queue] [--replace]\n  schedule list [--json] | pause NAME | resume NAME | "
+       "remove NAME | run-now NAME",
+       "durable schedules: SPEC is a cron expression (5 fields, 6 with seconds first, @daily...) "
+       "or 'every DUR'; one job per tick across every daemon"},
       {"check-config",
        0,
        0,

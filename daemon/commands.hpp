@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 
 #include "command_line.hpp"
@@ -22,6 +23,16 @@ std::shared_ptr<const config::Config> loadConfig(const CommandLine& cl);
 // The conninfo commands connect with: --database, else [jobd] database.
 std::string databaseConninfo(const CommandLine& cl, const config::Config& config);
 
+// Connects and checks that the schema is the one this binary knows.
+std::unique_ptr<pqxx::connection> connectChecked(const CommandLine& cl,
+                                                 const config::Config& config);
+// A whole number from min to max, or a UsageError naming `what`.
+long long parseInteger(const std::string& what, const std::string& text, long long min,
+                       long long max);
+// Who ran the command: the operator's login (the sudoer's under sudo) and
+// host, and the command ("alice@web1 (jobd pause)").
+std::string operatorName(const std::string& command);
+
 int cmdMigrate(const CommandLine& cl);
 int cmdCheckConfig(const CommandLine& cl);
 int cmdEnqueue(const CommandLine& cl);
@@ -31,6 +42,7 @@ int cmdOops(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
 int cmdPause(const CommandLine& cl);
 int cmdUnpause(const CommandLine& cl);
+int cmdSchedule(const CommandLine& cl);
 int cmdServe(const CommandLine& cl);
 int cmdRunOnce(const CommandLine& cl);
 

@@ -208,6 +208,7 @@ void Controller::onListening() {
   }
   // After every (re)connect: notifications sent in the gap are lost.
   services_->producer().wakeAll();
+  services_->scheduler().wake();
 }
 
 void Controller::onReady() {
@@ -223,6 +224,7 @@ void Controller::onReady() {
   services_->leases().start();
   services_->rescuer().start();
   services_->cleaner().start();
+  services_->scheduler().start();
   reporter_.heartbeat();
   logs::info("DAEMON_READY listening and polled; {}", reporter_.statusLine());
   systemd::notifyReady(reporter_.statusLine());

@@ -13,6 +13,7 @@ void Drain::begin(runtime::Services& services, Duration timeout) {
   systemd::notifyStopping();
   services.rescuer().stop();
   services.cleaner().stop();
+  services.scheduler().stop();
   auto drain_deadline = std::chrono::steady_clock::now() + timeout;
   // Room after the drain for the releases to be written.
   finish_deadline_ = drain_deadline + std::chrono::seconds(3);

@@ -19,7 +19,6 @@
 #include "store/status_query.hpp"
 
 namespace jobd::cli {
-namespace {
 
 long long parseInteger(const std::string& what, const std::string& text, long long min,
                        long long max) {
@@ -33,18 +32,23 @@ long long parseInteger(const std::string& what, const std::string& text, long lo
   return value;
 }
 
+namespace {
+
 std::int64_t parseJobId(const CommandLine& cl) {
   return parseInteger(cl.command + ": ID", cl.positional.at(0), 1,
                       std::numeric_limits<std::int64_t>::max());
 }
 
-// Connects and checks that the schema is the one this binary knows.
+}  // namespace
+
 std::unique_ptr<pqxx::connection> connectChecked(const CommandLine& cl,
                                                  const config::Config& config) {
   auto conn = store::connect(databaseConninfo(cl, config), "jobd " + cl.command);
   store::checkSchemaVersion(*conn);
   return conn;
 }
+
+namespace {
 
 // ISO 8601: a date, optionally a time, optionally Z or an offset. Anything
 // PostgreSQL would read differently (words such as 'tomorrow') is refused.
@@ -74,17 +78,16 @@ std::string age(const nlohmann::json& seconds) {
   return out.str();
 }
 
-// Who paused: the operator's login and host.
-std::string operatorName() {
+}  // namespace
+
+std::string operatorName(const std::string& command) {
   const char* user = std::getenv("SUDO_USER");
   if (user == nullptr || *user == '\0') {
     const passwd* pw = ::getpwuid(::getuid());
     user = pw != nullptr ? pw->pw_name : "unknown";
   }
-  return std::string(user) + "@" + hostName() + " (jobd pause)";
+  return std::string(user) + "@" + hostName() + " (jobd " + command + ")";
 }
-
-}  // namespace
 
 int cmdEnqueue(const CommandLine& cl) {
   auto config = loadConfig(cl);
@@ -315,7 +318,7 @@ int cmdPause(const CommandLine& cl) {
   }
   request.target = cl.option("--target");
   request.reason = cl.option("--reason").value_or("");
-  request.paused_by = operatorName();
+  request.paused_by = operatorName("pause");
   if (auto until = cl.option("--until")) {
     if (looksLikeIso8601(*until)) {
       request.until = *until;

@@ -161,6 +161,25 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, std::vector<std::string>>(&S::error_recipients, parseAddressList)},
       {{"enabled", "true", "false: the section is validated but never claims"},
        into<S, bool>(&S::enabled, parseBool)},
+      {{"schedule", "",
+        "make a job of this section's type per tick: a cron expression (5 fields, 6 with "
+        "seconds first, or @hourly, @daily...) or every DUR; the schedule is named after the "
+        "section; empty: none"},
+       into<S, std::string>(&S::schedule, parseScheduleOrEmpty)},
+      {{"schedule_time_zone", "UTC", "IANA time zone of the schedule's cron expression"},
+       into<S, std::string>(&S::schedule_time_zone, parseTimeZone)},
+      {{"schedule_payload", "{}", "json_data of the jobs the schedule makes (a JSON object)"},
+       into<S, std::string>(&S::schedule_payload, parseJsonObject)},
+      {{"schedule_catch_up", "last",
+        "ticks missed while no daemon ran: skip, last (make the newest) or all (up to "
+        "schedule_catch_up_limit)"},
+       into<S, std::string>(&S::schedule_catch_up, parseCatchUpName)},
+      {{"schedule_catch_up_limit", "100", "most missed ticks that catch_up = all makes"},
+       into<S, int>(&S::schedule_catch_up_limit, intBetween(1, 100000))},
+      {{"schedule_overlap", "allow",
+        "a tick while the schedule's last job is WAITING or RUNNING: allow, skip, or queue "
+        "(run after it)"},
+       into<S, std::string>(&S::schedule_overlap, parseOverlapName)},
   };
   return fields;
 }

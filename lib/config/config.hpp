@@ -70,6 +70,14 @@ struct SectionConfig {
   Duration keep_finished = std::chrono::hours(24 * 30);
   std::vector<std::string> error_recipients;
   bool enabled = true;
+  // A schedule of this section's job type, named after the section (issue
+  // 19): a cron expression or "every DUR"; empty: none.
+  std::string schedule;
+  std::string schedule_time_zone = "UTC";
+  std::string schedule_payload = "{}";
+  std::string schedule_catch_up = "last";
+  int schedule_catch_up_limit = 100;
+  std::string schedule_overlap = "allow";
   // The handler's own keys (for example exec's `command`), validated.
   std::map<std::string, std::string> handler_options;
 };

@@ -1,5 +1,7 @@
 #include "config/value_parsers.hpp"
 
+#include "core/schedule_spec.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -8,7 +10,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 namespace jobd::config {
 namespace {
@@ -340,6 +344,56 @@ std::optional<RunnerKind> parseRunner(const std::string& value, std::string& err
   }
   error = "expected thread or process, got '" + value + "'";
   return std::nullopt;
+}
+
+std::optional<std::string> parseScheduleOrEmpty(const std::string& value, std::string& error) {
+  if (value.empty()) {
+    return value;
+  }
+  try {
+    ScheduleSpec::parse(value, "UTC");
+    return value;
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> parseTimeZone(const std::string& value, std::string& error) {
+  try {
+    ScheduleSpec::parse("every 1s", value);
+    return value;
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> parseJsonObject(const std::string& value, std::string& error) {
+  auto json = nlohmann::json::parse(value, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    error = "expected a JSON object such as {\"key\": 1}, got '" + value + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> parseCatchUpName(const std::string& value, std::string& error) {
+  try {
+    return std::string(catchUpName(parseCatchUp(value)));
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> parseOverlapName(const std::string& value, std::string& error) {
+  try {
+    return std::string(overlapName(parseOverlap(value)));
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return std::nullopt;
+  }
 }
 
 }  // namespace jobd::config

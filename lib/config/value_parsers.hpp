@@ -50,6 +50,14 @@ std::optional<std::vector<std::string>> parseHostList(const std::string& value, 
 bool isLoopbackListen(const std::string& host_port);
 std::optional<RetryBackoff> parseBackoff(const std::string& value, std::string& error);
 std::optional<RunnerKind> parseRunner(const std::string& value, std::string& error);
+// Schedules (core/schedule_spec.hpp): a cron expression or "every DUR"
+// (empty: no schedule), an IANA time zone, a JSON object, and the
+// catch-up and overlap policies by name.
+std::optional<std::string> parseScheduleOrEmpty(const std::string& value, std::string& error);
+std::optional<std::string> parseTimeZone(const std::string& value, std::string& error);
+std::optional<std::string> parseJsonObject(const std::string& value, std::string& error);
+std::optional<std::string> parseCatchUpName(const std::string& value, std::string& error);
+std::optional<std::string> parseOverlapName(const std::string& value, std::string& error);
 
 // A bare mail address check: local@domain, no spaces or angle brackets.
 bool isMailAddress(const std::string& value);

@@ -195,6 +195,38 @@ std::string pausedTable(const nlohmann::json& paused) {
   return out + "</table>";
 }
 
+// Every schedule (schema 15): its next and last ticks, and the last job's
+// outcome; nothing when there are none.
+std::string schedulesTable(const nlohmann::json& schedules) {
+  if (!schedules.is_array() || schedules.empty()) {
+    return "";
+  }
+  std::string out =
+      "<h2>Schedules</h2><table id=\"schedules\"><tr><th>schedule</th><th>job type</th>"
+      "<th>spec</th><th>next</th><th>last</th><th>last job</th><th>missed</th>"
+      "<th>skipped</th></tr>";
+  for (const auto& s : schedules) {
+    std::string state;
+    if (!s["problem"].is_null()) {
+      state = " <b>not run: " + escapeHtml(text(s["problem"])) + "</b>";
+    } else if (s.value("paused", false)) {
+      state = " <b>paused</b>";
+    }
+    std::string last_job = "-";
+    if (!s["last_job"].is_null()) {
+      last_job =
+          jobLink(s["last_job"]) + " " +
+          escapeHtml(s["last_status"].is_null() ? std::string("pruned") : text(s["last_status"]));
+    }
+    out += "<tr><td>" + escapeHtml(text(s["name"])) + state + "</td>" + cell(s["job_type"]) +
+           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")") + cell(s["next_fire"]) +
+           cell(s["last_fire"]) + "<td>" + last_job + "</td><td class=\"n\">" +
+           escapeHtml(text(s["missed"])) + "</td><td class=\"n\">" +
+           escapeHtml(text(s["skipped"])) + "</td></tr>";
+  }
+  return out + "</table>";
+}
+
 std::string fieldsTable(const nlohmann::json& object, std::initializer_list<const char*> fields) {
   std::string out = "<table>";
   for (const char* field : fields) {
@@ -235,7 +267,8 @@ std::string escapeHtml(const std::string& text) {
 std::string dashboardLive(const nlohmann::json& d) {
   return "<p class=\"muted\">as of " + escapeHtml(text(d["now"])) + "</p>" +
          pausedTable(d.value("paused", nlohmann::json::array())) + jobTypesTable(d["job_types"]) +
-         runningTable(d["running"]) + failuresTable(d["failures"]) + daemonsTable(d["daemons"]);
+         runningTable(d["running"]) + failuresTable(d["failures"]) +
+         schedulesTable(d.value("schedules", nlohmann::json::array())) + daemonsTable(d["daemons"]);
 }
 
 std::string dashboardPage(const nlohmann::json& d) {

@@ -74,6 +74,13 @@ Services::Services(boost::asio::io_context& io, Metrics& metrics,
   cleaner_db_->start();
   cleaner_ = std::make_unique<Cleaner>(io_, *cleaner_db_);
   applyTimings();
+  // Schedules on a connection of their own: a tick is made on time
+  // whatever the claims, outcomes and cleaner are doing.
+  schedule_db_ = std::make_unique<DatabaseThread>(o.conninfo, o.owner, "jobd schedules",
+                                                  settings(Commits::kDurable, o.pooled));
+  schedule_db_->start();
+  scheduler_ = std::make_unique<Scheduler>(io_, *schedule_db_, o.owner);
+  configureSchedules();
 
   producer_ = std::make_unique<Producer>(io_, *db_, *recorder_, metrics_, *leases_, *executor_,
                                          *pools_.back(), config_, sections_);
@@ -97,7 +104,14 @@ Services::Services(boost::asio::io_context& io, Metrics& metrics,
   sleeper_ = std::make_unique<Sleeper>(io_, *sleep_db_, [this] { producer_->sleepLocksLost(); });
   producer_->useSleeper(sleeper_.get());
   notifier_ = std::make_unique<Notifier>(
-      io_, *db_, o.listen, [this](const std::string& type) { producer_->wakeJobType(type); },
+      io_, *db_, o.listen,
+      [this](const std::string& payload) {
+        if (payload == kScheduleChanged) {
+          scheduler_->wake();
+        } else {
+          producer_->wakeJobType(payload);
+        }
+      },
       o.on_listening, o.database_timeout);
 }
 
@@ -127,6 +141,28 @@ void Services::applyTimings() {
   cleaner_->configure(d.clean_interval, std::move(retention), d.keep_oops);
 }
 
+void Services::configureSchedules() {
+  std::vector<store::ScheduleDefinition> configured;
+  std::vector<std::string> unscheduled;
+  for (const config::SectionConfig& section : config_->sections()) {
+    if (section.schedule.empty() || !section.enabled) {
+      unscheduled.push_back(section.name);
+      continue;
+    }
+    store::ScheduleDefinition d;
+    d.name = section.name;
+    d.job_type = section.job_type;
+    d.spec = section.schedule;
+    d.time_zone = section.schedule_time_zone;
+    d.json_data = section.schedule_payload;
+    d.catch_up = section.schedule_catch_up;
+    d.catch_up_limit = section.schedule_catch_up_limit;
+    d.overlap = section.schedule_overlap;
+    configured.push_back(std::move(d));
+  }
+  scheduler_->configure(std::move(configured), std::move(unscheduled));
+}
+
 void Services::reconfigure(std::shared_ptr<const config::Config> config,
                            std::vector<ServedSection> sections) {
   if (config->daemon().workers != config_->daemon().workers) {
@@ -138,6 +174,7 @@ void Services::reconfigure(std::shared_ptr<const config::Config> config,
   config_ = std::move(config);
   sections_ = std::move(sections);
   applyTimings();
+  configureSchedules();
   producer_->reconfigure(config_, sections_, *pools_.back());
 }
 
@@ -146,6 +183,7 @@ void Services::stopTimers() {
   leases_->stop();
   rescuer_->stop();
   cleaner_->stop();
+  scheduler_->stop();
 }
 
 bool Services::stopThreads() {
@@ -157,6 +195,7 @@ bool Services::stopThreads() {
   outcomes_db_->stop();
   leases_db_->stop();
   cleaner_db_->stop();
+  schedule_db_->stop();
   sleep_db_->stop();
   bool database_up = db_->connected();
   db_->stop();

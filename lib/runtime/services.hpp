@@ -28,6 +28,7 @@
 #include "runtime/notifier.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/producer.hpp"
+#include "runtime/scheduler.hpp"
 #include "runtime/sleeper.hpp"
 #include "store/daemon_registry.hpp"
 
@@ -67,6 +68,7 @@ class Services {
   LeaseKeeper& leases() { return *leases_; }
   LeaseRescuer& rescuer() { return *rescuer_; }
   Cleaner& cleaner() { return *cleaner_; }
+  Scheduler& scheduler() { return *scheduler_; }
   Sleeper& sleeper() { return *sleeper_; }
   Notifier& notifier() { return *notifier_; }
   DatabaseThread& database() { return *db_; }
@@ -102,6 +104,7 @@ class Services {
 
  private:
   void applyTimings();
+  void configureSchedules();
 
   boost::asio::io_context& io_;
   Metrics& metrics_;
@@ -116,12 +119,14 @@ class Services {
   std::unique_ptr<DatabaseThread> leases_db_;    // renewals only
   std::unique_ptr<DatabaseThread> cleaner_db_;   // keep_finished's deletes
   std::unique_ptr<DatabaseThread> sleep_db_;     // the quiet enqueue's session locks
+  std::unique_ptr<DatabaseThread> schedule_db_;  // the schedules' passes
   std::unique_ptr<JobExecutor> executor_;
   std::unique_ptr<OutcomeRecorder> recorder_;
   std::unique_ptr<NoticeSender> notices_;
   std::unique_ptr<LeaseKeeper> leases_;
   std::unique_ptr<LeaseRescuer> rescuer_;
   std::unique_ptr<Cleaner> cleaner_;
+  std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Producer> producer_;
   std::unique_ptr<Sleeper> sleeper_;
   std::unique_ptr<Notifier> notifier_;

@@ -1,5 +1,6 @@
 #include "store/dashboard_query.hpp"
 
+#include "store/schedule_store.hpp"
 #include "store/sql_params.hpp"
 
 namespace jobd::store {
@@ -91,8 +92,11 @@ SELECT jsonb_build_object(
   'daemons', (SELECT COALESCE(jsonb_agg(to_jsonb(d) ORDER BY d.owner), '[]') FROM daemons d),
   'paused', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST),
                              '[]')
-               FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()))
+               FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()),
+  'schedules', (SELECT COALESCE(jsonb_agg(to_jsonb(s) ORDER BY s.name), '[]') FROM (
 )sql";
+// ...every schedule (schema 15), as `jobd schedule list` shows them.
+constexpr const char* kDashboardEnd = ") AS s))";
 
 }  // namespace
 
@@ -100,7 +104,8 @@ nlohmann::json loadDashboard(pqxx::connection_base& conn, const std::vector<std:
                              int running_limit, int failure_limit) {
   pqxx::read_transaction txn(conn, "dashboard");
   txn.exec("SET LOCAL jit = off");  // 600 ms of compiling for 20 ms of work
-  pqxx::row row = txn.exec_params1(kDashboard, pgTextArray(job_types), running_limit, failure_limit,
+  pqxx::row row = txn.exec_params1(std::string(kDashboard) + kScheduleRows + kDashboardEnd,
+                                   pgTextArray(job_types), running_limit, failure_limit,
                                    std::to_string(kLiveDaemonSeconds) + " seconds");
   return nlohmann::json::parse(row[0].c_str());
 }

@@ -121,6 +121,13 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   nlohmann::json expected = nlohmann::json::parse(db.scalar(kExpected));
   // A pause is shown with who, why and until when (schema 14).
   db.scalar("SELECT jobd.pause('mail', 'relay-2', reason => 'relay <down>', paused_by => 'alice')");
+  // So is a schedule, paused (no daemon adds to the counts), with its last
+  // job (schema 15).
+  const std::string last_job = db.scalar("SELECT min(id) FROM jobd.job WHERE status = 2");
+  db.scalar(
+      "INSERT INTO jobd.schedule (name, job_type, spec, time_zone, paused, last_job, last_fire) "
+      "VALUES ('nightly <eu>', 'report', '30 2 * * *', 'Europe/London', true, " +
+      last_job + ", '2026-12-06 02:30:00Z') RETURNING 1");
 
   Chromium chromium;
   testing::ProcessResult page = chromium.run(base + "/", 5000);
@@ -153,6 +160,11 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   EXPECT_THAT(dom, HasSubstr("<table id=\"paused\">"));
   EXPECT_THAT(dom, HasSubstr("<td>mail</td><td>relay-2</td><td>alice</td>"));
   EXPECT_THAT(dom, HasSubstr("<td>until unpaused</td><td>relay &lt;down&gt;</td>"));
+  EXPECT_THAT(dom, HasSubstr("<table id=\"schedules\">"));
+  EXPECT_THAT(dom, HasSubstr("<td>nightly &lt;eu&gt; <b>paused</b></td><td>report</td><td>30 2 * "
+                             "* * (Europe/London)</td>"));
+  EXPECT_THAT(dom, HasSubstr("<a href=\"/job/" + last_job + "\">" + last_job +
+                             "</a> COMPLETED</td><td class=\"n\">0</td>"));
   // The live daemon, idle, by its owner name <host>:<pid>:<hex>.
   EXPECT_THAT(dom, HasSubstr(":" + std::to_string(daemon.process().pid()) + ":"));
 
