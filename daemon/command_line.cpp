@@ -95,12 +95,12 @@ const std::vector<CommandSpec>& commands() {
        {"--time-zone", "--payload", "--priority", "--target", "--max-retries", "--catch-up",
         "--catch-up-limit", "--overlap"},
        {"--replace", "--json"},
-       "schedule add NAME TYPE SPEC [--time-zone TZ] [--payload JSON] [--priority N] [--target "
+       "schedule add NAME TYPE 'SPEC' [--time-zone TZ] [--payload JSON] [--priority N] [--target "
        "KEY] [--max-retries N] [--catch-up skip|last|all] [--catch-up-limit N] [--overlap "
        "allow|skip|queue] [--replace]\n  schedule list [--json] | pause NAME | resume NAME | "
        "remove NAME | run-now NAME",
-       "durable schedules: SPEC is a cron expression (5 fields, 6 with seconds first, @daily...) "
-       "or 'every DUR'; one job per tick across every daemon"},
+       "durable schedules: SPEC (quoted: the shell expands *) is a cron expression (5 fields, 6 "
+       "with seconds first, @daily...) or 'every DUR'; one job per tick across every daemon"},
       {"check-config",
        0,
        0,

@@ -41,7 +41,11 @@ store::ScheduleDefinition definition(const CommandLine& cl) {
   d.spec = argument(cl, 3, "SPEC");
   d.time_zone = cl.option("--time-zone").value_or("UTC");
   try {
-    ScheduleSpec::parse(d.spec, d.time_zone);
+    ScheduleSpec spec = ScheduleSpec::parse(d.spec, d.time_zone);
+    d.time_zone = spec.timeZone();  // "" is UTC
+    if (!spec.nextAfter(date::floor<std::chrono::seconds>(std::chrono::system_clock::now()))) {
+      throw std::invalid_argument("'" + d.spec + "' never ticks again");
+    }
     if (auto catch_up = cl.option("--catch-up")) {
       d.catch_up = std::string(catchUpName(parseCatchUp(*catch_up)));
     }
@@ -63,9 +67,22 @@ store::ScheduleDefinition definition(const CommandLine& cl) {
   }
   if (auto limit = cl.option("--catch-up-limit")) {
     d.catch_up_limit =
-        static_cast<int>(parseInteger("schedule add: --catch-up-limit", *limit, 1, 100000));
+        static_cast<int>(parseInteger("schedule add: --catch-up-limit", *limit, 1, 1000));
   }
   return d;
+}
+
+std::string nextTick(const nlohmann::json& s) {
+  if (s["paused"].get<bool>()) {
+    return "- (paused)";
+  }
+  if (!s["problem"].is_null()) {
+    return "- (set aside)";
+  }
+  if (s["next_fire"].is_null()) {
+    return "pending (the next pass of a daemon computes it)";
+  }
+  return s["next_fire"] == "infinity" ? "never" : text(s["next_fire"]);
 }
 
 void printList(const nlohmann::json& schedules) {
@@ -79,9 +96,7 @@ void printList(const nlohmann::json& schedules) {
               << ", overlap " << text(s["overlap"])
               << (s["from_config"].get<bool>() ? ", from the configuration" : "")
               << (s["paused"].get<bool>() ? ", PAUSED" : "") << "\n";
-    std::cout << "  next "
-              << (s["paused"].get<bool>() ? std::string("- (paused)") : text(s["next_fire"]))
-              << ", last " << text(s["last_fire"]);
+    std::cout << "  next " << nextTick(s) << ", last " << text(s["last_fire"]);
     if (!s["last_job"].is_null()) {
       std::cout << " (job " << text(s["last_job"]) << " "
                 << (s["last_status"].is_null() ? std::string("pruned") : text(s["last_status"]))
@@ -135,8 +150,11 @@ int cmdSchedule(const CommandLine& cl) {
       std::cout << *result.job_id << "\n";
       return 0;
     }
-    std::cout << "schedule " << name << ": no job made: its last job is still WAITING or "
-              << "RUNNING (overlap = skip)\n";
+    std::cout << "schedule " << name << ": no job made: "
+              << (result.outcome == "skipped"
+                      ? "its last job is still WAITING or RUNNING (overlap = skip)"
+                      : "a job was made at this instant already")
+              << "\n";
     return 0;
   }
   bool found =

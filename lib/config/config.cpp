@@ -8,6 +8,7 @@
 
 #include "config/ini_parser.hpp"
 #include "config/value_parsers.hpp"
+#include "core/schedule_spec.hpp"
 
 namespace jobd::config {
 namespace {
@@ -175,7 +176,7 @@ const Fields<SectionConfig>& sectionFields() {
         "schedule_catch_up_limit)"},
        into<S, std::string>(&S::schedule_catch_up, parseCatchUpName)},
       {{"schedule_catch_up_limit", "100", "most missed ticks that catch_up = all makes"},
-       into<S, int>(&S::schedule_catch_up_limit, intBetween(1, 100000))},
+       into<S, int>(&S::schedule_catch_up_limit, intBetween(1, 1000))},
       {{"schedule_overlap", "allow",
         "a tick while the schedule's last job is WAITING or RUNNING: allow, skip, or queue "
         "(run after it)"},
@@ -300,7 +301,9 @@ class ConfigBuilder {
       }
       chain.push_back(next->name);
       for (const IniEntry& e : next->entries) {
-        if (e.key != "job_type" && e.key != "link") {
+        // A schedule is its section's own: a linked section does not make
+        // a second one.
+        if (e.key != "job_type" && e.key != "link" && e.key.rfind("schedule", 0) != 0) {
           entries.emplace(e.key, ResolvedEntry{&e, next->name});
         }
       }
@@ -333,7 +336,30 @@ class ConfigBuilder {
       }
     }
     checkHandler(section, sc, entries, handler_entries);
+    checkSchedule(sc, entries);
     return sc;
+  }
+
+  // schedule_* keys need `schedule`, and a schedule must tick again.
+  void checkSchedule(const SectionConfig& sc, const std::map<std::string, ResolvedEntry>& entries) {
+    for (const auto& [key, resolved] : entries) {
+      if (sc.schedule.empty() && key.rfind("schedule_", 0) == 0) {
+        problem(resolved.entry, resolved.written_in, key, "has no effect without a schedule key");
+      }
+    }
+    auto spec = entries.find("schedule");
+    if (sc.schedule.empty() || spec == entries.end()) {
+      return;
+    }
+    try {
+      if (!ScheduleSpec::parse(sc.schedule, sc.schedule_time_zone)
+               .nextAfter(date::floor<std::chrono::seconds>(std::chrono::system_clock::now()))) {
+        problem(spec->second.entry, spec->second.written_in, "schedule",
+                "'" + sc.schedule + "' never ticks again");
+      }
+    } catch (const std::exception&) {
+      // A bad spec or zone is its own key's problem, reported already.
+    }
   }
 
   void checkHandler(const IniSection& section, SectionConfig& sc,

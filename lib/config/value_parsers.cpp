@@ -361,8 +361,7 @@ std::optional<std::string> parseScheduleOrEmpty(const std::string& value, std::s
 
 std::optional<std::string> parseTimeZone(const std::string& value, std::string& error) {
   try {
-    ScheduleSpec::parse("every 1s", value);
-    return value;
+    return ScheduleSpec::parse("every 1s", value).timeZone();
   } catch (const std::invalid_argument& e) {
     error = e.what();
     return std::nullopt;

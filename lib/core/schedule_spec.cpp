@@ -223,49 +223,76 @@ std::optional<SysSeconds> ScheduleSpec::nextCron(SysSeconds after, CivilTime fro
                            "'; is its time zone data damaged?");
 }
 
+namespace {
+
+// The ticks in (after, until]: how many, and the newest `keep` of them.
+struct Span {
+  std::uint64_t count = 0;
+  std::deque<SysSeconds> newest;  // ascending
+};
+
+Span ticksIn(const ScheduleSpec& spec, SysSeconds after, SysSeconds until, std::size_t keep) {
+  Span span;
+  if (until <= after) {
+    return span;
+  }
+  std::optional<SysSeconds> tick = spec.nextAfter(after);
+  if (spec.isInterval()) {
+    if (!tick || *tick > until) {
+      return span;
+    }
+    const std::int64_t d = spec.interval().count();
+    // The newest: until itself or the last multiple of d before it.
+    const SysSeconds last = until - seconds{floorMod(until.time_since_epoch().count(), d)};
+    span.count = static_cast<std::uint64_t>((last - *tick).count() / d) + 1;
+    const std::uint64_t n = std::min<std::uint64_t>(span.count, keep);
+    for (std::uint64_t i = n; i > 0; --i) {
+      span.newest.push_back(last - seconds{d} * static_cast<std::int64_t>(i - 1));
+    }
+    return span;
+  }
+  while (tick && *tick <= until) {
+    ++span.count;
+    span.newest.push_back(*tick);
+    if (span.newest.size() > keep) {
+      span.newest.pop_front();
+    }
+    tick = spec.nextAfter(*tick);
+  }
+  return span;
+}
+
+}  // namespace
+
 DueTicks dueTicks(const ScheduleSpec& spec, SysSeconds fired_through, SysSeconds now,
                   CatchUp policy, int limit) {
   DueTicks due;
+  due.next = spec.nextAfter(std::max(fired_through, now));
   if (fired_through >= now) {
-    due.next = spec.nextAfter(now);
     return due;
   }
-  const std::size_t keep =
-      policy == CatchUp::kAll ? static_cast<std::size_t>(std::max(limit, 1)) : 1;
-  std::deque<SysSeconds> kept;  // the newest due ticks, ascending
-  if (spec.isInterval()) {
-    const std::optional<SysSeconds> first = spec.nextAfter(fired_through);
-    if (first && *first <= now) {
-      const std::int64_t d = spec.interval().count();
-      // The newest due tick: now itself or the last multiple of d before it.
-      const SysSeconds last = now - seconds{floorMod(now.time_since_epoch().count(), d)};
-      const auto count = static_cast<std::uint64_t>((last - *first).count() / d) + 1;
-      const std::uint64_t n = std::min<std::uint64_t>(count, keep);
-      for (std::uint64_t i = n; i > 0; --i) {
-        kept.push_back(last - seconds{d} * static_cast<std::int64_t>(i - 1));
-      }
-      due.missed = count - n;
-      due.next = spec.nextAfter(last);
-    } else {
-      due.next = first;
-    }
-  } else {
-    std::optional<SysSeconds> tick = spec.nextAfter(fired_through);
-    while (tick && *tick <= now) {
-      kept.push_back(*tick);
-      if (kept.size() > keep) {
-        kept.pop_front();
-        ++due.missed;
-      }
-      tick = spec.nextAfter(*tick);
-    }
-    due.next = tick;
+  SysSeconds from = fired_through;
+  if (!spec.isInterval() && now - from > kLookback) {
+    from = now - kLookback;
   }
-  if (policy == CatchUp::kSkip && !kept.empty() && now - kept.back() >= kOnTime) {
-    due.missed += kept.size();
-    kept.clear();
+  // On time: less than kOnTime old. Every one is made, whatever the
+  // policy: a pass that runs a few seconds late (a retry after an error,
+  // a slow commit) misses nothing.
+  const SysSeconds late_until = std::max(from, now - kOnTime);
+  Span on_time = ticksIn(spec, late_until, now, std::numeric_limits<std::size_t>::max());
+  std::size_t keep_late = 0;
+  if (policy == CatchUp::kAll) {
+    keep_late = static_cast<std::size_t>(std::max(limit, 1));
+  } else if (policy == CatchUp::kLast && on_time.count == 0) {
+    keep_late = 1;
   }
-  due.fire.assign(kept.begin(), kept.end());
+  Span late = ticksIn(spec, from, late_until, std::max<std::size_t>(keep_late, 1));
+  while (late.newest.size() > keep_late) {
+    late.newest.pop_front();
+  }
+  due.missed = late.count - late.newest.size();
+  due.fire.assign(late.newest.begin(), late.newest.end());
+  due.fire.insert(due.fire.end(), on_time.newest.begin(), on_time.newest.end());
   return due;
 }
 

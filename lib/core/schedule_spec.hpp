@@ -99,25 +99,28 @@ class ScheduleSpec {
   const date::time_zone* zone_ = nullptr;
 };
 
-// A tick that came due less than this long before now is on time, not
-// missed: what CatchUp::kSkip still fires.
+// A tick that came due less than this long before now is on time: it is
+// made whatever the catch-up policy.
 inline constexpr std::chrono::seconds kOnTime{60};
+// A cron schedule's ticks older than this before now are neither made nor
+// counted as missed: the walk over them is bounded (a per-second
+// expression: 604,800 steps).
+inline constexpr std::chrono::hours kLookback{24 * 7};
 
 // The ticks in (fired_through, now] and what to do with them.
 struct DueTicks {
   std::vector<SysSeconds> fire;    // ascending; the ticks to make jobs for
-  std::uint64_t missed = 0;        // due ticks not fired, by the catch-up policy
+  std::uint64_t missed = 0;        // due ticks not made, by the catch-up policy
   std::optional<SysSeconds> next;  // the first tick after now
 };
 
-// kAll fires the newest `limit` due ticks (a limit below 1 counts as 1), so
-// that a long outage cannot flood the queue; the older ones are missed.
-// kLast fires only the newest due tick. kSkip fires the newest due tick only
-// when it came due less than kOnTime before now, and none otherwise. Every
-// due tick not fired counts in `missed`. Nothing is due when fired_through
-// >= now. Arithmetic for intervals, whatever the gap; a cron expression
-// walks its due ticks (a per-second one over ten days: 864,000 steps), keeping
-// only the ones it may fire.
+// Every on-time tick (less than kOnTime old) is made. Of the older ones,
+// which came due while no daemon could make them: kSkip makes none; kLast
+// makes the newest, and only when no tick is on time; kAll makes the
+// newest `limit` (a limit below 1 counts as 1). Every older tick not made
+// counts in `missed`. Nothing is due when fired_through >= now.
+// Arithmetic for intervals, whatever the gap; a cron expression walks its
+// due ticks, at most kLookback of them.
 DueTicks dueTicks(const ScheduleSpec& spec, SysSeconds fired_through, SysSeconds now,
                   CatchUp policy, int limit);
 

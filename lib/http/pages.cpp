@@ -219,7 +219,8 @@ std::string schedulesTable(const nlohmann::json& schedules) {
           escapeHtml(s["last_status"].is_null() ? std::string("pruned") : text(s["last_status"]));
     }
     out += "<tr><td>" + escapeHtml(text(s["name"])) + state + "</td>" + cell(s["job_type"]) +
-           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")") + cell(s["next_fire"]) +
+           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")") +
+           cell(s.value("paused", false) ? nlohmann::json("paused") : s["next_fire"]) +
            cell(s["last_fire"]) + "<td>" + last_job + "</td><td class=\"n\">" +
            escapeHtml(text(s["missed"])) + "</td><td class=\"n\">" +
            escapeHtml(text(s["skipped"])) + "</td></tr>";

@@ -11,7 +11,11 @@
 // those ticks under their catch-up policy.
 //
 // The sections' `schedule` keys are written at the first pass after
-// start() and after each configure() (a reload).
+// start() and after each configure() (a reload), in a transaction of their
+// own. Each schedule fires under a savepoint of its own: one that fails
+// (a trigger on jobd.job, a deadline) is tried again a minute later, and
+// the others fire. A schedule whose time zone this host's tzdata lacks is
+// left to the other daemons (SCHEDULE_ZONE_UNKNOWN).
 //
 // Threads: the public calls on the io thread; passes on the database
 // thread.
@@ -39,38 +43,37 @@ inline constexpr const char* kScheduleChanged = "jobd.schedule";
 class Scheduler {
  public:
   // The schedules one pass locks at most; a pass that took that many
-  // runs again at once.
-  static constexpr int kBatch = 50;
+  // runs again at once. With catch_up_limit at most 1,000 a pass makes at
+  // most 10,000 jobs, well within database_timeout.
+  static constexpr int kBatch = 10;
   // The longest wait between passes.
   static constexpr std::chrono::seconds kIdle{60};
 
   Scheduler(boost::asio::io_context& io, DatabaseThread& db, std::string owner);
 
-  // The schedules of the configuration's sections, and the sections that
-  // have none (their configuration-made schedule goes).
-  void configure(std::vector<store::ScheduleDefinition> configured,
-                 std::vector<std::string> unscheduled);
+  // The schedules of the configuration's enabled sections; every other
+  // configuration-made schedule goes.
+  void configure(std::vector<store::ScheduleDefinition> configured);
   void start();
   void stop();
   // A schedule changed, or notifications may have been missed.
   void wake();
 
-  std::uint64_t fired() const { return fired_.load(); }
-
  private:
-  struct Sync {
-    std::vector<store::ScheduleDefinition> configured;
-    std::vector<std::string> unscheduled;
-  };
+  using Sync = std::vector<store::ScheduleDefinition>;
   struct PassResult {
     bool ok = false;
+    bool synced = false;  // the sync it was given is written
+    std::uint64_t generation = 0;
     bool more = false;  // it locked kBatch schedules: others may be due
     std::optional<double> seconds_to_next;
   };
 
   void runPass();
-  PassResult pass(std::optional<Sync> sync);  // on the database thread
+  PassResult pass(const std::optional<Sync>& sync);  // on the database thread
   void fire(pqxx::transaction_base& txn, const store::DueSchedule& due, std::int64_t now);
+  // The parsed spec, or nullptr: the spec does not parse (set aside in the
+  // row), or this host lacks its time zone (passed over here).
   const ScheduleSpec* specOf(pqxx::transaction_base& txn, const store::DueSchedule& due);
   void passed(const PassResult& result);
   void arm(std::chrono::milliseconds delay);
@@ -84,11 +87,14 @@ class Scheduler {
   bool again_ = false;        // woken while it was
   std::optional<Sync> sync_;  // to write at the next pass
   int failures_ = 0;
+  std::uint64_t sync_generation_ = 0;  // configure() calls
+  int held_ = 0;                       // passes in a row that found a due schedule held elsewhere
   std::mt19937_64 rng_{std::random_device{}()};
   // Parsed specs by schedule name, with the text they were parsed from:
   // on the database thread only.
   std::map<std::string, std::pair<std::string, ScheduleSpec>> specs_;
-  std::atomic<std::uint64_t> fired_{0};
+  // Schedules whose time zone this host lacks: database thread only.
+  std::vector<std::string> passed_over_;
 };
 
 }  // namespace jobd::runtime

@@ -108,9 +108,9 @@ Services::Services(boost::asio::io_context& io, Metrics& metrics,
       [this](const std::string& payload) {
         if (payload == kScheduleChanged) {
           scheduler_->wake();
-        } else {
-          producer_->wakeJobType(payload);
         }
+        // A job type may have that name too.
+        producer_->wakeJobType(payload);
       },
       o.on_listening, o.database_timeout);
 }
@@ -143,10 +143,8 @@ void Services::applyTimings() {
 
 void Services::configureSchedules() {
   std::vector<store::ScheduleDefinition> configured;
-  std::vector<std::string> unscheduled;
   for (const config::SectionConfig& section : config_->sections()) {
     if (section.schedule.empty() || !section.enabled) {
-      unscheduled.push_back(section.name);
       continue;
     }
     store::ScheduleDefinition d;
@@ -160,7 +158,7 @@ void Services::configureSchedules() {
     d.overlap = section.schedule_overlap;
     configured.push_back(std::move(d));
   }
-  scheduler_->configure(std::move(configured), std::move(unscheduled));
+  scheduler_->configure(std::move(configured));
 }
 
 void Services::reconfigure(std::shared_ptr<const config::Config> config,

@@ -40,7 +40,7 @@ const char* const kScheduleRows =
     "SELECT s.name, s.job_type, s.spec, s.time_zone, s.json_data AS payload, s.priority, "
     "s.target, s.max_retries, s.catch_up, s.catch_up_limit, s.overlap, s.from_config, "
     "s.paused, s.created, s.created_by, "
-    "CASE WHEN s.next_fire = 'infinity' THEN NULL ELSE s.next_fire END AS next_fire, "
+    "s.next_fire, "
     "s.last_fire, s.last_job, CASE j.status WHEN 0 THEN 'WAITING' WHEN 1 THEN 'RUNNING' "
     "WHEN 2 THEN 'COMPLETED' WHEN 3 THEN 'FAILED' WHEN 4 THEN 'SUSPENDED' END "
     "AS last_status, s.missed, s.skipped, s.problem "
@@ -73,10 +73,15 @@ void ScheduleStore::add(const ScheduleDefinition& s, bool replace, const std::st
 
 bool ScheduleStore::remove(const std::string& name) {
   pqxx::work txn(conn_);
-  bool found =
-      !txn.exec_params("DELETE FROM jobd.schedule WHERE name = $1 RETURNING 1", name).empty();
+  pqxx::result gone =
+      txn.exec_params("DELETE FROM jobd.schedule WHERE name = $1 RETURNING from_config", name);
+  if (!gone.empty() && gone[0][0].as<bool>()) {
+    throw UsageError("schedule '" + name +
+                     "' comes from a configuration file's section: remove its schedule key "
+                     "there and reload (or `jobd schedule pause` it)");
+  }
   txn.commit();
-  return found;
+  return !gone.empty();
 }
 
 bool ScheduleStore::setPaused(const std::string& name, bool paused) {
@@ -91,7 +96,7 @@ FireResult ScheduleStore::runNow(const std::string& name, const std::string& mad
   pqxx::work txn(conn_);
   try {
     FireResult result = fireResult(txn.exec_params1(
-        "SELECT * FROM jobd.fire_schedule($1, clock_timestamp(), $2)", name, made_by));
+        "SELECT * FROM jobd.fire_schedule($1, clock_timestamp(), $2, true)", name, made_by));
     txn.commit();
     return result;
   } catch (const pqxx::sql_error& e) {
@@ -115,17 +120,20 @@ nlohmann::json ScheduleStore::list() {
 }
 
 std::vector<DueSchedule> lockDueSchedules(pqxx::transaction_base& txn, int limit,
+                                          const std::vector<std::string>& passed_over,
                                           std::int64_t& now) {
   now = txn.exec1("SELECT floor(extract(epoch FROM now()))::bigint")[0].as<std::int64_t>();
   std::vector<DueSchedule> due;
   for (const auto& row : txn.exec_params(
-           "SELECT name, spec, time_zone, catch_up, catch_up_limit, "
+           "SELECT name, spec, time_zone, catch_up, catch_up_limit, overlap, "
            "floor(extract(epoch FROM fired_through))::bigint FROM jobd.schedule "
            "WHERE NOT paused AND problem IS NULL AND (next_fire IS NULL OR next_fire <= now()) "
+           "AND name <> ALL ($2::text[]) "
            "ORDER BY next_fire NULLS FIRST, name LIMIT $1 FOR UPDATE SKIP LOCKED",
-           limit)) {
+           limit, pgTextArray(passed_over))) {
     due.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                   row[3].as<std::string>(), row[4].as<int>(), row[5].as<std::int64_t>()});
+                   row[3].as<std::string>(), row[4].as<int>(), row[5].as<std::string>(),
+                   row[6].as<std::int64_t>()});
   }
   return due;
 }
@@ -137,16 +145,25 @@ FireResult fireSchedule(pqxx::transaction_base& txn, const std::string& name,
 }
 
 void recordPass(pqxx::transaction_base& txn, const std::string& name, std::int64_t fired_through,
-                std::optional<std::int64_t> next_fire, std::uint64_t missed) {
+                std::optional<std::int64_t> next_fire, std::uint64_t missed,
+                std::uint64_t skipped) {
   std::optional<std::string> next;
   if (next_fire) {
     next = std::to_string(*next_fire);
   }
   txn.exec_params(
       "UPDATE jobd.schedule SET fired_through = GREATEST(fired_through, to_timestamp($2)), "
-      "next_fire = COALESCE(to_timestamp($3::bigint), 'infinity'), missed = missed + $4 "
+      "next_fire = COALESCE(to_timestamp($3::bigint), 'infinity'), missed = missed + $4, "
+      "skipped = skipped + $5 WHERE name = $1",
+      name, fired_through, nullable(next), static_cast<std::int64_t>(missed),
+      static_cast<std::int64_t>(skipped));
+}
+
+void postpone(pqxx::transaction_base& txn, const std::string& name, int seconds) {
+  txn.exec_params(
+      "UPDATE jobd.schedule SET next_fire = clock_timestamp() + make_interval(secs => $2) "
       "WHERE name = $1",
-      name, fired_through, nullable(next), static_cast<std::int64_t>(missed));
+      name, seconds);
 }
 
 void recordProblem(pqxx::transaction_base& txn, const std::string& name,
@@ -155,12 +172,15 @@ void recordProblem(pqxx::transaction_base& txn, const std::string& name,
                   name, problem);
 }
 
-std::optional<double> secondsToNextTick(pqxx::transaction_base& txn) {
-  auto row = txn.exec1(
+std::optional<double> secondsToNextTick(pqxx::transaction_base& txn,
+                                        const std::vector<std::string>& passed_over) {
+  // From the clock now, not the transaction's start: the pass took time.
+  auto row = txn.exec_params1(
       "SELECT CASE WHEN bool_or(next_fire IS NULL) THEN 0 "
-      "ELSE extract(epoch FROM min(next_fire) - now())::float8 END "
+      "ELSE extract(epoch FROM min(next_fire) - clock_timestamp())::float8 END "
       "FROM jobd.schedule WHERE NOT paused AND problem IS NULL "
-      "AND (next_fire IS NULL OR next_fire <> 'infinity')");
+      "AND (next_fire IS NULL OR next_fire <> 'infinity') AND name <> ALL ($1::text[])",
+      pgTextArray(passed_over));
   if (row[0].is_null()) {
     return std::nullopt;
   }
@@ -169,7 +189,6 @@ std::optional<double> secondsToNextTick(pqxx::transaction_base& txn) {
 
 std::vector<std::string> syncConfigSchedules(pqxx::transaction_base& txn,
                                              const std::vector<ScheduleDefinition>& configured,
-                                             const std::vector<std::string>& unscheduled,
                                              const std::string& created_by) {
   std::vector<std::string> taken;
   std::string sql =
@@ -190,10 +209,12 @@ std::vector<std::string> syncConfigSchedules(pqxx::transaction_base& txn,
       taken.push_back(s.name);
     }
   }
-  if (!unscheduled.empty()) {
-    txn.exec_params("DELETE FROM jobd.schedule WHERE from_config AND name = ANY ($1::text[])",
-                    pgTextArray(unscheduled));
+  std::vector<std::string> names;
+  for (const ScheduleDefinition& s : configured) {
+    names.push_back(s.name);
   }
+  txn.exec_params("DELETE FROM jobd.schedule WHERE from_config AND name <> ALL ($1::text[])",
+                  pgTextArray(names));
   return taken;
 }
 

@@ -42,6 +42,7 @@ struct DueSchedule {
   std::string time_zone;
   std::string catch_up;
   int catch_up_limit = 100;
+  std::string overlap;
   std::int64_t fired_through = 0;  // Unix seconds, rounded down
 };
 
@@ -58,7 +59,9 @@ class ScheduleStore {
   // configuration file) is redefined in place. Throws UsageError when the
   // name is taken, DataError for JSON that is not an object.
   void add(const ScheduleDefinition& schedule, bool replace, const std::string& created_by);
-  // Each returns false when there is no schedule of that name.
+  // Each returns false when there is no schedule of that name. remove()
+  // throws UsageError for a schedule a configuration file makes (the next
+  // reload would make it again).
   bool remove(const std::string& name);
   bool setPaused(const std::string& name, bool paused);
   // Makes a job of the schedule now (a tick at the database's clock),
@@ -73,17 +76,24 @@ class ScheduleStore {
 };
 
 // The daemon's pass, inside its transaction. Locks up to `limit` due
-// schedules that no other pass holds, oldest tick first, and returns them
-// with the database's clock (Unix seconds, rounded down) in `now`.
+// schedules that no other pass holds, oldest tick first, but for those
+// named in `passed_over` (whose time zone this host does not know), and
+// returns them with the database's clock (Unix seconds, rounded down) in
+// `now`.
 std::vector<DueSchedule> lockDueSchedules(pqxx::transaction_base& txn, int limit,
+                                          const std::vector<std::string>& passed_over,
                                           std::int64_t& now);
 FireResult fireSchedule(pqxx::transaction_base& txn, const std::string& name,
                         std::int64_t fire_time, const std::string& made_by);
 // Records a pass over one schedule: every tick through `fired_through` is
 // done, the next is `next_fire` (nullopt: never again), `missed` more were
-// left by the catch-up policy.
+// left by the catch-up policy and `skipped` by the overlap policy.
 void recordPass(pqxx::transaction_base& txn, const std::string& name, std::int64_t fired_through,
-                std::optional<std::int64_t> next_fire, std::uint64_t missed);
+                std::optional<std::int64_t> next_fire, std::uint64_t missed,
+                std::uint64_t skipped = 0);
+// A pass over the schedule failed: the next one tries it again in
+// `seconds`, leaving fired_through where it was.
+void postpone(pqxx::transaction_base& txn, const std::string& name, int seconds);
 // Sets a schedule aside: no daemon runs it until its spec or time zone is
 // changed.
 void recordProblem(pqxx::transaction_base& txn, const std::string& name,
@@ -91,15 +101,16 @@ void recordProblem(pqxx::transaction_base& txn, const std::string& name,
 // Seconds from the database's now to the earliest next tick of a schedule
 // that can run (negative or zero: one is due now, held by another pass or
 // not computed yet); nullopt when no schedule will ever fire.
-std::optional<double> secondsToNextTick(pqxx::transaction_base& txn);
+std::optional<double> secondsToNextTick(pqxx::transaction_base& txn,
+                                        const std::vector<std::string>& passed_over);
 
 // Writes the schedules of a configuration: each of `configured` is added
 // or redefined when it differs (a schedule of that name made by SQL or the
-// CLI is left alone and returned by name), and the configuration-made
-// schedules named in `unscheduled` (sections without the key) are removed.
+// CLI is left alone and returned by name), and every other
+// configuration-made schedule is removed (its section lost its key, was
+// disabled or deleted).
 std::vector<std::string> syncConfigSchedules(pqxx::transaction_base& txn,
                                              const std::vector<ScheduleDefinition>& configured,
-                                             const std::vector<std::string>& unscheduled,
                                              const std::string& created_by);
 
 }  // namespace jobd::store

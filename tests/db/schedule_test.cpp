@@ -33,15 +33,19 @@ TEST(ScheduleSqlTest, OneJobPerTickWhoeverAsks) {
   EXPECT_EQ(db.scalar("SELECT concat_ws(' ', job_type, json_data::text, priority, max_retries, "
                       "requester, target IS NULL) FROM jobd.job WHERE id = " +
                       job),
-            "noop {\"a\": 1} 3 2 schedule s t");
+            "noop {\"a\": 1} 3 2 schedule s tick 2026-12-06T10:00:00Z t");
   EXPECT_EQ(db.scalar("SELECT last_job || ' ' || (last_fire = '2026-12-06 10:00:00Z') FROM "
                       "jobd.schedule"),
             job + " true");
+  // A manual tick (run-now) at the same instant has a key of its own.
+  EXPECT_EQ(db.scalar("SELECT outcome FROM jobd.fire_schedule('s', '2026-12-06 10:00:00Z', "
+                      "'operator', true)"),
+            "made");
   // Overlap allow (the default): the next tick makes a job while the last
   // waits.
   EXPECT_NE(fire(db, "s", "2026-12-06 10:01:00Z"), "- skipped");
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job"), "2");
-  // A tick more than a day older than the newest is dropped.
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job"), "3");
+  // Ticks more than a day older than the newest are dropped.
   fire(db, "s", "2026-12-07 10:02:00Z");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.schedule_tick"), "1");
   EXPECT_THROW(db.scalar("SELECT * FROM jobd.fire_schedule('nope', now())"), pqxx::sql_error);
@@ -73,7 +77,7 @@ TEST(ScheduleSqlTest, OverlapSkipWaitsForTheLastJobAndQueueRunsBehindIt) {
   fire(db, "queue", "2026-12-06 10:00:00Z");
   fire(db, "queue", "2026-12-06 10:01:00Z");
   EXPECT_EQ(db.scalar("SELECT string_agg(target || ':' || behind, ' ' ORDER BY id) FROM jobd.job "
-                      "WHERE requester = 'schedule queue'"),
+                      "WHERE requester LIKE 'schedule queue tick %'"),
             "schedule:queue:false schedule:queue:true");
 }
 
@@ -102,7 +106,23 @@ TEST(ScheduleSqlTest, AResumedOrRedefinedScheduleStartsAfreshAndOnlyChangesNotif
     recordPass(txn, "s", 1800000000, 1800000060, 0);
     txn.commit();
   }
-  listener->get_notifs();
+  // Heard in order: a sentinel sent after the pass's commit arrives after
+  // anything the pass sent.
+  db.scalar("SELECT pg_notify('jobd', 'sentinel')");
+  struct Sentinel : pqxx::notification_receiver {
+    Sentinel(pqxx::connection_base& c, bool& seen)
+        : pqxx::notification_receiver(c, "jobd"), seen(seen) {}
+    void operator()(const std::string& payload, int) override { seen |= payload == "sentinel"; }
+    bool& seen;
+  };
+  bool sentinel = false;
+  {
+    Sentinel watcher(*listener, sentinel);
+    for (int i = 0; i < 50 && !sentinel; ++i) {
+      listener->await_notification(0, 100000);
+    }
+  }
+  ASSERT_TRUE(sentinel);
   EXPECT_EQ(heard, 0);
   db.scalar("UPDATE jobd.schedule SET spec = 'every 2m' RETURNING 1");
   listener->await_notification(5, 0);
@@ -124,15 +144,20 @@ TEST(ScheduleSqlTest, APassLocksOnlyWhatNoOtherPassHolds) {
   auto two = db.connect();
   pqxx::work first(*one);
   std::int64_t now = 0;
-  std::vector<DueSchedule> held = lockDueSchedules(first, 1, now);
+  std::vector<DueSchedule> held = lockDueSchedules(first, 1, {}, now);
   ASSERT_EQ(held.size(), 1U);
   EXPECT_GT(now, 1700000000);
   pqxx::work second(*two);
-  std::vector<DueSchedule> rest = lockDueSchedules(second, 10, now);
+  std::vector<DueSchedule> rest = lockDueSchedules(second, 10, {}, now);
   ASSERT_EQ(rest.size(), 1U);
   EXPECT_NE(rest[0].name, held[0].name);
   // Due now (held, or not computed yet): the pass looks again soon.
-  EXPECT_LE(secondsToNextTick(second).value(), 0.0);
+  EXPECT_LE(secondsToNextTick(second, {}).value(), 0.0);
+  // A schedule passed over here (its time zone unknown to this host) is
+  // neither locked nor waited for.
+  second.abort();
+  pqxx::work third(*two);
+  EXPECT_TRUE(lockDueSchedules(third, 10, {"a", "b"}, now).empty());
 }
 
 }  // namespace

@@ -68,6 +68,9 @@ TEST_F(ScheduleTest, TheCommandsAddListPauseResumeRunAndRemove) {
   ProcessResult bad_zone = jobd({"schedule", "add", "x", "noop", "@daily", "--time-zone", "Mars"});
   EXPECT_EQ(bad_zone.exit_code, kExitUsage);
   EXPECT_THAT(bad_zone.err, HasSubstr("unknown time zone 'Mars'"));
+  ProcessResult never = jobd({"schedule", "add", "x", "noop", "0 0 30 2 *"});
+  EXPECT_EQ(never.exit_code, kExitUsage);
+  EXPECT_THAT(never.err, HasSubstr("'0 0 30 2 *' never ticks again"));
   ProcessResult bad_policy = jobd({"schedule", "add", "x", "noop", "every 1m", "--overlap", "no"});
   EXPECT_EQ(bad_policy.exit_code, kExitUsage);
   ProcessResult bad_payload =
@@ -84,10 +87,11 @@ TEST_F(ScheduleTest, TheCommandsAddListPauseResumeRunAndRemove) {
   ProcessResult now = jobd({"schedule", "run-now", "nightly"});
   ASSERT_EQ(now.exit_code, 0) << now.err;
   const std::string job = now.out.substr(0, now.out.size() - 1);
-  EXPECT_EQ(scalar("SELECT concat_ws(' ', job_type, requester, json_data::text) FROM jobd.job "
-                   "WHERE id = " +
+  // The requester names the schedule, and the instant of a manual tick.
+  EXPECT_EQ(scalar("SELECT concat_ws(' ', job_type, json_data::text, requester ~ "
+                   "'^schedule nightly run-now [0-9-]{10}T[0-9:]{8}Z$') FROM jobd.job WHERE id = " +
                    job),
-            "noop schedule nightly {}");
+            "noop {} t");
   // overlap = skip: its job is still WAITING (no daemon runs), so a second
   // run-now makes none.
   ProcessResult skipped = jobd({"schedule", "run-now", "nightly"});
@@ -124,36 +128,51 @@ TEST_F(ScheduleTest, TheCommandsAddListPauseResumeRunAndRemove) {
 }
 
 // A section's `schedule` key makes a schedule named after the section; a
-// reload redefines it, and removes it when the key is gone. A schedule
-// added by the CLI starts firing at once (its NOTIFY wakes the daemon,
-// whose idle wait is a minute).
+// reload redefines it, and removes it when the key is gone or the section
+// is. A linked section does not inherit it. A schedule added by the CLI
+// starts firing at once (its NOTIFY wakes the daemon, whose idle wait is a
+// minute).
 TEST_F(ScheduleTest, ASectionsKeyIsWrittenAndReloadedAndTheCliWakesTheDaemon) {
-  Daemon daemon(db_, "[noop]\nschedule: every 1s\nschedule_payload: {\"from\": \"config\"}\n");
+  Daemon daemon(db_,
+                "[noop]\nschedule: every 1s\nschedule_payload: {\"from\": \"config\"}\n"
+                "[linked]\nhandler: noop\nlink: noop\n"
+                "[nightly]\nhandler: noop\nschedule: @daily\n");
   ASSERT_TRUE(daemon.waitReady());
-  ASSERT_EQ(waitForValue(db_,
-                         "SELECT count(*) >= 3 FROM jobd.job WHERE requester = 'schedule noop' "
-                         "AND json_data = '{\"from\": \"config\"}'",
-                         "true", 20s),
-            "true");
-  EXPECT_EQ(scalar("SELECT from_config FROM jobd.schedule WHERE name = 'noop'"), "t");
+  ASSERT_EQ(
+      waitForValue(db_,
+                   "SELECT count(*) >= 3 FROM jobd.job WHERE requester LIKE 'schedule noop tick %' "
+                   "AND json_data = '{\"from\": \"config\"}'",
+                   "true", 20s),
+      "true");
+  EXPECT_EQ(scalar("SELECT string_agg(name || ':' || from_config, ' ' ORDER BY name) FROM "
+                   "jobd.schedule"),
+            "nightly:true noop:true");
+  // Made by the configuration: the CLI cannot remove it (the next reload
+  // would make it again).
+  ProcessResult remove = jobd({"schedule", "remove", "noop"});
+  EXPECT_EQ(remove.exit_code, kExitUsage);
+  EXPECT_THAT(remove.err, HasSubstr("remove its schedule key there"));
   // Made by the configuration: the CLI cannot redefine it.
   ProcessResult replace = jobd({"schedule", "add", "noop", "noop", "@daily", "--replace"});
   EXPECT_EQ(replace.exit_code, kExitUsage);
   EXPECT_THAT(replace.err, HasSubstr("comes from a configuration file's section"));
 
+  // The nightly section is gone: so is its schedule.
   std::ofstream(daemon.configPath()) << "[noop]\nschedule: 0 0 1 1 *\n";
   ::kill(daemon.process().pid(), SIGHUP);
-  ASSERT_EQ(
-      waitForValue(db_, "SELECT spec FROM jobd.schedule WHERE name = 'noop'", "0 0 1 1 *", 10s),
-      "0 0 1 1 *");
+  ASSERT_EQ(waitForValue(db_, "SELECT string_agg(name || ' ' || spec, ',') FROM jobd.schedule",
+                         "noop 0 0 1 1 *", 10s),
+            "noop 0 0 1 1 *");
   std::ofstream(daemon.configPath()) << "[noop]\n";
   ::kill(daemon.process().pid(), SIGHUP);
   ASSERT_EQ(waitForValue(db_, "SELECT count(*) FROM jobd.schedule", "0", 10s), "0");
 
   ASSERT_EQ(jobd({"schedule", "add", "cli", "noop", "every 1s"}).exit_code, 0);
-  ASSERT_EQ(waitForValue(db_, "SELECT count(*) >= 2 FROM jobd.job WHERE requester = 'schedule cli'",
-                         "true", 10s),
-            "true");
+  ASSERT_EQ(
+      waitForValue(db_,
+                   "SELECT count(*) >= 2 FROM jobd.job WHERE requester LIKE 'schedule cli tick %'",
+                   "true", 10s),
+      "true");
   ProcessResult stopped = daemon.stop();
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
 }
@@ -182,7 +201,9 @@ TEST_F(ScheduleTest, AfterDowntimeEachCatchUpPolicyMakesWhatItSays) {
     ProcessResult added = jobd(args);
     ASSERT_EQ(added.exit_code, 0) << added.err;
   }
-  execute("UPDATE jobd.schedule SET fired_through = now() - interval '10 minutes'");
+  const std::int64_t rewound =
+      std::stoll(scalar("UPDATE jobd.schedule SET fired_through = now() - interval '10 minutes' "
+                        "RETURNING floor(extract(epoch FROM fired_through))::bigint"));
   // Only the catch-up is counted: the schedules pause once it is made.
   Daemon daemon(db_, "[noop]\n");
   ASSERT_TRUE(daemon.waitReady());
@@ -201,16 +222,22 @@ TEST_F(ScheduleTest, AfterDowntimeEachCatchUpPolicyMakesWhatItSays) {
   auto missed = [&](const std::string& name) {
     return std::stoi(scalar("SELECT missed FROM jobd.schedule WHERE name = '" + name + "'"));
   };
-  // 600 ticks, give or take the second the pass ran in: all made.
-  const int all = std::stoi(jobs("all_every_second"));
-  EXPECT_GE(all, 600);
-  EXPECT_LE(all, 602);
+  // Every second from the rewound fired_through to the pass: 600 and the
+  // daemon's start-up.
+  const std::int64_t due =
+      std::stoll(scalar("SELECT floor(extract(epoch FROM min(made_at)))::bigint FROM "
+                        "jobd.schedule_tick")) -
+      rewound;
+  ASSERT_GE(due, 600);
+  // Made whatever the policy: the last minute's ticks, on time (60).
+  // all: every older one up to its limit.
+  EXPECT_EQ(jobs("all_every_second"), std::to_string(due));
   EXPECT_EQ(missed("all_every_second"), 0);
-  EXPECT_EQ(jobs("all_five"), "5");
-  EXPECT_GE(missed("all_five"), 595);
-  // The newest tick is made; the rest are missed.
-  EXPECT_EQ(jobs("last_every_second"), "1");
-  EXPECT_GE(missed("last_every_second"), 599);
+  EXPECT_EQ(jobs("all_five"), "65");
+  EXPECT_EQ(missed("all_five"), due - 65);
+  // last: nothing older, since ticks were on time.
+  EXPECT_EQ(jobs("last_every_second"), "60");
+  EXPECT_EQ(missed("last_every_second"), due - 60);
   // A tick five minutes late: skip makes none, last makes it.
   EXPECT_EQ(jobs("skip_late"), "0");
   EXPECT_EQ(missed("skip_late"), 1);
@@ -234,10 +261,11 @@ TEST_F(ScheduleTest, OverlapSkipAndQueue) {
             0);
   Daemon daemon(db_, "[sleep]\nconcurrency: 4\n");
   ASSERT_TRUE(daemon.waitReady());
-  ASSERT_EQ(waitForValue(db_,
-                         "SELECT count(*) >= 2 FROM jobd.job WHERE requester = 'schedule skipper' "
-                         "AND status = 2",
-                         "true", 30s),
+  ASSERT_EQ(waitForValue(
+                db_,
+                "SELECT count(*) >= 2 FROM jobd.job WHERE requester LIKE 'schedule skipper tick %' "
+                "AND status = 2",
+                "true", 30s),
             "true");
   execute("UPDATE jobd.schedule SET paused = true");
   // Ticks every second, jobs of 2.5 s: most ticks skipped, and no job
@@ -245,7 +273,8 @@ TEST_F(ScheduleTest, OverlapSkipAndQueue) {
   // have started just before that job's outcome committed).
   EXPECT_GE(std::stoi(scalar("SELECT skipped FROM jobd.schedule WHERE name = 'skipper'")), 2);
   EXPECT_EQ(scalar("SELECT count(*) FROM jobd.job a JOIN jobd.job b ON a.id < b.id "
-                   "AND a.requester = 'schedule skipper' AND b.requester = a.requester "
+                   "AND a.requester LIKE 'schedule skipper tick %' AND b.requester LIKE 'schedule "
+                   "skipper tick %' "
                    "AND b.date_created < a.date_finished - interval '300 ms'"),
             "0");
   // queue: a job for every tick, all on one target, which runs them one at
@@ -254,10 +283,11 @@ TEST_F(ScheduleTest, OverlapSkipAndQueue) {
                    "AND job_id IS NULL"),
             "0");
   EXPECT_EQ(scalar("SELECT count(DISTINCT target) || ' ' || min(target) FROM jobd.job "
-                   "WHERE requester = 'schedule queuer'"),
+                   "WHERE requester LIKE 'schedule queuer tick %'"),
             "1 schedule:queuer");
-  EXPECT_GE(std::stoi(scalar("SELECT count(*) FROM jobd.job WHERE requester = 'schedule queuer' "
-                             "AND status = 0")),
+  EXPECT_GE(std::stoi(scalar(
+                "SELECT count(*) FROM jobd.job WHERE requester LIKE 'schedule queuer tick %' "
+                "AND status = 0")),
             2);
 }
 
@@ -271,7 +301,8 @@ TEST_F(ScheduleTest, ASpecNoDaemonCanRunIsSetAsideAndTheOthersFire) {
   ASSERT_TRUE(daemon.waitReady());
   ASSERT_TRUE(daemon.waitForLog("SCHEDULE_INVALID schedule=broken", 20s)) << daemon.log();
   ASSERT_EQ(
-      waitForValue(db_, "SELECT count(*) >= 2 FROM jobd.job WHERE requester = 'schedule fine'",
+      waitForValue(db_,
+                   "SELECT count(*) >= 2 FROM jobd.job WHERE requester LIKE 'schedule fine tick %'",
                    "true", 20s),
       "true");
   ProcessResult list = jobd({"schedule", "list"});
@@ -279,8 +310,9 @@ TEST_F(ScheduleTest, ASpecNoDaemonCanRunIsSetAsideAndTheOthersFire) {
   // Fixed by SQL: the trigger clears the problem and wakes the daemons.
   execute("UPDATE jobd.schedule SET spec = 'every 1s' WHERE name = 'broken'");
   ASSERT_EQ(
-      waitForValue(db_, "SELECT count(*) >= 1 FROM jobd.job WHERE requester = 'schedule broken'",
-                   "true", 20s),
+      waitForValue(
+          db_, "SELECT count(*) >= 1 FROM jobd.job WHERE requester LIKE 'schedule broken tick %'",
+          "true", 20s),
       "true");
 }
 

@@ -105,6 +105,40 @@ TEST(ConfigTest, BadValueNamesSectionAndKey) {
               ::testing::ElementsAre(HasSubstr("[jobd] database: invalid connection string")));
 }
 
+// A section's schedule (issue 19): its spec, zone, payload and policies
+// are checked; schedule_* keys need `schedule`; a spec that never ticks
+// again is refused; a linked section does not inherit the schedule.
+TEST(ConfigTest, ScheduleKeys) {
+  auto config = parse(
+      "[noop]\nschedule: */5 * * * *\nschedule_time_zone: Europe/London\n"
+      "schedule_payload: {\"k\": 1}\nschedule_catch_up: all\nschedule_catch_up_limit: 7\n"
+      "schedule_overlap: queue\n[linked]\nhandler: noop\nlink: noop\n");
+  const SectionConfig* noop = config->section("noop");
+  EXPECT_EQ(noop->schedule, "*/5 * * * *");
+  EXPECT_EQ(noop->schedule_time_zone, "Europe/London");
+  EXPECT_EQ(noop->schedule_payload, "{\"k\": 1}");
+  EXPECT_EQ(noop->schedule_catch_up, "all");
+  EXPECT_EQ(noop->schedule_catch_up_limit, 7);
+  EXPECT_EQ(noop->schedule_overlap, "queue");
+  EXPECT_EQ(config->section("linked")->schedule, "");
+  EXPECT_EQ(
+      parse("[noop]\nschedule: @daily\nschedule_time_zone:\n")->section("noop")->schedule_time_zone,
+      "UTC");
+  EXPECT_THAT(problems("[noop]\nschedule: 61 * * * *\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] schedule: ")));
+  EXPECT_THAT(problems("[noop]\nschedule: 0 0 30 2 *\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] schedule: '0 0 30 2 *' never ticks again")));
+  EXPECT_THAT(problems("[noop]\nschedule: @daily\nschedule_time_zone: Mars/Base\n"),
+              ::testing::ElementsAre(HasSubstr("unknown time zone 'Mars/Base'")));
+  EXPECT_THAT(problems("[noop]\nschedule: @daily\nschedule_payload: [1]\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] schedule_payload: expected a JSON object")));
+  EXPECT_THAT(problems("[noop]\nschedule: @daily\nschedule_overlap: sometimes\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] schedule_overlap: ")));
+  EXPECT_THAT(problems("[noop]\nschedule_catch_up: all\n"),
+              ::testing::ElementsAre(
+                  HasSubstr("[noop] schedule_catch_up: has no effect without a schedule key")));
+}
+
 // Durations that become PostgreSQL millisecond settings are refused past
 // what PostgreSQL takes (2^31 - 1 ms): a `timeout: 30d` made every job's
 // connection fail, releasing its job for ever (issue 18, item 16).

@@ -230,156 +230,307 @@ TEST(ScheduleSpecNewYork, FallBack) {
 
 // --- dueTicks ---
 
-TEST(DueTicks, AllFiresEveryDueTickUpToTheLimit) {
-  const ScheduleSpec s = ScheduleSpec::parse("every 1s", "");
-  const SysSeconds t = at("2026-03-29T12:00:00Z");
-  const DueTicks all = dueTicks(s, t, t + seconds{10}, CatchUp::kAll, 100);
-  std::vector<SysSeconds> expected;
-  for (int i = 1; i <= 10; ++i) {
-    expected.push_back(t + seconds{i});
+constexpr CatchUp kPolicies[] = {CatchUp::kSkip, CatchUp::kLast, CatchUp::kAll};
+
+// first, first + step, ... up to last.
+std::vector<SysSeconds> tickRange(SysSeconds first, SysSeconds last, seconds step = seconds{1}) {
+  std::vector<SysSeconds> out;
+  for (SysSeconds t = first; t <= last; t += step) {
+    out.push_back(t);
   }
-  EXPECT_EQ(all.fire, expected);
-  EXPECT_EQ(all.missed, 0U);
-  EXPECT_EQ(iso(all.next), iso(t + seconds{11}));
-
-  const DueTicks three = dueTicks(s, t, t + seconds{10}, CatchUp::kAll, 3);
-  EXPECT_EQ(three.fire, (std::vector<SysSeconds>{t + seconds{8}, t + seconds{9}, t + seconds{10}}));
-  EXPECT_EQ(three.missed, 7U);
-  EXPECT_EQ(iso(three.next), iso(t + seconds{11}));
-
-  // A limit below 1 counts as 1.
-  const DueTicks zero = dueTicks(s, t, t + seconds{10}, CatchUp::kAll, 0);
-  EXPECT_EQ(zero.fire, std::vector<SysSeconds>{t + seconds{10}});
-  EXPECT_EQ(zero.missed, 9U);
+  return out;
 }
 
-TEST(DueTicks, LastFiresTheNewest) {
+TEST(DueTicks, OnTimeTicksFireUnderEveryPolicy) {
+  // Every tick in (T, T+10s] is less than kOnTime old: none is late, so
+  // neither the policy nor the limit holds any back.
   const ScheduleSpec s = ScheduleSpec::parse("every 1s", "");
   const SysSeconds t = at("2026-03-29T12:00:00Z");
-  const DueTicks due = dueTicks(s, t, t + seconds{10}, CatchUp::kLast, 100);
-  EXPECT_EQ(due.fire, std::vector<SysSeconds>{t + seconds{10}});
-  EXPECT_EQ(due.missed, 9U);
-  EXPECT_EQ(iso(due.next), iso(t + seconds{11}));
+  const Strings expected = iso(tickRange(t + seconds{1}, t + seconds{10}));
+  for (CatchUp policy : kPolicies) {
+    for (int limit : {100, 3, 0}) {
+      SCOPED_TRACE(std::string(catchUpName(policy)) + " limit " + std::to_string(limit));
+      const DueTicks due = dueTicks(s, t, t + seconds{10}, policy, limit);
+      EXPECT_EQ(iso(due.fire), expected);
+      EXPECT_EQ(due.missed, 0U);
+      EXPECT_EQ(iso(due.next), iso(t + seconds{11}));
+    }
+  }
+}
+
+TEST(DueTicks, LateTicksFollowThePolicy) {
+  // Ten minutes of a per-second interval: (now-600s, now-60s] are late (540
+  // ticks), (now-60s, now] on time (60).
+  const ScheduleSpec s = ScheduleSpec::parse("every 1s", "");
+  const SysSeconds now = at("2026-03-29T12:00:00Z");
+  const SysSeconds through = now - seconds{600};
+
+  const DueTicks all = dueTicks(s, through, now, CatchUp::kAll, 1000);
+  EXPECT_EQ(all.fire.size(), 600U);
+  EXPECT_EQ(iso(all.fire), iso(tickRange(through + seconds{1}, now)));
+  EXPECT_EQ(all.missed, 0U);
+  EXPECT_EQ(iso(all.next), iso(now + seconds{1}));
+
+  // The newest five late ticks, then every on-time one, ascending.
+  const DueTicks five = dueTicks(s, through, now, CatchUp::kAll, 5);
+  EXPECT_EQ(iso(five.fire), iso(tickRange(now - seconds{64}, now)));
+  EXPECT_EQ(five.missed, 535U);
+  EXPECT_EQ(iso(five.next), iso(now + seconds{1}));
+
+  // A limit below 1 counts as 1: the newest late tick, now - 60s.
+  for (int limit : {0, -3}) {
+    SCOPED_TRACE(limit);
+    const DueTicks one = dueTicks(s, through, now, CatchUp::kAll, limit);
+    EXPECT_EQ(iso(one.fire), iso(tickRange(now - kOnTime, now)));
+    EXPECT_EQ(one.missed, 539U);
+  }
+
+  // Some ticks are on time, so kLast makes no late one; kSkip never does.
+  for (CatchUp policy : {CatchUp::kLast, CatchUp::kSkip}) {
+    SCOPED_TRACE(catchUpName(policy));
+    const DueTicks due = dueTicks(s, through, now, policy, 1000);
+    EXPECT_EQ(iso(due.fire), iso(tickRange(now - seconds{59}, now)));
+    EXPECT_EQ(due.missed, 540U);
+    EXPECT_EQ(iso(due.next), iso(now + seconds{1}));
+  }
+}
+
+TEST(DueTicks, OneTickLateOrOnTime) {
+  // Fired through 11:30; the one due tick is 12:00.
+  for (const char* spec : {"every 1h", "0 * * * *"}) {
+    SCOPED_TRACE(spec);
+    const ScheduleSpec s = ScheduleSpec::parse(spec, "Europe/London");
+    const SysSeconds through = at("2026-03-29T11:30:00Z");
+    const SysSeconds tick = at("2026-03-29T12:00:00Z");
+
+    // Ten minutes old, and exactly kOnTime old: late.
+    for (SysSeconds now : {at("2026-03-29T12:10:00Z"), tick + kOnTime}) {
+      SCOPED_TRACE(iso(now));
+      const DueTicks skip = dueTicks(s, through, now, CatchUp::kSkip, 5);
+      EXPECT_TRUE(skip.fire.empty());
+      EXPECT_EQ(skip.missed, 1U);
+      EXPECT_EQ(iso(skip.next), "2026-03-29T13:00:00Z");
+      const DueTicks last = dueTicks(s, through, now, CatchUp::kLast, 5);
+      EXPECT_EQ(iso(last.fire), Strings{"2026-03-29T12:00:00Z"});
+      EXPECT_EQ(last.missed, 0U);
+      EXPECT_EQ(iso(last.next), "2026-03-29T13:00:00Z");
+      const DueTicks all = dueTicks(s, through, now, CatchUp::kAll, 5);
+      EXPECT_EQ(iso(all.fire), Strings{"2026-03-29T12:00:00Z"});
+      EXPECT_EQ(all.missed, 0U);
+      EXPECT_EQ(iso(all.next), "2026-03-29T13:00:00Z");
+    }
+
+    // 59 s old: on time, made whatever the policy.
+    for (CatchUp policy : kPolicies) {
+      SCOPED_TRACE(catchUpName(policy));
+      const DueTicks due = dueTicks(s, through, at("2026-03-29T12:00:59Z"), policy, 5);
+      EXPECT_EQ(iso(due.fire), Strings{"2026-03-29T12:00:00Z"});
+      EXPECT_EQ(due.missed, 0U);
+      EXPECT_EQ(iso(due.next), "2026-03-29T13:00:00Z");
+    }
+  }
+}
+
+TEST(DueTicks, LastMakesALateTickOnlyWhenNoneIsOnTime) {
+  // Fired through 09:00; 10:00, 11:00 and 12:00 are due.
+  for (const char* spec : {"every 1h", "0 * * * *"}) {
+    SCOPED_TRACE(spec);
+    const ScheduleSpec s = ScheduleSpec::parse(spec, "Europe/London");
+    const SysSeconds through = at("2026-03-29T09:00:00Z");
+
+    // All three late.
+    const SysSeconds later = at("2026-03-29T12:10:00Z");
+    const DueTicks last = dueTicks(s, through, later, CatchUp::kLast, 5);
+    EXPECT_EQ(iso(last.fire), Strings{"2026-03-29T12:00:00Z"});
+    EXPECT_EQ(last.missed, 2U);
+    EXPECT_EQ(iso(last.next), "2026-03-29T13:00:00Z");
+    const DueTicks skip = dueTicks(s, through, later, CatchUp::kSkip, 5);
+    EXPECT_TRUE(skip.fire.empty());
+    EXPECT_EQ(skip.missed, 3U);
+    const DueTicks two = dueTicks(s, through, later, CatchUp::kAll, 2);
+    EXPECT_EQ(iso(two.fire), (Strings{"2026-03-29T11:00:00Z", "2026-03-29T12:00:00Z"}));
+    EXPECT_EQ(two.missed, 1U);
+
+    // 12:00 on time: kLast and kSkip make it alone; kAll's limit counts
+    // only the late ticks, which come first.
+    const SysSeconds sooner = at("2026-03-29T12:00:30Z");
+    for (CatchUp policy : {CatchUp::kLast, CatchUp::kSkip}) {
+      SCOPED_TRACE(catchUpName(policy));
+      const DueTicks due = dueTicks(s, through, sooner, policy, 5);
+      EXPECT_EQ(iso(due.fire), Strings{"2026-03-29T12:00:00Z"});
+      EXPECT_EQ(due.missed, 2U);
+      EXPECT_EQ(iso(due.next), "2026-03-29T13:00:00Z");
+    }
+    const DueTicks one = dueTicks(s, through, sooner, CatchUp::kAll, 1);
+    EXPECT_EQ(iso(one.fire), (Strings{"2026-03-29T11:00:00Z", "2026-03-29T12:00:00Z"}));
+    EXPECT_EQ(one.missed, 1U);
+    const DueTicks all = dueTicks(s, through, sooner, CatchUp::kAll, 5);
+    EXPECT_EQ(iso(all.fire),
+              (Strings{"2026-03-29T10:00:00Z", "2026-03-29T11:00:00Z", "2026-03-29T12:00:00Z"}));
+    EXPECT_EQ(all.missed, 0U);
+  }
 }
 
 TEST(DueTicks, NowBetweenTicks) {
   const ScheduleSpec s = ScheduleSpec::parse("every 1m", "");
+  // 12:01 is late (90 s old), 12:02 on time (30 s).
   const DueTicks due =
       dueTicks(s, at("2026-03-29T12:00:00Z"), at("2026-03-29T12:02:30Z"), CatchUp::kAll, 10);
   EXPECT_EQ(iso(due.fire), (Strings{"2026-03-29T12:01:00Z", "2026-03-29T12:02:00Z"}));
   EXPECT_EQ(due.missed, 0U);
   EXPECT_EQ(iso(due.next), "2026-03-29T12:03:00Z");
+  const DueTicks skip =
+      dueTicks(s, at("2026-03-29T12:00:00Z"), at("2026-03-29T12:02:30Z"), CatchUp::kSkip, 10);
+  EXPECT_EQ(iso(skip.fire), Strings{"2026-03-29T12:02:00Z"});
+  EXPECT_EQ(skip.missed, 1U);
   // fired_through off the grid (a schedule whose interval changed).
-  const DueTicks off =
-      dueTicks(s, at("2026-03-29T12:00:20Z"), at("2026-03-29T12:00:50Z"), CatchUp::kAll, 10);
-  EXPECT_TRUE(off.fire.empty());
-  EXPECT_EQ(off.missed, 0U);
-  EXPECT_EQ(iso(off.next), "2026-03-29T12:01:00Z");
+  for (CatchUp policy : kPolicies) {
+    SCOPED_TRACE(catchUpName(policy));
+    const DueTicks off =
+        dueTicks(s, at("2026-03-29T12:00:20Z"), at("2026-03-29T12:00:50Z"), policy, 10);
+    EXPECT_TRUE(off.fire.empty());
+    EXPECT_EQ(off.missed, 0U);
+    EXPECT_EQ(iso(off.next), "2026-03-29T12:01:00Z");
+  }
 }
 
-TEST(DueTicks, SkipFiresOnlyAnOnTimeTick) {
-  const ScheduleSpec hourly = ScheduleSpec::parse("every 1h", "");
-  const SysSeconds through = at("2026-03-29T09:00:00Z");
-  // 10:00, 11:00 and 12:00 are due; 12:00 is ten minutes late.
-  const DueTicks late = dueTicks(hourly, through, at("2026-03-29T12:10:00Z"), CatchUp::kSkip, 5);
-  EXPECT_TRUE(late.fire.empty());
-  EXPECT_EQ(late.missed, 3U);
-  EXPECT_EQ(iso(late.next), "2026-03-29T13:00:00Z");
+TEST(DueTicks, CronLooksBackAWeekAtMost) {
+  // Thirty days since fired_through; only the ticks in (now - kLookback,
+  // now] count: 2026-03-22T13:00Z to 2026-03-29T12:00Z, 168, all late.
+  const ScheduleSpec s = ScheduleSpec::parse("0 * * * *", "UTC");
+  const SysSeconds now = at("2026-03-29T12:10:00Z");
+  const SysSeconds through = now - days{30};
+  const DueTicks last = dueTicks(s, through, now, CatchUp::kLast, 1);
+  EXPECT_EQ(iso(last.fire), Strings{"2026-03-29T12:00:00Z"});
+  EXPECT_EQ(last.missed, 7U * 24 - 1);
+  EXPECT_EQ(iso(last.next), "2026-03-29T13:00:00Z");
+  const DueTicks skip = dueTicks(s, through, now, CatchUp::kSkip, 1);
+  EXPECT_TRUE(skip.fire.empty());
+  EXPECT_EQ(skip.missed, 7U * 24);
+  const DueTicks all = dueTicks(s, through, now, CatchUp::kAll, 1000);
+  ASSERT_EQ(all.fire.size(), 7U * 24);
+  EXPECT_EQ(iso(all.fire.front()), "2026-03-22T13:00:00Z");
+  EXPECT_EQ(iso(all.fire.back()), "2026-03-29T12:00:00Z");
+  EXPECT_EQ(all.missed, 0U);
 
-  const DueTicks on_time = dueTicks(hourly, through, at("2026-03-29T12:00:59Z"), CatchUp::kSkip, 5);
-  EXPECT_EQ(iso(on_time.fire), Strings{"2026-03-29T12:00:00Z"});
-  EXPECT_EQ(on_time.missed, 2U);
+  // On the hour the tick exactly kLookback old is out, and now's is on time.
+  const SysSeconds on_hour = at("2026-03-29T12:00:00Z");
+  const DueTicks hour_all = dueTicks(s, on_hour - days{30}, on_hour, CatchUp::kAll, 1000);
+  ASSERT_EQ(hour_all.fire.size(), 7U * 24);
+  EXPECT_EQ(iso(hour_all.fire.front()), "2026-03-22T13:00:00Z");
+  EXPECT_EQ(iso(hour_all.fire.back()), "2026-03-29T12:00:00Z");
+  EXPECT_EQ(hour_all.missed, 0U);
+  const DueTicks hour_skip = dueTicks(s, on_hour - days{30}, on_hour, CatchUp::kSkip, 1);
+  EXPECT_EQ(iso(hour_skip.fire), Strings{"2026-03-29T12:00:00Z"});
+  EXPECT_EQ(hour_skip.missed, 7U * 24 - 1);
 
-  // Exactly kOnTime late is late.
-  const DueTicks boundary =
-      dueTicks(hourly, through, at("2026-03-29T12:00:00Z") + kOnTime, CatchUp::kSkip, 5);
-  EXPECT_TRUE(boundary.fire.empty());
-  EXPECT_EQ(boundary.missed, 3U);
-
-  // The same for a cron schedule.
-  const ScheduleSpec cron = ScheduleSpec::parse("0 * * * *", "Europe/London");
-  const DueTicks cron_late = dueTicks(cron, through, at("2026-03-29T12:10:00Z"), CatchUp::kSkip, 5);
-  EXPECT_TRUE(cron_late.fire.empty());
-  EXPECT_EQ(cron_late.missed, 3U);
-  EXPECT_EQ(iso(cron_late.next), "2026-03-29T13:00:00Z");
-  const DueTicks cron_on_time =
-      dueTicks(cron, through, at("2026-03-29T12:00:30Z"), CatchUp::kSkip, 5);
-  EXPECT_EQ(iso(cron_on_time.fire), Strings{"2026-03-29T12:00:00Z"});
-  EXPECT_EQ(cron_on_time.missed, 2U);
+  // An interval is not clamped: every tick of the thirty days counts.
+  const ScheduleSpec hourly = ScheduleSpec::parse("every 1h", "UTC");
+  const DueTicks interval = dueTicks(hourly, through, now, CatchUp::kSkip, 1);
+  EXPECT_TRUE(interval.fire.empty());
+  EXPECT_EQ(interval.missed, 30U * 24);
 }
 
 TEST(DueTicks, NothingDueWhenFiredThroughNow) {
   const ScheduleSpec s = ScheduleSpec::parse("every 1s", "");
-  const SysSeconds t = at("2026-03-29T12:00:00Z");
-  for (CatchUp policy : {CatchUp::kSkip, CatchUp::kLast, CatchUp::kAll}) {
+  const ScheduleSpec cron = ScheduleSpec::parse("0 * * * *", "UTC");
+  const SysSeconds t = at("2026-03-29T12:10:00Z");
+  for (CatchUp policy : kPolicies) {
+    SCOPED_TRACE(catchUpName(policy));
     const DueTicks same = dueTicks(s, t, t, policy, 10);
     EXPECT_TRUE(same.fire.empty());
     EXPECT_EQ(same.missed, 0U);
     EXPECT_EQ(iso(same.next), iso(t + seconds{1}));
-    // A clock that went backwards: still nothing, and next is after now.
+    // A clock that went backwards: still nothing, and next is after
+    // fired_through, the later of the two.
     const DueTicks ahead = dueTicks(s, t + seconds{30}, t, policy, 10);
     EXPECT_TRUE(ahead.fire.empty());
     EXPECT_EQ(ahead.missed, 0U);
-    EXPECT_EQ(iso(ahead.next), iso(t + seconds{1}));
+    EXPECT_EQ(iso(ahead.next), iso(t + seconds{31}));
+
+    const DueTicks cron_same = dueTicks(cron, t, t, policy, 10);
+    EXPECT_TRUE(cron_same.fire.empty());
+    EXPECT_EQ(cron_same.missed, 0U);
+    EXPECT_EQ(iso(cron_same.next), "2026-03-29T13:00:00Z");
+    const DueTicks cron_ahead = dueTicks(cron, at("2026-03-29T13:00:00Z"), t, policy, 10);
+    EXPECT_TRUE(cron_ahead.fire.empty());
+    EXPECT_EQ(cron_ahead.missed, 0U);
+    EXPECT_EQ(iso(cron_ahead.next), "2026-03-29T14:00:00Z");
   }
 }
 
 TEST(DueTicks, NeverMatchingCron) {
   const ScheduleSpec s = ScheduleSpec::parse("0 0 30 2 *", "UTC");
-  const DueTicks due =
-      dueTicks(s, at("2026-01-01T00:00:00Z"), at("2026-03-29T12:00:00Z"), CatchUp::kAll, 10);
-  EXPECT_TRUE(due.fire.empty());
-  EXPECT_EQ(due.missed, 0U);
-  EXPECT_EQ(due.next, std::nullopt);
+  for (CatchUp policy : kPolicies) {
+    SCOPED_TRACE(catchUpName(policy));
+    const DueTicks due =
+        dueTicks(s, at("2026-01-01T00:00:00Z"), at("2026-03-29T12:00:00Z"), policy, 10);
+    EXPECT_TRUE(due.fire.empty());
+    EXPECT_EQ(due.missed, 0U);
+    EXPECT_EQ(due.next, std::nullopt);
+  }
 }
 
 TEST(DueTicks, CronKeepsTheNewest) {
+  // 12:05 to 12:25 are late, 12:30 on time; the limit takes the two newest
+  // late ones.
   const ScheduleSpec s = ScheduleSpec::parse("*/5 * * * *", "UTC");
   const DueTicks due =
       dueTicks(s, at("2026-03-29T12:00:00Z"), at("2026-03-29T12:30:00Z"), CatchUp::kAll, 2);
-  EXPECT_EQ(iso(due.fire), (Strings{"2026-03-29T12:25:00Z", "2026-03-29T12:30:00Z"}));
-  EXPECT_EQ(due.missed, 4U);
+  EXPECT_EQ(iso(due.fire),
+            (Strings{"2026-03-29T12:20:00Z", "2026-03-29T12:25:00Z", "2026-03-29T12:30:00Z"}));
+  EXPECT_EQ(due.missed, 3U);
   EXPECT_EQ(iso(due.next), "2026-03-29T12:35:00Z");
 }
 
 TEST(DueTicks, CronAcrossSpringForward) {
   // Local 00:00 GMT, 01:00 and 02:00 (both the jump), 03:00 and 04:00 BST.
   const ScheduleSpec s = ScheduleSpec::parse("0 * * * *", "Europe/London");
-  const DueTicks due =
-      dueTicks(s, at("2026-03-28T23:00:00Z"), at("2026-03-29T03:00:00Z"), CatchUp::kAll, 100);
+  const SysSeconds through = at("2026-03-28T23:00:00Z");
+  const SysSeconds now = at("2026-03-29T03:00:00Z");
+  const DueTicks due = dueTicks(s, through, now, CatchUp::kAll, 100);
   EXPECT_EQ(iso(due.fire), (Strings{"2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z",
                                     "2026-03-29T02:00:00Z", "2026-03-29T03:00:00Z"}));
   EXPECT_EQ(due.missed, 0U);
   EXPECT_EQ(iso(due.next), "2026-03-29T04:00:00Z");
+  // 03:00Z is on time; the three before it are late.
+  const DueTicks skip = dueTicks(s, through, now, CatchUp::kSkip, 100);
+  EXPECT_EQ(iso(skip.fire), Strings{"2026-03-29T03:00:00Z"});
+  EXPECT_EQ(skip.missed, 3U);
+  const DueTicks last = dueTicks(s, through, now - seconds{1}, CatchUp::kLast, 100);
+  EXPECT_EQ(iso(last.fire), Strings{"2026-03-29T02:00:00Z"});
+  EXPECT_EQ(last.missed, 2U);
+  EXPECT_EQ(iso(last.next), "2026-03-29T03:00:00Z");
 }
 
 TEST(DueTicks, LongIntervalGapsAreArithmetic) {
-  // Ten years of a per-second interval: 3653 days (2016, 2020 and 2024 are leap).
+  // Ten years of a per-second interval: 3653 days (2016, 2020 and 2024 are
+  // leap); the last 60 ticks are on time.
   const ScheduleSpec s = ScheduleSpec::parse("every 1s", "");
   const SysSeconds from = date::sys_days{date::year{2016} / 1 / 1};
   const SysSeconds now = date::sys_days{date::year{2026} / 1 / 1};
   const std::uint64_t count = 3653ULL * 86400;
   const DueTicks last = dueTicks(s, from, now, CatchUp::kLast, 1);
-  EXPECT_EQ(last.fire, std::vector<SysSeconds>{now});
-  EXPECT_EQ(last.missed, count - 1);
+  EXPECT_EQ(iso(last.fire), iso(tickRange(now - seconds{59}, now)));
+  EXPECT_EQ(last.missed, count - 60);
+  EXPECT_EQ(iso(last.next), iso(now + seconds{1}));
   const DueTicks all = dueTicks(s, from, now, CatchUp::kAll, 1000);
-  ASSERT_EQ(all.fire.size(), 1000U);
-  EXPECT_EQ(all.fire.front(), now - seconds{999});
-  EXPECT_EQ(all.fire.back(), now);
-  EXPECT_EQ(all.missed, count - 1000);
+  ASSERT_EQ(all.fire.size(), 1060U);
+  EXPECT_EQ(iso(all.fire), iso(tickRange(now - seconds{1059}, now)));
+  EXPECT_EQ(all.missed, count - 60 - 1000);
 }
 
-// Two days (172,800 steps) rather than ten, to keep the suite quick in
-// unoptimised and sanitiser builds.
+// Two days (172,800 steps) rather than the whole lookback, to keep the
+// suite quick in unoptimised and sanitiser builds.
 TEST(DueTicks, PerSecondCronWalksEveryDueTick) {
   const ScheduleSpec s = ScheduleSpec::parse("* * * * * *", "Europe/London");
   const SysSeconds from = at("2026-03-28T12:00:00Z");
   const SysSeconds now = from + days{2};
-  // The spring-forward gap has no seconds of its own: still one tick a second.
+  // The spring-forward gap has no seconds of its own: still one tick a
+  // second. The newest five late ones, then the 60 on time.
   const DueTicks due = dueTicks(s, from, now, CatchUp::kAll, 5);
-  EXPECT_EQ(due.fire.size(), 5U);
-  EXPECT_EQ(due.fire.back(), now);
-  EXPECT_EQ(due.missed, 2ULL * 86400 - 5);
+  EXPECT_EQ(iso(due.fire), iso(tickRange(now - seconds{64}, now)));
+  EXPECT_EQ(due.missed, 2ULL * 86400 - 65);
   EXPECT_EQ(iso(due.next), iso(now + seconds{1}));
 }
 

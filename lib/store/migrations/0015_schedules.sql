@@ -26,7 +26,7 @@ CREATE TABLE jobd.schedule (
     -- Ticks that came due while no daemon could make them: skip them,
     -- make the last one, or make all of them up to catch_up_limit.
     catch_up        text NOT NULL DEFAULT 'last' CHECK (catch_up IN ('skip', 'last', 'all')),
-    catch_up_limit  integer NOT NULL DEFAULT 100 CHECK (catch_up_limit BETWEEN 1 AND 100000),
+    catch_up_limit  integer NOT NULL DEFAULT 100 CHECK (catch_up_limit BETWEEN 1 AND 1000),
     -- A tick while the last job is WAITING or RUNNING: make a job anyway,
     -- skip the tick, or queue the job behind (target 'schedule:<name>'
     -- unless the schedule has a target of its own).
@@ -39,7 +39,7 @@ CREATE TABLE jobd.schedule (
     created_by      text NOT NULL DEFAULT session_user,
     -- Every tick up to here has been made (or skipped); the next pass
     -- looks after it.
-    fired_through   timestamptz NOT NULL DEFAULT now(),
+    fired_through   timestamptz NOT NULL DEFAULT now() CHECK (isfinite(fired_through)),
     -- The next tick, as the last pass computed it (NULL: not yet computed,
     -- 'infinity': never again).
     next_fire       timestamptz,
@@ -53,15 +53,18 @@ CREATE TABLE jobd.schedule (
 );
 
 -- One row per tick made: the unique key that makes exactly one job per
--- tick. job_id is NULL for a tick skipped by overlap = 'skip'. Ticks older
--- than a day before the newest are deleted as new ones are made.
+-- tick. job_id is NULL for a tick skipped by overlap = 'skip'. A manual
+-- tick (`jobd schedule run-now`) has a key of its own, so that it never
+-- takes a real tick's. Ticks older than a day before the newest are
+-- deleted as new ones are made.
 CREATE TABLE jobd.schedule_tick (
     schedule   text NOT NULL REFERENCES jobd.schedule (name) ON DELETE CASCADE,
     fire_time  timestamptz NOT NULL,
+    manual     boolean NOT NULL DEFAULT false,
     job_id     bigint,
     made_by    text NOT NULL DEFAULT session_user,
     made_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (schedule, fire_time)
+    PRIMARY KEY (schedule, fire_time, manual)
 );
 
 -- The passes read the due schedules by next_fire.
@@ -71,9 +74,12 @@ CREATE INDEX schedule_next_fire_idx ON jobd.schedule (next_fire) WHERE NOT pause
 -- 'made'; NULL and 'duplicate' when that tick was made before (by another
 -- daemon, or an earlier call); NULL and 'skipped' when overlap = 'skip' and
 -- the schedule's last job is WAITING or RUNNING. Locks the schedule's row
--- until the caller commits, so two calls for one schedule serialise.
+-- until the caller commits, so two calls for one schedule serialise. The
+-- job's requester names the schedule and the tick, in UTC ("schedule
+-- nightly tick 2026-12-06T02:30:00Z", "... run-now ..." for a manual one).
 CREATE FUNCTION jobd.fire_schedule(schedule_name text, fire_time timestamptz,
-                                   made_by text DEFAULT session_user)
+                                   made_by text DEFAULT session_user,
+                                   manual boolean DEFAULT false)
 RETURNS TABLE (job_id bigint, outcome text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -87,8 +93,9 @@ BEGIN
         RAISE EXCEPTION 'jobd.fire_schedule: no schedule named %', fire_schedule.schedule_name
             USING ERRCODE = 'no_data_found';
     END IF;
-    INSERT INTO jobd.schedule_tick (schedule, fire_time, made_by)
-    VALUES (s.name, fire_schedule.fire_time, COALESCE(fire_schedule.made_by, session_user))
+    INSERT INTO jobd.schedule_tick (schedule, fire_time, manual, made_by)
+    VALUES (s.name, fire_schedule.fire_time, COALESCE(fire_schedule.manual, false),
+            COALESCE(fire_schedule.made_by, session_user))
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS fresh = ROW_COUNT;
     IF fresh = 0 THEN
@@ -104,9 +111,14 @@ BEGIN
     made := jobd.enqueue(s.job_type, s.json_data, NULL, s.priority,
                          CASE WHEN s.overlap = 'queue' THEN COALESCE(s.target, 'schedule:' || s.name)
                               ELSE s.target END,
-                         s.max_retries, 'schedule ' || s.name);
+                         s.max_retries,
+                         'schedule ' || s.name
+                         || CASE WHEN fire_schedule.manual THEN ' run-now ' ELSE ' tick ' END
+                         || to_char(fire_schedule.fire_time AT TIME ZONE 'UTC',
+                                    'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     UPDATE jobd.schedule_tick AS k SET job_id = made
-     WHERE k.schedule = s.name AND k.fire_time = fire_schedule.fire_time;
+     WHERE k.schedule = s.name AND k.fire_time = fire_schedule.fire_time
+       AND k.manual = COALESCE(fire_schedule.manual, false);
     UPDATE jobd.schedule AS t SET last_fire = fire_schedule.fire_time, last_job = made
      WHERE t.name = s.name;
     DELETE FROM jobd.schedule_tick AS k
