@@ -206,6 +206,9 @@ int runCommand(const CommandLine& cl) {
   if (cl.command == "unpause") {
     return cmdUnpause(cl);
   }
+  if (cl.command == "wait") {
+    return cmdWait(cl);
+  }
   if (cl.command == "schedule") {
     return cmdSchedule(cl);
   }

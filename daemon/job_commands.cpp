@@ -191,6 +191,9 @@ int cmdShow(const CommandLine& cl) {
     std::cout << std::left << std::setw(17) << (name + ":") << text((*job)[column]) << "\n";
   }
   std::cout << std::left << std::setw(17) << "json_data:" << (*job)["json_data"].dump() << "\n";
+  if (!(*job)["result"].is_null()) {
+    std::cout << std::left << std::setw(17) << "result:" << (*job)["result"].dump() << "\n";
+  }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {
     std::cout << "  #" << text(a["attempt"]) << " " << text(a["outcome"]) << " at "

@@ -17,7 +17,8 @@ constexpr int kExDataErr = 65;   // EX_DATAERR: a user error
 
 class ExecJob : public runtime::IRunnableJob {
  public:
-  explicit ExecJob(runtime::ChildSpec spec) : spec_(std::move(spec)) {}
+  ExecJob(runtime::ChildSpec spec, bool stdout_result)
+      : spec_(std::move(spec)), stdout_result_(stdout_result) {}
 
   void run(runtime::JobContext& context) override {
     context.oops_vars["command"] = spec_.argv.at(0);
@@ -40,6 +41,9 @@ class ExecJob : public runtime::IRunnableJob {
     }
     switch (child.exit_status) {
       case 0:
+        if (stdout_result_) {
+          takeResult(child, context);
+        }
         return;
       case kExTempFail:
         throw RetryError(message, "ExitStatus75");
@@ -52,7 +56,28 @@ class ExecJob : public runtime::IRunnableJob {
   }
 
  private:
+  // `result = stdout`: what the program wrote to stdout, a JSON value, is
+  // the job's result; nothing written, no result.
+  static void takeResult(const runtime::ChildResult& child, runtime::JobContext& context) {
+    if (child.stdout_truncated) {
+      throw OopsError("ResultTooLarge", "the program wrote " + std::to_string(child.stdout_bytes) +
+                                            " bytes to stdout, over max_payload (" +
+                                            std::to_string(context.job.max_result) + " bytes)");
+    }
+    if (child.stdout_text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return;
+    }
+    auto result = nlohmann::json::parse(child.stdout_text, nullptr, false);
+    if (result.is_discarded()) {
+      throw OopsError("ResultNotJson",
+                      "result = stdout, and what the program wrote there is not JSON: " +
+                          runtime::lastLine(child.stdout_text.substr(0, 200)));
+    }
+    context.result = std::move(result);
+  }
+
   runtime::ChildSpec spec_;
+  bool stdout_result_;
 };
 
 class ExecSource : public runtime::IJobSource {
@@ -61,7 +86,9 @@ class ExecSource : public runtime::IJobSource {
       : argv_(config::splitWords(section.handler_options.at("command"))),
         timeout_(section.timeout),
         kill_grace_(section.kill_grace),
-        memory_limit_(section.memory_limit) {}
+        memory_limit_(section.memory_limit),
+        stdout_result_(section.handler_options.count("result") > 0 &&
+                       section.handler_options.at("result") == "stdout") {}
 
   std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob& job,
                                                       const nlohmann::json&) const override {
@@ -75,7 +102,10 @@ class ExecSource : public runtime::IJobSource {
     spec.deadline = job.claimed_at + timeout_;
     spec.kill_grace = kill_grace_;
     spec.memory_limit = memory_limit_;
-    return std::make_unique<ExecJob>(std::move(spec));
+    if (stdout_result_) {
+      spec.capture_stdout = job.max_result;
+    }
+    return std::make_unique<ExecJob>(std::move(spec), stdout_result_);
   }
 
  private:
@@ -83,6 +113,7 @@ class ExecSource : public runtime::IJobSource {
   Duration timeout_;
   Duration kill_grace_;
   std::optional<std::uint64_t> memory_limit_;
+  bool stdout_result_;
 };
 
 }  // namespace
@@ -100,6 +131,15 @@ config::HandlerDescriptor execDescriptor() {
                 return std::string("cannot split into words: ") + e.what();
               }
               return std::nullopt;
+            }},
+           {"result", false, "none",
+            "none, or stdout: what the program writes to stdout (a JSON value) is the job's "
+            "result; otherwise stdout is discarded",
+            [](const std::string& value) -> std::optional<std::string> {
+              if (value == "none" || value == "stdout") {
+                return std::nullopt;
+              }
+              return "expected none or stdout, got '" + value + "'";
             }}}};
 }
 

@@ -104,8 +104,10 @@ class SqlJob : public runtime::IRunnableJob {
         // statement run once per connection outside the job's transaction.
         txn.exec_params("PREPARE " + name_ + " (jsonb, bigint) AS " + statement_);
       }
-      txn.exec("EXECUTE " + name_ + "(" + txn.quote(context.job.json_data.value_or("{}")) +
-               "::jsonb, " + std::to_string(context.job.id) + ")");
+      pqxx::result rows =
+          txn.exec("EXECUTE " + name_ + "(" + txn.quote(context.job.json_data.value_or("{}")) +
+                   "::jsonb, " + std::to_string(context.job.id) + ")");
+      takeResult(rows, context);
     } catch (const pqxx::broken_connection&) {
       throw;
     } catch (const pqxx::failure& e) {
@@ -115,6 +117,22 @@ class SqlJob : public runtime::IRunnableJob {
         throw;
       }
       throwForSqlState(state, errorLine(e.what()));
+    }
+  }
+
+  // A column named `result` in the statement's first row (json or jsonb,
+  // or text holding JSON) is the job's result, written with its COMPLETED
+  // mark in this transaction.
+  static void takeResult(const pqxx::result& rows, runtime::JobContext& context) {
+    for (pqxx::row::size_type i = 0; i < rows.columns(); ++i) {
+      if (std::string(rows.column_name(i)) != "result" || rows.empty() || rows[0][i].is_null()) {
+        continue;
+      }
+      auto result = nlohmann::json::parse(rows[0][i].c_str(), nullptr, false);
+      if (result.is_discarded()) {
+        throw OopsError("ResultNotJson", "the statement's result column is not JSON");
+      }
+      context.result = std::move(result);
     }
   }
 

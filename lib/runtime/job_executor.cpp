@@ -165,6 +165,21 @@ std::string typeNameOf(const std::exception& e) {
 
 }  // namespace
 
+// The result's JSON text, or nullopt; throws OopsError ResultTooLarge
+// over the job's max_result (a job's own transaction then rolls back).
+static std::optional<std::string> resultText(const JobContext& context) {
+  if (!context.result) {
+    return std::nullopt;
+  }
+  std::string text = context.result->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > context.job.max_result) {
+    throw OopsError("ResultTooLarge", "the job's result is " + std::to_string(text.size()) +
+                                          " bytes, over max_payload (" +
+                                          std::to_string(context.job.max_result) + " bytes)");
+  }
+  return text;
+}
+
 JobOutcome payloadTooLarge(ClaimedJob job, std::size_t max_payload) {
   JobOutcome outcome;
   outcome.kind = OutcomeKind::kPayloadTooLarge;
@@ -274,6 +289,7 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     }
     runnable.run(context);
     context.transaction = nullptr;
+    outcome.result = resultText(context);
     // Past its timeout, or once stopped (a lost lease, a release), a
     // job's work never commits, even when its handler ignored the
     // cancellation and returned.
@@ -287,7 +303,8 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     // given the job: never commit then, even if the row still looks ours.
     try {
       if (context.cancellation.leaseExpiredLocally() ||
-          !store::JobRepository::completeInJobTransaction(txn, context.job, owner_)) {
+          !store::JobRepository::completeInJobTransaction(txn, context.job, owner_,
+                                                          outcome.result)) {
         // The lease is gone: roll the work back (txn's destructor aborts).
         outcome.lease_lost = true;
         return;
@@ -330,7 +347,7 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
   outcome.job = job;
   auto started = std::chrono::steady_clock::now();
   nlohmann::json data;
-  JobContext context{job, data, nullptr, cancellation, {}};
+  JobContext context{job, data, nullptr, cancellation, {}, std::nullopt};
   auto fail = [&](OutcomeKind kind, std::string type, std::string message) {
     outcome.kind = kind;
     outcome.error_type = std::move(type);
@@ -344,6 +361,7 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
       runInOwnTransaction(*runnable, context, section, outcome);
     } else {
       runnable->run(context);
+      outcome.result = resultText(context);
     }
     outcome.kind = OutcomeKind::kCompleted;
   } catch (const ConnectFailed& e) {

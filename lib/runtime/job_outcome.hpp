@@ -42,6 +42,8 @@ struct JobOutcome {
   int runner_pid = 0;  // the process runner's pid; 0 for a thread
   // For kReleased: how long the job waits before it is claimed again.
   std::chrono::milliseconds release_delay{0};
+  // A completed job's result, as JSON text (schema 16).
+  std::optional<std::string> result;
   // Set when the COMPLETED mark was already committed in the job's own
   // transaction (database handlers): nothing is left to write.
   bool committed = false;

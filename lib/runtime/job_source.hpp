@@ -34,6 +34,9 @@ struct ClaimedJob {
   std::size_t payload_size = 0;
   std::chrono::steady_clock::time_point claimed_at;
   double queue_latency = 0;  // seconds from ready (created or scheduled) to the claim
+  // The largest result it may return (bytes of its JSON text): the claim's
+  // max_payload.
+  std::uint64_t max_result = 1024ULL * 1024;
 };
 
 // One attempt of one job: what the daemon tracks a running job by. A job
@@ -133,6 +136,10 @@ struct JobContext {
   // Extra OOPS vars for a report about this job (job_id and job_type are
   // always added).
   std::map<std::string, std::string> oops_vars;
+  // The job's result, if it returns one (schema 16): written with its
+  // COMPLETED mark, at most job.max_result bytes of JSON text (a larger
+  // one fails the job with ResultTooLarge).
+  std::optional<nlohmann::json> result;
 };
 
 class IRunnableJob {

@@ -165,6 +165,7 @@ nlohmann::json jobToJson(const ClaimedJob& job) {
           {"target", job.target ? nlohmann::json(*job.target) : nlohmann::json()},
           {"json_data", job.json_data.value_or("{}")},
           {"payload_size", job.payload_size},
+          {"max_result", job.max_result},
           // CLOCK_MONOTONIC is one clock for every process of the machine.
           {"claimed_at_ns", steadyNanos(job.claimed_at)}};
 }
@@ -182,6 +183,7 @@ ClaimedJob jobFromJson(const nlohmann::json& j) {
   }
   job.json_data = j.at("json_data").get<std::string>();
   job.payload_size = j.at("payload_size").get<std::size_t>();
+  job.max_result = j.at("max_result").get<std::uint64_t>();
   job.claimed_at = std::chrono::steady_clock::time_point(
       std::chrono::nanoseconds(j.at("claimed_at_ns").get<std::int64_t>()));
   return job;
@@ -198,7 +200,8 @@ nlohmann::json outcomeToJson(const JobOutcome& o) {
           {"release_delay_ms", o.release_delay.count()},
           {"committed", o.committed},
           {"lease_lost", o.lease_lost},
-          {"in_doubt", o.in_doubt}};
+          {"in_doubt", o.in_doubt},
+          {"result", o.result ? nlohmann::json(*o.result) : nlohmann::json()}};
 }
 
 JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
@@ -215,6 +218,9 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   o.committed = j.at("committed").get<bool>();
   o.lease_lost = j.at("lease_lost").get<bool>();
   o.in_doubt = j.at("in_doubt").get<bool>();
+  if (!j.at("result").is_null()) {
+    o.result = j.at("result").get<std::string>();
+  }
   return o;
 }
 

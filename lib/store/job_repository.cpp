@@ -259,6 +259,7 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       job.target = row[4].as<std::string>();
     }
     job.payload_size = row[5].as<std::size_t>();
+    job.max_result = request.max_payload;
     if (!row[6].is_null()) {
       job.json_data = row[6].as<std::string>();
     }
@@ -485,8 +486,35 @@ const char* JobRepository::claimSql() {
 }
 
 bool JobRepository::completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,
-                                             const std::string& owner) {
+                                             const std::string& owner,
+                                             const std::optional<std::string>& result) {
+  if (result) {
+    return txn
+        .exec_params1("SELECT jobd.complete_in_job_transaction($1, $2, $3, $4::jsonb)", job.id,
+                      job.attempt, owner, *result)[0]
+        .as<bool>();
+  }
   return txn.exec_params1(kCompleteOne, job.id, job.attempt, owner)[0].as<bool>();
+}
+
+void JobRepository::writeResults(pqxx::transaction_base& txn,
+                                 const std::vector<const runtime::JobOutcome*>& completed) {
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> results;
+  for (const runtime::JobOutcome* o : completed) {
+    if (o->result) {
+      ids.push_back(o->job.id);
+      results.push_back(*o->result);
+    }
+  }
+  if (ids.empty()) {
+    return;
+  }
+  txn.exec_params(
+      "INSERT INTO jobd.job_result (job_id, result) "
+      "SELECT id, result::jsonb FROM unnest($1::bigint[], $2::text[]) AS r (id, result) "
+      "ON CONFLICT (job_id) DO UPDATE SET result = EXCLUDED.result, written = now()",
+      pgArray(ids), pgTextArray(results));
 }
 
 }  // namespace jobd::store

@@ -159,8 +159,14 @@ class JobRepository {
 
   // Used on the job's own connection: the fenced COMPLETED mark in the
   // job's transaction. False when the lease is gone (roll back then).
+  // With a result, writes it too (schema 16).
   static bool completeInJobTransaction(pqxx::work& txn, const runtime::ClaimedJob& job,
-                                       const std::string& owner);
+                                       const std::string& owner,
+                                       const std::optional<std::string>& result = std::nullopt);
+  // The results of jobs this transaction marked COMPLETED (those of
+  // `completed` that have one).
+  void writeResults(pqxx::transaction_base& txn,
+                    const std::vector<const runtime::JobOutcome*>& completed);
 
  private:
   void insertOops(pqxx::transaction_base& txn, const OopsReport& oops);

@@ -73,7 +73,8 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
                                                     ORDER BY a.date_finished, a.attempt), '[]')
                             FROM jobd.job_attempt AS a WHERE a.job_id = j.id),
              'oops', (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.time), '[]')
-                        FROM jobd.oops AS o WHERE o.job_id = j.id))
+                        FROM jobd.oops AS o WHERE o.job_id = j.id),
+             'result', (SELECT r.result FROM jobd.job_result AS r WHERE r.job_id = j.id))
       FROM jobd.job AS j
      WHERE j.id = $1)sql",
                                    id);
@@ -81,6 +82,35 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
     return std::nullopt;
   }
   return nlohmann::json::parse(r[0][0].c_str());
+}
+
+std::optional<JobStore::Ending> JobStore::watch(std::int64_t id) {
+  pqxx::work txn(conn_);
+  pqxx::row status = txn.exec_params1("SELECT jobd.watch($1)", id);
+  txn.commit();
+  if (status[0].is_null()) {
+    return std::nullopt;
+  }
+  return ending(id);
+}
+
+std::optional<JobStore::Ending> JobStore::ending(std::int64_t id) {
+  pqxx::read_transaction txn(conn_);
+  pqxx::result r = txn.exec_params(
+      "SELECT j.status, COALESCE(substring(rtrim(j.log, chr(10)) FROM '[^\n]*$'), ''), "
+      "res.result::text "
+      "FROM jobd.job AS j LEFT JOIN jobd.job_result AS res ON res.job_id = j.id WHERE j.id = $1",
+      id);
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  Ending e;
+  e.status = statusFromValue(r[0][0].as<int>()).value_or(JobStatus::kWaiting);
+  e.last_log_line = r[0][1].as<std::string>();
+  if (!r[0][2].is_null()) {
+    e.result = r[0][2].as<std::string>();
+  }
+  return e;
 }
 
 std::optional<nlohmann::json> JobStore::oops(const std::string& id) {

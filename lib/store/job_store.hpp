@@ -55,6 +55,19 @@ class JobStore {
   // The job as a JSON object: every jobd.job column by name, plus
   // status_name, attempts and oops arrays. nullopt when there is no such job.
   std::optional<nlohmann::json> show(std::int64_t id);
+
+  // A job's status, its log's last line and its result, for `jobd wait`;
+  // nullopt when there is no such job.
+  struct Ending {
+    JobStatus status = JobStatus::kWaiting;
+    std::string last_log_line;
+    std::optional<std::string> result;  // JSON text
+  };
+  // Asks for NOTIFY jobd_finished, '<id>' when the job finishes
+  // (jobd.watch, schema 16): call it once LISTEN jobd_finished is in
+  // force. Returns where the job stands now.
+  std::optional<Ending> watch(std::int64_t id);
+  std::optional<Ending> ending(std::int64_t id);
   // One OOPS report (every column of jobd.oops); nullopt when none has the id.
   std::optional<nlohmann::json> oops(const std::string& id);
 

@@ -115,6 +115,7 @@ ClaimResult MemoryStore::claim(const ClaimRequest& request) {
     claimed.priority = job->priority;
     claimed.target = job->target;
     claimed.payload_size = job->json_data.size();
+    claimed.max_result = request.max_payload;
     if (job->json_data.size() <= request.max_payload) {
       claimed.json_data = job->json_data;
     }

@@ -26,7 +26,8 @@ TEST(SchemaTest, PlainInsertWorks) {
 
 // The columns are SPEC §4.1's, in order, with their types, then jobd's own
 // additions: `acquired` (version 7: made by jobd.acquire) and `behind`
-// (version 12: queued behind another job of its type and target).
+// (version 12: queued behind another job of its type and target) and
+// `waited` (version 16: someone waits to hear that it finished).
 TEST(SchemaTest, JobColumnsAsSpecified) {
   TestDatabase db;
   EXPECT_EQ(db.scalar("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' "
@@ -37,7 +38,7 @@ TEST(SchemaTest, JobColumnsAsSpecified) {
             "scheduled_start timestamp with time zone, lease_expires timestamp with time zone, "
             "lease_owner text, date_created timestamp with time zone, "
             "date_started timestamp with time zone, date_finished timestamp with time zone, "
-            "log text, acquired boolean, behind boolean");
+            "log text, acquired boolean, behind boolean, waited boolean");
 }
 
 // jobd.enqueue takes SPEC §4.2's arguments by name, with defaults.
