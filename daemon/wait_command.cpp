@@ -10,7 +10,9 @@
 #include "core/duration.hpp"
 #include "core/errors.hpp"
 #include "core/job_status.hpp"
+#include "store/database.hpp"
 #include "store/job_store.hpp"
+#include "store/migrations.hpp"
 
 namespace jobd::cli {
 namespace {
@@ -37,6 +39,7 @@ bool finished(JobStatus status) {
 }  // namespace
 
 int cmdWait(const CommandLine& cl) {
+  const auto started = std::chrono::steady_clock::now();
   const std::int64_t id =
       parseInteger("wait: ID", cl.positional.at(0), 1, std::numeric_limits<std::int64_t>::max());
   std::optional<Duration> timeout;
@@ -47,24 +50,54 @@ int cmdWait(const CommandLine& cl) {
                        "'");
     }
   }
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        timeout ? *timeout - (std::chrono::steady_clock::now() - started) : std::chrono::hours(24));
+  };
   auto config = loadConfig(cl);
-  auto conn = connectChecked(cl, *config);
+  // LISTEN needs a session: listen_database when set (PostgreSQL itself
+  // when `database` is a transaction pooler), as for migrate.
+  const config::DaemonSettings& d = config->daemon();
+  auto conn = store::connect(cl.database                  ? *cl.database
+                             : !d.listen_database.empty() ? d.listen_database
+                                                          : d.database,
+                             "jobd wait");
+  store::checkSchemaVersion(*conn);
   // LISTEN before the job is asked about: a finish that commits between
   // the two is either seen by jobd.watch or heard.
   Finished receiver(*conn, std::to_string(id));
   store::JobStore jobs(*conn);
-  std::optional<store::JobStore::Ending> now = jobs.watch(id);
-  const auto started = std::chrono::steady_clock::now();
+  std::optional<store::JobStore::Ending> now;
+  for (;;) {
+    try {
+      now = jobs.watch(id, std::min<std::chrono::milliseconds>(left(), std::chrono::seconds(1)));
+      break;
+    } catch (const pqxx::sql_error& e) {
+      // 55P03: the row stayed locked (a job's own transaction committing,
+      // an operator's command); once more, within --timeout.
+      if (e.sqlstate() != "55P03" || left().count() <= 0) {
+        if (e.sqlstate() == "55P03") {
+          std::cerr << "jobd: job " << id << " was still locked after " << *cl.option("--timeout")
+                    << "\n";
+          return kExitTempFail;
+        }
+        throw;
+      }
+    }
+  }
   while (now && !finished(now->status)) {
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-        timeout ? *timeout - (std::chrono::steady_clock::now() - started) : std::chrono::hours(24));
-    if (left.count() <= 0) {
+    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(left());
+    if (wait.count() <= 0) {
+      now = jobs.ending(id);  // as it stands at the end
+      if (!now || finished(now->status)) {
+        break;
+      }
       std::cerr << "jobd: job " << id << " is still " << statusName(now->status) << " after "
                 << *cl.option("--timeout") << "\n";
       return kExitTempFail;
     }
-    conn->await_notification(static_cast<long>(left.count() / 1000000),
-                             static_cast<long>(left.count() % 1000000));
+    conn->await_notification(static_cast<long>(wait.count() / 1000000),
+                             static_cast<long>(wait.count() % 1000000));
     if (receiver.take()) {
       now = jobs.ending(id);
     }

@@ -58,22 +58,14 @@ class ExecJob : public runtime::IRunnableJob {
  private:
   // `result = stdout`: what the program wrote to stdout, a JSON value, is
   // the job's result; nothing written, no result.
+  // Checked, and bounded by max_payload, by the JobExecutor.
   static void takeResult(const runtime::ChildResult& child, runtime::JobContext& context) {
     if (child.stdout_truncated) {
       throw OopsError("ResultTooLarge", "the program wrote " + std::to_string(child.stdout_bytes) +
                                             " bytes to stdout, over max_payload (" +
                                             std::to_string(context.job.max_result) + " bytes)");
     }
-    if (child.stdout_text.find_first_not_of(" \t\r\n") == std::string::npos) {
-      return;
-    }
-    auto result = nlohmann::json::parse(child.stdout_text, nullptr, false);
-    if (result.is_discarded()) {
-      throw OopsError("ResultNotJson",
-                      "result = stdout, and what the program wrote there is not JSON: " +
-                          runtime::lastLine(child.stdout_text.substr(0, 200)));
-    }
-    context.result = std::move(result);
+    context.result_text = child.stdout_text;
   }
 
   runtime::ChildSpec spec_;
@@ -103,7 +95,8 @@ class ExecSource : public runtime::IJobSource {
     spec.kill_grace = kill_grace_;
     spec.memory_limit = memory_limit_;
     if (stdout_result_) {
-      spec.capture_stdout = job.max_result;
+      // Room for white space around a result of max_payload bytes.
+      spec.capture_stdout = job.max_result + 4096;
     }
     return std::make_unique<ExecJob>(std::move(spec), stdout_result_);
   }

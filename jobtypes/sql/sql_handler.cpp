@@ -88,8 +88,8 @@ namespace {
 
 class SqlJob : public runtime::IRunnableJob {
  public:
-  SqlJob(const std::string& name, const std::string& statement)
-      : name_(name), statement_(statement) {}
+  SqlJob(const std::string& name, const std::string& statement, bool column_result)
+      : name_(name), statement_(statement), column_result_(column_result) {}
 
   void run(runtime::JobContext& context) override {
     pqxx::work& txn = *context.transaction;
@@ -107,7 +107,9 @@ class SqlJob : public runtime::IRunnableJob {
       pqxx::result rows =
           txn.exec("EXECUTE " + name_ + "(" + txn.quote(context.job.json_data.value_or("{}")) +
                    "::jsonb, " + std::to_string(context.job.id) + ")");
-      takeResult(rows, context);
+      if (column_result_) {
+        takeResult(rows, context);
+      }
     } catch (const pqxx::broken_connection&) {
       throw;
     } catch (const pqxx::failure& e) {
@@ -120,30 +122,28 @@ class SqlJob : public runtime::IRunnableJob {
     }
   }
 
-  // A column named `result` in the statement's first row (json or jsonb,
-  // or text holding JSON) is the job's result, written with its COMPLETED
-  // mark in this transaction.
+  // With `result: column`, the statement's first row's column named
+  // `result` (json or jsonb, or text holding JSON) is the job's result,
+  // written with its COMPLETED mark in this transaction.
   static void takeResult(const pqxx::result& rows, runtime::JobContext& context) {
     for (pqxx::row::size_type i = 0; i < rows.columns(); ++i) {
-      if (std::string(rows.column_name(i)) != "result" || rows.empty() || rows[0][i].is_null()) {
-        continue;
+      if (std::string(rows.column_name(i)) == "result" && !rows.empty() && !rows[0][i].is_null()) {
+        context.result_text = rows[0][i].c_str();
+        return;
       }
-      auto result = nlohmann::json::parse(rows[0][i].c_str(), nullptr, false);
-      if (result.is_discarded()) {
-        throw OopsError("ResultNotJson", "the statement's result column is not JSON");
-      }
-      context.result = std::move(result);
     }
   }
 
  private:
   const std::string& name_;
   const std::string& statement_;
+  bool column_result_;
 };
 
 class SqlSource : public runtime::IJobSource {
  public:
-  explicit SqlSource(std::string statement) : statement_(std::move(statement)) {
+  SqlSource(std::string statement, bool column_result)
+      : statement_(std::move(statement)), column_result_(column_result) {
     // Named after the statement's text, so that a reload that changes it
     // prepares the new one.
     char hex[17];
@@ -155,12 +155,13 @@ class SqlSource : public runtime::IJobSource {
 
   std::unique_ptr<runtime::IRunnableJob> makeRunnable(const runtime::ClaimedJob&,
                                                       const nlohmann::json&) const override {
-    return std::make_unique<SqlJob>(name_, statement_);
+    return std::make_unique<SqlJob>(name_, statement_, column_result_);
   }
 
  private:
   std::string statement_;
   std::string name_;
+  bool column_result_;
 };
 
 }  // namespace
@@ -180,11 +181,23 @@ config::HandlerDescriptor sqlDescriptor() {
             return "must be one SQL statement: text follows a ';'";
           }
           return std::nullopt;
+        }},
+       {"result", false, "none",
+        "none, or column: the statement's column named result (JSON) in its first row is the "
+        "job's result, written with its COMPLETED mark",
+        [](const std::string& value) -> std::optional<std::string> {
+          if (value == "none" || value == "column") {
+            return std::nullopt;
+          }
+          return "expected none or column, got '" + value + "'";
         }}}};
 }
 
 std::unique_ptr<runtime::IJobSource> makeSqlSource(const config::SectionConfig& section) {
-  return std::make_unique<SqlSource>(section.handler_options.at("statement"));
+  auto result = section.handler_options.find("result");
+  return std::make_unique<SqlSource>(
+      section.handler_options.at("statement"),
+      result != section.handler_options.end() && result->second == "column");
 }
 
 }  // namespace jobd::jobtypes

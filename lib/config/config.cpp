@@ -97,7 +97,9 @@ const Fields<DaemonSettings>& daemonFields() {
         "comma-separated host names the dashboard answers to (its Host header, a guard against "
         "DNS rebinding); empty: the listen address, localhost, 127.0.0.1 and [::1]"},
        into<D, std::vector<std::string>>(&D::dashboard_hosts, parseHostList)},
-      {{"max_payload", "1M", "largest json_data a job may carry (bytes of json_data::text)"},
+      {{"max_payload", "1M",
+        "largest json_data a job may carry (bytes of json_data::text), and largest result it may "
+        "return"},
        into<D, std::uint64_t>(&D::max_payload, sizeBetween(2, 256ULL * 1024 * 1024))},
   };
   return fields;

@@ -167,15 +167,54 @@ std::string typeNameOf(const std::exception& e) {
 
 // The result's JSON text, or nullopt; throws OopsError ResultTooLarge
 // over the job's max_result (a job's own transaction then rolls back).
-static std::optional<std::string> resultText(const JobContext& context) {
-  if (!context.result) {
-    return std::nullopt;
+static bool containsNul(const nlohmann::json& value) {
+  if (value.is_string()) {
+    return value.get_ref<const std::string&>().find('\0') != std::string::npos;
   }
-  std::string text = context.result->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (value.is_object()) {
+    for (const auto& [key, item] : value.items()) {
+      if (key.find('\0') != std::string::npos || containsNul(item)) {
+        return true;
+      }
+    }
+  }
+  if (value.is_array()) {
+    for (const auto& item : value) {
+      if (containsNul(item)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+static std::optional<std::string> resultText(const JobContext& context) {
+  std::string text;
+  if (context.result_text) {
+    // As the handler's program wrote it: numbers keep their digits.
+    std::size_t first = context.result_text->find_first_not_of(" \t\r\n");
+    std::size_t last = context.result_text->find_last_not_of(" \t\r\n");
+    if (first != std::string::npos) {
+      text = context.result_text->substr(first, last - first + 1);
+    }
+  } else if (context.result) {
+    text = context.result->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  if (text.empty() || text == "null") {
+    return std::nullopt;  // no result
+  }
   if (text.size() > context.job.max_result) {
     throw OopsError("ResultTooLarge", "the job's result is " + std::to_string(text.size()) +
                                           " bytes, over max_payload (" +
                                           std::to_string(context.job.max_result) + " bytes)");
+  }
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) {
+    throw OopsError("ResultNotJson", "the job's result is not JSON: " + text.substr(0, 200));
+  }
+  if (containsNul(parsed)) {
+    // jsonb refuses \u0000: written, it would fail the job's outcome.
+    throw OopsError("ResultNotStorable", "the job's result has a string with \\u0000 in it");
   }
   return text;
 }
@@ -347,7 +386,7 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
   outcome.job = job;
   auto started = std::chrono::steady_clock::now();
   nlohmann::json data;
-  JobContext context{job, data, nullptr, cancellation, {}, std::nullopt};
+  JobContext context{job, data, nullptr, cancellation, {}, std::nullopt, std::nullopt};
   auto fail = [&](OutcomeKind kind, std::string type, std::string message) {
     outcome.kind = kind;
     outcome.error_type = std::move(type);

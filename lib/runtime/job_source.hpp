@@ -140,6 +140,9 @@ struct JobContext {
   // COMPLETED mark, at most job.max_result bytes of JSON text (a larger
   // one fails the job with ResultTooLarge).
   std::optional<nlohmann::json> result;
+  // Or the result as JSON text, kept as written (a program's stdout, a
+  // statement's column): numbers keep every digit. Checked for JSON.
+  std::optional<std::string> result_text;
 };
 
 class IRunnableJob {

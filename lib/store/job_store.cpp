@@ -1,5 +1,7 @@
 #include "store/job_store.hpp"
 
+#include <algorithm>
+
 #include "core/errors.hpp"
 #include "store/sql_params.hpp"
 
@@ -84,11 +86,18 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
   return nlohmann::json::parse(r[0][0].c_str());
 }
 
-std::optional<JobStore::Ending> JobStore::watch(std::int64_t id) {
-  pqxx::work txn(conn_);
-  pqxx::row status = txn.exec_params1("SELECT jobd.watch($1)", id);
-  txn.commit();
-  if (status[0].is_null()) {
+std::optional<JobStore::Ending> JobStore::watch(std::int64_t id,
+                                                std::chrono::milliseconds lock_wait) {
+  // One statement that commits by itself: the job's row is locked for
+  // that statement only, never while this client is away. It waits for
+  // the row at most lock_wait (a job's own transaction may hold it).
+  bool found = false;
+  {
+    pqxx::nontransaction txn(conn_);
+    txn.exec("SET lock_timeout = " + std::to_string(std::max<std::int64_t>(1, lock_wait.count())));
+    found = !txn.exec_params1("SELECT jobd.watch($1)", id)[0].is_null();
+  }
+  if (!found) {
     return std::nullopt;
   }
   return ending(id);

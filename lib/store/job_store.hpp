@@ -3,6 +3,7 @@
 // the connection it was given; used from one thread at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -65,8 +66,9 @@ class JobStore {
   };
   // Asks for NOTIFY jobd_finished, '<id>' when the job finishes
   // (jobd.watch, schema 16): call it once LISTEN jobd_finished is in
-  // force. Returns where the job stands now.
-  std::optional<Ending> watch(std::int64_t id);
+  // force. Returns where the job stands now. Throws pqxx::sql_error
+  // 55P03 when the job's row stayed locked for lock_wait.
+  std::optional<Ending> watch(std::int64_t id, std::chrono::milliseconds lock_wait);
   std::optional<Ending> ending(std::int64_t id);
   // One OOPS report (every column of jobd.oops); nullopt when none has the id.
   std::optional<nlohmann::json> oops(const std::string& id);

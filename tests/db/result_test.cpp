@@ -58,6 +58,17 @@ TEST(ResultSqlTest, AJobsOwnTransactionWritesItsResultWithItsMark) {
             std::to_string(claimed[0].id) + " [true]");
 }
 
+// A COMPLETED job that runs again loses its result: the next run's, or
+// none, is its result.
+TEST(ResultSqlTest, ARetriedJobLosesItsResult) {
+  TestDatabase db;
+  const std::string id = db.scalar("SELECT jobd.enqueue('noop')");
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + id + " RETURNING 1");
+  db.scalar("INSERT INTO jobd.job_result (job_id, result) VALUES (" + id + ", '1') RETURNING 1");
+  db.scalar("UPDATE jobd.job SET status = 1 WHERE id = " + id + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_result"), "0");
+}
+
 TEST(ResultSqlTest, OnlyAWatchedJobsEndIsHeard) {
   TestDatabase db;
   const std::string watched = db.scalar("SELECT jobd.enqueue('noop')");

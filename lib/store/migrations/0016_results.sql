@@ -35,18 +35,38 @@ CREATE TRIGGER job_notify_finished
     AFTER UPDATE OF status ON jobd.job
     FOR EACH ROW WHEN (NEW.waited AND NEW.status IN (2, 3) AND OLD.status <> NEW.status)
     EXECUTE FUNCTION jobd.notify_finished();
+-- A waited job deleted before it finished (the cleaner deletes finished
+-- ones, whose waiters have heard already).
 CREATE TRIGGER job_notify_deleted
     AFTER DELETE ON jobd.job
-    FOR EACH ROW WHEN (OLD.waited)
+    FOR EACH ROW WHEN (OLD.waited AND OLD.status NOT IN (2, 3))
     EXECUTE FUNCTION jobd.notify_finished();
+
+-- A COMPLETED job that runs again (`jobd retry`, an application's
+-- requeue) loses its result: the next run's, or none, is its result.
+CREATE FUNCTION jobd.forget_result() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM jobd.job_result WHERE job_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER job_forget_result
+    AFTER UPDATE OF status ON jobd.job
+    FOR EACH ROW WHEN (OLD.status = 2 AND NEW.status <> 2)
+    EXECUTE FUNCTION jobd.forget_result();
 
 -- Asks for NOTIFY jobd_finished, '<job_id>' when the job finishes: call it
 -- after LISTEN jobd_finished has committed, and wait when it returns a
 -- status other than COMPLETED (2) or FAILED (3). Returns the job's status,
 -- or NULL when there is no such job. A job that finishes while this waits
 -- for its row lock is seen finished (READ COMMITTED reads the row again).
+-- SECURITY DEFINER: a role that may wait needs EXECUTE on it, not UPDATE
+-- on jobd.job.
 CREATE FUNCTION jobd.watch(job_id bigint) RETURNS smallint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
 #variable_conflict use_column
 DECLARE
     now_status smallint;
@@ -82,3 +102,22 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION jobd.complete_in_job_transaction(bigint, integer, text, jsonb) FROM PUBLIC;
+
+-- Every role that may call the three-argument function (a section's
+-- dbuser) may call this one.
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    FOR grantee IN
+        SELECT DISTINCT pg_get_userbyid(a.grantee)
+          FROM pg_proc AS p, aclexplode(p.proacl) AS a
+         WHERE p.oid = 'jobd.complete_in_job_transaction(bigint, integer, text)'::regprocedure
+           AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION '
+                       'jobd.complete_in_job_transaction(bigint, integer, text, jsonb) TO %I',
+                       grantee);
+    END LOOP;
+END
+$$;
