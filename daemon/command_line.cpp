@@ -86,10 +86,10 @@ const std::vector<CommandSpec>& commands() {
        1,
        1,
        {"--target", "--until", "--reason"},
-       {},
-       "pause TYPE [--target KEY] [--until TIME|DUR] [--reason TEXT]",
+       {"--cancel-running"},
+       "pause TYPE [--target KEY] [--until TIME|DUR] [--reason TEXT] [--cancel-running]",
        "stop every daemon claiming TYPE's jobs (or one target's) from now on; running jobs "
-       "finish"},
+       "finish, or with --cancel-running are stopped and wait for the pause's end"},
       {"unpause",
        1,
        1,

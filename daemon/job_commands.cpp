@@ -322,6 +322,7 @@ int cmdPause(const CommandLine& cl) {
   request.target = cl.option("--target");
   request.reason = cl.option("--reason").value_or("");
   request.paused_by = operatorName("pause");
+  request.cancel_running = cl.flag("--cancel-running");
   if (auto until = cl.option("--until")) {
     if (looksLikeIso8601(*until)) {
       request.until = *until;
@@ -338,7 +339,9 @@ int cmdPause(const CommandLine& cl) {
   bool replaced = store::JobStore(*conn).pause(request);
   std::cout << "paused " << request.job_type
             << (request.target ? " target " + *request.target : std::string())
-            << (replaced ? " (replacing the pause in place)" : "") << "\n";
+            << (replaced ? " (replacing the pause in place)" : "")
+            << (request.cancel_running ? "; its running jobs are stopped and wait for the end" : "")
+            << "\n";
   return 0;
 }
 

@@ -68,6 +68,17 @@ void LeaseKeeper::stop() {
   timer_.cancel();
 }
 
+void LeaseKeeper::renewNow() {
+  if (stopped_) {
+    return;
+  }
+  if (in_flight_) {
+    again_ = true;  // it may have read the rows before the release
+    return;
+  }
+  renew();
+}
+
 void LeaseKeeper::schedule() {
   timer_.expires_after(interval_);
   timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -114,6 +125,10 @@ void LeaseKeeper::onRenewed(bool ok, std::chrono::steady_clock::time_point sent,
                             const std::vector<SentLease>& sent_keys,
                             const store::RenewResult& result) {
   in_flight_ = false;
+  if (again_ && !stopped_) {
+    again_ = false;
+    boost::asio::post(io_, [this] { renewNow(); });
+  }
   if (!ok) {
     if (healthy_) {
       logs::warn("LEASE_RENEW_FAILED cannot renew {} leases: no more claims until renewals work",

@@ -40,6 +40,9 @@ class LeaseKeeper {
   int supersede(AttemptKey newer);
   void start();
   void stop();
+  // Renews now (a pause with cancel_running released jobs: those that
+  // run here stop at once); after the renewal in flight if there is one.
+  void renewNow();
   // A reload: renew at this interval from the next renewal.
   void setInterval(Duration interval) { interval_ = interval; }
   bool healthy() const { return healthy_; }
@@ -75,6 +78,7 @@ class LeaseKeeper {
   // renewal returns name one entry each.
   std::map<AttemptKey, Held> held_;
   bool in_flight_ = false;
+  bool again_ = false;  // renewNow() while a renewal was in flight
   bool healthy_ = true;
   bool stopped_ = false;
   std::uint64_t renewals_ = 0;

@@ -27,6 +27,14 @@
 
 namespace jobd::runtime {
 
+// Payloads on channel jobd that are not job types (a job type of the same
+// name is woken as well). A schedule was added, changed or removed
+// (schema 15's trigger):
+inline constexpr const char* kScheduleChanged = "jobd.schedule";
+// Leases were taken away (schema 17's pause with cancel_running): every
+// daemon renews at once, and stops the jobs it lost.
+inline constexpr const char* kLeasesChanged = "jobd.leases";
+
 class Notifier {
  public:
   using NotifyHandler = std::function<void(const std::string& job_type)>;

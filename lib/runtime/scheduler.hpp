@@ -36,10 +36,6 @@
 
 namespace jobd::runtime {
 
-// The payload on channel jobd when a schedule is added, changed or removed
-// (schema 15's trigger); no job type is routed with it.
-inline constexpr const char* kScheduleChanged = "jobd.schedule";
-
 class Scheduler {
  public:
   // The schedules one pass locks at most; a pass that took that many

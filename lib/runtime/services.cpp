@@ -108,6 +108,8 @@ Services::Services(boost::asio::io_context& io, Metrics& metrics,
       [this](const std::string& payload) {
         if (payload == kScheduleChanged) {
           scheduler_->wake();
+        } else if (payload == kLeasesChanged) {
+          leases_->renewNow();
         }
         // A job type may have that name too.
         producer_->wakeJobType(payload);

@@ -215,9 +215,9 @@ bool JobStore::pause(const PauseRequest& r) {
     replaced = txn.exec_params1(
                       "SELECT jobd.pause($1, $2, CASE WHEN $3::text IS NOT NULL THEN "
                       "$3::timestamptz WHEN $4::text IS NOT NULL THEN now() + $4::interval END, "
-                      "$5, $6)",
+                      "$5, $6, $7)",
                       r.job_type, nullable(r.target), nullable(r.until), nullable(span), r.reason,
-                      r.paused_by.empty() ? nullptr : r.paused_by.c_str())[0]
+                      r.paused_by.empty() ? nullptr : r.paused_by.c_str(), r.cancel_running)[0]
                    .as<bool>();
   } catch (const pqxx::sql_error& e) {
     if (isDataException(e)) {

@@ -36,6 +36,9 @@ struct PauseRequest {
   std::optional<Duration> for_;      // until = now() + for_
   std::string reason;
   std::string paused_by;  // empty: the database's session_user
+  // Also release the jobs of the type (or target) that are running: their
+  // daemons stop them at once (schema 17).
+  bool cancel_running = false;
 };
 
 struct TransitionResult {

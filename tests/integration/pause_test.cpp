@@ -126,5 +126,55 @@ TEST(PauseCommandTest, APauseStopsEveryDaemonsClaimsWithin100Ms) {
   EXPECT_EQ(second.stop().exit_code, 0);
 }
 
+// --cancel-running (schema 17): the jobs running when the pause commits
+// are released (WAITING, their attempt given back, an attempt row
+// `released` / `Paused`), and the daemon running them stops them at once
+// (a renewal woken by the NOTIFY, not the next one, which is 10 s away);
+// they run again, from the start, when the pause ends.
+TEST(PauseCommandTest, CancelRunningStopsTheJobsAndTheyRunAfterTheUnpause) {
+  TestDatabase db;
+  const std::string config = "[sleep]\nconcurrency: 2\nlease_duration: 30s\n";
+  const std::string config_path = ::testing::TempDir() + "jobd_cancel_" + db.name() + ".conf";
+  std::ofstream(config_path) << config;
+  auto jobd = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--database", db.conninfo(), "--config", config_path});
+    return testing::runJobd(args);
+  };
+  Daemon daemon(db, config);
+  ASSERT_TRUE(daemon.waitReady());
+  db.scalar(R"(SELECT count(jobd.enqueue('sleep', '{"ms": 20000}')) FROM generate_series(1, 2))");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 1", "2", 10s), "2");
+  const auto paused_at = std::chrono::steady_clock::now();
+  ProcessResult paused = jobd({"pause", "sleep", "--cancel-running", "--reason", "deploy"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_EQ(paused.out, "paused sleep; its running jobs are stopped and wait for the end\n");
+  EXPECT_EQ(db.scalar("SELECT string_agg(status || ':' || attempt_count, ' ') FROM jobd.job"),
+            "0:0 0:0");
+  EXPECT_EQ(db.scalar("SELECT string_agg(outcome || ':' || error_type || ':' || error_message, "
+                      "' ') FROM jobd.job_attempt"),
+            "released:Paused:stopped by a pause with cancel_running: deploy "
+            "released:Paused:stopped by a pause with cancel_running: deploy");
+  // Both stopped here, well before the 20 s sleeps or the next renewal
+  // (a third of the lease: 10 s).
+  auto lost = [&] {
+    std::string log = daemon.log();
+    std::size_t n = 0;
+    const std::string needle = "the lease is gone";  // LeaseKeeper's JOB_LEASE_LOST
+    for (std::size_t at = log.find(needle); at != std::string::npos;
+         at = log.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  while (lost() < 2 && std::chrono::steady_clock::now() - paused_at < 5s) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(lost(), 2U) << daemon.log();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0"), "2");
+  ASSERT_EQ(jobd({"unpause", "sleep"}).exit_code, 0);
+  EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 1", "2", 10s), "2");
+}
+
 }  // namespace
 }  // namespace jobd

@@ -1,0 +1,40 @@
+-- jobd schema version 17: a pause that also stops the jobs of the type (or
+-- target) that are running (`jobd pause --cancel-running`, issue 19).
+--
+-- The running jobs are released as a draining daemon releases them:
+-- WAITING again, their attempt given back, an attempt row `released` with
+-- the error type `Paused`. The daemons running them lose those leases:
+-- NOTIFY jobd, 'jobd.leases' makes every daemon renew its leases at once,
+-- and a renewal that finds a lease gone stops the job (its outcome is not
+-- written; its work, in its own transaction, is rolled back). Jobs whose
+-- work is outside the database may have done part of it: they run again
+-- from the start when the pause ends.
+
+CREATE FUNCTION jobd.pause(job_type text, target text, until timestamptz, reason text,
+                           paused_by text, cancel_running boolean)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    replaced boolean;
+BEGIN
+    replaced := jobd.pause($1, $2, $3, $4, $5);
+    IF $6 THEN
+        WITH released AS (
+            UPDATE jobd.job AS j
+               SET status = 0, lease_expires = NULL, attempt_count = j.attempt_count - 1,
+                   date_finished = now(), scheduled_start = now()
+             WHERE j.status = 1 AND j.job_type = $1 AND ($2 IS NULL OR j.target = $2)
+            RETURNING j.id, j.attempt_count + 1 AS attempt, j.lease_owner, j.date_started
+        )
+        INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome,
+                                      error_type, error_message)
+        SELECT r.id, r.attempt, r.lease_owner, r.date_started, 'released', 'Paused',
+               'stopped by a pause with cancel_running'
+               || CASE WHEN COALESCE($4, '') = '' THEN '' ELSE ': ' || $4 END
+          FROM released AS r;
+        PERFORM pg_notify('jobd', 'jobd.leases');
+    END IF;
+    RETURN replaced;
+END
+$$;
