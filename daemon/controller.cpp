@@ -209,6 +209,8 @@ void Controller::onListening() {
   // After every (re)connect: notifications sent in the gap are lost.
   services_->producer().wakeAll();
   services_->scheduler().wake();
+  // A pause with cancel_running may have been missed too.
+  services_->leases().renewNow();
 }
 
 void Controller::onReady() {

@@ -191,8 +191,8 @@ int cmdShow(const CommandLine& cl) {
     std::cout << std::left << std::setw(17) << (name + ":") << text((*job)[column]) << "\n";
   }
   std::cout << std::left << std::setw(17) << "json_data:" << (*job)["json_data"].dump() << "\n";
-  if (!(*job)["result"].is_null()) {
-    std::cout << std::left << std::setw(17) << "result:" << (*job)["result"].dump() << "\n";
+  if (!(*job)["result_text"].is_null()) {
+    std::cout << std::left << std::setw(17) << "result:" << text((*job)["result_text"]) << "\n";
   }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {

@@ -50,10 +50,12 @@ int cmdWait(const CommandLine& cl) {
                        "'");
     }
   }
+  // Without --timeout, for ever: an hour at a time.
   auto left = [&] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
-        timeout ? *timeout - (std::chrono::steady_clock::now() - started) : std::chrono::hours(24));
+        timeout ? *timeout - (std::chrono::steady_clock::now() - started) : std::chrono::hours(1));
   };
+  const std::string timeout_text = cl.option("--timeout").value_or("");
   auto config = loadConfig(cl);
   // LISTEN needs a session: listen_database when set (PostgreSQL itself
   // when `database` is a transaction pooler), as for migrate.
@@ -77,8 +79,7 @@ int cmdWait(const CommandLine& cl) {
       // an operator's command); once more, within --timeout.
       if (e.sqlstate() != "55P03" || left().count() <= 0) {
         if (e.sqlstate() == "55P03") {
-          std::cerr << "jobd: job " << id << " was still locked after " << *cl.option("--timeout")
-                    << "\n";
+          std::cerr << "jobd: job " << id << " was still locked after " << timeout_text << "\n";
           return kExitTempFail;
         }
         throw;
@@ -93,7 +94,7 @@ int cmdWait(const CommandLine& cl) {
         break;
       }
       std::cerr << "jobd: job " << id << " is still " << statusName(now->status) << " after "
-                << *cl.option("--timeout") << "\n";
+                << timeout_text << "\n";
       return kExitTempFail;
     }
     conn->await_notification(static_cast<long>(wait.count() / 1000000),

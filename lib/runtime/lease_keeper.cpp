@@ -15,6 +15,16 @@ LeaseKeeper::LeaseKeeper(boost::asio::io_context& io, DatabaseThread& db, Durati
 void LeaseKeeper::add(const ClaimedJob& job, Duration lease_duration,
                       std::shared_ptr<CancellationToken> token) {
   supersede(keyOf(job));
+  // The same attempt given to this daemon again while a run of it is
+  // still here (a release gave the attempt number back): that run stops.
+  auto same = held_.find(keyOf(job));
+  if (same != held_.end() && !same->second.finished && same->second.token != token) {
+    logs::warn(
+        "JOB_LEASE_LOST id={} attempt={}: the database gave this attempt to this daemon again; "
+        "stopping the run still here",
+        job.id, job.attempt);
+    loseLease(same->second);
+  }
   token->setLeaseDeadline(job.claimed_at + lease_duration);
   held_[keyOf(job)] = {lease_duration, std::move(token)};
 }

@@ -76,7 +76,10 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
                             FROM jobd.job_attempt AS a WHERE a.job_id = j.id),
              'oops', (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.time), '[]')
                         FROM jobd.oops AS o WHERE o.job_id = j.id),
-             'result', (SELECT r.result FROM jobd.job_result AS r WHERE r.job_id = j.id))
+             'result', (SELECT r.result FROM jobd.job_result AS r WHERE r.job_id = j.id),
+             -- as jsonb prints it: numbers keep their digits
+             'result_text', (SELECT r.result::text FROM jobd.job_result AS r
+                              WHERE r.job_id = j.id))
       FROM jobd.job AS j
      WHERE j.id = $1)sql",
                                    id);

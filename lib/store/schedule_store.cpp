@@ -210,6 +210,7 @@ std::vector<std::string> syncConfigSchedules(pqxx::transaction_base& txn,
     }
   }
   std::vector<std::string> names;
+  names.reserve(configured.size());
   for (const ScheduleDefinition& s : configured) {
     names.push_back(s.name);
   }

@@ -133,7 +133,9 @@ TEST(PauseCommandTest, APauseStopsEveryDaemonsClaimsWithin100Ms) {
 // they run again, from the start, when the pause ends.
 TEST(PauseCommandTest, CancelRunningStopsTheJobsAndTheyRunAfterTheUnpause) {
   TestDatabase db;
-  const std::string config = "[sleep]\nconcurrency: 2\nlease_duration: 30s\n";
+  // Renewals every 100 s: only the NOTIFY's renewal can stop the jobs in
+  // the seconds this test waits.
+  const std::string config = "[sleep]\nconcurrency: 2\nlease_duration: 300s\n";
   const std::string config_path = ::testing::TempDir() + "jobd_cancel_" + db.name() + ".conf";
   std::ofstream(config_path) << config;
   auto jobd = [&](std::vector<std::string> args) {
@@ -148,14 +150,16 @@ TEST(PauseCommandTest, CancelRunningStopsTheJobsAndTheyRunAfterTheUnpause) {
   ProcessResult paused = jobd({"pause", "sleep", "--cancel-running", "--reason", "deploy"});
   ASSERT_EQ(paused.exit_code, 0) << paused.err;
   EXPECT_EQ(paused.out, "paused sleep; its running jobs are stopped and wait for the end\n");
+  // Their attempt is not given back: the next claim's attempt 2 fences out
+  // anything the stopped run might still write.
   EXPECT_EQ(db.scalar("SELECT string_agg(status || ':' || attempt_count, ' ') FROM jobd.job"),
-            "0:0 0:0");
+            "0:1 0:1");
   EXPECT_EQ(db.scalar("SELECT string_agg(outcome || ':' || error_type || ':' || error_message, "
                       "' ') FROM jobd.job_attempt"),
             "released:Paused:stopped by a pause with cancel_running: deploy "
             "released:Paused:stopped by a pause with cancel_running: deploy");
   // Both stopped here, well before the 20 s sleeps or the next renewal
-  // (a third of the lease: 10 s).
+  // (a third of the lease: 100 s).
   auto lost = [&] {
     std::string log = daemon.log();
     std::size_t n = 0;
@@ -174,6 +178,9 @@ TEST(PauseCommandTest, CancelRunningStopsTheJobsAndTheyRunAfterTheUnpause) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0"), "2");
   ASSERT_EQ(jobd({"unpause", "sleep"}).exit_code, 0);
   EXPECT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 1", "2", 10s), "2");
+  EXPECT_EQ(db.scalar("SELECT string_agg(attempt_count::text, ' ') FROM jobd.job"), "2 2");
+  // Nothing to stop: no NOTIFY, no renewal anywhere.
+  ASSERT_EQ(jobd({"pause", "noop", "--cancel-running"}).exit_code, 0);
 }
 
 }  // namespace

@@ -99,7 +99,8 @@ TEST_F(ResultTest, ThreadProcessAndExecJobsReturnResults) {
   EXPECT_EQ(scalar("SELECT type FROM jobd.oops WHERE job_id = " + big), "ResultTooLarge");
 
   ProcessResult show = jobd({"show", thread});
-  EXPECT_THAT(show.out, HasSubstr("result:          {\"n\":1}\n"));
+  EXPECT_THAT(show.out, HasSubstr("result:          {\"n\": 1}\n"));
+  EXPECT_THAT(jobd({"show", bignum}).out, HasSubstr("result:          12345678901234567890123\n"));
   // Deleted with its job.
   scalar("DELETE FROM jobd.job WHERE id = " + thread + " RETURNING 1");
   EXPECT_EQ(scalar("SELECT count(*) FROM jobd.job_result WHERE job_id = " + thread), "0");

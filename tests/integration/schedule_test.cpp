@@ -177,6 +177,31 @@ TEST_F(ScheduleTest, ASectionsKeyIsWrittenAndReloadedAndTheCliWakesTheDaemon) {
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
 }
 
+// Two daemons race for every tick of a schedule a second (and run again
+// under ThreadSanitizer, by its name): one job per tick, whoever made it.
+TEST_F(ScheduleTest, TwoDaemonsRaceForEveryTick) {
+  Daemon first(db_, "[noop]\nconcurrency: 4\n");
+  Daemon second(db_, "[noop]\nconcurrency: 4\n");
+  ASSERT_TRUE(first.waitReady(60s));
+  ASSERT_TRUE(second.waitReady(60s));
+  const std::string start = scalar(
+      "WITH s AS (INSERT INTO jobd.schedule (name, job_type, spec, catch_up, catch_up_limit) "
+      "VALUES ('race', 'noop', 'every 1s', 'all', 1000) RETURNING created) "
+      "SELECT floor(extract(epoch FROM created))::bigint + 1 FROM s");
+  const std::string window =
+      "fire_time BETWEEN to_timestamp(" + start + ") AND to_timestamp(" + start + " + 4)";
+  ASSERT_EQ(waitForValue(db_, "SELECT count(*) FROM jobd.schedule_tick WHERE " + window, "5", 30s),
+            "5");
+  execute("UPDATE jobd.schedule SET paused = true");
+  EXPECT_EQ(scalar("SELECT count(*) || '/' || count(DISTINCT requester) FROM jobd.job WHERE "
+                   "requester LIKE 'schedule race tick %' AND substring(requester FROM "
+                   "'tick (.*)$')::timestamptz BETWEEN to_timestamp(" +
+                   start + ") AND to_timestamp(" + start + " + 4)"),
+            "5/5");
+  EXPECT_EQ(first.stop().exit_code, 0);
+  EXPECT_EQ(second.stop().exit_code, 0);
+}
+
 // Ten minutes of downtime, as the schedules see it: every tick through
 // fired_through was made, and that was ten minutes ago. Each catch-up
 // policy then makes what it says, once.

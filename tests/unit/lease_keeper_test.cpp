@@ -52,5 +52,31 @@ TEST(LeaseKeeperTest, ClaimsResumeWhenNoLeaseIsLeftAfterAFailedRenewal) {
   db.stop();
 }
 
+// The same attempt given to this daemon again while a run of it is still
+// here (a release gave the number back): the earlier run is stopped, the
+// new one keeps its lease. A run that had returned is left alone.
+TEST(LeaseKeeperTest, TheSameAttemptClaimedAgainStopsTheRunStillHere) {
+  boost::asio::io_context io;
+  DatabaseThread db("host=/nonexistent-jobd-test dbname=none", "owner");
+  LeaseKeeper keeper(io, db, 1h);
+  ClaimedJob job;
+  job.id = 7;
+  job.attempt = 1;
+  job.claimed_at = std::chrono::steady_clock::now();
+  auto first = std::make_shared<CancellationToken>();
+  auto second = std::make_shared<CancellationToken>();
+  keeper.add(job, 30s, first);
+  keeper.add(job, 30s, second);
+  EXPECT_TRUE(first->cancelled());
+  EXPECT_TRUE(first->leaseExpiredLocally());
+  EXPECT_FALSE(second->cancelled());
+  EXPECT_TRUE(keeper.holds(keyOf(job)));
+  keeper.finished(keyOf(job));
+  auto third = std::make_shared<CancellationToken>();
+  keeper.add(job, 30s, third);
+  EXPECT_FALSE(second->cancelled());  // it had returned
+  EXPECT_FALSE(third->cancelled());
+}
+
 }  // namespace
 }  // namespace jobd::runtime

@@ -45,7 +45,9 @@ CREATE TRIGGER job_notify_deleted
 -- A COMPLETED job that runs again (`jobd retry`, an application's
 -- requeue) loses its result: the next run's, or none, is its result.
 CREATE FUNCTION jobd.forget_result() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     DELETE FROM jobd.job_result WHERE job_id = NEW.id;
     RETURN NULL;
