@@ -103,7 +103,7 @@ void waitUntil(pqxx::connection& conn, const std::string& sql, std::chrono::seco
 }
 
 void reset(pqxx::connection& conn) {
-  exec(conn, "TRUNCATE jobd.job, jobd.job_attempt, jobd.oops");
+  exec(conn, "TRUNCATE jobd.job, jobd.job_attempt, jobd.job_result, jobd.oops");
   // TRUNCATE keeps the statistics of what was there; a scenario after the
   // growth one would otherwise be planned for 2,000,000 rows.
   exec(conn, "ANALYZE jobd.job");
