@@ -2,6 +2,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <cstdlib>
 #include <iomanip>
@@ -193,6 +195,19 @@ int cmdShow(const CommandLine& cl) {
   std::cout << std::left << std::setw(17) << "json_data:" << (*job)["json_data"].dump() << "\n";
   if (!(*job)["result_text"].is_null()) {
     std::cout << std::left << std::setw(17) << "result:" << text((*job)["result_text"]) << "\n";
+  }
+  if (const nlohmann::json& p = (*job)["progress"]; !p.is_null()) {
+    // Schema 18: what the job reported last, and its checkpoint.
+    std::cout << std::left << std::setw(17) << "progress:"
+              << (p["percent"].is_null() ? std::string("-")
+                                         : fmt::format("{:.1f}%", p["percent"].get<double>()))
+              << (p["message"].is_null() ? "" : " " + p["message"].get<std::string>())
+              << " (attempt " << text(p["attempt"]) << ", at " << text(p["reported"]) << ")\n";
+    if (!p["checkpoint_text"].is_null()) {
+      std::cout << std::left << std::setw(17) << "checkpoint:" << text(p["checkpoint_text"])
+                << " (attempt " << text(p["checkpoint_attempt"]) << ", at "
+                << text(p["checkpointed"]) << ")\n";
+    }
   }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {

@@ -9,11 +9,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 
 #include "core/errors.hpp"
 #include "logging.hpp"
 #include "registry.hpp"
 #include "runtime/job_executor.hpp"
+#include "runtime/progress.hpp"
 #include "runtime/worker_protocol.hpp"
 
 namespace jobd::cli {
@@ -43,10 +45,23 @@ void applyMemoryLimit(const std::optional<std::uint64_t>& limit) {
   }
 }
 
+// Frames to the daemon come from the job's thread and from the progress
+// throttle's: one at a time.
+std::mutex g_write_mutex;
+
+void sendFrame(const nlohmann::json& message) {
+  std::lock_guard<std::mutex> lock(g_write_mutex);
+  worker::writeFrame(kSocket, message);
+}
+
+void sendProgress(const runtime::ProgressUpdate& update) {
+  sendFrame({{"op", "progress"}, {"report", runtime::progressToJson(update)}});
+}
+
 // Asks the daemon whether it still holds the job's lease; blocks until it
 // answers (a paused daemon answers late, and then no).
 bool daemonHoldsLease() {
-  worker::writeFrame(kSocket, {{"op", "may_commit"}});
+  sendFrame({{"op", "may_commit"}});
   std::optional<nlohmann::json> reply = worker::readFrame(kSocket);
   return reply && reply->at("op") == "may_commit" && reply->at("ok").get<bool>();
 }
@@ -75,12 +90,30 @@ int runWorker() {
   // Through PgBouncer the runner's job connections make no session
   // setting either: each transaction sets its own (SET LOCAL).
   runtime::JobExecutor executor(settings.conninfo, settings.owner, settings.pooled);
+  // The job's reports go to the daemon at most once a second, and what is
+  // left just before its outcome; the daemon writes them.
+  runtime::ProgressThrottle progress([](const std::vector<runtime::ProgressReport>& reports) {
+    try {
+      for (const runtime::ProgressReport& report : reports) {
+        sendProgress(report.update);
+      }
+    } catch (const std::exception&) {
+      // The daemon has gone: the job's own reads end the child.
+    }
+  });
   while (std::optional<nlohmann::json> message = worker::readFrame(kSocket)) {
     runtime::ClaimedJob job = worker::jobFromJson(message->at("job"));
     runtime::CancellationToken token;
     token.setLeaseCheck(daemonHoldsLease);
-    runtime::JobOutcome outcome = executor.execute(job, *source, section, token);
-    worker::writeFrame(kSocket, {{"op", "outcome"}, {"outcome", worker::outcomeToJson(outcome)}});
+    runtime::AttemptKey key = runtime::keyOf(job);
+    runtime::JobOutcome outcome =
+        executor.execute(job, *source, section, token, [&](runtime::ProgressUpdate update) {
+          progress.report(key, job.job_type, std::move(update));
+        });
+    if (std::optional<runtime::ProgressUpdate> left = progress.take(key)) {
+      sendProgress(*left);
+    }
+    sendFrame({{"op", "outcome"}, {"outcome", worker::outcomeToJson(outcome)}});
   }
   return 0;
 }

@@ -1,11 +1,14 @@
 #include "exec_handler.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
+#include "core/log.hpp"
 #include "runtime/child_process.hpp"
+#include "runtime/progress.hpp"
 
 #include "config/argv.hpp"
 
@@ -14,6 +17,10 @@ namespace {
 
 constexpr int kExTempFail = 75;  // EX_TEMPFAIL: a retry error
 constexpr int kExDataErr = 65;   // EX_DATAERR: a user error
+// An exec job's checkpoint comes back in JOBD_CHECKPOINT, and one
+// environment string holds at most 128 KiB: larger ones are refused.
+constexpr std::size_t kMaxExecCheckpoint = 100UL * 1000;
+constexpr std::size_t kMaxReportLine = 128UL * 1024;
 
 class ExecJob : public runtime::IRunnableJob {
  public:
@@ -22,6 +29,7 @@ class ExecJob : public runtime::IRunnableJob {
 
   void run(runtime::JobContext& context) override {
     context.oops_vars["command"] = spec_.argv.at(0);
+    spec_.on_progress_line = [&context](std::string_view line) { takeReport(line, context); };
     runtime::ChildResult child = runtime::runChild(spec_, context.cancellation);
     if (!child.started) {
       throw OopsError("ExecError", child.start_error);
@@ -68,6 +76,30 @@ class ExecJob : public runtime::IRunnableJob {
     context.result_text = child.stdout_text;
   }
 
+  // A line the program wrote to JOBD_PROGRESS_FD: a JSON object with
+  // percent, message and checkpoint, each optional. A line that is not
+  // one is logged and skipped: the job goes on.
+  static void takeReport(std::string_view line, runtime::JobContext& context) {
+    std::optional<runtime::ReportRefused> refused;
+    try {
+      if (line == std::string_view("\0", 1)) {
+        throw std::invalid_argument("a line over " + std::to_string(kMaxReportLine) + " bytes");
+      }
+      runtime::ProgressUpdate update = runtime::progressFromJson(nlohmann::json::parse(line));
+      refused = runtime::checkReport(
+          update, std::min<std::size_t>(context.job.max_result, kMaxExecCheckpoint));
+      if (!refused && context.progress_sink) {
+        context.progress_sink(std::move(update));
+      }
+    } catch (const std::exception& e) {  // not JSON, or not a report
+      refused = runtime::ReportRefused{"ProgressNotReadable", errorLine(e.what())};
+    }
+    if (refused) {
+      logs::warn("JOB_PROGRESS_REFUSED id={} type={}: {} ({}); the job goes on", context.job.id,
+                 context.job.job_type, refused->reason, refused->type);
+    }
+  }
+
   runtime::ChildSpec spec_;
   bool stdout_result_;
 };
@@ -90,6 +122,11 @@ class ExecSource : public runtime::IJobSource {
     spec.env.push_back("JOBD_JOB_ID=" + std::to_string(job.id));
     spec.env.push_back("JOBD_JOB_TYPE=" + job.job_type);
     spec.env.push_back("JOBD_ATTEMPT=" + std::to_string(job.attempt));
+    if (job.checkpoint) {
+      // At most kMaxExecCheckpoint bytes, so that it fits in one
+      // environment string (Linux: 128 KiB).
+      spec.env.push_back("JOBD_CHECKPOINT=" + *job.checkpoint);
+    }
     spec.input = job.json_data.value_or("{}");
     spec.deadline = job.claimed_at + timeout_;
     spec.kill_grace = kill_grace_;

@@ -8,22 +8,57 @@
 namespace jobd::jobtypes {
 namespace {
 
+// How a sleep reports (json_data.progress).
+enum class Reports {
+  kNone,
+  kSteps,  // "steps": progress and a checkpoint at every 20 ms step
+  kSpin,   // "spin": as fast as it can instead of sleeping (a drill)
+};
+
 class SleepJob : public runtime::IRunnableJob {
  public:
-  SleepJob(std::chrono::milliseconds duration, bool ignore_cancel)
-      : duration_(duration), ignore_cancel_(ignore_cancel) {}
+  SleepJob(std::chrono::milliseconds duration, bool ignore_cancel, Reports reports)
+      : duration_(duration), ignore_cancel_(ignore_cancel), reports_(reports) {}
 
   // Sleeps in short steps so that a cancelled job stops promptly, unless
-  // asked to ignore cancellation (a stuck job, for tests and drills).
+  // asked to ignore cancellation (a stuck job, for tests and drills). A
+  // sleep that reports progress saves how long it has slept as its
+  // checkpoint, and its next attempt sleeps only what is left; its result
+  // says where it started from and how many reports it made.
   void run(runtime::JobContext& context) override {
-    auto deadline = std::chrono::steady_clock::now() + duration_;
+    std::chrono::milliseconds slept{0};
+    if (auto checkpoint = context.checkpoint(); checkpoint && reports_ != Reports::kNone) {
+      slept = std::chrono::milliseconds(checkpoint->value("slept_ms", std::int64_t{0}));
+    }
+    const std::chrono::milliseconds resumed_from = slept;
+    auto start = std::chrono::steady_clock::now() - slept;
+    auto deadline = start + duration_;
+    std::uint64_t reports = 0;
     while (ignore_cancel_ || !context.cancellation.cancelled()) {
-      auto left = deadline - std::chrono::steady_clock::now();
+      auto now = std::chrono::steady_clock::now();
+      auto left = deadline - now;
+      if (reports_ != Reports::kNone) {
+        slept =
+            std::min(duration_, std::chrono::duration_cast<std::chrono::milliseconds>(now - start));
+        double percent = duration_.count() == 0 ? 100.0
+                                                : 100.0 * static_cast<double>(slept.count()) /
+                                                      static_cast<double>(duration_.count());
+        context.report({percent,
+                        "slept " + std::to_string(slept.count()) + " of " +
+                            std::to_string(duration_.count()) + " ms",
+                        "{\"slept_ms\":" + std::to_string(slept.count()) + "}"});
+        ++reports;
+      }
       if (left <= std::chrono::steady_clock::duration::zero()) {
+        if (reports_ != Reports::kNone) {
+          context.result = {{"resumed_from_ms", resumed_from.count()}, {"reports", reports}};
+        }
         return;
       }
-      std::this_thread::sleep_for(
-          std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(20)));
+      if (reports_ != Reports::kSpin) {
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(20)));
+      }
     }
     throw RetryError("sleep was cancelled", "Cancelled");
   }
@@ -31,6 +66,7 @@ class SleepJob : public runtime::IRunnableJob {
  private:
   std::chrono::milliseconds duration_;
   bool ignore_cancel_;
+  Reports reports_;
 };
 
 class SleepSource : public runtime::IJobSource {
@@ -57,8 +93,22 @@ class SleepSource : public runtime::IJobSource {
             "turns it on)");
       }
     }
+    Reports reports = Reports::kNone;
+    if (auto progress = data.find("progress"); progress != data.end()) {
+      if (*progress == "steps") {
+        reports = Reports::kSteps;
+      } else if (*progress == "spin") {
+        if (!drills_) {
+          throw UserError(
+              "sleep: the progress spin drill is off in this section (drills: true turns it on)");
+        }
+        reports = Reports::kSpin;
+      } else if (*progress != "none") {
+        throw UserError("sleep: json_data.progress must be none, steps or spin");
+      }
+    }
     return std::make_unique<SleepJob>(std::chrono::milliseconds(ms->get<std::int64_t>()),
-                                      ignore_cancel);
+                                      ignore_cancel, reports);
   }
 
  private:
@@ -70,7 +120,9 @@ class SleepSource : public runtime::IJobSource {
 config::HandlerDescriptor sleepDescriptor() {
   return {"sleep",
           "sleeps for json_data.ms milliseconds, then completes; json_data.ignore_cancel: true "
-          "makes it ignore a timeout, as a stuck job does (only with drills: true)",
+          "makes it ignore a timeout, as a stuck job does (only with drills: true); "
+          "json_data.progress: steps reports progress and a checkpoint every 20 ms and resumes "
+          "from its checkpoint, spin reports as fast as it can (only with drills: true)",
           {drillsKey("ignore_cancel")}};
 }
 

@@ -6,6 +6,8 @@
 
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
+#include "core/log.hpp"
+#include "runtime/progress.hpp"
 #include "store/db_error.hpp"
 
 namespace jobd::jobtypes {
@@ -86,6 +88,44 @@ bool hasSeveralStatements(std::string_view sql) {
 
 namespace {
 
+// While the job's statement runs, the notices jobd.report_progress raises
+// on its connection (schema 18) are its reports. Anything else is passed
+// on to the connection's earlier handlers.
+class ProgressNotices : public pqxx::errorhandler {
+ public:
+  ProgressNotices(pqxx::connection_base& conn, runtime::JobContext& context)
+      : pqxx::errorhandler(conn), context_(context) {}
+
+  bool operator()(const char message[]) noexcept override {
+    std::string_view text(message);
+    constexpr std::string_view kMark = "jobd_progress ";
+    std::size_t at = text.find(kMark);
+    if (at == std::string_view::npos) {
+      return true;
+    }
+    try {
+      nlohmann::json report = nlohmann::json::parse(text.substr(at + kMark.size()));
+      if (report.value("job_id", std::int64_t{0}) != context_.job.id) {
+        return false;  // another job's, called by mistake: not ours to write
+      }
+      runtime::ProgressUpdate update = runtime::progressFromJson(report);
+      if (auto refused = runtime::checkReport(update, context_.job.max_result)) {
+        logs::warn("JOB_PROGRESS_REFUSED id={} type={}: {} ({}); the job goes on", context_.job.id,
+                   context_.job.job_type, refused->reason, refused->type);
+      } else if (context_.progress_sink) {
+        context_.progress_sink(std::move(update));
+      }
+    } catch (const std::exception& e) {
+      logs::warn("JOB_PROGRESS_REFUSED id={} type={}: {}; the job goes on", context_.job.id,
+                 context_.job.job_type, errorLine(e.what()));
+    }
+    return false;
+  }
+
+ private:
+  runtime::JobContext& context_;
+};
+
 class SqlJob : public runtime::IRunnableJob {
  public:
   SqlJob(const std::string& name, const std::string& statement, bool column_result)
@@ -102,11 +142,14 @@ class SqlJob : public runtime::IRunnableJob {
         // Through the extended protocol, which takes one statement only:
         // text after a `;` that check-config missed is an error, never a
         // statement run once per connection outside the job's transaction.
-        txn.exec_params("PREPARE " + name_ + " (jsonb, bigint) AS " + statement_);
+        txn.exec_params("PREPARE " + name_ + " (jsonb, bigint, jsonb) AS " + statement_);
       }
+      ProgressNotices notices(txn.conn(), context);
+      std::string checkpoint =
+          context.job.checkpoint ? txn.quote(*context.job.checkpoint) + "::jsonb" : "NULL";
       pqxx::result rows =
           txn.exec("EXECUTE " + name_ + "(" + txn.quote(context.job.json_data.value_or("{}")) +
-                   "::jsonb, " + std::to_string(context.job.id) + ")");
+                   "::jsonb, " + std::to_string(context.job.id) + ", " + checkpoint + ")");
       if (column_result_) {
         takeResult(rows, context);
       }
@@ -148,7 +191,7 @@ class SqlSource : public runtime::IJobSource {
     // prepares the new one.
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016zx", std::hash<std::string>{}(statement_));
-    name_ = std::string("jobd_sql_") + hex;
+    name_ = std::string("jobd_sql3_") + hex;  // three parameters (schema 18)
   }
 
   bool usesDatabase() const override { return true; }
@@ -170,7 +213,9 @@ config::HandlerDescriptor sqlDescriptor() {
   return {
       "sql",
       "runs `statement` in the job's own transaction on the section's dbuser",
-      {{"statement", true, "", "one SQL statement; $1 is json_data (jsonb), $2 the job id (bigint)",
+      {{"statement", true, "",
+        "one SQL statement; $1 is json_data (jsonb), $2 the job id (bigint), $3 the checkpoint an "
+        "earlier attempt saved with jobd.report_progress (jsonb, or NULL)",
         [](const std::string& value) -> std::optional<std::string> {
           if (value.find_first_not_of(" \t") == std::string::npos) {
             return "must not be empty";

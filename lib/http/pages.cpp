@@ -119,6 +119,30 @@ std::string jobTypesTable(const nlohmann::json& types) {
   return out + "</table>";
 }
 
+// At most `limit` bytes of text, cut at a character, with an ellipsis.
+std::string shortened(const std::string& value, std::size_t limit) {
+  if (value.size() <= limit) {
+    return value;
+  }
+  std::size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(value[end]) & 0xC0) == 0x80) {
+    --end;
+  }
+  return value.substr(0, end) + "\u2026";
+}
+
+// A job's last report (schema 18): "70% copied 7 of 10 files", or "-".
+std::string progressText(const nlohmann::json& percent, const nlohmann::json& message) {
+  if (percent.is_null() && message.is_null()) {
+    return "-";
+  }
+  std::string out = percent.is_null() ? "" : fmt::format("{:.0f}%", percent.get<double>());
+  if (!message.is_null()) {
+    out += (out.empty() ? "" : " ") + message.get<std::string>();
+  }
+  return out;
+}
+
 std::string runningTable(const nlohmann::json& running) {
   std::string out = "<h2>Running jobs</h2>";
   if (running.empty()) {
@@ -126,11 +150,12 @@ std::string runningTable(const nlohmann::json& running) {
   }
   out +=
       "<table id=\"running\"><tr><th>job</th><th>job type</th><th class=\"n\">attempt</th>"
-      "<th>daemon</th><th>started</th><th>lease expires</th></tr>";
+      "<th>progress</th><th>daemon</th><th>started</th><th>lease expires</th></tr>";
   for (const auto& r : running) {
     out += "<tr><td>" + jobLink(r["id"]) + "</td>" + cell(r["job_type"]) + "<td class=\"n\">" +
-           escapeHtml(text(r["attempt"])) + "</td>" + cell(r["lease_owner"]) +
-           cell(r["date_started"]) + cell(r["lease_expires"]) + "</tr>";
+           escapeHtml(text(r["attempt"])) + "</td>" +
+           cell(progressText(r["progress_percent"], r["progress_message"])) +
+           cell(r["lease_owner"]) + cell(r["date_started"]) + cell(r["lease_expires"]) + "</tr>";
   }
   return out + "</table>";
 }
@@ -282,6 +307,14 @@ std::string jobPage(const nlohmann::json& job) {
                         "attempt_count", "max_retries", "scheduled_start", "lease_expires",
                         "lease_owner", "date_created", "date_started", "date_finished", "log"});
   body += "<h2>json_data</h2><pre>" + escapeHtml(job["json_data"].dump(2)) + "</pre>";
+  if (const nlohmann::json& p = job["progress"]; !p.is_null()) {
+    body +=
+        "<h2>Progress</h2><table id=\"progress\"><tr><th>progress</th><th>attempt</th>"
+        "<th>reported</th><th>checkpoint</th><th>saved</th></tr><tr>" +
+        cell(progressText(p["percent"], p["message"])) + cell(p["attempt"]) + cell(p["reported"]) +
+        cell(shortened(text(p["checkpoint_text"]), 200)) + cell(p["checkpointed"]) +
+        "</tr></table>";
+  }
   body += "<h2>Attempts</h2>";
   if (job["attempts"].empty()) {
     body += "<p class=\"muted\">none</p>";

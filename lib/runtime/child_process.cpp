@@ -56,9 +56,12 @@ void closeOnExecFrom(int first) {
 
 namespace {
 
+// The descriptor an exec program writes its reports to.
+constexpr int kProgressFd = 3;
+
 // In the child, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void execChild(const ChildSpec& spec, char* const* argv, char* const* envp, int in_fd,
-                            int out_fd, int err_fd, int report_fd) {
+                            int out_fd, int err_fd, int report_fd, int progress_fd) {
   setpgid(0, 0);
   sigset_t none;
   sigemptyset(&none);
@@ -72,7 +75,19 @@ namespace {
   dup2(in_fd, 0);
   dup2(out_fd >= 0 ? out_fd : devnull, 1);
   dup2(err_fd, 2);
-  closeOnExecFrom(3);  // report_fd, close-on-exec already, stays open until exec
+  if (progress_fd >= 0) {
+    // JOBD_PROGRESS_FD is 3: a shell (dash) takes only 0-9 in `>&N`.
+    if (report_fd == kProgressFd) {
+      report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, kProgressFd + 1);
+    }
+    if (progress_fd == kProgressFd) {
+      fcntl(progress_fd, F_SETFD, 0);
+    } else {
+      dup2(progress_fd, kProgressFd);  // without close-on-exec
+    }
+  }
+  // report_fd, close-on-exec already, stays open until exec.
+  closeOnExecFrom(progress_fd >= 0 ? kProgressFd + 1 : 3);
   execvpe(argv[0], argv, envp);
   int error = errno;
   ssize_t ignored = write(report_fd, &error, sizeof error);
@@ -125,22 +140,28 @@ std::vector<std::string> childEnvironment(ChildKind kind) {
 
 ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellation) {
   ChildResult result;
-  Pipe in, out, err, report;
+  Pipe in, out, err, report, progress;
   if (pipe2(in.fds, O_CLOEXEC) != 0 || pipe2(err.fds, O_CLOEXEC) != 0 ||
       pipe2(report.fds, O_CLOEXEC) != 0 ||
-      (spec.capture_stdout && pipe2(out.fds, O_CLOEXEC) != 0)) {
+      (spec.capture_stdout && pipe2(out.fds, O_CLOEXEC) != 0) ||
+      (spec.on_progress_line && pipe2(progress.fds, O_CLOEXEC) != 0)) {
     result.start_error = std::string("pipe: ") + std::strerror(errno);
     return result;
   }
+  std::vector<std::string> env = spec.env;
+  if (spec.on_progress_line) {
+    env.push_back("JOBD_PROGRESS_FD=" + std::to_string(kProgressFd));
+  }
   std::vector<char*> argv = execArray(spec.argv);
-  std::vector<char*> envp = execArray(spec.env);
+  std::vector<char*> envp = execArray(env);
   pid_t pid = fork();
   if (pid < 0) {
     result.start_error = std::string("fork: ") + std::strerror(errno);
     return result;
   }
   if (pid == 0) {
-    execChild(spec, argv.data(), envp.data(), in.fds[0], out.fds[1], err.fds[1], report.fds[1]);
+    execChild(spec, argv.data(), envp.data(), in.fds[0], out.fds[1], err.fds[1], report.fds[1],
+              progress.fds[1]);
   }
   // Also set the group from here, so that a kill right after fork reaches it.
   setpgid(pid, pid);
@@ -148,6 +169,7 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
   out.closeEnd(1);
   err.closeEnd(1);
   report.closeEnd(1);
+  progress.closeEnd(1);
   int exec_error = 0;
   if (read(report.fds[0], &exec_error, sizeof exec_error) == sizeof exec_error) {
     waitpid(pid, nullptr, 0);
@@ -164,6 +186,28 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
   std::optional<std::chrono::steady_clock::time_point> kill_at;
   bool err_open = true;
   bool out_open = spec.capture_stdout.has_value();
+  bool progress_open = static_cast<bool>(spec.on_progress_line);
+  std::string line;            // the progress line so far
+  bool line_too_long = false;  // dropping the rest of an overlong line
+  auto takeProgress = [&](const char* data, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) {
+      if (data[i] != '\n') {
+        if (line.size() < spec.progress_line_max) {
+          line += data[i];
+        } else {
+          line_too_long = true;
+        }
+        continue;
+      }
+      if (line_too_long) {
+        spec.on_progress_line(std::string_view("\0", 1));
+      } else if (!line.empty()) {
+        spec.on_progress_line(line);
+      }
+      line.clear();
+      line_too_long = false;
+    }
+  };
   auto keepStdout = [&](const char* data, std::size_t size) {
     std::size_t room =
         *spec.capture_stdout - std::min(*spec.capture_stdout, result.stdout_text.size());
@@ -188,10 +232,10 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
     siginfo_t info{};
     bool exited = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
                   info.si_pid == pid;
-    if (exited && !err_open && !out_open) {
+    if (exited && !err_open && !out_open && !progress_open) {
       break;
     }
-    pollfd fds[3];
+    pollfd fds[4];
     nfds_t n = 0;
     if (err_open) {
       fds[n++] = {err.fds[0], POLLIN, 0};
@@ -201,6 +245,9 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
     }
     if (in.fds[1] >= 0) {
       fds[n++] = {in.fds[1], POLLOUT, 0};
+    }
+    if (progress_open) {
+      fds[n++] = {progress.fds[0], POLLIN, 0};
     }
     // Short waits: the deadline, cancellation and the child's exit are
     // checked between them.
@@ -224,6 +271,14 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
           keepStdout(buffer, static_cast<std::size_t>(got));
         } else if (got == 0 || errno != EINTR) {
           out_open = false;
+        }
+      } else if (fds[k].fd == progress.fds[0] && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buffer[65536];
+        ssize_t got = read(progress.fds[0], buffer, sizeof buffer);
+        if (got > 0) {
+          takeProgress(buffer, static_cast<std::size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+          progress_open = false;
         }
       } else if (fds[k].fd == in.fds[1] && (fds[k].revents & (POLLOUT | POLLERR | POLLHUP))) {
         ssize_t put = write(in.fds[1], spec.input.data() + written, spec.input.size() - written);
@@ -249,6 +304,13 @@ ChildResult runChild(const ChildSpec& spec, const CancellationToken& cancellatio
         while ((got = read(out.fds[0], buffer, sizeof buffer)) > 0) {
           keepStdout(buffer, static_cast<std::size_t>(got));
         }
+      }
+      if (progress_open) {
+        fcntl(progress.fds[0], F_SETFL, O_NONBLOCK);
+        while ((got = read(progress.fds[0], buffer, sizeof buffer)) > 0) {
+          takeProgress(buffer, static_cast<std::size_t>(got));
+        }
+        takeProgress("\n", 1);  // a last line without its newline
       }
       break;
     }

@@ -7,8 +7,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/job_source.hpp"
@@ -26,6 +28,13 @@ struct ChildSpec {
   // Set: keep up to this many bytes of stdout (the rest is read and
   // dropped); unset: stdout goes to /dev/null.
   std::optional<std::size_t> capture_stdout;
+  // Set: the program gets the write end of a pipe as descriptor 3, named
+  // by JOBD_PROGRESS_FD=3, and each line it writes there (without its newline)
+  // is passed to this, on the calling thread. A line longer than
+  // progress_line_max is dropped, and passed as one "\0" instead (so that
+  // the caller can say so).
+  std::function<void(std::string_view line)> on_progress_line;
+  std::size_t progress_line_max = 128UL * 1024;
 };
 
 struct ChildResult {

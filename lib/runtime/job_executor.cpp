@@ -16,6 +16,7 @@
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
 #include "core/log.hpp"
+#include "runtime/progress.hpp"
 #include "store/database.hpp"
 #include "store/db_error.hpp"
 #include "store/job_repository.hpp"
@@ -167,27 +168,6 @@ std::string typeNameOf(const std::exception& e) {
 
 // The result's JSON text, or nullopt; throws OopsError ResultTooLarge
 // over the job's max_result (a job's own transaction then rolls back).
-static bool containsNul(const nlohmann::json& value) {
-  if (value.is_string()) {
-    return value.get_ref<const std::string&>().find('\0') != std::string::npos;
-  }
-  if (value.is_object()) {
-    for (const auto& [key, item] : value.items()) {
-      if (key.find('\0') != std::string::npos || containsNul(item)) {
-        return true;
-      }
-    }
-  }
-  if (value.is_array()) {
-    for (const auto& item : value) {
-      if (containsNul(item)) {
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
 static std::optional<std::string> resultText(const JobContext& context) {
   std::string text;
   if (context.result_text) {
@@ -212,7 +192,7 @@ static std::optional<std::string> resultText(const JobContext& context) {
   if (parsed.is_discarded()) {
     throw OopsError("ResultNotJson", "the job's result is not JSON: " + text.substr(0, 200));
   }
-  if (containsNul(parsed)) {
+  if (jsonHasNul(parsed)) {
     // jsonb refuses \u0000: written, it would fail the job's outcome.
     throw OopsError("ResultNotStorable", "the job's result has a string with \\u0000 in it");
   }
@@ -381,12 +361,14 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
 
 JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
                                 const config::SectionConfig& section,
-                                const CancellationToken& cancellation) const {
+                                const CancellationToken& cancellation,
+                                std::function<void(ProgressUpdate)> progress) const {
   JobOutcome outcome;
   outcome.job = job;
   auto started = std::chrono::steady_clock::now();
   nlohmann::json data;
-  JobContext context{job, data, nullptr, cancellation, {}, std::nullopt, std::nullopt};
+  JobContext context{job, data,         nullptr,      cancellation,
+                     {},  std::nullopt, std::nullopt, std::move(progress)};
   auto fail = [&](OutcomeKind kind, std::string type, std::string message) {
     outcome.kind = kind;
     outcome.error_type = std::move(type);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <pqxx/pqxx>
 #include <string>
@@ -26,9 +27,10 @@ class JobExecutor {
       : conninfo_(std::move(conninfo)), owner_(std::move(owner)), pooled_(pooled) {}
 
   // Never throws: every failure becomes the outcome's kind and message.
+  // progress: where the job's reports go (JobContext::progress_sink).
   JobOutcome execute(const ClaimedJob& job, const IJobSource& source,
-                     const config::SectionConfig& section,
-                     const CancellationToken& cancellation) const;
+                     const config::SectionConfig& section, const CancellationToken& cancellation,
+                     std::function<void(ProgressUpdate)> progress = nullptr) const;
 
  private:
   std::unique_ptr<pqxx::work> begin(const std::string& conninfo,

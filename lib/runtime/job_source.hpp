@@ -35,8 +35,30 @@ struct ClaimedJob {
   std::chrono::steady_clock::time_point claimed_at;
   double queue_latency = 0;  // seconds from ready (created or scheduled) to the claim
   // The largest result it may return (bytes of its JSON text): the claim's
-  // max_payload.
+  // max_payload. Also the largest checkpoint it may save.
   std::uint64_t max_result = 1024ULL * 1024;
+  // The last checkpoint an earlier attempt saved (JSON text; schema 18).
+  std::optional<std::string> checkpoint;
+};
+
+// A running job's report (schema 18, runtime/progress.hpp): how far it has
+// got, and what to start again from. Each part is optional.
+struct ProgressUpdate {
+  std::optional<double> percent;  // 0 to 100
+  std::optional<std::string> message;
+  std::optional<std::string> checkpoint;  // JSON text
+  // A later report replaces what this one said, part by part.
+  void mergeLater(ProgressUpdate later) {
+    if (later.percent) {
+      percent = later.percent;
+    }
+    if (later.message) {
+      message = std::move(later.message);
+    }
+    if (later.checkpoint) {
+      checkpoint = std::move(later.checkpoint);
+    }
+  }
 };
 
 // One attempt of one job: what the daemon tracks a running job by. A job
@@ -126,6 +148,12 @@ class CancellationToken {
       std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
 };
 
+// One attempt's report, on its way to jobd.job_progress.
+struct ProgressReport {
+  AttemptKey key;
+  ProgressUpdate update;
+};
+
 struct JobContext {
   const ClaimedJob& job;
   const nlohmann::json& data;
@@ -143,6 +171,22 @@ struct JobContext {
   // Or the result as JSON text, kept as written (a program's stdout, a
   // statement's column): numbers keep every digit. Checked for JSON.
   std::optional<std::string> result_text;
+  // Where reports go (runtime/progress.hpp); unset, they go nowhere.
+  std::function<void(ProgressUpdate)> progress_sink;
+
+  // Progress and checkpoints (schema 18). Call as often as is convenient:
+  // jobd writes at most one report a second, and the last one before the
+  // job returns. percent runs from 0 to 100; the message is cut to 200
+  // characters. A checkpoint is any JSON value of at most max_payload bytes
+  // (over it, or with a U+0000 in a string, the job fails: an OopsError
+  // CheckpointTooLarge or CheckpointNotStorable); the job's next attempt,
+  // after a retry, a release or a rescue, finds it in checkpoint().
+  void reportProgress(double percent, std::string message = {});
+  void saveCheckpoint(const nlohmann::json& checkpoint);
+  // Checked like the above; throws OopsError when refused.
+  void report(ProgressUpdate update);
+  // The checkpoint an earlier attempt saved, or nullopt.
+  std::optional<nlohmann::json> checkpoint() const;
 };
 
 class IRunnableJob {

@@ -133,6 +133,16 @@ std::string Metrics::render(const Gauges& gauges) const {
   for (const auto& [type, n] : gauges.running) {
     w.sample("jobd_jobs_running", typeLabel(type), n);
   }
+  w.family("jobd_job_progress_percent", "gauge",
+           "The percentage each running job of this daemon reported last (only jobs that "
+           "report progress).");
+  for (const Gauges::Progress& p : gauges.progress) {
+    w.sample("jobd_job_progress_percent",
+             typeLabel(p.job_type) + fmt::format(",job_id=\"{}\"", p.job_id), p.percent);
+  }
+  w.family("jobd_progress_writes_total", "counter",
+           "Progress reports written to jobd.job_progress (at most one a second per job).");
+  w.sample("jobd_progress_writes_total", "", gauges.progress_writes);
 
   std::lock_guard<std::mutex> lock(mutex_);
   w.family("jobd_jobs_ready", "gauge",

@@ -50,6 +50,14 @@ class Metrics {
     std::uint64_t rescued = 0;
     std::uint64_t pruned_jobs = 0;
     std::uint64_t pruned_oopses = 0;
+    // The latest percentage of each running job that reported one.
+    struct Progress {
+      std::int64_t job_id = 0;
+      std::string job_type;
+      double percent = 0;
+    };
+    std::vector<Progress> progress;
+    std::uint64_t progress_writes = 0;
     bool database_up = false;
     bool listener_up = false;
     bool draining = false;

@@ -39,7 +39,7 @@ void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::C
   bool first = false;
   {
     std::lock_guard<std::mutex> lock(inbox_mutex_);
-    first = inbox_.empty();
+    first = inbox_.empty() && progress_inbox_.empty();
     inbox_.push_back(Item{std::move(outcome), std::move(config)});
   }
   // The first outcome of a batch wakes the database thread; the flush takes
@@ -49,8 +49,36 @@ void OutcomeRecorder::record(JobOutcome outcome, std::shared_ptr<const config::C
   }
 }
 
+void OutcomeRecorder::recordProgress(std::vector<ProgressReport> reports) {
+  if (reports.empty()) {
+    return;
+  }
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    first = inbox_.empty() && progress_inbox_.empty();
+    for (ProgressReport& report : reports) {
+      progress_inbox_.push_back(std::move(report));
+    }
+  }
+  if (first) {
+    db_.post([this] { scheduleFlush(); });
+  }
+}
+
 void OutcomeRecorder::takeInbox() {
   std::lock_guard<std::mutex> lock(inbox_mutex_);
+  for (ProgressReport& report : progress_inbox_) {
+    auto same =
+        std::find_if(progress_queue_.begin(), progress_queue_.end(),
+                     [&](const ProgressReport& queued) { return queued.key == report.key; });
+    if (same == progress_queue_.end()) {
+      progress_queue_.push_back(std::move(report));
+    } else {
+      same->update.mergeLater(std::move(report.update));
+    }
+  }
+  progress_inbox_.clear();
   if (queue_.empty()) {
     queue_.swap(inbox_);
   } else {
@@ -72,7 +100,7 @@ void OutcomeRecorder::scheduleFlush() {
 void OutcomeRecorder::flush() {
   flush_scheduled_ = false;
   takeInbox();
-  if (queue_.empty()) {
+  if (queue_.empty() && progress_queue_.empty()) {
     return;
   }
   store::RuntimeStore* store = db_.store();
@@ -106,6 +134,18 @@ void OutcomeRecorder::flush() {
                   std::make_move_iterator(batch.end()));
     scheduleFlush();
   };
+  try {
+    writeProgress(*store);
+  } catch (const pqxx::broken_connection& e) {
+    keepForLater(e);
+    return;
+  } catch (const pqxx::in_doubt_error& e) {
+    keepForLater(e);
+    return;
+  }
+  if (batch.empty()) {
+    return;
+  }
   try {
     writeBatch(*store, batch);
   } catch (const pqxx::broken_connection& e) {
@@ -160,6 +200,27 @@ void OutcomeRecorder::writeBatch(store::RuntimeStore& store, std::vector<Item>& 
   if (released && on_target_released_) {
     on_target_released_();
   }
+}
+
+// Progress goes first: a job's last report lands before the outcome that
+// ends its attempt (and would fence the report out). A lost connection
+// keeps it for the next try; any other failure loses only progress.
+void OutcomeRecorder::writeProgress(store::RuntimeStore& store) {
+  if (progress_queue_.empty()) {
+    return;
+  }
+  try {
+    store.saveProgress(progress_queue_);
+    progress_writes_.fetch_add(progress_queue_.size());
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    logs::error("PROGRESS_WRITE_FAILED {} reports not written: {}", progress_queue_.size(),
+                errorLine(e.what()));
+  }
+  progress_queue_.clear();
 }
 
 void OutcomeRecorder::writeOneByOne(store::RuntimeStore& store, std::vector<Item>& items) {

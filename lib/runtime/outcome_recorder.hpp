@@ -44,6 +44,14 @@ class OutcomeRecorder {
 
   // Queues an outcome with the configuration it ran under.
   void record(JobOutcome outcome, std::shared_ptr<const config::Config> config);
+  // Queues running jobs' progress (schema 18): written before any outcome
+  // recorded after this call, and kept across a lost connection like an
+  // outcome, so that a job's last checkpoint lands before the outcome that
+  // ends its attempt. A later report of an attempt still queued replaces
+  // the earlier one. Any thread.
+  void recordProgress(std::vector<ProgressReport> reports);
+  // Progress reports written, and fenced out (the attempt was over).
+  std::uint64_t progressWrites() const { return progress_writes_.load(); }
 
   // Runs on the database thread for every job written FAILED with an OOPS
   // (oops_id set) or a user error: the notices go from there.
@@ -75,6 +83,7 @@ class OutcomeRecorder {
   void takeInbox();
   void flush();
   void writeBatch(store::RuntimeStore& store, std::vector<Item>& items);
+  void writeProgress(store::RuntimeStore& store);
   void writeOneByOne(store::RuntimeStore& store, std::vector<Item>& items);
   store::OutcomeWrite resolve(const Item& item);
   void finished(const Item& item, const store::OutcomeWrite* write, bool lease_lost);
@@ -88,8 +97,11 @@ class OutcomeRecorder {
   std::function<void(std::vector<AttemptKey>)> on_settled_;
   boost::asio::steady_timer retry_timer_;
   std::mutex inbox_mutex_;
-  std::vector<Item> inbox_;                  // record()'s, under inbox_mutex_
-  std::vector<Item> queue_;                  // database thread only
+  std::vector<Item> inbox_;                     // record()'s, under inbox_mutex_
+  std::vector<Item> queue_;                     // database thread only
+  std::vector<ProgressReport> progress_inbox_;  // under inbox_mutex_
+  std::vector<ProgressReport> progress_queue_;  // database thread only
+  std::atomic<std::uint64_t> progress_writes_{0};
   std::vector<Metrics::Finished> finished_;  // this batch's, for the metrics
   bool flush_scheduled_ = false;
   std::atomic<std::size_t> pending_count_{0};

@@ -106,7 +106,8 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
   return child;
 }
 
-void ProcessRunner::run(ClaimedJob job, std::shared_ptr<CancellationToken> token, Done done) {
+void ProcessRunner::run(ClaimedJob job, std::shared_ptr<CancellationToken> token, Done done,
+                        std::function<void(ProgressUpdate)> progress) {
   std::shared_ptr<WorkerChild> child;
   if (!idle_.empty()) {
     child = std::move(idle_.back());
@@ -131,11 +132,13 @@ void ProcessRunner::run(ClaimedJob job, std::shared_ptr<CancellationToken> token
       c->stop(id);
     }
   });
-  child->runJob(std::move(job), std::move(token),
-                [this, child, done = std::move(done)](JobOutcome outcome, bool reusable) {
-                  finished(child, reusable);
-                  done(std::move(outcome));
-                });
+  child->runJob(
+      std::move(job), std::move(token),
+      [this, child, done = std::move(done)](JobOutcome outcome, bool reusable) {
+        finished(child, reusable);
+        done(std::move(outcome));
+      },
+      std::move(progress));
 }
 
 void ProcessRunner::finished(const std::shared_ptr<WorkerChild>& child, bool reusable) {

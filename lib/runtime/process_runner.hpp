@@ -43,8 +43,10 @@ class ProcessRunner {
   ProcessRunner& operator=(const ProcessRunner&) = delete;
 
   // Runs job in an idle child, or a new one; done runs on the io thread
-  // with its outcome. Cancelling token stops the child.
-  void run(ClaimedJob job, std::shared_ptr<CancellationToken> token, Done done);
+  // with its outcome, progress with each of its reports (before done).
+  // Cancelling token stops the child.
+  void run(ClaimedJob job, std::shared_ptr<CancellationToken> token, Done done,
+           std::function<void(ProgressUpdate)> progress = nullptr);
   // Closes idle children; busy ones exit after their job.
   void shutdown();
   // A reload: new children get these options; the children started with

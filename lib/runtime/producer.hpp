@@ -83,6 +83,8 @@ class Producer {
   int stuck() const { return supervisor_.stuck(); }
   // Jobs running by job type, for the metrics.
   std::map<std::string, int> runningByJobType() const;
+  // What running jobs reported last (schema 18).
+  std::map<AttemptKey, ProgressThrottle::Latest> progress() const { return supervisor_.progress(); }
   // Called once the first poll of every section has come back; until then
   // polls claim nothing (READY=1 comes before the first job runs).
   void onFirstPoll(std::function<void()> callback) { on_first_poll_ = std::move(callback); }

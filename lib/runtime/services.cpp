@@ -214,6 +214,12 @@ Metrics::Gauges Services::gauges(bool draining) const {
   g.slots = producer_->slots();
   g.stuck = producer_->stuck();
   g.outcomes_pending = recorder_->pending();
+  for (const auto& [key, latest] : producer_->progress()) {
+    if (latest.percent) {
+      g.progress.push_back({key.id, latest.job_type, *latest.percent});
+    }
+  }
+  g.progress_writes = recorder_->progressWrites();
   g.lease_renewals = leases_->renewals();
   g.rescued = rescuer_->rescued();
   g.pruned_jobs = cleaner_->prunedJobs();

@@ -15,7 +15,10 @@ Supervisor::Supervisor(boost::asio::io_context& io, LeaseKeeper& leases,
       recorder_(recorder),
       pool_(&pool),
       workers_(workers),
-      stuck_check_timer_(io) {}
+      stuck_check_timer_(io),
+      progress_([&recorder](std::vector<ProgressReport> reports) {
+        recorder.recordProgress(std::move(reports));
+      }) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -48,32 +51,39 @@ void Supervisor::start(const Run& run, ClaimedJob job) {
       onTimeout(key);
     }
   });
+  auto progress = [this, key = keyOf(job), type = job.job_type](ProgressUpdate update) {
+    progress_.report(key, type, std::move(update));
+  };
   if (run.runner) {
-    run.runner->run(std::move(job), token, [this](JobOutcome outcome) {
-      std::vector<Returned> batch;
-      batch.push_back(settle(std::move(outcome)));
-      on_returned_(std::move(batch));
-    });
+    run.runner->run(
+        std::move(job), token,
+        [this](JobOutcome outcome) {
+          std::vector<Returned> batch;
+          batch.push_back(settle(std::move(outcome)));
+          on_returned_(std::move(batch));
+        },
+        std::move(progress));
     return;
   }
   ++pool_running_;
   running.pool = pool_;
   ++on_pool_[pool_];
-  boost::asio::post(
-      *pool_, [this, job = std::move(job), config = run.config, source = run.source, token] {
-        JobOutcome outcome = executor_.execute(job, *source, *config->section(job.section), *token);
-        bool first = false;
-        {
-          std::lock_guard<std::mutex> lock(returned_mutex_);
-          first = returned_.empty();
-          returned_.push_back(std::move(outcome));
-        }
-        // Only the first outcome of a batch wakes the io thread; it takes every
-        // outcome that has come back by the time it runs.
-        if (first) {
-          boost::asio::post(io_, [this] { takeReturned(); });
-        }
-      });
+  boost::asio::post(*pool_, [this, job = std::move(job), config = run.config, source = run.source,
+                             token, progress = std::move(progress)] {
+    JobOutcome outcome =
+        executor_.execute(job, *source, *config->section(job.section), *token, progress);
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(returned_mutex_);
+      first = returned_.empty();
+      returned_.push_back(std::move(outcome));
+    }
+    // Only the first outcome of a batch wakes the io thread; it takes every
+    // outcome that has come back by the time it runs.
+    if (first) {
+      boost::asio::post(io_, [this] { takeReturned(); });
+    }
+  });
 }
 
 void Supervisor::takeReturned() {
@@ -92,6 +102,10 @@ void Supervisor::takeReturned() {
 
 Supervisor::Returned Supervisor::settle(JobOutcome outcome) {
   leases_.finished(keyOf(outcome.job));  // removed once the outcome is written
+  // Its last report goes before its outcome, which the caller records.
+  if (std::optional<ProgressUpdate> left = progress_.take(keyOf(outcome.job))) {
+    recorder_.recordProgress({{keyOf(outcome.job), std::move(*left)}});
+  }
   Returned back;
   auto it = jobs_.find(keyOf(outcome.job));
   if (it != jobs_.end()) {
@@ -203,6 +217,11 @@ int Supervisor::releaseAll(const std::shared_ptr<const config::Config>& config) 
     outcome.message = "stopped by a draining daemon; the attempt is given back";
     outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - running.job.claimed_at);
+    // Its last checkpoint goes before the release, which fences out what
+    // it reports later.
+    if (std::optional<ProgressUpdate> left = progress_.take(key, false)) {
+      recorder_.recordProgress({{key, std::move(*left)}});
+    }
     // Written first: the handler's own commit, if it races, is fenced out
     // by the release, or fences the release out.
     recorder_.record(std::move(outcome), config);

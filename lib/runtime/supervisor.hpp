@@ -25,6 +25,7 @@
 #include "runtime/lease_keeper.hpp"
 #include "runtime/outcome_recorder.hpp"
 #include "runtime/process_runner.hpp"
+#include "runtime/progress.hpp"
 
 namespace jobd::runtime {
 
@@ -101,6 +102,8 @@ class Supervisor {
   bool runs(AttemptKey key) const { return jobs_.count(key) != 0; }
   // Running jobs by job type (a superseded attempt is not counted twice).
   std::map<std::string, int> runningByJobType() const;
+  // What the running jobs that report progress said last (schema 18).
+  std::map<AttemptKey, ProgressThrottle::Latest> progress() const { return progress_.latest(); }
 
  private:
   struct RunningJob {
@@ -136,6 +139,9 @@ class Supervisor {
   int stuck_ = 0;
   bool all_stuck_reported_ = false;
   boost::asio::steady_timer stuck_check_timer_;
+  // Running jobs' reports, at most one write a second each, through the
+  // recorder (so that a job's last report is written before its outcome).
+  ProgressThrottle progress_;
   // Outcomes of thread jobs, from the pool's workers to the io thread.
   std::mutex returned_mutex_;
   std::vector<JobOutcome> returned_;

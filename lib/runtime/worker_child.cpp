@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "runtime/progress.hpp"
 #include "runtime/worker_protocol.hpp"
 
 namespace jobd::runtime {
@@ -33,13 +34,15 @@ void WorkerChild::start(const nlohmann::json& hello, std::function<void()> on_go
   readStderr();
 }
 
-void WorkerChild::runJob(ClaimedJob job, std::shared_ptr<CancellationToken> token, JobDone done) {
+void WorkerChild::runJob(ClaimedJob job, std::shared_ptr<CancellationToken> token, JobDone done,
+                         std::function<void(ProgressUpdate)> progress) {
   tail_.clear();
   job_started_ = std::chrono::steady_clock::now();
   send({{"op", "job"}, {"job", worker::jobToJson(job)}});
   job_ = std::move(job);
   token_ = std::move(token);
   done_ = std::move(done);
+  progress_ = std::move(progress);
 }
 
 void WorkerChild::stop(std::int64_t job_id) {
@@ -155,6 +158,10 @@ void WorkerChild::onMessage(const nlohmann::json& message) {
     // The lease is this daemon's to judge, by its own monotonic clock.
     bool ok = token_ && !token_->cancelled() && !token_->leaseExpiredLocally();
     send({{"op", "may_commit"}, {"ok", ok}});
+  } else if (op == "progress") {
+    if (job_ && progress_) {
+      progress_(progressFromJson(message.at("report")));
+    }
   } else if (op == "outcome" && job_) {
     JobOutcome outcome = worker::outcomeFromJson(message.at("outcome"), std::move(*job_));
     outcome.runner_pid = pid_;
@@ -168,6 +175,7 @@ void WorkerChild::onMessage(const nlohmann::json& message) {
 void WorkerChild::finishJob(JobOutcome outcome, bool reusable) {
   job_.reset();
   token_.reset();
+  progress_ = nullptr;
   JobDone done = std::move(done_);
   done_ = nullptr;
   done(std::move(outcome), reusable);

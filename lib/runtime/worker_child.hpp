@@ -33,7 +33,8 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
   std::uint64_t generation = 0;  // of the ProcessRunner's options it started with
 
   void start(const nlohmann::json& hello, std::function<void()> on_gone);
-  void runJob(ClaimedJob job, std::shared_ptr<CancellationToken> token, JobDone done);
+  void runJob(ClaimedJob job, std::shared_ptr<CancellationToken> token, JobDone done,
+              std::function<void(ProgressUpdate)> progress = nullptr);
 
   // Stops the job with this id, if it still runs here: SIGTERM to the
   // child's process group, SIGKILL after kill_grace.
@@ -87,6 +88,7 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
   std::optional<ClaimedJob> job_;
   std::shared_ptr<CancellationToken> token_;
   JobDone done_;
+  std::function<void(ProgressUpdate)> progress_;
   std::function<void()> on_gone_;
   std::chrono::steady_clock::time_point job_started_;
 };

@@ -166,6 +166,7 @@ nlohmann::json jobToJson(const ClaimedJob& job) {
           {"json_data", job.json_data.value_or("{}")},
           {"payload_size", job.payload_size},
           {"max_result", job.max_result},
+          {"checkpoint", job.checkpoint ? nlohmann::json(*job.checkpoint) : nlohmann::json()},
           // CLOCK_MONOTONIC is one clock for every process of the machine.
           {"claimed_at_ns", steadyNanos(job.claimed_at)}};
 }
@@ -184,6 +185,9 @@ ClaimedJob jobFromJson(const nlohmann::json& j) {
   job.json_data = j.at("json_data").get<std::string>();
   job.payload_size = j.at("payload_size").get<std::size_t>();
   job.max_result = j.at("max_result").get<std::uint64_t>();
+  if (!j.at("checkpoint").is_null()) {
+    job.checkpoint = j.at("checkpoint").get<std::string>();
+  }
   job.claimed_at = std::chrono::steady_clock::time_point(
       std::chrono::nanoseconds(j.at("claimed_at_ns").get<std::int64_t>()));
   return job;

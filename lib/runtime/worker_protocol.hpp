@@ -6,6 +6,9 @@
 //                     "owner", "log_level", "daemon_pid"}
 //                    once, first; then for each job, one at a time:
 //   daemon -> child  {"op":"job", "job":{...}}
+//   child -> daemon  {"op":"progress", "report":{"percent", "message", "checkpoint"}}
+//                    any number, while the job runs (at most one a second,
+//                    and the last before its outcome; runtime/progress.hpp)
 //   child -> daemon  {"op":"may_commit"}           only for database handlers,
 //   daemon -> child  {"op":"may_commit", "ok":b}   just before the job's commit
 //   child -> daemon  {"op":"outcome", "outcome":{...}}

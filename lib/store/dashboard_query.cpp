@@ -58,11 +58,13 @@ WITH RECURSIVE waiting_types AS (
                AND j.scheduled_start <= now()))) AS oldest_ready_age_seconds
     FROM types AS t
 ), running AS (
-  SELECT id, job_type, attempt_count AS attempt, lease_owner, lease_expires, date_started
-    FROM jobd.job
-   WHERE status = 1
-   ORDER BY lease_expires
-   LIMIT $2
+  SELECT r.*, p.percent AS progress_percent, p.message AS progress_message
+    FROM (SELECT id, job_type, attempt_count AS attempt, lease_owner, lease_expires, date_started
+            FROM jobd.job
+           WHERE status = 1
+           ORDER BY lease_expires
+           LIMIT $2) AS r
+    LEFT JOIN jobd.job_progress AS p ON p.job_id = r.id AND p.attempt = r.attempt
 ), failures AS (
   SELECT f.id, f.job_type, f.attempt_count AS attempt, f.date_finished, f.log,
          o.id AS oops_id, o.type AS oops_type, o.value AS oops_value

@@ -1,5 +1,7 @@
 #include "store/job_repository.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <stdexcept>
 
@@ -23,7 +25,17 @@ namespace {
 // as text only when it fits max_payload ($5), so an oversized payload is
 // never loaded. The function's statement has a generic plan of its own,
 // made under settings that rule out every plan but the intended one.
-constexpr const char* kClaimReady = "SELECT * FROM jobd.claim_ready($1, $2, $3::interval, $4, $5)";
+// Each claimed job comes with the last checkpoint an earlier attempt saved
+// (schema 18), read by primary key.
+constexpr const char* kClaimReady = R"sql(
+SELECT c.*, (SELECT p.checkpoint::text FROM jobd.job_progress AS p WHERE p.job_id = c.id)
+  FROM jobd.claim_ready($1, $2, $3::interval, $4, $5) AS c
+)sql";
+
+// A running job's progress (schema 18), fenced like an outcome.
+constexpr const char* kSaveProgress = R"sql(
+SELECT jobd.save_progress($1, $2, $3, $4::double precision, $5, $6, $7::jsonb)
+)sql";
 
 // The type's next future scheduled_start, or the end of one of its pauses
 // (schema 14) if sooner: a daemon wakes at either by itself.
@@ -168,7 +180,7 @@ struct Named {
   const char* sql;
   const char* name;
 };
-constexpr std::array<Named, 8> kStatements = {{
+constexpr std::array<Named, 9> kStatements = {{
     {kClaimReady, "job_claim_ready"},
     {kNextScheduled, "job_next_scheduled"},
     {kCompleteMany, "job_complete_many"},
@@ -177,6 +189,7 @@ constexpr std::array<Named, 8> kStatements = {{
     {kInsertOopses, "oopses_insert"},
     {kRenewLeases, "job_renew_leases"},
     {kRescueExpired, "job_rescue_expired"},
+    {kSaveProgress, "job_save_progress"},
 }};
 
 const char* preparedName(const char* sql) {
@@ -264,6 +277,9 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       job.json_data = row[6].as<std::string>();
     }
     job.queue_latency = row[7].as<double>();
+    if (!row[8].is_null()) {
+      job.checkpoint = row[8].as<std::string>();
+    }
     job.claimed_at = sent;
     result.jobs.push_back(std::move(job));
   }
@@ -313,6 +329,25 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
 void JobRepository::insertOops(pqxx::transaction_base& txn, const OopsReport& o) {
   run(txn, kInsertOops, o.id, o.reporter, o.job_id, o.job_type, o.attempt, o.type, o.value,
       nullIfEmpty(o.traceback), oopsVarsJson(o).dump(), nullIfEmpty(o.hostname));
+}
+
+int JobRepository::saveProgress(const std::vector<runtime::ProgressReport>& reports) {
+  int written = 0;
+  for (const runtime::ProgressReport& report : reports) {
+    const runtime::ProgressUpdate& u = report.update;
+    std::optional<std::string> percent;
+    if (u.percent) {
+      percent = fmt::format("{}", *u.percent);
+    }
+    // Each its own statement and commit: the job's row is locked FOR
+    // SHARE only while its own write commits.
+    pqxx::nontransaction txn(conn_, "job_save_progress");
+    pqxx::result saved =
+        run(txn, kSaveProgress, report.key.id, report.key.attempt, owner_, nullable(percent),
+            nullable(u.message), u.checkpoint.has_value(), nullable(u.checkpoint));
+    written += saved[0][0].as<bool>() ? 1 : 0;
+  }
+  return written;
 }
 
 void JobRepository::insertOopses(const std::vector<OopsReport>& oopses) {

@@ -115,6 +115,9 @@ class JobRepository {
   // Records OOPS reports that are no attempt's outcome (notices that could
   // not be sent, SPEC §5) in one statement, one round trip.
   void insertOopses(const std::vector<OopsReport>& oopses);
+  // Running jobs' progress (schema 18), each fenced on its attempt; returns
+  // how many were written.
+  int saveProgress(const std::vector<runtime::ProgressReport>& reports);
   // The quiet enqueue (migration 9): on a session of its own, after a
   // claim of job_type came back short. asleep: whether this session holds
   // the type's "asleep" lock; returns whether it holds it now.

@@ -79,7 +79,10 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
              'result', (SELECT r.result FROM jobd.job_result AS r WHERE r.job_id = j.id),
              -- as jsonb prints it: numbers keep their digits
              'result_text', (SELECT r.result::text FROM jobd.job_result AS r
-                              WHERE r.job_id = j.id))
+                              WHERE r.job_id = j.id),
+             'progress', (SELECT to_jsonb(p) - 'job_id' - 'checkpoint'
+                                 || jsonb_build_object('checkpoint_text', p.checkpoint::text)
+                            FROM jobd.job_progress AS p WHERE p.job_id = j.id))
       FROM jobd.job AS j
      WHERE j.id = $1)sql",
                                    id);

@@ -70,6 +70,21 @@ MemoryStore::Job* MemoryStore::held(std::int64_t id, int attempt) {
   return &it->second;
 }
 
+int MemoryStore::saveProgress(const std::vector<runtime::ProgressReport>& reports) {
+  int written = 0;
+  for (const runtime::ProgressReport& report : reports) {
+    Job* job = held(report.key.id, report.key.attempt);
+    if (job == nullptr) {
+      continue;
+    }
+    job->percent = report.update.percent ? report.update.percent : job->percent;
+    job->message = report.update.message ? report.update.message : job->message;
+    job->checkpoint = report.update.checkpoint ? report.update.checkpoint : job->checkpoint;
+    ++written;
+  }
+  return written;
+}
+
 ClaimResult MemoryStore::claim(const ClaimRequest& request) {
   auto sent = std::chrono::steady_clock::now();
   Clock::time_point at = now();
@@ -119,6 +134,7 @@ ClaimResult MemoryStore::claim(const ClaimRequest& request) {
     if (job->json_data.size() <= request.max_payload) {
       claimed.json_data = job->json_data;
     }
+    claimed.checkpoint = job->checkpoint;
     claimed.claimed_at = sent;
     claimed.queue_latency = secondsBetween(
         std::max(job->date_created, job->scheduled_start.value_or(job->date_created)), at);

@@ -58,6 +58,10 @@ class MemoryStore final : public RuntimeStore {
     std::optional<std::string> lease_owner;
     std::string log;
     std::vector<Attempt> attempts;
+    // jobd.job_progress's row.
+    std::optional<double> percent;
+    std::optional<std::string> message;
+    std::optional<std::string> checkpoint;
   };
   // The job as it stands; nullptr when there is none.
   const Job* job(std::int64_t id) const;
@@ -76,6 +80,7 @@ class MemoryStore final : public RuntimeStore {
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override;
+  int saveProgress(const std::vector<runtime::ProgressReport>& reports) override;
   RenewResult renewLeases(const std::vector<HeldLease>& leases) override;
   std::vector<runtime::ClaimedJob> heldByOwner() override;
   RescueResult rescueExpired(const std::vector<RescuePolicy>& policies,

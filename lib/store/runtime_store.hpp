@@ -56,6 +56,9 @@ class RuntimeStore {
       const std::vector<OutcomeWrite>& others) = 0;
   // OOPS reports that are no attempt's outcome (unsent notices).
   virtual void insertOopses(const std::vector<OopsReport>& oopses) = 0;
+  // Running jobs' progress and checkpoints (schema 18), each written only
+  // while this owner holds that attempt; returns how many were written.
+  virtual int saveProgress(const std::vector<runtime::ProgressReport>& reports) = 0;
 
   // Extends every lease still held; names the ids that were not, and the
   // ids it left alone because another transaction held their row locked.
@@ -101,6 +104,9 @@ class PostgresStore final : public RuntimeStore {
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override { repo_.insertOopses(oopses); }
+  int saveProgress(const std::vector<runtime::ProgressReport>& reports) override {
+    return repo_.saveProgress(reports);
+  }
   RenewResult renewLeases(const std::vector<HeldLease>& leases) override {
     return repo_.renewLeases(leases);
   }

@@ -54,7 +54,7 @@ TEST(TimeoutTest, ThreadSqlAndExecJobsTimeOut) {
   EXPECT_EQ(waitForValue(db, "SELECT status FROM jobd.job WHERE id = " + after, "2"), "2");
   // The cancelled query is not left running on the server.
   EXPECT_EQ(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                      "AND query LIKE 'EXECUTE jobd_sql_%' AND state = 'active'"),
+                      "AND query LIKE 'EXECUTE jobd_sql3_%' AND state = 'active'"),
             "0");
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }

@@ -55,5 +55,57 @@ TEST(PagesTest, CountsAreGroupedAndCarriedExactly) {
   EXPECT_THAT(live, Not(HasSubstr("<script")));  // the live part has no script
 }
 
+// A running job's last report, and a job's progress and checkpoint, are
+// shown escaped; a long checkpoint is cut.
+TEST(PagesTest, ProgressIsShown) {
+  nlohmann::json d = {{"now", "t"},
+                      {"job_types", nlohmann::json::array()},
+                      {"running",
+                       {{{"id", 5},
+                         {"job_type", "export"},
+                         {"attempt", 2},
+                         {"progress_percent", 70.4},
+                         {"progress_message", "copied <7>"},
+                         {"lease_owner", "o"},
+                         {"date_started", "s"},
+                         {"lease_expires", "e"}},
+                        {{"id", 6},
+                         {"job_type", "export"},
+                         {"attempt", 1},
+                         {"progress_percent", nullptr},
+                         {"progress_message", nullptr},
+                         {"lease_owner", "o"},
+                         {"date_started", "s"},
+                         {"lease_expires", "e"}}}},
+                      {"failures", nlohmann::json::array()},
+                      {"daemons", nlohmann::json::array()}};
+  std::string live = dashboardLive(d);
+  EXPECT_THAT(live, HasSubstr("<td>70% copied &lt;7&gt;</td>"));
+  EXPECT_THAT(live, HasSubstr("<td class=\"n\">1</td><td>-</td>"));
+
+  nlohmann::json job = {{"id", 5},
+                        {"json_data", nlohmann::json::object()},
+                        {"attempts", nlohmann::json::array()},
+                        {"oops", nlohmann::json::array()},
+                        {"progress",
+                         {{"percent", 100},
+                          {"message", nullptr},
+                          {"attempt", 2},
+                          {"reported", "r"},
+                          {"checkpoint_text", "{\"k\": \"" + std::string(300, 'x') + "\"}"},
+                          {"checkpointed", "c"}}}};
+  for (const char* field :
+       {"job_type", "status_name", "priority", "target", "requester", "attempt_count",
+        "max_retries", "scheduled_start", "lease_expires", "lease_owner", "date_created",
+        "date_started", "date_finished", "log", "result_text"}) {
+    job[field] = nullptr;
+  }
+  std::string page = jobPage(job);
+  EXPECT_THAT(page, HasSubstr("<h2>Progress</h2>"));
+  EXPECT_THAT(page, HasSubstr("<td>100%</td>"));
+  EXPECT_THAT(page, HasSubstr("xxx\u2026</td>"));
+  EXPECT_THAT(page, Not(HasSubstr(std::string(250, 'x'))));
+}
+
 }  // namespace
 }  // namespace jobd::http

@@ -48,8 +48,12 @@ TEST(WorkerProtocolTest, JobSectionAndOutcomeRoundTrip) {
   job.target = "merge_proposal:7";
   job.json_data = R"({"a": "b"})";
   job.payload_size = 10;
+  job.checkpoint = R"({"next": 8})";
   job.claimed_at = std::chrono::steady_clock::now();
   ClaimedJob back = jobFromJson(jobToJson(job));
+  EXPECT_EQ(back.checkpoint, job.checkpoint);
+  job.checkpoint.reset();
+  EXPECT_FALSE(jobFromJson(jobToJson(job)).checkpoint.has_value());
   EXPECT_EQ(back.id, 42);
   EXPECT_EQ(back.target, job.target);
   EXPECT_EQ(back.json_data, job.json_data);
