@@ -85,7 +85,7 @@ class ExecJob : public runtime::IRunnableJob {
       if (line == std::string_view("\0", 1)) {
         throw std::invalid_argument("a line over " + std::to_string(kMaxReportLine) + " bytes");
       }
-      runtime::ProgressUpdate update = runtime::progressFromJson(nlohmann::json::parse(line));
+      runtime::ProgressUpdate update = runtime::progressFromJson(runtime::parseReportJson(line));
       refused = runtime::checkReport(
           update, std::min<std::size_t>(context.job.max_result, kMaxExecCheckpoint));
       if (!refused && context.progress_sink) {
@@ -123,9 +123,19 @@ class ExecSource : public runtime::IJobSource {
     spec.env.push_back("JOBD_JOB_TYPE=" + job.job_type);
     spec.env.push_back("JOBD_ATTEMPT=" + std::to_string(job.attempt));
     if (job.checkpoint) {
-      // At most kMaxExecCheckpoint bytes, so that it fits in one
-      // environment string (Linux: 128 KiB).
-      spec.env.push_back("JOBD_CHECKPOINT=" + *job.checkpoint);
+      // Compact, as it was checked (at most kMaxExecCheckpoint bytes, so
+      // that it fits in one environment string, 128 KiB on Linux): jsonb
+      // prints it with spaces.
+      auto compact = nlohmann::json::parse(*job.checkpoint, nullptr, false);
+      std::string text = compact.is_discarded() ? *job.checkpoint : compact.dump();
+      if (text.size() <= kMaxExecCheckpoint) {
+        spec.env.push_back("JOBD_CHECKPOINT=" + text);
+      } else {
+        logs::warn(
+            "JOB_CHECKPOINT_DROPPED id={} type={}: its checkpoint is {} bytes, over the {} an "
+            "exec job can be given; the job starts without it",
+            job.id, job.job_type, text.size(), kMaxExecCheckpoint);
+      }
     }
     spec.input = job.json_data.value_or("{}");
     spec.deadline = job.claimed_at + timeout_;

@@ -103,10 +103,20 @@ class ProgressNotices : public pqxx::errorhandler {
     if (at == std::string_view::npos) {
       return true;
     }
+    nlohmann::json report;
     try {
-      nlohmann::json report = nlohmann::json::parse(text.substr(at + kMark.size()));
+      report = runtime::parseReportJson(text.substr(at + kMark.size()));
+    } catch (const std::exception&) {
+      return true;  // someone else's notice that mentions jobd_progress
+    }
+    if (!report.is_object() || !report.contains("job_id")) {
+      return true;
+    }
+    try {
       if (report.value("job_id", std::int64_t{0}) != context_.job.id) {
-        return false;  // another job's, called by mistake: not ours to write
+        logs::warn("JOB_PROGRESS_REFUSED id={} type={}: a report for job {}; the job goes on",
+                   context_.job.id, context_.job.job_type, report["job_id"].dump());
+        return false;
       }
       runtime::ProgressUpdate update = runtime::progressFromJson(report);
       if (auto refused = runtime::checkReport(update, context_.job.max_result)) {

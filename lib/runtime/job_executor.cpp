@@ -141,6 +141,9 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
       // timeout) ends within a second instead of running to its end with
       // its locks held: the server checks the client while it executes.
       conn.set_variable("client_connection_check_interval", "1000");
+      // A sql job's progress reports are notices (jobd.report_progress): a
+      // role or database set to warning would never deliver them.
+      conn.set_variable("client_min_messages", "notice");
       slot.idle_limit = idle_limit;
     }
     return conn;

@@ -141,7 +141,8 @@ std::string Metrics::render(const Gauges& gauges) const {
              typeLabel(p.job_type) + fmt::format(",job_id=\"{}\"", p.job_id), p.percent);
   }
   w.family("jobd_progress_writes_total", "counter",
-           "Progress reports written to jobd.job_progress (at most one a second per job).");
+           "Progress reports this daemon wrote to jobd.job_progress (at most one a second per "
+           "job, and one when it ends).");
   w.sample("jobd_progress_writes_total", "", gauges.progress_writes);
 
   std::lock_guard<std::mutex> lock(mutex_);

@@ -210,8 +210,7 @@ void OutcomeRecorder::writeProgress(store::RuntimeStore& store) {
     return;
   }
   try {
-    store.saveProgress(progress_queue_);
-    progress_writes_.fetch_add(progress_queue_.size());
+    progress_writes_.fetch_add(static_cast<std::uint64_t>(store.saveProgress(progress_queue_)));
   } catch (const pqxx::broken_connection&) {
     throw;
   } catch (const pqxx::in_doubt_error&) {

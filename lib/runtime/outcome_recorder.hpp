@@ -50,7 +50,7 @@ class OutcomeRecorder {
   // ends its attempt. A later report of an attempt still queued replaces
   // the earlier one. Any thread.
   void recordProgress(std::vector<ProgressReport> reports);
-  // Progress reports written, and fenced out (the attempt was over).
+  // Progress reports written (not those fenced out: their attempt was over).
   std::uint64_t progressWrites() const { return progress_writes_.load(); }
 
   // Runs on the database thread for every job written FAILED with an OOPS

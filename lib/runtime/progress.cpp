@@ -30,6 +30,24 @@ bool jsonHasNul(const nlohmann::json& value) {
   return false;
 }
 
+nlohmann::json parseReportJson(std::string_view text) {
+  bool too_deep = false;
+  nlohmann::json::parser_callback_t bound = [&too_deep](int depth, nlohmann::json::parse_event_t,
+                                                        nlohmann::json&) {
+    too_deep = too_deep || depth > kMaxReportDepth;
+    return !too_deep;
+  };
+  nlohmann::json parsed = nlohmann::json::parse(text, bound, false);
+  if (too_deep) {
+    throw std::invalid_argument("nested deeper than " + std::to_string(kMaxReportDepth) +
+                                " levels");
+  }
+  if (parsed.is_discarded()) {
+    throw std::invalid_argument("not JSON");
+  }
+  return parsed;
+}
+
 namespace {
 
 // The first `limit` characters of UTF-8 text.
@@ -56,9 +74,11 @@ std::optional<ReportRefused> checkReport(ProgressUpdate& update, std::size_t max
     update.message = firstCharacters(storableText(*update.message), kMaxProgressMessage);
   }
   if (update.checkpoint) {
-    auto parsed = nlohmann::json::parse(*update.checkpoint, nullptr, false);
-    if (parsed.is_discarded()) {
-      return ReportRefused{"CheckpointNotJson", "the checkpoint is not JSON"};
+    nlohmann::json parsed;
+    try {
+      parsed = parseReportJson(*update.checkpoint);
+    } catch (const std::invalid_argument& e) {
+      return ReportRefused{"CheckpointNotJson", std::string("the checkpoint is ") + e.what()};
     }
     if (jsonHasNul(parsed)) {
       return ReportRefused{"CheckpointNotStorable",

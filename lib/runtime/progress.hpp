@@ -49,6 +49,12 @@ struct ReportRefused {
 };
 std::optional<ReportRefused> checkReport(ProgressUpdate& update, std::size_t max_checkpoint);
 
+// JSON text parsed with at most kMaxReportDepth levels of nesting: a
+// report's recursive checks and printing must not run out of stack on
+// `[[[[...`. Throws std::invalid_argument.
+constexpr int kMaxReportDepth = 64;
+nlohmann::json parseReportJson(std::string_view text);
+
 // A report as one JSON object ({"percent", "message", "checkpoint"}, each
 // optional): an exec program's line, a sql job's notice, a runner's frame.
 // Throws std::invalid_argument for anything else.

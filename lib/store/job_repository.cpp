@@ -5,6 +5,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "core/errors.hpp"
+#include "core/log.hpp"
 #include "core/text.hpp"
 #include "store/database.hpp"
 #include "store/db_error.hpp"
@@ -26,11 +28,10 @@ namespace {
 // never loaded. The function's statement has a generic plan of its own,
 // made under settings that rule out every plan but the intended one.
 // Each claimed job comes with the last checkpoint an earlier attempt saved
-// (schema 18), read by primary key.
-constexpr const char* kClaimReady = R"sql(
-SELECT c.*, (SELECT p.checkpoint::text FROM jobd.job_progress AS p WHERE p.job_id = c.id)
-  FROM jobd.claim_ready($1, $2, $3::interval, $4, $5) AS c
-)sql";
+// (schema 18), read by primary key in jobd.claim_with_checkpoints, a
+// function around jobd.claim_ready whose statement is planned once.
+constexpr const char* kClaimReady =
+    "SELECT * FROM jobd.claim_with_checkpoints($1, $2, $3::interval, $4, $5)";
 
 // A running job's progress (schema 18), fenced like an outcome.
 constexpr const char* kSaveProgress = R"sql(
@@ -339,13 +340,23 @@ int JobRepository::saveProgress(const std::vector<runtime::ProgressReport>& repo
     if (u.percent) {
       percent = fmt::format("{}", *u.percent);
     }
-    // Each its own statement and commit: the job's row is locked FOR
-    // SHARE only while its own write commits.
-    pqxx::nontransaction txn(conn_, "job_save_progress");
-    pqxx::result saved =
-        run(txn, kSaveProgress, report.key.id, report.key.attempt, owner_, nullable(percent),
-            nullable(u.message), u.checkpoint.has_value(), nullable(u.checkpoint));
-    written += saved[0][0].as<bool>() ? 1 : 0;
+    // Each its own statement and commit: one that fails (a checkpoint the
+    // database's encoding cannot hold) costs only its own report.
+    try {
+      pqxx::nontransaction txn(conn_, "job_save_progress");
+      pqxx::result saved =
+          run(txn, kSaveProgress, report.key.id, report.key.attempt, owner_, nullable(percent),
+              nullable(u.message), u.checkpoint.has_value(), nullable(u.checkpoint));
+      written += saved[0][0].as<bool>() ? 1 : 0;
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (const pqxx::sql_error& e) {
+      if (classify(e) == DbErrorClass::kConnectionLost) {
+        throw;
+      }
+      logs::error("PROGRESS_WRITE_FAILED id={} attempt={}: {}", report.key.id, report.key.attempt,
+                  errorLine(e.what()));
+    }
   }
   return written;
 }

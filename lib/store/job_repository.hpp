@@ -116,7 +116,8 @@ class JobRepository {
   // not be sent, SPEC §5) in one statement, one round trip.
   void insertOopses(const std::vector<OopsReport>& oopses);
   // Running jobs' progress (schema 18), each fenced on its attempt; returns
-  // how many were written.
+  // how many were written. A report the database refuses is logged
+  // (PROGRESS_WRITE_FAILED) and costs only itself; a lost connection throws.
   int saveProgress(const std::vector<runtime::ProgressReport>& reports);
   // The quiet enqueue (migration 9): on a session of its own, after a
   // claim of job_type came back short. asleep: whether this session holds
