@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <string>
 
@@ -32,6 +33,9 @@ long long parseInteger(const std::string& what, const std::string& text, long lo
 // Who ran the command: the operator's login (the sudoer's under sudo) and
 // host, and the command ("alice@web1 (jobd pause)").
 std::string operatorName(const std::string& command);
+// A JSON value as a command prints it: "-" for null, a string as it is,
+// anything else as JSON.
+std::string text(const nlohmann::json& value);
 
 int cmdMigrate(const CommandLine& cl);
 int cmdCheckConfig(const CommandLine& cl);

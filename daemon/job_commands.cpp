@@ -60,16 +60,6 @@ bool looksLikeIso8601(const std::string& text) {
   return std::regex_match(text, kIso);
 }
 
-std::string text(const nlohmann::json& value) {
-  if (value.is_null()) {
-    return "-";
-  }
-  if (value.is_string()) {
-    return value.get<std::string>();
-  }
-  return value.dump();
-}
-
 std::string age(const nlohmann::json& seconds) {
   if (seconds.is_null()) {
     return "-";
@@ -81,6 +71,16 @@ std::string age(const nlohmann::json& seconds) {
 }
 
 }  // namespace
+
+std::string text(const nlohmann::json& value) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  return value.dump();
+}
 
 std::string operatorName(const std::string& command) {
   const char* user = std::getenv("SUDO_USER");

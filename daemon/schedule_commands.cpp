@@ -12,13 +12,6 @@
 namespace jobd::cli {
 namespace {
 
-std::string text(const nlohmann::json& value) {
-  if (value.is_null()) {
-    return "-";
-  }
-  return value.is_string() ? value.get<std::string>() : value.dump();
-}
-
 const std::string& argument(const CommandLine& cl, std::size_t index, const char* name) {
   if (cl.positional.size() <= index || cl.positional[index].empty()) {
     throw UsageError("schedule " + cl.positional.at(0) + ": " + name + " is missing");
