@@ -4,7 +4,8 @@
 # through sudo. With --test, also what only the test suite uses: promtool
 # (Debian's prometheus package), headless Chromium for the dashboard test,
 # clang with libFuzzer (scripts/fuzz.sh), faketime and PgBouncer for the
-# reliability suite.
+# reliability suite, psycopg 3, psycopg2 and pytest for the Python client's
+# tests (python/tests).
 set -euo pipefail
 
 packages=(
@@ -16,7 +17,8 @@ packages=(
   clang-format clang-tidy util-linux procps systemd python3-aiosmtpd
 )
 if [ "${1:-}" = "--test" ]; then
-  packages+=(prometheus chromium clang-14 libclang-rt-14-dev faketime pgbouncer)
+  packages+=(prometheus chromium clang-14 libclang-rt-14-dev faketime pgbouncer
+             python3-psycopg2 python3-psycopg python3-pytest)
 fi
 
 missing=()

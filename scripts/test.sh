@@ -3,8 +3,11 @@
 # missing, builds with AddressSanitizer + UndefinedBehaviorSanitizer, starts a
 # throw-away PostgreSQL 15 (pg_virtualenv, which copes with root), and runs
 # every test with ctest. The concurrency tests run again under
-# ThreadSanitizer first, and the libFuzzer targets run for a bounded time
-# last (JOBD_FUZZ_SECONDS each, default 15; JOBD_SKIP_FUZZ=1 skips them).
+# ThreadSanitizer first, the Python client's tests (python/tests, pytest,
+# against the ASan binary; JOBD_PYTHON names the interpreter, default
+# Debian's /usr/bin/python3, which has install-deps' python3-psycopg*)
+# after ctest, and the libFuzzer targets run for a bounded time last
+# (JOBD_FUZZ_SECONDS each, default 15; JOBD_SKIP_FUZZ=1 skips them).
 # Extra arguments go to the final ctest (-L unit, -R X).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +35,7 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # PostgreSQL settings for a disposable cluster: no fsync, room for parallel tests.
 pg_options="fsync=off synchronous_commit=off full_page_writes=off max_connections=300"
 
-# A failure of either pass fails the run (the ThreadSanitizer pass's used to
+# A failure of any pass fails the run (the ThreadSanitizer pass's used to
 # be ignored: only the last command's status counted).
 run_suites() {
   local status=0
@@ -43,6 +46,9 @@ run_suites() {
   fi
   echo "== AddressSanitizer + UBSan: every test"
   ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@" || status=1
+  echo "== Python client: python/tests"
+  PYTHONPATH=python JOBD_BINARY=build/asan/daemon/jobd "${JOBD_PYTHON:-/usr/bin/python3}" \
+    -m pytest -q python/tests || status=1
   return "$status"
 }
 
