@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "core/errors.hpp"
 #include "core/host.hpp"
+#include "core/text.hpp"
 #include "store/database.hpp"
 #include "store/job_store.hpp"
 #include "store/migrations.hpp"
@@ -73,13 +74,7 @@ std::string age(const nlohmann::json& seconds) {
 }  // namespace
 
 std::string text(const nlohmann::json& value) {
-  if (value.is_null()) {
-    return "-";
-  }
-  if (value.is_string()) {
-    return value.get<std::string>();
-  }
-  return value.dump();
+  return jsonText(value);
 }
 
 std::string operatorName(const std::string& command) {

@@ -1,5 +1,7 @@
 #include "core/text.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace jobd {
 namespace {
 
@@ -66,6 +68,16 @@ std::string hex16(std::uint64_t value) {
     digits += kHex[(value >> shift) & 0xf];
   }
   return digits;
+}
+
+std::string jsonText(const nlohmann::json& value) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  return value.dump();
 }
 
 }  // namespace jobd

@@ -5,11 +5,16 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 namespace jobd {
 
 std::string storableText(const std::string& bytes);
+
+// A JSON value as the commands and the dashboard print it: "-" for null, a
+// string as it is, anything else as JSON.
+std::string jsonText(const nlohmann::json& value);
 
 // value as 16 lowercase hex digits, most significant first (random ids:
 // OOPS ids, the LISTEN session's probe channel).

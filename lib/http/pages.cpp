@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/text.hpp"
+
 namespace jobd::http {
 namespace {
 
@@ -38,13 +40,7 @@ constexpr const char* kRefresh = R"js(
 )js";
 
 std::string text(const nlohmann::json& value) {
-  if (value.is_null()) {
-    return "-";
-  }
-  if (value.is_string()) {
-    return value.get<std::string>();
-  }
-  return value.dump();
+  return jsonText(value);
 }
 
 std::string cell(const nlohmann::json& value) {
