@@ -3,12 +3,14 @@
 # missing, builds with AddressSanitizer + UndefinedBehaviorSanitizer, starts a
 # throw-away PostgreSQL 15 (pg_virtualenv, which copes with root), and runs
 # every test with ctest. The concurrency tests run again under
-# ThreadSanitizer first, the Python client's tests (python/tests, pytest,
-# against the ASan binary; JOBD_PYTHON names the interpreter, default
-# Debian's /usr/bin/python3, which has install-deps' python3-psycopg*)
-# after ctest, and the libFuzzer targets run for a bounded time last
+# ThreadSanitizer first (JOBD_SKIP_TSAN=1 skips them), the Python client's
+# tests (python/tests, pytest, against the ASan binary; JOBD_PYTHON names
+# the interpreter, default Debian's /usr/bin/python3, which has
+# install-deps' python3-psycopg*; JOBD_SKIP_PYTHON=1 skips them) after
+# ctest, and the libFuzzer targets run for a bounded time last
 # (JOBD_FUZZ_SECONDS each, default 15; JOBD_SKIP_FUZZ=1 skips them).
-# Extra arguments go to the final ctest (-L unit, -R X).
+# Extra arguments go to the AddressSanitizer ctest, the one over every test
+# (-L unit, -R X); not to the ThreadSanitizer pass, pytest or the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,9 +48,11 @@ run_suites() {
   fi
   echo "== AddressSanitizer + UBSan: every test"
   ctest --test-dir build/asan -j "$jobs" --output-on-failure "$@" || status=1
-  echo "== Python client: python/tests"
-  PYTHONPATH=python JOBD_BINARY=build/asan/daemon/jobd "${JOBD_PYTHON:-/usr/bin/python3}" \
-    -m pytest -q python/tests || status=1
+  if [ -z "${JOBD_SKIP_PYTHON:-}" ]; then
+    echo "== Python client: python/tests"
+    PYTHONPATH=python JOBD_BINARY=build/asan/daemon/jobd "${JOBD_PYTHON:-/usr/bin/python3}" \
+      -m pytest -q python/tests || status=1
+  fi
   return "$status"
 }
 

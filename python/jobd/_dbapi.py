@@ -5,13 +5,15 @@ The enqueue functions use nothing but ``conn.cursor()``,
 ``cursor.close()``, so any PEP 249 connection to PostgreSQL works:
 psycopg2's, psycopg 3's, and the ones Storm and SQLAlchemy hand out (a
 pool's proxy of one of those). Only the placeholders differ between
-drivers; they are read from the driver module's ``paramstyle``.
+drivers; they are read from the driver module's ``paramstyle``. (psycopg
+3's cursor is asked for tuples, ``row_factory=tuple_row``, as its
+connection may make other rows by default.)
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 STYLES = ("format", "pyformat", "qmark", "numeric", "named")
 
@@ -19,6 +21,17 @@ STYLES = ("format", "pyformat", "qmark", "numeric", "named")
 # SQLAlchemy's pool proxy (`dbapi_connection` since 1.4, `connection`
 # before), Storm's Connection (`_raw_connection`).
 _WRAPPED = ("dbapi_connection", "_raw_connection", "connection")
+
+
+def _chain(conn: Any) -> Iterator[Any]:
+    """``conn``, then the connection each proxy in turn keeps (above)."""
+    seen: set[int] = set()
+    obj = conn
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        yield obj
+        obj = next((getattr(obj, name, None) for name in _WRAPPED
+                    if getattr(obj, name, None) is not None), None)
 
 
 def paramstyle(conn: Any) -> str:
@@ -30,32 +43,38 @@ def paramstyle(conn: Any) -> str:
     taken to use ``format`` (``%s``), as every PostgreSQL driver in wide
     use does.
     """
-    seen: set[int] = set()
-    obj = conn
-    while obj is not None and id(obj) not in seen:
-        seen.add(id(obj))
+    for obj in _chain(conn):
         for cls in type(obj).__mro__:
             module = sys.modules.get(cls.__module__.partition(".")[0])
             style = getattr(module, "paramstyle", None)
             if style in STYLES:
                 return style
-        obj = next((getattr(obj, name, None) for name in _WRAPPED
-                    if getattr(obj, name, None) is not None), None)
     return "format"
 
 
 def cursor_of(conn: Any) -> Any:
     """A new cursor of ``conn``, or of the DB-API connection it wraps.
 
-    Besides a DB-API connection, accepts an object that has none of its own
-    but keeps one as ``connection`` (SQLAlchemy's ``Connection``, which
-    ``session.connection()`` returns).
+    Looks through the proxies above as :func:`paramstyle` does: besides a
+    DB-API connection, accepts an object that has no ``cursor()`` of its
+    own but keeps a connection that has (SQLAlchemy's ``Connection``, which
+    ``session.connection()`` returns; Storm's ``Connection``). A psycopg 3
+    connection, the one given or one a proxy keeps, is asked for a cursor
+    of plain tuples whatever its ``row_factory`` (``dict_row``,
+    ``class_row``).
     """
-    if hasattr(conn, "cursor"):
-        return conn.cursor()
-    inner = getattr(conn, "connection", None)
-    if inner is not None and hasattr(inner, "cursor"):
-        return inner.cursor()
+    chain = list(_chain(conn))
+    psycopg = sys.modules.get("psycopg")  # imported if such a connection exists
+    connection_class = getattr(psycopg, "Connection", None)
+    if isinstance(connection_class, type):
+        for obj in chain:
+            if isinstance(obj, connection_class):
+                from psycopg.rows import tuple_row
+
+                return obj.cursor(row_factory=tuple_row)
+    for obj in chain:
+        if callable(getattr(obj, "cursor", None)):
+            return obj.cursor()
     raise TypeError(
         f"jobd: expected a DB-API 2 connection (with a cursor() method), got {type(conn).__name__}")
 

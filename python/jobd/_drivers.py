@@ -10,12 +10,19 @@ without either.
 from __future__ import annotations
 
 import contextlib
+import math
 import selectors
 from typing import Any
 
 from .errors import JobdError
 
 _CHANNEL = "jobd_finished"
+
+# The longest single sleep on the socket (the wait loops until its own
+# timeout): selectors refuse a timeout of centuries.
+_MAX_SLEEP = 3600.0
+# libpq reads connect_timeout as a C int.
+_INT_MAX = 2**31 - 1
 
 _WATCH = "SELECT jobd.watch(%s::bigint)"
 _SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
@@ -57,6 +64,9 @@ class Session:
 
     def _forget(self) -> None:
         """Drop what the session added to the connection."""
+
+    def _unlistened(self) -> None:
+        """After this session's UNLISTEN: drop what the channel left behind."""
 
     # -- the steps of a wait ----------------------------------------------
     def _query(self, sql: str, params: Any = None) -> Any:
@@ -101,6 +111,8 @@ class Session:
         (``None``: for ever). True if it was the one for the job."""
         if self._take():  # it came with the last statement's answer
             return True
+        if timeout is not None:
+            timeout = min(timeout, _MAX_SLEEP)
         if wait_readable(self.conn.fileno(), timeout):
             self._read()
         return self._take()
@@ -114,6 +126,7 @@ class Session:
             elif self.listened and not self.conn.closed:
                 with contextlib.suppress(Exception):
                     self._query("UNLISTEN " + _CHANNEL)
+                self._unlistened()
         finally:
             self.listened = False
 
@@ -172,7 +185,10 @@ class Psycopg3Session(Session):
 
 class Psycopg2Session(Session):
     """psycopg2: notifications in ``conn.notifies`` after each statement or
-    ``conn.poll()``; the job's are taken off the list, others left."""
+    ``conn.poll()``; the job's are taken off the list, others left. When
+    this session made the LISTEN itself, every ``jobd_finished`` one (other
+    jobs' too, which the caller never asked for) is taken off as well, and
+    once more after the UNLISTEN, so that none pile up on the connection."""
 
     def __init__(self, conn: Any, owned: bool) -> None:
         import psycopg2
@@ -196,13 +212,19 @@ class Psycopg2Session(Session):
 
     def _take(self) -> bool:
         notifies = self.conn.notifies
-        ours = [n for n in notifies if n.channel == _CHANNEL and n.payload == self.payload]
-        for n in ours:
+        channel = [n for n in notifies if n.channel == _CHANNEL]
+        ours = [n for n in channel if n.payload == self.payload]
+        for n in channel if self.listened else ours:
             notifies.remove(n)
         return bool(ours)
 
     def _read(self) -> None:
         self.conn.poll()
+
+    def _unlistened(self) -> None:
+        notifies = self.conn.notifies
+        for n in [n for n in notifies if n.channel == _CHANNEL]:
+            notifies.remove(n)
 
 
 def wait_readable(fileno: int, timeout: float | None) -> bool:
@@ -244,24 +266,49 @@ def session_for(conn: Any) -> Session:
         "do: pass the conninfo instead)")
 
 
-def open_session(conninfo: str) -> Session:
+def open_session(conninfo: str, left: float | None = None) -> Session:
     """A session on a new connection to ``conninfo``: psycopg 3 if it is
-    installed, else psycopg2."""
+    installed, else psycopg2.
+
+    ``left``: the seconds the wait has left, or None for no limit. Unless
+    ``conninfo`` sets its own ``connect_timeout``, connecting is bounded by
+    them, rounded up to whole seconds and at least 2 (libpq's resolution:
+    its timer may fire up to a second early).
+    """
     try:
         import psycopg
     except ImportError:
         psycopg = None
     if psycopg is not None:
-        conn = psycopg.connect(conninfo, autocommit=True)
+        import psycopg.conninfo
+
+        extra = _connect_timeout(conninfo, left, psycopg.conninfo.conninfo_to_dict)
+        conn = psycopg.connect(conninfo, autocommit=True, **extra)
         return _owning(Psycopg3Session, conn)
     try:
         import psycopg2
+        import psycopg2.extensions
     except ImportError:
         raise JobdError("jobd.wait with a conninfo string needs psycopg (3) or psycopg2: "
                         "apt install python3-psycopg, or pip install 'jobd[psycopg]'") from None
-    conn = psycopg2.connect(conninfo)
+    extra = _connect_timeout(conninfo, left, psycopg2.extensions.parse_dsn)
+    conn = psycopg2.connect(conninfo, **extra)
     conn.autocommit = True
     return _owning(Psycopg2Session, conn)
+
+
+def _connect_timeout(conninfo: str, left: float | None, parse: Any) -> dict[str, str]:
+    """``{"connect_timeout": ...}`` for the time ``left``, or ``{}`` when
+    there is no limit or ``conninfo`` sets one (or cannot be parsed: then
+    connecting says what is wrong with it)."""
+    if left is None:
+        return {}
+    try:
+        if "connect_timeout" in parse(conninfo):
+            return {}
+    except Exception:
+        return {}
+    return {"connect_timeout": str(min(_INT_MAX, max(2, math.ceil(left))))}
 
 
 def _owning(kind: type, conn: Any) -> Session:

@@ -22,6 +22,9 @@ from .errors import PayloadError
 # jobd.job.priority is a smallint; max_retries an integer >= 0.
 _SMALLINT = (-32768, 32767)
 _INT_MAX = 2**31 - 1
+# The longest delay: 100 years (far inside PostgreSQL's interval and
+# timestamptz, whose overflow would fail the caller's transaction).
+_MAX_DELAY = 100 * 365.25 * 86400
 
 # A \u0000 escape that json.dumps wrote for a NUL character (preceded by an
 # even number of backslashes, so not the text "\\u0000" of a string).
@@ -54,7 +57,7 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
     - ``at``: a timezone-aware datetime before which the job does not start.
     - ``delay``: a ``timedelta`` or a number of seconds from now (the
       database's ``now()``, the start of the transaction) before which the
-      job does not start. Not with ``at``.
+      job does not start, at most 100 years. Not with ``at``.
     - ``priority``: lower runs first (SPEC), -32768 to 32767.
     - ``max_retries``: how many times a retry error may requeue the job;
       ``None`` leaves it to the database's default (0).
@@ -171,6 +174,16 @@ def _check_text(name: str, value: Any, required: bool = False) -> None:
         raise TypeError(f"jobd: {name} must be a str, got {type(value).__name__}")
     if required and not value:
         raise ValueError(f"jobd: {name} must not be empty")
+    # Refused here rather than by PostgreSQL (text holds no U+0000) or the
+    # driver's encoder, which would fail the caller's transaction.
+    if "\x00" in value:
+        raise ValueError(f"jobd: {name} holds the character U+0000, which PostgreSQL's "
+                         "text cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"jobd: {name} is not valid Unicode (a lone surrogate, "
+                         f"{value[e.start]!r})") from e
 
 
 def _scheduled_start(at: Any, delay: Any) -> tuple[str, Any] | None:
@@ -188,12 +201,16 @@ def _scheduled_start(at: Any, delay: Any) -> tuple[str, Any] | None:
         if isinstance(delay, datetime.timedelta):
             seconds = delay.total_seconds()
         elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
-            seconds = float(delay)
+            try:
+                seconds = float(delay)
+            except OverflowError:  # an int past float's range
+                seconds = math.inf
         else:
             raise TypeError(f"jobd: delay must be a timedelta or a number of seconds, "
                             f"got {type(delay).__name__}")
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"jobd: delay must be a finite number of seconds >= 0, got {delay!r}")
+        if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_DELAY:
+            raise ValueError(f"jobd: delay must be a finite number of seconds between 0 and "
+                             f"{_MAX_DELAY:.0f} (100 years), got {delay!r}")
         # The database's clock, as jobd's own --delay and SQL's
         # `now() + interval` use, not this host's.
         return "now() + make_interval(secs => {}::double precision)", seconds

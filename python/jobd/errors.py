@@ -41,6 +41,12 @@ class JobNotFound(JobdError):
         self.job_id = job_id
         super().__init__(message or f"no job with id {job_id} (or it was deleted)")
 
+    def __reduce__(self) -> tuple:
+        # Exception's own would call JobNotFound(message): the constructor's
+        # arguments instead, so that a copy survives pickling (a worker
+        # process's exception sent back to its parent).
+        return type(self), (self.job_id, self.args[0] if self.args else None), self.__dict__
+
 
 class JobFailed(JobdError):
     """The job that :func:`jobd.wait` waited for ended FAILED.
@@ -54,6 +60,9 @@ class JobFailed(JobdError):
         self.result = result
         line = result.last_log_line
         super().__init__(f"job {result.job_id} FAILED" + (f": {line}" if line else ""))
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.result,), self.__dict__
 
     @property
     def job_id(self) -> int:
@@ -79,3 +88,6 @@ class WaitTimeout(JobdError):
         else:
             what = f"is still {status}"
         super().__init__(f"job {job_id} {what} after {timeout:g} s")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.job_id, self.timeout, self.status), self.__dict__

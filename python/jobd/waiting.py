@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from typing import Any
 
@@ -77,10 +78,11 @@ def wait(conn: Any, job_id: int, timeout: float | None = None) -> Result:
     and psycopg 3's notify handlers are called for every notification that
     comes meanwhile, the job's included.
 
-    ``timeout`` is in seconds, counted from the call, so the time spent
-    connecting counts (a connection attempt that hangs is bounded by libpq's
-    ``connect_timeout``, not by this); ``None`` waits as long as it takes;
-    ``0`` looks once.
+    ``timeout`` is a finite number of seconds >= 0, counted from the call,
+    so the time spent connecting counts: a connection opened from a
+    conninfo string that sets no ``connect_timeout`` gets one of the time
+    left, rounded up, at least 2 s (libpq's resolution). ``None`` waits as
+    long as it takes (and leaves the conninfo as it is); ``0`` looks once.
 
     A SUSPENDED job is waited for until it finishes. Returns a
     :class:`Result` when the job is COMPLETED; raises
@@ -96,14 +98,19 @@ def wait(conn: Any, job_id: int, timeout: float | None = None) -> Result:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"jobd: timeout must be a number of seconds or None, "
                             f"got {type(timeout).__name__}")
-        if timeout < 0:
-            raise ValueError(f"jobd: timeout must be >= 0, got {timeout!r}")
+        try:
+            finite = math.isfinite(timeout)
+        except OverflowError:  # an int past float's range
+            finite = False
+        if not finite or timeout < 0:
+            raise ValueError(f"jobd: timeout must be a finite number of seconds >= 0 "
+                             f"(or None), got {timeout!r}")
 
     def left() -> float | None:
         return None if timeout is None else timeout - (time.monotonic() - started)
 
     if isinstance(conn, str):
-        session = _drivers.open_session(conn)
+        session = _drivers.open_session(conn, left())
     else:
         session = _drivers.session_for(conn)
     try:
@@ -129,7 +136,11 @@ class _Waiter:
         status = self._watch()
         if status is None:
             raise JobNotFound(self.job_id)
-        ending = self._ending() if status in _FINISHED else None
+        # jobd.watch sets the job's `waited` flag (so that the commit that
+        # finishes it notifies) only when it finds the job unfinished; the
+        # flag is never cleared.
+        watched = status not in _FINISHED
+        ending = None if watched else self._ending()
         while ending is None or ending.status not in _FINISHED:
             left = self.left()
             if left is not None and left <= 0:
@@ -137,6 +148,18 @@ class _Waiter:
                 if ending.status in _FINISHED:
                     break
                 raise WaitTimeout(self.job_id, self.timeout, ending.status)
+            if not watched:
+                # Finished when watched, unfinished now (an operator's retry
+                # committed in between): nothing notifies its next finish
+                # unless jobd.watch marks it, so watch it again first.
+                status = self._watch()
+                if status is None:
+                    raise JobNotFound(self.job_id)
+                if status in _FINISHED:
+                    ending = self._ending()
+                else:
+                    watched = True
+                continue
             if self.session.await_notification(left):
                 ending = self._ending()
         if ending.status == "FAILED":

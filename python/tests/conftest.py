@@ -82,14 +82,24 @@ class Database:
         finally:
             conn.close()
 
-    def waits_for(self, sql: str, *params: Any, timeout: float = 10.0) -> None:
-        """Until `sql` returns true, reading it every 10 ms: for a state that
-        another thread's connection commits (a watch), which sends no event."""
+    def waits_for(self, sql: str, *params: Any, timeout: float = 10.0) -> Any:
+        """Until `sql` returns true, reading it every 10 ms on one autocommit
+        connection: for a state that another thread's connection commits (a
+        watch), which sends no event. Returns the true value."""
         deadline = time.monotonic() + timeout
-        while not self.value(sql, *params):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{sql} {params} was still not true after {timeout} s")
-            time.sleep(0.01)
+        conn = self.connect(autocommit=True)
+        try:
+            cursor = conn.cursor()
+            while True:
+                cursor.execute(sql, params or None)
+                row = cursor.fetchone()
+                if row is not None and row[0]:
+                    return row[0]
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{sql} {params} was still not true after {timeout} s")
+                time.sleep(0.01)
+        finally:
+            conn.close()
 
 
 def _admin_conninfo() -> str:

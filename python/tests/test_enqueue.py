@@ -9,6 +9,8 @@ import json
 import pytest
 
 import jobd
+from conftest import DRIVERS
+from jobd import _dbapi
 
 UTC = datetime.timezone.utc
 
@@ -180,11 +182,19 @@ def test_a_backslash_before_u0000_is_fine():
     ({"at": "2030-01-01"}, TypeError, "at must be a datetime"),
     ({"delay": -1}, ValueError, "delay must be"),
     ({"delay": "5s"}, TypeError, "delay must be a timedelta"),
+    ({"delay": 1e300}, ValueError, "delay must be"),  # PostgreSQL: interval out of range
+    ({"delay": 10**400}, ValueError, "delay must be"),  # past float's range
+    ({"delay": datetime.timedelta(days=999_999_999)}, ValueError, "delay must be"),
+    ({"delay": 100 * 365.25 * 86400 + 1}, ValueError, "delay must be"),
     ({"unique": True}, ValueError, "needs a target"),
     ({"priority": 40000}, ValueError, "priority must be between"),
     ({"priority": 1.5}, TypeError, "priority must be an int"),
     ({"max_retries": -1}, ValueError, "max_retries must be between"),
     ({"target": 7}, TypeError, "target must be a str"),
+    ({"target": "a\x00b"}, ValueError, "target holds the character U\\+0000"),
+    ({"target": "a\ud800b"}, ValueError, "target is not valid Unicode"),
+    ({"requester": "\x00"}, ValueError, "requester holds the character U\\+0000"),
+    ({"requester": "\udfff"}, ValueError, "requester is not valid Unicode"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_sent(db, connections, driver, kwargs,
                                                            error, message):
@@ -194,9 +204,34 @@ def test_bad_arguments_are_refused_before_anything_is_sent(db, connections, driv
         jobd.enqueue(conn, "noop", **kwargs)
     with pytest.raises((TypeError, ValueError)):
         jobd.enqueue(conn, "")
-    assert db.value("SELECT 1") == 1
     conn.cursor().execute("SELECT 1")  # not aborted
     conn.rollback()
+
+
+@pytest.mark.parametrize("job_type, message", [
+    ("a\x00b", "job_type holds the character U\\+0000"),
+    ("\ud83d", "job_type is not valid Unicode"),
+])
+def test_a_job_type_postgresql_cannot_store_is_refused(db, connections, driver, job_type,
+                                                      message):
+    """As the data's strings: a NUL or a lone surrogate is refused before
+    anything is sent, and the transaction goes on."""
+    conn = connections(driver)
+    with pytest.raises(ValueError, match=message):
+        jobd.enqueue(conn, job_type)
+    with pytest.raises(ValueError, match=message.replace("job_type", "requester")):
+        jobd.acquire(conn, "noop", "t", requester=job_type)
+    job_id = jobd.enqueue(conn, f"after_bad_text_{driver}")
+    conn.commit()
+    assert job_row(db, job_id)["job_type"] == f"after_bad_text_{driver}"
+
+
+def test_the_longest_delay_is_100_years(db, connections, driver):
+    conn = connections(driver)
+    job_id = jobd.enqueue(conn, f"long_delay_{driver}", delay=100 * 365.25 * 86400)
+    conn.commit()
+    assert db.value("SELECT scheduled_start - date_created FROM jobd.job WHERE id = %s",
+                    job_id) == datetime.timedelta(days=36525)
 
 
 def test_a_dict_row_connection_works(db, connections, driver):
@@ -212,6 +247,45 @@ def test_a_dict_row_connection_works(db, connections, driver):
     job_id = jobd.enqueue(conn, f"dict_row_{driver}", {"k": 1})
     conn.commit()
     assert job_row(db, job_id)["json_data"] == {"k": 1}
+
+
+def test_a_class_row_connection_works(db, connections):
+    """psycopg 3's class_row (and any row_factory): jobd's cursor asks for
+    tuples, on the connection itself or one a proxy keeps."""
+    if "psycopg" not in DRIVERS:
+        pytest.skip("psycopg 3 is not installed")
+    import dataclasses
+
+    import psycopg.rows
+
+    @dataclasses.dataclass
+    class Row:
+        id: int
+
+    conn = connections("psycopg", row_factory=psycopg.rows.class_row(Row))
+    job_id = jobd.enqueue(conn, "class_row", {"k": 2})
+    conn.commit()
+    assert job_row(db, job_id)["json_data"] == {"k": 2}
+    dict_conn = connections("psycopg", row_factory=psycopg.rows.dict_row)
+    job_id = jobd.enqueue(StormConnection(dict_conn), "dict_row_proxied")
+    dict_conn.commit()
+    assert job_row(db, job_id)["job_type"] == "dict_row_proxied"
+
+
+class StormConnection:
+    """Storm's Connection: no cursor() of its own, the driver's connection
+    kept as _raw_connection."""
+
+    def __init__(self, raw):
+        self._raw_connection = raw
+
+
+def test_a_connection_kept_as_raw_connection_is_used(db, connections, driver):
+    """cursor_of looks through the same proxies as paramstyle."""
+    conn = connections(driver)
+    job_id = jobd.enqueue(StormConnection(conn), f"storm_{driver}", target="s")
+    conn.commit()
+    assert job_row(db, job_id)["target"] == "s"
 
 
 def test_a_subclassed_connection_keeps_its_drivers_paramstyle(db, connections, driver):
@@ -232,6 +306,7 @@ def test_a_subclassed_connection_keeps_its_drivers_paramstyle(db, connections, d
 
         conn = psycopg2.connect(db.conninfo, connection_factory=AppConnection)
     try:
+        assert _dbapi.paramstyle(conn) == "pyformat"
         job_id = jobd.enqueue(conn, f"subclass_{driver}", target="t", requester="r")
         conn.commit()
     finally:
