@@ -97,16 +97,33 @@ std::optional<JobStore::Ending> JobStore::watch(std::int64_t id,
   // One statement that commits by itself: the job's row is locked for
   // that statement only, never while this client is away. It waits for
   // the row at most lock_wait (a job's own transaction may hold it).
-  bool found = false;
-  {
-    pqxx::nontransaction txn(conn_);
-    txn.exec("SET lock_timeout = " + std::to_string(std::max<std::int64_t>(1, lock_wait.count())));
-    found = !txn.exec_params1("SELECT jobd.watch($1)", id)[0].is_null();
+  for (;;) {
+    std::optional<int> seen;
+    {
+      pqxx::nontransaction txn(conn_);
+      txn.exec("SET lock_timeout = " +
+               std::to_string(std::max<std::int64_t>(1, lock_wait.count())));
+      pqxx::row watched = txn.exec_params1("SELECT jobd.watch($1)", id);
+      if (!watched[0].is_null()) {
+        seen = watched[0].as<int>();
+      }
+    }
+    if (!seen) {
+      return std::nullopt;
+    }
+    std::optional<Ending> now = ending(id);
+    // jobd.watch flags only a job it finds unfinished. One it found
+    // finished that runs again before it is read here (an operator's
+    // retry) was never flagged, and its next finish would notify nobody:
+    // ask again.
+    bool seen_finished = *seen == static_cast<int>(JobStatus::kCompleted) ||
+                         *seen == static_cast<int>(JobStatus::kFailed);
+    if (now && seen_finished && now->status != JobStatus::kCompleted &&
+        now->status != JobStatus::kFailed) {
+      continue;
+    }
+    return now;
   }
-  if (!found) {
-    return std::nullopt;
-  }
-  return ending(id);
 }
 
 std::optional<JobStore::Ending> JobStore::ending(std::int64_t id) {
