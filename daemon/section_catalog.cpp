@@ -55,7 +55,7 @@ std::vector<runtime::ServedSection> SectionCatalog::served(
   }
   for (runtime::ServedSection& one : served) {
     const config::SectionConfig* section = config.section(one.name);
-    if (section->runner != config::RunnerKind::kProcess) {
+    if (section->runner == config::RunnerKind::kThread) {
       continue;
     }
     runtime::ProcessRunner::Options options{*section,  config.mail(),

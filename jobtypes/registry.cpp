@@ -9,6 +9,7 @@
 #include "merge_proposal_diff/merge_proposal_diff_handler.hpp"
 #include "noop/noop_handler.hpp"
 #include "person_merge/person_merge_handler.hpp"
+#include "python/python_handler.hpp"
 #include "sleep/sleep_handler.hpp"
 #include "sql/sql_handler.hpp"
 
@@ -38,6 +39,7 @@ const std::vector<Entry>& entries() {
       {mergeProposalDiffDescriptor(), withoutMail<makeMergeProposalDiffSource>},
       {noopDescriptor(), withoutMail<makeNoopSource>},
       {personMergeDescriptor(), withoutMail<makePersonMergeSource>},
+      {pythonDescriptor(), withoutMail<makePythonSource>},
       {sleepDescriptor(), withoutMail<makeSleepSource>},
       {sqlDescriptor(), withoutMail<makeSqlSource>},
   };

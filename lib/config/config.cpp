@@ -152,12 +152,20 @@ const Fields<SectionConfig>& sectionFields() {
       {{"retry_delay_max", "1h", "cap of the exponential retry delay"},
        into<S, Duration>(&S::retry_delay_max, durationAtLeast(std::chrono::milliseconds(0)))},
       {{"runner", "thread",
-        "thread (the shared worker pool) or process (a child per slot, reused after a "
-        "success, replaced after a failure)"},
+        "thread (the shared worker pool), process (a child per slot, reused after a "
+        "success, replaced after a failure) or python (a long-lived Python interpreter per slot "
+        "running the module's job classes; handler python)"},
        into<S, RunnerKind>(&S::runner, parseRunner)},
       {{"memory_limit", "",
         "address-space limit of process runners and exec children; empty: none"},
        into<S, std::optional<std::uint64_t>>(&S::memory_limit, optionalSizeAtLeast(16ULL << 20))},
+      {{"max_jobs_per_worker", "0",
+        "process and python runners: replace a worker after this many jobs; 0: never"},
+       into<S, int>(&S::max_jobs_per_worker, intBetween(0, 1000000000))},
+      {{"max_worker_rss", "",
+        "process and python runners: replace a worker whose resident memory is over this after "
+        "a job; empty: never"},
+       into<S, std::optional<std::uint64_t>>(&S::max_worker_rss, optionalSizeAtLeast(1ULL << 20))},
       {{"keep_finished", "30d", "COMPLETED and FAILED jobs older than this are deleted"},
        into<S, Duration>(&S::keep_finished, durationAtLeast(std::chrono::seconds(1)))},
       {{"error_recipients", "", "comma-separated addresses that get this section's OOPS notices"},
@@ -337,9 +345,28 @@ class ConfigBuilder {
         problem(resolved.entry, resolved.written_in, key, *error);
       }
     }
+    checkPythonRunner(section, sc, entries);
     checkHandler(section, sc, entries, handler_entries);
     checkSchedule(sc, entries);
     return sc;
+  }
+
+  // `runner = python` runs the python handler's job classes, and the python
+  // handler runs nowhere else; with that runner, handler defaults to python.
+  void checkPythonRunner(const IniSection& section, SectionConfig& sc,
+                         const std::map<std::string, ResolvedEntry>& entries) {
+    auto handler = entries.find("handler");
+    bool python_runner = sc.runner == RunnerKind::kPython;
+    if (python_runner && handler == entries.end()) {
+      sc.handler = "python";
+    }
+    if (python_runner != (sc.handler == "python")) {
+      int line = handler == entries.end() ? section.line : handler->second.entry->line;
+      problems_.push_back({doc_.origin, line, section.name, "runner",
+                           python_runner
+                               ? "runner = python needs handler python, not '" + sc.handler + "'"
+                               : "handler python needs runner = python"});
+    }
   }
 
   // schedule_* keys need `schedule`, and a schedule must tick again.

@@ -17,7 +17,7 @@
 
 namespace jobd::config {
 
-enum class RunnerKind { kThread, kProcess };
+enum class RunnerKind { kThread, kProcess, kPython };
 enum class RetryBackoff { kFixed, kExponential };
 
 // [jobd]
@@ -67,6 +67,10 @@ struct SectionConfig {
   Duration retry_delay_max = std::chrono::hours(1);
   RunnerKind runner = RunnerKind::kThread;
   std::optional<std::uint64_t> memory_limit;
+  // Process and python runners: a worker is replaced after this many jobs
+  // (0: never), or after a job that left its resident memory over the bound.
+  int max_jobs_per_worker = 0;
+  std::optional<std::uint64_t> max_worker_rss;
   Duration keep_finished = std::chrono::hours(24 * 30);
   std::vector<std::string> error_recipients;
   bool enabled = true;

@@ -342,7 +342,10 @@ std::optional<RunnerKind> parseRunner(const std::string& value, std::string& err
   if (value == "process") {
     return RunnerKind::kProcess;
   }
-  error = "expected thread or process, got '" + value + "'";
+  if (value == "python") {
+    return RunnerKind::kPython;
+  }
+  error = "expected thread, process or python, got '" + value + "'";
   return std::nullopt;
 }
 

@@ -8,6 +8,13 @@ std::string newOopsId(std::mt19937_64& rng) {
   return "OOPS-" + hex16(rng());
 }
 
+bool validOopsId(const std::string& id) {
+  if (id.size() != 21 || id.rfind("OOPS-", 0) != 0) {
+    return false;
+  }
+  return id.find_first_not_of("0123456789abcdef", 5) == std::string::npos;
+}
+
 std::string oopsReporter(const std::string& oops_prefix, const std::string& section) {
   return oops_prefix + "-" + (section.empty() ? std::string("rescuer") : section);
 }

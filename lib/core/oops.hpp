@@ -28,6 +28,8 @@ struct OopsReport {
 
 // "OOPS-" and 16 random hex digits: the only way jobd makes an OOPS id.
 std::string newOopsId(std::mt19937_64& rng);
+// Whether id has newOopsId's form: OOPS- and 16 lowercase hex digits.
+bool validOopsId(const std::string& id);
 
 // "<oops_prefix>-<section>" (SPEC §3); "<oops_prefix>-rescuer" for a job
 // type this daemon does not serve.

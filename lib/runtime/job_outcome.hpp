@@ -6,7 +6,11 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "core/duration.hpp"
 
 #include "runtime/job_source.hpp"
 
@@ -44,6 +48,14 @@ struct JobOutcome {
   std::chrono::milliseconds release_delay{0};
   // A completed job's result, as JSON text (schema 16).
   std::optional<std::string> result;
+  // From a Python job class (runner = python): its retry_delay, used
+  // instead of the section's; its getErrorRecipients(), added to a
+  // notice's; set when its own notifyUserError/notifyOops sent the notice
+  // (jobd sends none); and the OOPS id it was given, which the OOPS keeps.
+  std::optional<Duration> retry_delay;
+  std::vector<std::string> recipients;
+  bool notified = false;
+  std::optional<std::string> oops_id;
   // Set when the COMPLETED mark was already committed in the job's own
   // transaction (database handlers): nothing is left to write.
   bool committed = false;

@@ -137,6 +137,9 @@ std::vector<std::string> NoticeSender::recipients(const JobOutcome& outcome, boo
   } catch (const nlohmann::json::exception&) {
     // A payload that is not JSON names nobody.
   }
+  for (const std::string& address : outcome.recipients) {  // getErrorRecipients()
+    add(address);
+  }
   if (oops) {
     if (const config::SectionConfig* section = config.section(outcome.job.section)) {
       for (const std::string& address : section->error_recipients) {

@@ -204,7 +204,7 @@ void OutcomeRecorder::writeBatch(store::RuntimeStore& store, std::vector<Item>& 
 
 // Progress goes first: a job's last report lands before the outcome that
 // ends its attempt (and would fence the report out). A lost connection
-// keeps it for the next try; any other failure loses only progress.
+// keeps it for the next try; any other failure loses only that report.
 void OutcomeRecorder::writeProgress(store::RuntimeStore& store) {
   if (progress_queue_.empty()) {
     return;
@@ -271,6 +271,10 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
     report.value = o.message;
     report.traceback = o.traceback;
     report.vars = o.oops_vars;
+    // A Python job's notifyOops was given this id before the outcome came.
+    if (o.oops_id && validOopsId(*o.oops_id)) {
+      report.id = *o.oops_id;
+    }
     w.oops = std::move(report);
   };
   switch (o.kind) {
@@ -279,7 +283,7 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       if (attemptsRemain(o.job.attempt, max_retries)) {
         w.status = JobStatus::kWaiting;
         w.attempt_outcome = "retry";
-        w.requeue_delay = retryDelay(section->retry_delay,
+        w.requeue_delay = retryDelay(o.retry_delay.value_or(section->retry_delay),
                                      section->retry_backoff == config::RetryBackoff::kExponential,
                                      section->retry_delay_max, o.job.attempt, rng_);
       } else {

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include "core/log.hpp"
@@ -21,6 +23,41 @@
 namespace jobd::runtime {
 namespace {
 
+// A handler key of the section, or its default.
+std::string handlerOption(const config::SectionConfig& section, const std::string& key,
+                          const std::string& fallback) {
+  auto it = section.handler_options.find(key);
+  return it == section.handler_options.end() ? fallback : it->second;
+}
+
+// The section's pythonpath (colon-separated, relative to the daemon's
+// working directory) goes before the PYTHONPATH the daemon has.
+void prependPythonPath(std::vector<std::string>& env, const std::string& pythonpath) {
+  std::string dirs;
+  std::size_t start = 0;
+  while (start <= pythonpath.size()) {
+    std::size_t end = std::min(pythonpath.find(':', start), pythonpath.size());
+    if (end > start) {
+      std::error_code ignored;
+      std::filesystem::path dir =
+          std::filesystem::absolute(pythonpath.substr(start, end - start), ignored);
+      dirs += (dirs.empty() ? "" : ":") + dir.string();
+    }
+    start = end + 1;
+  }
+  if (dirs.empty()) {
+    return;
+  }
+  for (std::string& entry : env) {
+    if (entry.rfind("PYTHONPATH=", 0) == 0) {
+      std::string old = entry.substr(11);
+      entry = "PYTHONPATH=" + dirs + (old.empty() ? "" : ":" + old);
+      return;
+    }
+  }
+  env.push_back("PYTHONPATH=" + dirs);
+}
+
 // Between fork and exec: async-signal-safe calls only. Makes `from` the
 // child's descriptor `to`, without close-on-exec.
 void placeDescriptor(int from, int to) {
@@ -29,6 +66,15 @@ void placeDescriptor(int from, int to) {
   } else {
     dup2(from, to);
   }
+}
+
+// A process's resident memory, from /proc/<pid>/statm (0 if unreadable).
+std::uint64_t residentBytes(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::uint64_t size = 0;
+  std::uint64_t resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace
@@ -55,8 +101,17 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
     close(sockets[1]);
     return nullptr;
   }
-  std::vector<std::string> argv_strings = {"jobd", worker::kCommand};
+  const config::SectionConfig& section = options_.section;
+  const bool python = section.runner == config::RunnerKind::kPython;
   std::vector<std::string> env_strings = childEnvironment(ChildKind::kProcessRunner);
+  std::string program = "/proc/self/exe";
+  std::vector<std::string> argv_strings = {"jobd", worker::kCommand};
+  if (python) {
+    program = handlerOption(section, "python", "/usr/bin/python3");
+    argv_strings = {program, "-m", "jobd.worker"};
+    prependPythonPath(env_strings, handlerOption(section, "pythonpath", ""));
+  }
+  const std::string exec_failed = "jobd: cannot execute " + program + "\n";
   std::vector<char*> argv = execArray(argv_strings);
   std::vector<char*> envp = execArray(env_strings);
   pid_t pid = fork();
@@ -76,7 +131,9 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
     placeDescriptor(err[1], 2);
     placeDescriptor(sockets[1], 3);
     closeOnExecFrom(4);
-    execve("/proc/self/exe", argv.data(), envp.data());
+    execve(program.c_str(), argv.data(), envp.data());
+    ssize_t ignored = write(2, exec_failed.data(), exec_failed.size());
+    (void)ignored;
     _exit(127);
   }
   close(sockets[1]);
@@ -89,7 +146,7 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
   }
   setpgid(pid, pid);  // also from here, so that a kill right after fork reaches it
   auto child =
-      std::make_shared<WorkerChild>(io_, pid, sockets[0], err[0], options_.section.kill_grace);
+      std::make_shared<WorkerChild>(io_, pid, sockets[0], err[0], section.kill_grace, python);
   nlohmann::json hello =
       worker::helloToJson({options_.section, options_.mail, options_.conninfo, options_.pooled,
                            options_.owner, options_.log_level, static_cast<int>(getpid())});
@@ -142,11 +199,32 @@ void ProcessRunner::run(ClaimedJob job, std::shared_ptr<CancellationToken> token
 }
 
 void ProcessRunner::finished(const std::shared_ptr<WorkerChild>& child, bool reusable) {
-  if (reusable && !shut_down_ && child->generation == generation_) {
+  ++child->jobs;
+  if (reusable && !shut_down_ && child->generation == generation_ && !worn(*child)) {
     idle_.push_back(child);
   } else {
     child->retire();
   }
+}
+
+bool ProcessRunner::worn(const WorkerChild& child) const {
+  const config::SectionConfig& section = options_.section;
+  if (section.max_jobs_per_worker > 0 && child.jobs >= section.max_jobs_per_worker) {
+    logs::info("WORKER_RECYCLED pid={} section={}: ran {} jobs (max_jobs_per_worker)", child.pid(),
+               section.name, child.jobs);
+    return true;
+  }
+  if (section.max_worker_rss) {
+    std::uint64_t rss = residentBytes(child.pid());
+    if (rss > *section.max_worker_rss) {
+      logs::info(
+          "WORKER_RECYCLED pid={} section={}: resident memory {} bytes is over "
+          "max_worker_rss {}",
+          child.pid(), section.name, rss, *section.max_worker_rss);
+      return true;
+    }
+  }
+  return false;
 }
 
 void ProcessRunner::gone(const std::shared_ptr<WorkerChild>& child) {

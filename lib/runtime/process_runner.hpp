@@ -1,8 +1,11 @@
-// ProcessRunner: the child processes of one `runner = process` section
-// (SPEC §3), after Launchpad's TwistedJobRunner. Each child is jobd
-// re-executed as `jobd __worker`, runs one job at a time and speaks the
-// protocol of runtime/worker_protocol.hpp. A child is reused after a job
-// that completed and replaced after any other outcome. Stopping a job
+// ProcessRunner: the child processes of one `runner = process` or `runner =
+// python` section (SPEC §3), after Launchpad's TwistedJobRunner. Each child
+// is jobd re-executed as `jobd __worker`, or `python -m jobd.worker`
+// (python/jobd/worker.py), runs one job at a time and speaks the protocol
+// of runtime/worker_protocol.hpp. A jobd child is reused after a job that
+// completed and replaced after any other outcome; a Python worker is
+// reused after any outcome it reported itself. Either is replaced after
+// max_jobs_per_worker jobs, or a job that left it over max_worker_rss. Stopping a job
 // (timeout, lost lease, shutdown) sends its child's process group SIGTERM,
 // then SIGKILL after the section's kill_grace; a child that dies of a
 // signal jobd did not send gives the outcome `crashed`, one that exits
@@ -61,6 +64,8 @@ class ProcessRunner {
   std::shared_ptr<WorkerChild> spawn(std::string& error);
   void finished(const std::shared_ptr<WorkerChild>& child, bool reusable);
   void gone(const std::shared_ptr<WorkerChild>& child);
+  // Whether child is due for replacement: max_jobs_per_worker, max_worker_rss.
+  bool worn(const WorkerChild& child) const;
 
   boost::asio::io_context& io_;
   Options options_;

@@ -46,6 +46,9 @@ Services::Services(boost::asio::io_context& io, Metrics& metrics,
   notices_ = std::make_unique<NoticeSender>(*outcomes_db_, o.hostname);
   recorder_->onFailed([this](const JobOutcome& outcome, const std::optional<std::string>& oops_id,
                              const std::shared_ptr<const config::Config>& config) {
+    if (outcome.notified) {
+      return;  // a Python job class's notifyUserError or notifyOops sent its own
+    }
     notices_->send(Notice::of(outcome, oops_id, config));
   });
 

@@ -19,13 +19,15 @@ constexpr std::size_t kStderrTail = 16UL * 1024;
 }  // namespace
 
 WorkerChild::WorkerChild(boost::asio::io_context& io, pid_t pid, int socket, int err,
-                         Duration kill_grace)
+                         Duration kill_grace, bool python)
     : pid_(pid),
       socket_(io, socket),
       err_(io, err),
       kill_timer_(io),
       reap_timer_(io),
-      kill_grace_(kill_grace) {}
+      kill_grace_(kill_grace),
+      python_(python),
+      term_timer_(io) {}
 
 void WorkerChild::start(const nlohmann::json& hello, std::function<void()> on_gone) {
   on_gone_ = std::move(on_gone);
@@ -50,7 +52,19 @@ void WorkerChild::stop(std::int64_t job_id) {
     return;
   }
   stopped_by_us_ = true;
-  signalGroup(SIGTERM);
+  if (python_) {
+    // The worker raises JobCancelled in the job and exits; SIGTERM does
+    // the same for a job blocked in C code; SIGKILL for one that ignores both.
+    send({{"op", "cancel"}, {"job_id", job_id}});
+    term_timer_.expires_after(std::min<Duration>(std::chrono::seconds(1), kill_grace_));
+    term_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) {
+        self->signalGroup(SIGTERM);
+      }
+    });
+  } else {
+    signalGroup(SIGTERM);
+  }
   kill_timer_.expires_after(kill_grace_);
   kill_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) {
@@ -78,6 +92,7 @@ void WorkerChild::killNow() {
   socket_.close(ignored);
   err_.close(ignored);
   kill_timer_.cancel();
+  term_timer_.cancel();
   reap_timer_.cancel();
 }
 
@@ -165,7 +180,10 @@ void WorkerChild::onMessage(const nlohmann::json& message) {
   } else if (op == "outcome" && job_) {
     JobOutcome outcome = worker::outcomeFromJson(message.at("outcome"), std::move(*job_));
     outcome.runner_pid = pid_;
-    bool reusable = outcome.kind == OutcomeKind::kCompleted && !stopped_by_us_;
+    // A Python worker catches what its job raises and stays sound, unless
+    // it says otherwise (it could not import the section's module).
+    bool reusable = !stopped_by_us_ && (python_ ? !message.at("outcome").value("recycle", false)
+                                                : outcome.kind == OutcomeKind::kCompleted);
     finishJob(std::move(outcome), reusable);
   } else {
     throw std::runtime_error("unexpected message '" + op + "'");
@@ -241,6 +259,7 @@ void WorkerChild::pollExit(std::chrono::milliseconds wait) {
     }
     exited_ = true;
     kill_timer_.cancel();
+    term_timer_.cancel();
     // Its stderr ends with it; wait a moment for the last bytes to arrive.
     reap_timer_.expires_after(std::chrono::milliseconds(500));
     reap_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -26,18 +26,24 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
  public:
   using JobDone = std::function<void(JobOutcome, bool reusable)>;
 
-  WorkerChild(boost::asio::io_context& io, pid_t pid, int socket, int err, Duration kill_grace);
+  // python: a Python worker (runner = python), which is asked to cancel
+  // before it is signalled, and is reused after any outcome it reports.
+  WorkerChild(boost::asio::io_context& io, pid_t pid, int socket, int err, Duration kill_grace,
+              bool python = false);
 
   pid_t pid() const { return pid_; }
   bool busy() const { return job_.has_value(); }
   std::uint64_t generation = 0;  // of the ProcessRunner's options it started with
+  int jobs = 0;                  // jobs it has finished
 
   void start(const nlohmann::json& hello, std::function<void()> on_gone);
   void runJob(ClaimedJob job, std::shared_ptr<CancellationToken> token, JobDone done,
               std::function<void(ProgressUpdate)> progress = nullptr);
 
   // Stops the job with this id, if it still runs here: SIGTERM to the
-  // child's process group, SIGKILL after kill_grace.
+  // child's process group, SIGKILL after kill_grace. A Python worker is
+  // sent a cancel frame first, and SIGTERM a second later (at most
+  // kill_grace); SIGKILL follows kill_grace after the cancel frame.
   void stop(std::int64_t job_id);
 
   // No more jobs: closing the socket makes the child exit; it is reaped.
@@ -72,6 +78,8 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
   boost::asio::steady_timer kill_timer_;
   boost::asio::steady_timer reap_timer_;
   Duration kill_grace_;
+  bool python_;
+  boost::asio::steady_timer term_timer_;
   std::deque<std::string> outbox_;
   bool writing_ = false;
   std::array<unsigned char, 4> header_{};

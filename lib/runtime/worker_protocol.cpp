@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+
+#include "store/database.hpp"
 
 namespace jobd::runtime::worker {
 namespace {
@@ -194,18 +197,23 @@ ClaimedJob jobFromJson(const nlohmann::json& j) {
 }
 
 nlohmann::json outcomeToJson(const JobOutcome& o) {
-  return {{"kind", outcomeName(o.kind)},
-          {"error_type", o.error_type},
-          {"message", o.message},
-          {"traceback", o.traceback},
-          {"oops_vars", o.oops_vars},
-          {"operation", o.operation},
-          {"duration_us", o.duration.count()},
-          {"release_delay_ms", o.release_delay.count()},
-          {"committed", o.committed},
-          {"lease_lost", o.lease_lost},
-          {"in_doubt", o.in_doubt},
-          {"result", o.result ? nlohmann::json(*o.result) : nlohmann::json()}};
+  return {
+      {"kind", outcomeName(o.kind)},
+      {"error_type", o.error_type},
+      {"message", o.message},
+      {"traceback", o.traceback},
+      {"oops_vars", o.oops_vars},
+      {"operation", o.operation},
+      {"duration_us", o.duration.count()},
+      {"release_delay_ms", o.release_delay.count()},
+      {"committed", o.committed},
+      {"lease_lost", o.lease_lost},
+      {"in_doubt", o.in_doubt},
+      {"result", o.result ? nlohmann::json(*o.result) : nlohmann::json()},
+      {"retry_delay_ms", o.retry_delay ? nlohmann::json(o.retry_delay->count()) : nlohmann::json()},
+      {"recipients", o.recipients},
+      {"notified", o.notified},
+      {"oops_id", o.oops_id ? nlohmann::json(*o.oops_id) : nlohmann::json()}};
 }
 
 JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
@@ -225,6 +233,20 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   if (!j.at("result").is_null()) {
     o.result = j.at("result").get<std::string>();
   }
+  // Set only by Python workers (runner = python): the job class's own.
+  if (auto it = j.find("max_retries"); it != j.end() && !it->is_null()) {
+    o.job.max_retries = it->get<int>();
+  }
+  if (auto it = j.find("retry_delay_ms"); it != j.end() && !it->is_null()) {
+    o.retry_delay = Duration(std::max<Duration::rep>(0, it->get<Duration::rep>()));
+  }
+  if (auto it = j.find("recipients"); it != j.end() && !it->is_null()) {
+    o.recipients = it->get<std::vector<std::string>>();
+  }
+  o.notified = j.value("notified", false);
+  if (auto it = j.find("oops_id"); it != j.end() && !it->is_null()) {
+    o.oops_id = it->get<std::string>();
+  }
   return o;
 }
 
@@ -233,6 +255,8 @@ nlohmann::json helloToJson(const Hello& hello) {
           {"section", sectionToJson(hello.section)},
           {"mail", mailToJson(hello.mail)},
           {"conninfo", hello.conninfo},
+          // The job's own database work connects as the section's dbuser.
+          {"job_conninfo", store::conninfoWithUser(hello.conninfo, hello.section.dbuser)},
           {"pooled", hello.pooled},
           {"owner", hello.owner},
           {"log_level", hello.log_level},

@@ -1,22 +1,31 @@
-// The process runner's protocol (SPEC §3 `runner = process`): the daemon
-// and a `jobd __worker` child speak over a Unix stream socket, the child's
-// descriptor 3, in frames of a 4-byte big-endian length and a JSON object.
+// The process runners' protocol (SPEC §3 `runner = process` and `runner =
+// python`): the daemon and a `jobd __worker` child, or a Python worker
+// (`python -m jobd.worker`, python/jobd/worker.py), speak over a Unix
+// stream socket, the child's descriptor 3, in frames of a 4-byte
+// big-endian length and a JSON object (at most kMaxFrame bytes).
 //
-//   daemon -> child  {"op":"hello", "section":{...}, "mail":{...}, "conninfo", "pooled",
-//                     "owner", "log_level", "daemon_pid"}
-//                    once, first; then for each job, one at a time:
-//   daemon -> child  {"op":"job", "job":{...}}
+//   daemon -> child  {"op":"hello", "section":{...}, "mail":{...}, "conninfo",
+//                     "job_conninfo", "pooled", "owner", "log_level", "daemon_pid"}
+//                    once, first (job_conninfo: conninfo as the section's dbuser,
+//                    for the job's own transaction); then for each job, one at a time:
+//   daemon -> child  {"op":"job", "job":{...}}            (jobToJson)
 //   child -> daemon  {"op":"progress", "report":{"percent", "message", "checkpoint"}}
 //                    any number, while the job runs (at most one a second,
 //                    and the last before its outcome; runtime/progress.hpp)
-//   child -> daemon  {"op":"may_commit"}           only for database handlers,
+//   child -> daemon  {"op":"may_commit"}           only for database work,
 //   daemon -> child  {"op":"may_commit", "ok":b}   just before the job's commit
-//   child -> daemon  {"op":"outcome", "outcome":{...}}
+//   daemon -> child  {"op":"cancel", "job_id":n}   Python workers only: stop the
+//                    job and exit without an outcome; SIGTERM follows a second
+//                    later, SIGKILL kill_grace after the cancel
+//   child -> daemon  {"op":"outcome", "outcome":{...}}    (outcomeToJson; a
+//                    Python worker may add max_retries, retry_delay_ms,
+//                    recipients, notified, oops_id and recycle: outcomeFromJson)
 //
 // The child exits when the socket closes. The lease is the daemon's: the
 // child asks before it commits a job's own transaction, and the daemon
 // answers from its local lease deadline (a paused daemon answers late, and
-// then no). Encoding and decoding live here so that both ends agree.
+// then no). Encoding and decoding live here so that both ends agree;
+// python/README.md describes the frames for workers in other languages.
 #pragma once
 
 #include <cstdint>

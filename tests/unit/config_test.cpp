@@ -97,8 +97,9 @@ TEST(ConfigTest, BadValueNamesSectionAndKey) {
   EXPECT_THAT(problems("[jobd]\npoll_interval: 5 minutes\n"),
               ::testing::ElementsAre(HasSubstr("test.conf:2: [jobd] poll_interval: expected a "
                                                "duration")));
-  EXPECT_THAT(problems("[noop]\nrunner: fork\n"),
-              ::testing::ElementsAre(HasSubstr("[noop] runner: expected thread or process")));
+  EXPECT_THAT(
+      problems("[noop]\nrunner: fork\n"),
+      ::testing::ElementsAre(HasSubstr("[noop] runner: expected thread, process or python")));
   EXPECT_THAT(problems("[jobd]\nmetrics_listen: 9100\n"),
               ::testing::ElementsAre(HasSubstr("[jobd] metrics_listen: expected host:port")));
   EXPECT_THAT(problems("[jobd]\ndatabase: host=x port\n"),
@@ -178,6 +179,35 @@ TEST(ConfigTest, HandlerKeys) {
               ::testing::ElementsAre(HasSubstr("[noop] command: unknown key")));
   EXPECT_THAT(problems("[q]\nhandler: sql\n"),
               ::testing::ElementsAre(HasSubstr("[q] statement: missing")));
+}
+
+// runner = python runs the python handler, which runs nowhere else; its
+// module is required and must be a dotted name (issue 20).
+TEST(ConfigTest, PythonRunnerAndHandler) {
+  auto config = parse(
+      "[karma]\nrunner: python\nmodule: app.jobs\ncallable: KarmaJob\nmax_jobs_per_worker: "
+      "100\nmax_worker_rss: 64M\n");
+  const SectionConfig* karma = config->section("karma");
+  ASSERT_NE(karma, nullptr);
+  EXPECT_EQ(karma->runner, RunnerKind::kPython);
+  EXPECT_EQ(karma->handler, "python");
+  EXPECT_EQ(karma->handler_options.at("module"), "app.jobs");
+  EXPECT_EQ(karma->max_jobs_per_worker, 100);
+  EXPECT_EQ(karma->max_worker_rss, 64ULL << 20);
+  EXPECT_THAT(problems("[k]\nrunner: python\n"),
+              ::testing::ElementsAre("test.conf:1: [k] module: missing, handler python needs it"));
+  EXPECT_THAT(problems("[k]\nrunner: python\nmodule: app..jobs\n"),
+              ::testing::ElementsAre(HasSubstr("[k] module: expected a dotted Python name")));
+  EXPECT_THAT(
+      problems("[k]\nhandler: python\nmodule: app\n"),
+      ::testing::ElementsAre("test.conf:2: [k] runner: handler python needs runner = python"));
+  EXPECT_THAT(problems("[k]\nrunner: python\nhandler: noop\n"),
+              ::testing::ElementsAre(
+                  "test.conf:3: [k] runner: runner = python needs handler python, not 'noop'"));
+  EXPECT_THAT(problems("[k]\nrunner: python\nmodule: m\npython: python3\n"),
+              ::testing::ElementsAre(HasSubstr("[k] python: expected an absolute path")));
+  EXPECT_THAT(problems("[k]\nrunner: python\nmodule: m\nmax_jobs_per_worker: -1\n"),
+              ::testing::ElementsAre(HasSubstr("[k] max_jobs_per_worker:")));
 }
 
 // An sql `statement` is one statement: a `;` followed by more is refused,

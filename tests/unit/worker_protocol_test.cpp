@@ -1,8 +1,11 @@
 #include "runtime/worker_protocol.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "core/oops.hpp"
 
 namespace jobd::runtime::worker {
 namespace {
@@ -108,6 +111,61 @@ TEST(WorkerProtocolTest, HelloCarriesPooledMode) {
   EXPECT_EQ(back.conninfo, "host=pgbouncer");
   EXPECT_EQ(back.daemon_pid, 42);
   EXPECT_EQ(back.section.name, "s");
+  // A Python worker connects for the job's own work as the section's dbuser.
+  hello.section.dbuser = "karma";
+  EXPECT_EQ(helloToJson(hello)["job_conninfo"], "host='pgbouncer' user='karma' password=''");
+}
+
+// What a Python job class adds to its outcome (runner = python, issue
+// 20): its max_retries replaces the row's, and its retry_delay, error
+// recipients, own notice and OOPS id come through; a jobd worker's
+// outcome, without them, changes nothing.
+TEST(WorkerProtocolTest, PythonOutcomeKeys) {
+  ClaimedJob job;
+  job.id = 7;
+  job.max_retries = 0;
+  nlohmann::json frame = {{"kind", "retry"},
+                          {"error_type", "TransientError"},
+                          {"message", "later"},
+                          {"traceback", ""},
+                          {"oops_vars", {{"person", "mark"}}},
+                          {"operation", "recording karma"},
+                          {"duration_us", 5},
+                          {"release_delay_ms", 0},
+                          {"committed", false},
+                          {"lease_lost", false},
+                          {"in_doubt", false},
+                          {"result", nullptr},
+                          {"max_retries", 3},
+                          {"retry_delay_ms", 30000},
+                          {"recipients", {"ops@example.com"}},
+                          {"notified", true},
+                          {"oops_id", "OOPS-0123456789abcdef"}};
+  JobOutcome o = outcomeFromJson(frame, job);
+  EXPECT_EQ(o.kind, OutcomeKind::kRetry);
+  EXPECT_EQ(o.job.max_retries, 3);
+  EXPECT_EQ(o.retry_delay, Duration(30000));
+  EXPECT_EQ(o.recipients, std::vector<std::string>{"ops@example.com"});
+  EXPECT_TRUE(o.notified);
+  EXPECT_EQ(o.oops_id, "OOPS-0123456789abcdef");
+  JobOutcome back = outcomeFromJson(outcomeToJson(o), job);
+  EXPECT_EQ(back.job.max_retries, 0);  // a jobd worker never overrides it
+  EXPECT_EQ(back.retry_delay, o.retry_delay);
+  EXPECT_EQ(back.recipients, o.recipients);
+  EXPECT_TRUE(back.notified);
+  EXPECT_EQ(back.oops_id, o.oops_id);
+  for (const char* key : {"max_retries", "retry_delay_ms", "recipients", "notified", "oops_id"}) {
+    frame.erase(key);
+  }
+  JobOutcome plain = outcomeFromJson(frame, job);
+  EXPECT_EQ(plain.job.max_retries, 0);
+  EXPECT_FALSE(plain.retry_delay.has_value());
+  EXPECT_TRUE(plain.recipients.empty());
+  EXPECT_FALSE(plain.notified);
+  EXPECT_FALSE(plain.oops_id.has_value());
+  EXPECT_TRUE(validOopsId("OOPS-0123456789abcdef"));
+  EXPECT_FALSE(validOopsId("OOPS-0123456789ABCDEF"));
+  EXPECT_FALSE(validOopsId("OOPS-0123"));
 }
 
 }  // namespace
