@@ -15,24 +15,43 @@ own transaction, and the job exists once that transaction commits::
 - :func:`wait`: block until a job is COMPLETED or FAILED, woken by a
   notification (``jobd.watch`` in SQL), and return its :class:`Result`.
 - :mod:`jobd.errors`: :class:`JobdError` and its subclasses.
+- :mod:`jobd.job`: writing the jobs themselves, for a ``runner = python``
+  section (run by :mod:`jobd.worker`): :class:`JobContext`,
+  :class:`BaseRunnableJob`, :class:`SuspendJob`, :class:`JobCancelled`.
 
-The standard library is all it needs; :func:`wait` also needs psycopg 3 or
-psycopg2.
+The standard library is all it needs; :func:`wait` and a job's
+``context.connection`` also need psycopg 3 or psycopg2.
 """
 
 from .client import acquire, enqueue, payload_json
 from .errors import JobdError, JobFailed, JobNotFound, PayloadError, WaitTimeout
+from .job import (
+    BaseRunnableJob,
+    ConnectFailed,
+    JobCancelled,
+    JobContext,
+    JobTimedOut,
+    SuspendJob,
+    SuspendJobException,
+)
 from .waiting import STATUS_NAMES, Result, wait
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseRunnableJob",
+    "ConnectFailed",
+    "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
+    "JobTimedOut",
     "JobdError",
     "PayloadError",
     "Result",
     "STATUS_NAMES",
+    "SuspendJob",
+    "SuspendJobException",
     "WaitTimeout",
     "acquire",
     "enqueue",
