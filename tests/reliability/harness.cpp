@@ -106,14 +106,18 @@ std::string Load::sections(const std::string& lease, const std::string& extra) c
   // What both sections share: concurrency, the lease, retries, `extra`.
   const std::string common = "concurrency: 4\nlease_duration: " + lease +
                              "\nmax_retries: 20\nretry_delay: 200ms\n" + extra;
+  const std::string source = JOBD_SOURCE_DIR;
   return "[work]\nhandler: sql\nstatement: INSERT INTO effects (job_id) VALUES ($2)\n" + common +
          "[ext]\nhandler: exec\ncommand: /bin/sh -c 'echo \"$JOBD_JOB_ID $JOBD_ATTEMPT\" >> " +
-         ledger_path + "'\n" + common;
+         ledger_path + "'\n" + common +
+         // The same exactly-once effect as work's, from Python workers.
+         "[py]\nrunner: python\nmodule: reliability_jobs\npythonpath: " + source +
+         "/python:" + source + "/tests/reliability/python\n" + common;
 }
 
 void Load::enqueue(int n) const {
   db.scalar(
-      "SELECT count(jobd.enqueue(CASE WHEN g % 2 = 0 THEN 'work' ELSE 'ext' END)) "
+      "SELECT count(jobd.enqueue(CASE g % 3 WHEN 0 THEN 'work' WHEN 1 THEN 'ext' ELSE 'py' END)) "
       "FROM generate_series(1, " +
       std::to_string(n) + ") g");
 }
@@ -292,10 +296,11 @@ Invariants settleAndCheck(const Load& load, std::chrono::seconds timeout) {
       "SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM effects "
       "  GROUP BY job_id) e WHERE n > 1) + (SELECT count(*) FROM effects e JOIN jobd.job j "
       "  ON j.id = e.job_id WHERE j.status <> 2)");
-  found.tx_missing = asNumber(db,
-                              "SELECT count(*) FROM jobd.job j WHERE job_type = 'work' AND "
-                              "status = 2 AND NOT EXISTS (SELECT FROM effects e "
-                              "WHERE e.job_id = j.id)");
+  found.tx_missing =
+      asNumber(db,
+               "SELECT count(*) FROM jobd.job j WHERE job_type IN ('work', 'py') AND "
+               "status = 2 AND NOT EXISTS (SELECT FROM effects e "
+               "WHERE e.job_id = j.id)");
   found.external_duplicates =
       asNumber(db,
                "SELECT (SELECT count(*) FROM ledger) - (SELECT count(*) FROM jobd.job "
