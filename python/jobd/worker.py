@@ -630,6 +630,7 @@ class Worker:
         try:
             if left:
                 self._send_progress(left)
+            outcome.pop("_described", None)
             self.channel.send({"op": "outcome", "outcome": outcome})
         except (OSError, ProtocolError) as e:
             _log.error(f"job {context.id}: cannot send its outcome ({_first_line(e)}); "
@@ -698,8 +699,6 @@ class Worker:
             raise JobCancelled() from error
         if isinstance(error, SystemExit):
             raise error
-        if job_object is not None:
-            self._describe(outcome, job_object)
         if context._connect_failed is not None:
             return self._released(context, outcome, context._connect_failed)
         if error is None:
@@ -708,11 +707,17 @@ class Worker:
             except JsonValueError as e:
                 return self._failed(context, job_object, outcome, "oops",
                                     "Result" + e.reason, str(e), "", None)
+            # A completion needs none of what _describe reads (OOPS vars,
+            # recipients, retry settings): the common path skips the calls.
             return self._complete(context, job_object, outcome, result)
         return self._classify(context, job_object, outcome, error)
 
     def _describe(self, outcome: dict[str, Any], job_object: JobObject) -> None:
-        """What every outcome carries from the job object."""
+        """What every outcome but a completion carries from the job object
+        (_failed calls it; once per outcome)."""
+        if outcome.get("_described"):
+            return
+        outcome["_described"] = True
         outcome["oops_vars"] = job_object.oops_vars()
         recipients = job_object.recipients()
         if recipients is not None:
@@ -753,6 +758,7 @@ class Worker:
         outcome.update(kind=kind, error_type=error_type, message=message, traceback=trace,
                        result=None)
         if job_object is not None:
+            self._describe(outcome, job_object)
             if kind == "user_error" and error is not None:
                 self._notify_user_error(context, job_object, outcome, error)
             elif kind in ("oops", "timeout") or (kind == "retry" and
