@@ -15,6 +15,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -114,17 +115,19 @@ void reset(pqxx::connection& conn) {
 
 // 1. drain: N pre-enqueued noop jobs, one daemon: jobs/s from the first
 // claim to the last completion (the database's own timestamps).
+// job_type and section: another job type, and the section that serves it
+// (its concurrency is appended).
 nlohmann::json drain(const Options& options, pqxx::connection& conn, int workers, long jobs,
-                     int daemons = 1, bool clean = true) {
+                     int daemons = 1, bool clean = true, const std::string& job_type = "noop",
+                     const std::string& section = "[noop]\n") {
   if (clean) {
     reset(conn);
   }
-  exec(conn, "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, " +
+  exec(conn, "INSERT INTO jobd.job (job_type) SELECT '" + job_type + "' FROM generate_series(1, " +
                  std::to_string(jobs) + ")");
   exec(conn, "VACUUM ANALYZE jobd.job");
-  std::string config = "[jobd]\nworkers: " + std::to_string(workers) +
-                       "\npoll_interval: 1s\n[noop]\nconcurrency: " + std::to_string(workers) +
-                       "\n";
+  std::string config = "[jobd]\nworkers: " + std::to_string(workers) + "\npoll_interval: 1s\n" +
+                       section + "concurrency: " + std::to_string(workers) + "\n";
   std::vector<std::unique_ptr<Daemon>> running;
   running.reserve(static_cast<std::size_t>(daemons));
   for (int i = 0; i < daemons; ++i) {
@@ -160,6 +163,35 @@ nlohmann::json percentiles(std::vector<double> ms) {
           {"p90_ms", pct(0.9)},
           {"p99_ms", pct(0.99)},
           {"max_ms", ms.empty() ? 0.0 : ms.back()}};
+}
+
+// 11. python: no-op Python jobs (bench/python/benchjobs.py) on 8 workers,
+// in the long-lived workers of a `runner = python` section and through
+// `exec` with a fresh interpreter per job running the same job class; the
+// per-job overhead is what a Python job costs over a noop job on 8 threads
+// (1/rate each), measured in this run.
+nlohmann::json python(const Options& options, pqxx::connection& conn, long jobs, long exec_jobs,
+                      const nlohmann::json& noop8) {
+  const std::string path = std::filesystem::absolute("python").string() + ":" +
+                           std::filesystem::absolute("bench/python").string();
+  nlohmann::json out;
+  std::cerr << "python: runner = python, workers=8 jobs=" << jobs << "\n";
+  out["runner"] = drain(options, conn, 8, jobs, 1, true, "py_noop",
+                        "[py_noop]\nrunner: python\nmodule: benchjobs\npythonpath: " + path + "\n");
+  std::cerr << "python: exec, workers=8 jobs=" << exec_jobs << "\n";
+  out["exec"] = drain(options, conn, 8, exec_jobs, 1, true, "py_exec",
+                      "[py_exec]\nhandler: exec\ncommand: /usr/bin/env PYTHONPATH=" + path +
+                          " /usr/bin/python3 " +
+                          std::filesystem::absolute("bench/python/exec_noop.py").string() + "\n");
+  double runner_rate = out["runner"]["jobs_per_s"];
+  double exec_rate = out["exec"]["jobs_per_s"];
+  out["runner_over_exec"] = runner_rate / exec_rate;
+  if (noop8.is_object()) {
+    double noop_rate = noop8["jobs_per_s"];
+    out["noop_jobs_per_s"] = noop_rate;
+    out["overhead_us"] = 1e6 / runner_rate - 1e6 / noop_rate;
+  }
+  return out;
 }
 
 // 2. latency: an idle consumer; one job per transaction at a fixed rate;
@@ -570,6 +602,19 @@ int main(int argc, char** argv) {
         std::cerr << "limit: pgbench clients=" << clients << "\n";
         out["limit"].push_back(pgbenchLimit(conn, jobs, 32, clients));
       }
+    }
+    if (want("python")) {
+      nlohmann::json noop8;
+      for (const nlohmann::json& d : out.value("drain", nlohmann::json::array())) {
+        if (d["workers"] == 8) {
+          noop8 = d;
+        }
+      }
+      if (!noop8.is_object()) {
+        std::cerr << "drain: workers=8 jobs=" << jobs << " (for the python scenario)\n";
+        noop8 = drain(options, conn, 8, jobs);
+      }
+      out["python"] = python(options, conn, quick ? 1000 : 50000, quick ? 100 : 2000, noop8);
     }
     if (!options.peer.empty() && want("peer")) {
       std::cerr << "peer: graphile-worker drain\n";

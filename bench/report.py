@@ -42,6 +42,15 @@ if "growth" in r:
 for d in r.get("limit", []):
     print(f"| pgbench, jobd's claim + `jobd.complete_jobs` | batch {d['batch']}, "
           f"{d['clients']} clients | {d['jobs']} | {d['seconds']:.2f} | {d['jobs_per_s']:.0f} | — |")
+if "python" in r:
+    p = r["python"]
+    d = p["runner"]
+    print(f"| jobd, Python no-op job class | `runner = python`, 8 workers | {d['jobs']} | "
+          f"{d['seconds']:.2f} | {d['jobs_per_s']:.0f} | {mib(d['peak_rss_kib'])} (daemon) |")
+    d = p["exec"]
+    print(f"| jobd, the same class through `exec` | an interpreter per job, 8 workers | "
+          f"{d['jobs']} | {d['seconds']:.2f} | {d['jobs_per_s']:.0f} | "
+          f"{mib(d['peak_rss_kib'])} (daemon) |")
 if "drain" in peer:
     d = peer["drain"]
     print(f"| graphile-worker 0.18.0 | concurrency 24, local queue 500, batched completion | "
@@ -147,6 +156,13 @@ if "latency" in r:
 if drains:
     peak = max(d["peak_rss_kib"] for d in drains) / 1024
     row("RSS ≤ 80 MB at full drain", f"{peak:.1f} MiB", peak * 1.048576 <= 80)
+if "python" in r:
+    p = r["python"]
+    rate = p["runner"]["jobs_per_s"]
+    row("Python no-op jobs, runner = python on 8 workers ≥ 5,000 jobs/s",
+        f"{rate:,.0f} jobs/s, {p['runner_over_exec']:.0f}× exec's"
+        + (f", {p['overhead_us']:.0f} µs a job over a C++ noop" if "overhead_us" in p else ""),
+        rate >= 5000)
 if "enqueue" in r:
     bulk = r["enqueue"]["bulk_per_s"]
     row("bulk enqueue ≥ 100,000 jobs/s", f"{bulk:,.0f} jobs/s", bulk >= 100000)
