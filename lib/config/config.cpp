@@ -360,6 +360,14 @@ class ConfigBuilder {
     if (python_runner && handler == entries.end()) {
       sc.handler = "python";
     }
+    if (sc.runner == RunnerKind::kThread) {
+      for (const char* key : {"max_jobs_per_worker", "max_worker_rss"}) {
+        if (auto it = entries.find(key); it != entries.end()) {
+          problem(it->second.entry, it->second.written_in, key,
+                  "applies only to runner = process or python");
+        }
+      }
+    }
     if (python_runner != (sc.handler == "python")) {
       int line = handler == entries.end() ? section.line : handler->second.entry->line;
       problems_.push_back({doc_.origin, line, section.name, "runner",

@@ -74,7 +74,8 @@ std::uint64_t residentBytes(pid_t pid) {
   std::uint64_t size = 0;
   std::uint64_t resident = 0;
   statm >> size >> resident;
-  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? resident * static_cast<std::uint64_t>(page) : 0;
 }
 
 }  // namespace
@@ -108,7 +109,9 @@ std::shared_ptr<WorkerChild> ProcessRunner::spawn(std::string& error) {
   std::vector<std::string> argv_strings = {"jobd", worker::kCommand};
   if (python) {
     program = handlerOption(section, "python", "/usr/bin/python3");
-    argv_strings = {program, "-m", "jobd.worker"};
+    // -P: the daemon's working directory is not put first on sys.path,
+    // where a stray json.py would shadow the standard library's.
+    argv_strings = {program, "-P", "-m", "jobd.worker"};
     prependPythonPath(env_strings, handlerOption(section, "pythonpath", ""));
   }
   const std::string exec_failed = "jobd: cannot execute " + program + "\n";

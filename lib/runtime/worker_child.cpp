@@ -13,6 +13,9 @@
 namespace jobd::runtime {
 namespace {
 
+// A job whose Python worker could not start is claimable again after this.
+constexpr std::chrono::milliseconds kWorkerStartRetry{30000};
+
 // The most of a child's stderr kept for a traceback.
 constexpr std::size_t kStderrTail = 16UL * 1024;
 
@@ -56,7 +59,7 @@ void WorkerChild::stop(std::int64_t job_id) {
     // The worker raises JobCancelled in the job and exits; SIGTERM does
     // the same for a job blocked in C code; SIGKILL for one that ignores both.
     send({{"op", "cancel"}, {"job_id", job_id}});
-    term_timer_.expires_after(std::min<Duration>(std::chrono::seconds(1), kill_grace_));
+    term_timer_.expires_after(std::min<Duration>(std::chrono::seconds(1), kill_grace_ / 2));
     term_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) {
         self->signalGroup(SIGTERM);
@@ -169,7 +172,9 @@ void WorkerChild::readBody() {
 
 void WorkerChild::onMessage(const nlohmann::json& message) {
   const std::string op = message.at("op").get<std::string>();
-  if (op == "may_commit") {
+  if (op == "ready" && python_) {
+    ready_ = true;
+  } else if (op == "may_commit") {
     // The lease is this daemon's to judge, by its own monotonic clock.
     bool ok = token_ && !token_->cancelled() && !token_->leaseExpiredLocally();
     send({{"op", "may_commit"}, {"ok", ok}});
@@ -305,7 +310,19 @@ JobOutcome WorkerChild::deathOutcome() {
       std::chrono::steady_clock::now() - job_started_);
   o.traceback = tail_;
   std::string who = "process runner " + std::to_string(pid_);
-  if (token_ && token_->timedOut()) {
+  if (python_ && !ready_ && !stopped_by_us_) {
+    // It could not start (no interpreter, the module does not import):
+    // not the job's fault, and nothing of it ran. Given back, to be
+    // claimed again later, without spending its attempt.
+    logs::error(
+        "WORKER_START_FAILED pid={} section={}: the Python worker exited before it "
+        "was ready; giving job {} back (its stderr, above as WORKER_OUTPUT, says why)",
+        pid_, o.job.section, o.job.id);
+    o.kind = OutcomeKind::kReleased;
+    o.error_type = "WorkerStartError";
+    o.message = who + " could not start";
+    o.release_delay = kWorkerStartRetry;
+  } else if (token_ && token_->timedOut()) {
     o.kind = OutcomeKind::kTimeout;
     o.error_type = "TimeoutError";
     o.message = "Job ran too long.";

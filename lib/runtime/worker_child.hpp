@@ -42,8 +42,8 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
 
   // Stops the job with this id, if it still runs here: SIGTERM to the
   // child's process group, SIGKILL after kill_grace. A Python worker is
-  // sent a cancel frame first, and SIGTERM a second later (at most
-  // kill_grace); SIGKILL follows kill_grace after the cancel frame.
+  // sent a cancel frame first, and SIGTERM a second later (half of
+  // kill_grace if that is sooner); SIGKILL follows kill_grace after the cancel frame.
   void stop(std::int64_t job_id);
 
   // No more jobs: closing the socket makes the child exit; it is reaped.
@@ -79,6 +79,7 @@ class WorkerChild : public std::enable_shared_from_this<WorkerChild> {
   boost::asio::steady_timer reap_timer_;
   Duration kill_grace_;
   bool python_;
+  bool ready_ = false;  // a Python worker said ready: it imported the module
   boost::asio::steady_timer term_timer_;
   std::deque<std::string> outbox_;
   bool writing_ = false;

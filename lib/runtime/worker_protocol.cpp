@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/log.hpp"
+#include "core/oops.hpp"
 #include "store/database.hpp"
 
 namespace jobd::runtime::worker {
@@ -121,9 +123,13 @@ nlohmann::json sectionToJson(const config::SectionConfig& s) {
                       {"timeout_ms", s.timeout.count()},
                       {"kill_grace_ms", s.kill_grace.count()},
                       {"memory_limit", nullptr},
+                      {"max_retries", nullptr},
                       {"handler_options", s.handler_options}};
   if (s.memory_limit) {
     j["memory_limit"] = *s.memory_limit;
+  }
+  if (s.max_retries) {
+    j["max_retries"] = *s.max_retries;  // a Python worker's notifyOops needs it
   }
   return j;
 }
@@ -138,6 +144,9 @@ config::SectionConfig sectionFromJson(const nlohmann::json& j) {
   s.kill_grace = Duration(j.at("kill_grace_ms").get<Duration::rep>());
   if (!j.at("memory_limit").is_null()) {
     s.memory_limit = j.at("memory_limit").get<std::uint64_t>();
+  }
+  if (auto it = j.find("max_retries"); it != j.end() && !it->is_null()) {
+    s.max_retries = it->get<int>();
   }
   s.handler_options = j.at("handler_options").get<std::map<std::string, std::string>>();
   s.runner = config::RunnerKind::kProcess;
@@ -246,6 +255,14 @@ JobOutcome outcomeFromJson(const nlohmann::json& j, ClaimedJob job) {
   o.notified = j.value("notified", false);
   if (auto it = j.find("oops_id"); it != j.end() && !it->is_null()) {
     o.oops_id = it->get<std::string>();
+    if (!validOopsId(*o.oops_id)) {
+      // The OOPS gets an id of jobd's, which the job's own notice did not
+      // name: jobd sends its notice after all.
+      logs::warn("WORKER_PROTOCOL job={}: oops_id {} is not OOPS- and 16 hex digits; ignored",
+                 o.job.id, nlohmann::json(*o.oops_id).dump());
+      o.oops_id.reset();
+      o.notified = false;
+    }
   }
   return o;
 }

@@ -7,7 +7,10 @@
 //   daemon -> child  {"op":"hello", "section":{...}, "mail":{...}, "conninfo",
 //                     "job_conninfo", "pooled", "owner", "log_level", "daemon_pid"}
 //                    once, first (job_conninfo: conninfo as the section's dbuser,
-//                    for the job's own transaction); then for each job, one at a time:
+//                    for the job's own transaction)
+//   child -> daemon  {"op":"ready"}   Python workers only, once the module
+//                    imported; one that exits before it gives its job back
+//                    (released); then for each job, one at a time:
 //   daemon -> child  {"op":"job", "job":{...}}            (jobToJson)
 //   child -> daemon  {"op":"progress", "report":{"percent", "message", "checkpoint"}}
 //                    any number, while the job runs (at most one a second,

@@ -332,16 +332,17 @@ class BaseRunnableJob:
 
     - ``user_error_types = ()``, ``retry_error_types = ()``: exception
       classes ``run()`` may raise that mean a user error, or a retry.
-    - ``max_retries = 0``: how many times a retry error requeues the job;
-      it replaces the row's ``max_retries`` (Launchpad: the class wins).
-      ``None`` in a subclass keeps the row's.
-    - ``retry_delay = timedelta(minutes=10)``: the wait before a retry (the
-      section's ``retry_backoff`` still applies); ``None`` keeps the
-      section's ``retry_delay``.
-    - ``lease_duration = timedelta(minutes=5)``: how long one run may take
-      (Launchpad's lease is its time limit); the worker stops ``run()`` at
-      it when it is shorter than the section's ``timeout``. ``None``: the
-      section's ``timeout`` only.
+    - ``max_retries``: how many times a retry error requeues the job; set,
+      it replaces the row's ``max_retries`` (Launchpad: the class wins),
+      and the section's ``max_retries`` key still wins over it. ``None``
+      (the default here): the section's or the row's.
+    - ``retry_delay``: the wait before a retry (a ``timedelta`` or seconds;
+      the section's ``retry_backoff`` still applies); ``None`` (the
+      default): the section's ``retry_delay`` (10 minutes, Launchpad's).
+    - ``lease_duration``: how long one run may take (Launchpad's lease is
+      its time limit); the worker stops ``run()`` at it when it is shorter
+      than the section's ``timeout``. ``None`` (the default): the section's
+      ``timeout`` only (5 minutes, Launchpad's lease).
     - :meth:`getOperationDescription`, :meth:`getOopsVars`,
       :meth:`getErrorRecipients`: what the OOPS and the notices say.
     - :meth:`notifyUserError`, :meth:`notifyOops`: a subclass that defines
@@ -354,9 +355,9 @@ class BaseRunnableJob:
 
     user_error_types: tuple[type[BaseException], ...] = ()
     retry_error_types: tuple[type[BaseException], ...] = ()
-    max_retries: int | None = 0
-    retry_delay: datetime.timedelta | float | None = datetime.timedelta(minutes=10)
-    lease_duration: datetime.timedelta | float | None = datetime.timedelta(minutes=5)
+    max_retries: int | None = None
+    retry_delay: datetime.timedelta | float | None = None
+    lease_duration: datetime.timedelta | float | None = None
 
     def __init__(self, context: JobContext) -> None:
         self.context = context

@@ -466,6 +466,9 @@ class Worker:
         self.owner = str(hello["owner"])
         self.section_name = str(section.get("name", ""))
         self.timeout_ms = int(section["timeout_ms"])
+        # The section's max_retries wins over the class's and the row's, as
+        # in the daemon's outcome recorder (None: not set).
+        self.section_max_retries = section.get("max_retries")
         self.module_name = str(options.get("module", ""))
         self.callable_name = str(options.get("callable") or "make_job")
         idle_limit = self.timeout_ms + int(section.get("kill_grace_ms", 0)) + 5000
@@ -480,8 +483,10 @@ class Worker:
         self._state = threading.Lock()
         self._current: JobContext | None = None
         self._timer_live = False
+        self._timed_out = False
         self._previous_alarm: Any = None
         self._stopping = False  # stop_cancelled has begun
+        self._cancel_trace = ""  # where a cancelled job was stopped
 
     # -- start-up --------------------------------------------------------
     def load(self) -> None:
@@ -564,6 +569,7 @@ class Worker:
     def _on_alarm(self, signum: int, frame: Any) -> None:
         if self._timer_live:
             self._timer_live = False
+            self._timed_out = True  # a job that swallows this still times out
             raise JobTimedOut("the job ran past its lease_duration")
 
     # -- the main loop ---------------------------------------------------------
@@ -595,6 +601,10 @@ class Worker:
                 if context is not None:
                     context._over = True
                     _log.debug(f"job {context.id}: stopped; rolling back and exiting")
+                    # Where the job was: the daemon keeps this stderr's tail
+                    # as the traceback of its TimeoutError OOPS.
+                    if self._cancel_trace:
+                        sys.stderr.write(self._cancel_trace)
                 self.db.rollback()
                 self.db.close()
                 break
@@ -695,7 +705,17 @@ class Worker:
         except BaseException as e:
             error = e
         outcome["duration_us"] = int((time.monotonic() - started) * 1e6)
+        if self._timed_out and not isinstance(error, JobTimedOut):
+            # run() caught JobTimedOut and went on: it still ran too long,
+            # and its work never commits.
+            error = JobTimedOut("the job ran past its lease_duration")
+        self._timed_out = False
         if context._cancelled or isinstance(error, JobCancelled):
+            if error is not None:
+                try:
+                    self._cancel_trace = _traceback_of(error)
+                except BaseException:  # a second cancel while formatting
+                    pass
             raise JobCancelled() from error
         if isinstance(error, SystemExit):
             raise error
@@ -768,10 +788,11 @@ class Worker:
                 self.db.rollback()
         return outcome
 
-    @staticmethod
-    def _attempts_remain(context: JobContext, outcome: dict[str, Any]) -> bool:
+    def _attempts_remain(self, context: JobContext, outcome: dict[str, Any]) -> bool:
         """Whether a retry requeues the job (core/retry_policy.hpp), with the
         class's max_retries over the row's."""
+        if self.section_max_retries is not None:
+            return context.attempt <= int(self.section_max_retries)
         return context.attempt <= outcome.get("max_retries", context.max_retries)
 
     def _notify_user_error(self, context: JobContext, job_object: JobObject,
@@ -948,6 +969,17 @@ def main() -> int:
     _log.debug(f"started for section {worker.section_name} ({worker.module_name}."
                f"{worker.callable_name})")
     worker.load()
+    if worker.factory is None:
+        # The daemon gives the job it sent back (released, attempt kept)
+        # and logs this stderr: a deployment mistake fails no job.
+        error = worker.factory_error
+        _log.error(f"cannot start: {type(error).__name__}: {error}; traceback: "
+                   f"{_traceback_of(error) if error is not None else ''}")
+        _flush_and_exit(3)
+    try:
+        channel.send({"op": "ready"})
+    except (OSError, ProtocolError):
+        return 1
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     worker.start_reader()
     try:

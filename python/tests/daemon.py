@@ -22,12 +22,19 @@ class Daemon:
     """One `jobd serve` on `db` with the configuration `config_text`."""
 
     def __init__(self, db: Database, config_text: str, directory: pathlib.Path,
-                 name: str = "jobd") -> None:
+                 name: str = "jobd", env: dict[str, str | None] | None = None) -> None:
+        """env: variables to set, or (None) to remove, in the daemon's."""
         self.config_path = directory / f"{name}.conf"
         self.config_path.write_text(config_text)
         self.lines: list[str] = []
         self._lock = threading.Condition()
-        env = dict(os.environ)
+        environment = dict(os.environ)
+        for key, value in (env or {}).items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
+        env = environment
         # As scripts/test.sh runs them: libpqxx 6.4's known leak is not ours.
         env.setdefault("LSAN_OPTIONS", f"suppressions={REPOSITORY}/tests/lsan.supp:"
                                        "print_suppressions=0")

@@ -303,6 +303,29 @@ def test_a_job_that_ignores_the_cancel_request_is_killed_at_its_timeout(
     assert fresh.value("SELECT value FROM jobd.oops WHERE job_id = %s", job) == "Job ran too long."
     after = enqueue(fresh, "spin", {"do": "complete"})
     assert finished(fresh, after)[0] == 2
+    # A job blocked in C (time.sleep) is stopped by the SIGTERM after the
+    # cancel; the OOPS's traceback says where it was.
+    asleep = enqueue(fresh, "spin", {"do": "sleep", "seconds": 30})
+    assert finished(fresh, asleep)[1] == "TimeoutError: Job ran too long."
+    traceback = fresh.value("SELECT traceback FROM jobd.oops WHERE job_id = %s", asleep)
+    assert 'time.sleep(data["seconds"])' in (traceback or ""), daemon.log()
+    assert daemon.stop() == 0
+
+
+def test_a_module_that_does_not_import_costs_no_job_an_attempt(fresh, app, tmp_path, daemons):
+    """A deployment mistake (module = a typo): the worker says why and
+    exits before it is ready; the job is given back, WAITING with its
+    attempt kept, to be claimed again in 30 s."""
+    text = config(section("typo", app).replace("module: runnerjobs", "module: runnerjobz"))
+    daemon = serve(daemons, fresh, text, tmp_path)
+    job = enqueue(fresh, "typo", {"do": "complete"})
+    assert daemon.wait_for_log(f"WORKER_START_FAILED"), daemon.log()
+    assert daemon.wait_for_log("cannot start: ModuleNotFoundError: No module named 'runnerjobz'")
+    until(lambda: fresh.rows("SELECT status, attempt_count, scheduled_start > now() + "
+                             "interval '20 s' FROM jobd.job WHERE id = %s", job) == [(0, 0, True)])
+    assert fresh.rows("SELECT outcome, error_type FROM jobd.job_attempt WHERE job_id = %s",
+                      job) == [("released", "WorkerStartError")]
+    assert fresh.value("SELECT count(*) FROM jobd.oops") == 0
     assert daemon.stop() == 0
 
 
@@ -384,7 +407,10 @@ def test_a_sigstopped_daemons_late_completion_is_refused_and_rolled_back(
     text = config(section("paused", app, lease_duration="2s"))
     paused = serve(daemons, fresh, text, tmp_path)
     job = enqueue(fresh, "paused", {"do": "insert", "sleep_first": 1.5}, max_retries=2)
-    until(lambda: fresh.value("SELECT status FROM jobd.job WHERE id = %s", job) == 1)
+    # Stopped once the worker's insert is in its open transaction, so that
+    # what is refused is that transaction's late COMPLETED.
+    until(lambda: fresh.value("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              "'jobd job' AND state = 'idle in transaction'") == 1)
     paused.signal(signal.SIGSTOP)
     try:
         other = serve(daemons, fresh, text, tmp_path)
@@ -397,6 +423,29 @@ def test_a_sigstopped_daemons_late_completion_is_refused_and_rolled_back(
                        "WHERE job_id = %s", job) == "lease_expired"
     assert paused.stop() == 0
     assert other.stop() == 0
+
+
+def test_a_drain_lets_a_running_python_job_finish_and_cancel_stops_one(
+        fresh, app, tmp_path, daemons):
+    """SIGTERM drains: the Python job running then completes before the
+    daemon exits 0. `jobd cancel` of a running Python job stops it (the
+    cancel frame, then SIGTERM) and it ends FAILED with the reason."""
+    text = config(section("long", app, concurrency=2))
+    daemon = serve(daemons, fresh, text, tmp_path)
+    cancelled = enqueue(fresh, "long", {"do": "sleep", "seconds": 60})
+    until(lambda: fresh.value("SELECT status FROM jobd.job WHERE id = %s", cancelled) == 1)
+    import subprocess
+    from conftest import _jobd_binary
+    subprocess.run([str(_jobd_binary()), "--database", fresh.conninfo, "--config", "/dev/null",
+                    "cancel", str(cancelled), "--reason", "not needed"], check=True,
+                   capture_output=True)
+    status, log, _ = finished(fresh, cancelled, timeout=20)
+    assert (status, log) == (3, "not needed")
+
+    draining = enqueue(fresh, "long", {"do": "sleep", "seconds": 1.5})
+    until(lambda: fresh.value("SELECT status FROM jobd.job WHERE id = %s", draining) == 1)
+    assert daemon.stop() == 0
+    assert fresh.rows("SELECT status FROM jobd.job WHERE id = %s", draining) == [(2,)]
 
 
 def test_workers_recycled_and_killed_lose_no_job(fresh, app, tmp_path, daemons):
@@ -433,7 +482,8 @@ def test_the_example_applications_two_jobs_end_to_end(fresh, tmp_path, daemons):
     (with a short poll), `jobd serve` from the repository's top directory;
     a karma event is recorded with its job, a negative one is a user error,
     and the webhook job posts to a real HTTP server, a 404 being a user
-    error that names the owner's address among the notice's recipients."""
+    error (test_notices_use_the_classs_words_and_recipients checks the
+    notices themselves)."""
     import http.server
     import threading
 
@@ -456,7 +506,10 @@ def test_the_example_applications_two_jobs_end_to_end(fresh, tmp_path, daemons):
     try:
         text = (example / "jobd.conf").read_text().replace(
             "[jobd]\n", "[jobd]\npoll_interval = 1s\n", 1)
-        daemon = serve(daemons, fresh, text, tmp_path)
+        # As a user runs it: the example's pythonpath alone finds jobd.
+        daemon = Daemon(fresh, text, tmp_path, "example", env={"PYTHONPATH": None})
+        daemons.append(daemon)
+        daemon.wait_ready()
         url = f"http://127.0.0.1:{server.server_address[1]}"
         karma = enqueue(fresh, "record_karma", {"person": "mark", "points": 10})
         negative = enqueue(fresh, "record_karma", {"person": "mark", "points": -1})
@@ -472,7 +525,7 @@ def test_the_example_applications_two_jobs_end_to_end(fresh, tmp_path, daemons):
         assert result(fresh, hook) == {"status": 200}
         status, log, _ = finished(fresh, gone)
         assert status == 3 and "refused the notification: HTTP 404" in log, log
-        assert json.loads(posted[0]) == {"a": 1}
+        assert {"a": 1} in [json.loads(body) for body in posted]  # the two ran side by side
         assert daemon.stop() == 0
     finally:
         server.shutdown()

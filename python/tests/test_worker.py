@@ -180,9 +180,11 @@ class Stubborn:
         self.context = context
 
     def run(self):
-        self.context.report_progress(message="ignoring cancels")
         while True:
             try:
+                # Inside the try: once the test has this report, a cancel
+                # is swallowed.
+                self.context.report_progress(message="ignoring cancels")
                 time.sleep(1)
             except BaseException:
                 pass
@@ -206,6 +208,18 @@ class Slow(BaseRunnableJob):
         time.sleep(30)
 
 
+class Swallow(BaseRunnableJob):
+    """Catches its lease_duration's JobTimedOut and returns."""
+
+    lease_duration = 0.2
+
+    def run(self):
+        try:
+            time.sleep(30)
+        except BaseException:
+            pass
+
+
 class Chatty:
     def __init__(self, context):
         self.context = context
@@ -219,7 +233,8 @@ class Chatty:
 def make_job(context):
     classes = {"plain": Plain, "launchpad": Launchpad, "defaults": Defaults,
                "insert": Insert, "backend": Backend, "spin": Spin, "stubborn": Stubborn,
-               "sleepy": Sleepy, "slow": Slow, "chatty": Chatty}
+               "sleepy": Sleepy, "slow": Slow, "chatty": Chatty,
+               "swallow": Swallow}
     return classes[context.job_type](context)
 '''
 
@@ -297,12 +312,14 @@ class FakeDaemon:
     def hello(self, *, module: str = "wjobs", conninfo: str = "dbname=jobd_py_unused",
               job_conninfo: str | None = None, pooled: bool = False, timeout_ms: int = 60000,
               memory_limit: int | None = None, log_level: str = "info",
-              daemon_pid: int | None = None, **options: str) -> None:
+              daemon_pid: int | None = None, max_retries: int | None = None,
+              ready: bool = True, **options: str) -> None:
+        """Say hello; with `ready`, read the worker's ready frame."""
         self.send({
             "op": "hello",
             "section": {"name": "py", "handler": "python", "job_type": "py", "dbuser": "",
                         "timeout_ms": timeout_ms, "kill_grace_ms": 1000,
-                        "memory_limit": memory_limit,
+                        "memory_limit": memory_limit, "max_retries": max_retries,
                         "handler_options": {"module": module, **options}},
             "mail": {"smtp_url": "smtp://localhost:25", "from_address": "",
                      "product_name": "jobd"},
@@ -313,6 +330,9 @@ class FakeDaemon:
             "log_level": log_level,
             "daemon_pid": os.getpid() if daemon_pid is None else daemon_pid,
         })
+        if ready:
+            message = self.read()
+            assert message == {"op": "ready"}, (message, self.stderr)
 
     def start(self, job_id: int, job_type: str, data: Any = None, *, attempt: int = 1,
               max_retries: int = 0, checkpoint: str | None = None,
@@ -484,7 +504,8 @@ def test_base_runnable_job_defaults_leave_the_notices_to_jobd(daemon):
     assert "oops_id" not in oops
     assert oops["operation"] == "running a defaults job"
     assert oops["oops_vars"] == {"job_id": "8", "job_type": "defaults"}
-    assert oops["max_retries"] == 0 and oops["retry_delay_ms"] == 600000
+    # None: the section's (or the row's) max_retries and retry_delay.
+    assert "max_retries" not in oops and "retry_delay_ms" not in oops
     assert oops["recipients"] == []
 
 
@@ -506,24 +527,57 @@ def test_anything_else_is_an_oops(daemon):
     assert "make_job" in unknown["traceback"]
 
 
-def test_an_import_failure_answers_every_job_with_an_oops_and_recycle(daemon):
+def test_a_worker_that_cannot_import_its_module_exits_before_it_is_ready(daemon):
+    """A deployment mistake is no job's fault: the worker says why on
+    stderr and exits without `ready`, and the daemon gives the job back."""
     worker = daemon()
-    worker.hello(module="no_such_module_for_jobd")
-    for job_id in (1, 2):
-        outcome = worker.run(job_id, "plain")
-        assert outcome["kind"] == "oops"
-        assert outcome["error_type"] == "ModuleNotFoundError"
-        assert outcome["message"].startswith("cannot import no_such_module_for_jobd: ")
-        assert "ModuleNotFoundError" in outcome["traceback"]
-        assert outcome["recycle"] is True
-    assert worker.proc.poll() is None  # it waits to be replaced
+    worker.hello(module="no_such_module_for_jobd", ready=False)
+    assert worker.read() is None  # no ready: the daemon gives its job back
+    assert worker.exit_status() == 3
+    said = _stderr_holding(worker, "cannot start: ")
+    assert "cannot start: ModuleNotFoundError: No module named 'no_such_module_for_jobd'" in said
 
     missing = daemon()
-    missing.hello(callable="no_such_callable")
-    outcome = missing.run(1, "plain")
-    assert (outcome["kind"], outcome["error_type"], outcome["recycle"]) == (
-        "oops", "AttributeError", True)
-    assert outcome["message"].startswith("cannot import wjobs: ")
+    missing.hello(callable="no_such_callable", ready=False)
+    assert missing.read() is None
+    assert missing.exit_status() == 3
+    assert "cannot start: AttributeError" in _stderr_holding(missing, "cannot start: ")
+
+
+def _stderr_holding(worker, text: str) -> str:
+    """The worker's stderr once a line holds `text` (its reader thread
+    takes the last lines a moment after the exit)."""
+    deadline = time.monotonic() + SLACK
+    while not any(text in line for line in worker.stderr) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "\n".join(worker.stderr)
+
+
+def test_the_sections_max_retries_decides_whether_notify_oops_runs(daemon, tmp_path):
+    """As in the daemon's recorder: the section's max_retries wins over the
+    class's (Launchpad: 2) and the row's; a retry that will be requeued is
+    no OOPS, so the class's notifyOops is not told."""
+    notify = tmp_path / "notified.json"
+    strict = daemon()
+    strict.hello(max_retries=0)
+    outcome = strict.run(1, "launchpad", {"raise": "retry", "notify_file": str(notify)})
+    assert outcome["kind"] == "retry" and outcome["notified"] is True  # no attempts left
+    assert json.loads(notify.read_text())["id"] == outcome["oops_id"]
+    notify.unlink()
+    lenient = daemon()
+    lenient.hello(max_retries=5)
+    outcome = lenient.run(2, "launchpad", {"raise": "retry", "notify_file": str(notify)},
+                          attempt=3)  # past the class's 2, within the section's 5
+    assert outcome["kind"] == "retry" and outcome["notified"] is False
+    assert not notify.exists()
+
+
+def test_a_job_that_swallows_its_lease_duration_still_times_out(daemon):
+    worker = daemon()
+    worker.hello()
+    outcome = worker.run(1, "swallow")
+    assert (outcome["kind"], outcome["error_type"]) == ("timeout", "TimeoutError")
+    assert outcome["committed"] is False
 
 
 def test_lease_duration_stops_a_job_with_a_timeout(daemon):
@@ -599,7 +653,7 @@ def test_the_worker_exits_at_end_of_file_before_hello_and_for_another_parent(dae
     early.sock.close()
     assert early.exit_status() == 0
     orphan = daemon()
-    orphan.hello(daemon_pid=1)  # not its parent: the daemon died meanwhile
+    orphan.hello(daemon_pid=1, ready=False)  # not its parent: the daemon died meanwhile
     assert orphan.exit_status() == 1
 
 
@@ -635,7 +689,6 @@ def test_a_job_that_ignores_the_cancel_runs_on_until_killed(daemon):
     worker.hello()
     worker.start(1, "stubborn")
     assert worker.wait_for_progress()["message"] == "ignoring cancels"
-    time.sleep(0.3)  # into its loop: a cancel just before would not be swallowed
     worker.send({"op": "cancel", "job_id": 1})
     time.sleep(2)
     assert worker.proc.poll() is None
@@ -651,7 +704,6 @@ def test_a_job_that_swallows_the_cancel_and_the_sigterm_runs_until_sigkill(daemo
     worker.hello()
     worker.start(1, "stubborn")
     assert worker.wait_for_progress()["message"] == "ignoring cancels"
-    time.sleep(0.3)  # into its loop: a cancel just before would not be swallowed
     worker.send({"op": "cancel", "job_id": 1})
     time.sleep(0.3)
     os.killpg(worker.proc.pid, signal.SIGTERM)

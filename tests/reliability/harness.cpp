@@ -111,8 +111,11 @@ std::string Load::sections(const std::string& lease, const std::string& extra) c
          "[ext]\nhandler: exec\ncommand: /bin/sh -c 'echo \"$JOBD_JOB_ID $JOBD_ATTEMPT\" >> " +
          ledger_path + "'\n" + common +
          // The same exactly-once effect as work's, from Python workers.
-         "[py]\nrunner: python\nmodule: reliability_jobs\npythonpath: " + source +
-         "/python:" + source + "/tests/reliability/python\n" + common;
+         // Workers are replaced every 25 jobs, so that replacing them is
+         // under every fault too.
+         "[py]\nrunner: python\nmodule: reliability_jobs\nmax_jobs_per_worker: 25\n"
+         "pythonpath: " +
+         source + "/python:" + source + "/tests/reliability/python\n" + common;
 }
 
 void Load::enqueue(int n) const {

@@ -206,6 +206,12 @@ TEST(ConfigTest, PythonRunnerAndHandler) {
                   "test.conf:3: [k] runner: runner = python needs handler python, not 'noop'"));
   EXPECT_THAT(problems("[k]\nrunner: python\nmodule: m\npython: python3\n"),
               ::testing::ElementsAre(HasSubstr("[k] python: expected an absolute path")));
+  EXPECT_THAT(
+      problems("[noop]\nmax_jobs_per_worker: 5\nmax_worker_rss: 1G\n"),
+      ::testing::ElementsAre(
+          "test.conf:2: [noop] max_jobs_per_worker: applies only to runner = process or "
+          "python",
+          "test.conf:3: [noop] max_worker_rss: applies only to runner = process or python"));
   EXPECT_THAT(problems("[k]\nrunner: python\nmodule: m\nmax_jobs_per_worker: -1\n"),
               ::testing::ElementsAre(HasSubstr("[k] max_jobs_per_worker:")));
 }

@@ -68,9 +68,11 @@ TEST(WorkerProtocolTest, JobSectionAndOutcomeRoundTrip) {
   section.job_type = "t";
   section.dbuser = "u";
   section.memory_limit = 1U << 28;
+  section.max_retries = 4;
   section.handler_options["command"] = "/bin/true";
   config::SectionConfig section_back = sectionFromJson(sectionToJson(section));
   EXPECT_EQ(section_back.memory_limit, section.memory_limit);
+  EXPECT_EQ(section_back.max_retries, 4);  // a Python worker's notifyOops needs it
   EXPECT_EQ(section_back.handler_options, section.handler_options);
   EXPECT_EQ(section_back.timeout, section.timeout);
 
@@ -163,6 +165,13 @@ TEST(WorkerProtocolTest, PythonOutcomeKeys) {
   EXPECT_TRUE(plain.recipients.empty());
   EXPECT_FALSE(plain.notified);
   EXPECT_FALSE(plain.oops_id.has_value());
+  // An id jobd would not make is dropped, and with it the job's claim to
+  // have sent its own notice: jobd sends one for the OOPS it names.
+  frame["oops_id"] = "OOPS-; DROP TABLE";
+  frame["notified"] = true;
+  JobOutcome bad = outcomeFromJson(frame, job);
+  EXPECT_FALSE(bad.oops_id.has_value());
+  EXPECT_FALSE(bad.notified);
   EXPECT_TRUE(validOopsId("OOPS-0123456789abcdef"));
   EXPECT_FALSE(validOopsId("OOPS-0123456789ABCDEF"));
   EXPECT_FALSE(validOopsId("OOPS-0123"));
