@@ -186,7 +186,7 @@ void WorkerChild::onMessage(const nlohmann::json& message) {
     JobOutcome outcome = worker::outcomeFromJson(message.at("outcome"), std::move(*job_));
     outcome.runner_pid = pid_;
     // A Python worker catches what its job raises and stays sound, unless
-    // it says otherwise (it could not import the section's module).
+    // it says otherwise (a lease_duration timeout stopped its job anywhere).
     bool reusable = !stopped_by_us_ && (python_ ? !message.at("outcome").value("recycle", false)
                                                 : outcome.kind == OutcomeKind::kCompleted);
     finishJob(std::move(outcome), reusable);
