@@ -31,6 +31,17 @@ _MAX_DELAY = 100 * 365.25 * 86400
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def check_max_retries(value: Any, name: str, expected: str = "an int") -> int:
+    """``value`` as a ``max_retries``: an int from 0 to 2**31 - 1 (what
+    PostgreSQL's integer holds); else TypeError or ValueError naming
+    ``name``. Used by enqueue() and by the worker for a job class's."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    if not 0 <= value <= _INT_MAX:
+        raise ValueError(f"{name} must be between 0 and {_INT_MAX}, got {value}")
+    return value
+
+
 def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = None,
             unique: bool = False, at: datetime.datetime | None = None,
             delay: datetime.timedelta | float | None = None, priority: int = 0,
@@ -79,12 +90,7 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
         raise ValueError(f"jobd: priority must be between {_SMALLINT[0]} and {_SMALLINT[1]}, "
                          f"got {priority}")
     if max_retries is not None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise TypeError(f"jobd: max_retries must be an int or None, "
-                            f"got {type(max_retries).__name__}")
-        if not 0 <= max_retries <= _INT_MAX:
-            raise ValueError(f"jobd: max_retries must be between 0 and {_INT_MAX}, "
-                             f"got {max_retries}")
+        check_max_retries(max_retries, "jobd: max_retries", "an int or None")
 
     # (parameter name, SQL expression with {} for the placeholder, value);
     # a parameter left out takes the SQL function's default.

@@ -50,6 +50,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 from ._jobconn import JobConnection
+from .client import check_max_retries
 from .job import (
     BaseRunnableJob,
     JobCancelled,
@@ -69,7 +70,6 @@ RELEASE_DELAY_MS = 5000
 #: Progress goes to the daemon at most this often (seconds).
 PROGRESS_INTERVAL = 1.0
 
-_INT_MAX = 2**31 - 1
 _MAX_DELAY_SECONDS = 100 * 365.25 * 86400
 _PR_SET_PDEATHSIG = 1
 
@@ -367,13 +367,7 @@ def _max_retries(obj: Any) -> int | None:
     value = getattr(obj, "max_retries", _MISSING)
     if value is _MISSING or value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{type(obj).__name__}.max_retries must be an int, "
-                        f"got {type(value).__name__}")
-    if not 0 <= value <= _INT_MAX:
-        raise ValueError(f"{type(obj).__name__}.max_retries must be between 0 and {_INT_MAX}, "
-                         f"got {value}")
-    return value
+    return check_max_retries(value, f"{type(obj).__name__}.max_retries")
 
 
 def _own_hook(obj: Any, name: str) -> Callable[..., Any] | None:
