@@ -39,12 +39,13 @@ SELECT jobd.save_progress($1, $2, $3, $4::double precision, $5, $6, $7::jsonb)
 )sql";
 
 // The type's next future scheduled_start, or the end of one of its pauses
-// (schema 14) if sooner: a daemon wakes at either by itself.
+// (schema 14) if sooner: a daemon wakes at either by itself. A job held for
+// its parents (schema 19) waits at 'infinity', which is no time to wake.
 constexpr const char* kNextScheduled = R"sql(
 SELECT extract(epoch FROM least(
     (SELECT min(scheduled_start) FROM jobd.job
       WHERE status = 0 AND job_type = $1 AND scheduled_start IS NOT NULL
-        AND scheduled_start > now()),
+        AND scheduled_start > now() AND scheduled_start < 'infinity'),
     (SELECT min(until) FROM jobd.paused WHERE job_type = $1 AND until > now())) - now())
 )sql";
 

@@ -16,6 +16,16 @@ bool isDataException(const pqxx::sql_error& e) {
   return state.rfind("22", 0) == 0 || state == "54001";
 }
 
+// What jobd.add_dependencies, jobd.add_to_batch and jobd.close_batch raise
+// for a caller's mistake (schema 19): no such job or batch, a job or batch
+// in the wrong state, a cycle, a job in another batch. Their messages name
+// the job and the reason.
+bool isRefusal(const pqxx::sql_error& e) {
+  const std::string& state = e.sqlstate();
+  return state == "P0002" || state == "55000" || state == "23503" || state == "23505" ||
+         state == "22023";
+}
+
 }  // namespace
 
 std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
@@ -51,11 +61,34 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
           ? std::string("SELECT jobd.acquire($1, $6, $2::jsonb, ") + kSchedule + ", $5, $7, $8)"
           : std::string("SELECT jobd.enqueue($1, $2::jsonb, ") + kSchedule + ", $5, $6, $7, $8)";
   std::int64_t id = 0;
+  bool linked = !r.depends_on.empty() || r.batch;
+  std::optional<std::string> batch;
+  if (r.batch) {
+    batch = std::to_string(*r.batch);
+  }
+  if (linked) {
+    // In the same statement: the job is held (or joins its batch) before
+    // anything else can see it.
+    sql =
+        "SELECT CASE WHEN $11::bigint IS NULL THEN d.id ELSE jobd.add_to_batch($11, d.id) END "
+        "FROM (SELECT CASE WHEN cardinality($9::bigint[]) > 0 "
+        "THEN jobd.add_dependencies(e.id, $9::bigint[], $10) ELSE e.id END AS id FROM (" +
+        sql + " AS id) AS e) AS d";
+  }
   try {
-    id = txn.exec_params1(sql, r.job_type, r.json_data, nullable(r.at), nullable(delay), r.priority,
-                          nullable(r.target), r.max_retries, nullable(r.requester))[0]
-             .as<std::int64_t>();
+    pqxx::row row =
+        linked
+            ? txn.exec_params1(sql, r.job_type, r.json_data, nullable(r.at), nullable(delay),
+                               r.priority, nullable(r.target), r.max_retries, nullable(r.requester),
+                               pgArray(r.depends_on), r.on_parent_failure, nullable(batch))
+            : txn.exec_params1(sql, r.job_type, r.json_data, nullable(r.at), nullable(delay),
+                               r.priority, nullable(r.target), r.max_retries,
+                               nullable(r.requester));
+    id = row[0].as<std::int64_t>();
   } catch (const pqxx::sql_error& e) {
+    if (isRefusal(e)) {
+      throw DataError(errorLine(e.what()));
+    }
     if (isDataException(e)) {
       throw UsageError("--at: " + errorLine(e.what()));
     }
@@ -82,7 +115,28 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
                               WHERE r.job_id = j.id),
              'progress', (SELECT to_jsonb(p) - 'job_id' - 'checkpoint'
                                  || jsonb_build_object('checkpoint_text', p.checkpoint::text)
-                            FROM jobd.job_progress AS p WHERE p.job_id = j.id))
+                            FROM jobd.job_progress AS p WHERE p.job_id = j.id),
+             -- schema 19: what it waits for, what waits for it, its batch
+             'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                                  'id', d.parent_id, 'on_failure', d.on_failure,
+                                  'state', d.state, 'status_name',
+                                  (ARRAY['WAITING','RUNNING','COMPLETED','FAILED','SUSPENDED'])
+                                    [p.status + 1]) ORDER BY d.parent_id), '[]')
+                           FROM jobd.job_dependency AS d
+                           LEFT JOIN jobd.job AS p ON p.id = d.parent_id
+                          WHERE d.child_id = j.id),
+             'children', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                                   'id', d.child_id, 'on_failure', d.on_failure,
+                                   'state', d.state, 'status_name',
+                                   (ARRAY['WAITING','RUNNING','COMPLETED','FAILED','SUSPENDED'])
+                                     [c.status + 1]) ORDER BY d.child_id), '[]')
+                            FROM jobd.job_dependency AS d
+                            LEFT JOIN jobd.job AS c ON c.id = d.child_id
+                           WHERE d.parent_id = j.id),
+             'held', (SELECT jsonb_build_object('pending', h.pending,
+                                                'scheduled_start', h.scheduled_start)
+                        FROM jobd.job_hold AS h WHERE h.job_id = j.id),
+             'batch', (SELECT m.batch_id FROM jobd.batch_job AS m WHERE m.job_id = j.id))
       FROM jobd.job AS j
      WHERE j.id = $1)sql",
                                    id);
@@ -174,10 +228,14 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
       // Launchpad's queue(): back to WAITING, runnable now, lease cleared,
       // date_finished set. A WAITING job is reset to start now, as a head
       // if it was behind its target (docs/schema.md, "Jobs of one target").
+      // A job held for its parents (schema 19) stays held: the reset is
+      // to the start it gets once they are done.
       txn.exec_params(
-          "UPDATE jobd.job SET status = 0, scheduled_start = NULL, lease_expires = NULL, "
-          "date_finished = now(), behind = false WHERE id = $1",
+          "UPDATE jobd.job SET status = 0, lease_expires = NULL, date_finished = now(), "
+          "behind = false, scheduled_start = CASE WHEN EXISTS (SELECT 1 FROM jobd.job_hold AS h "
+          "WHERE h.job_id = $1) THEN 'infinity'::timestamptz END WHERE id = $1",
           id);
+      txn.exec_params("UPDATE jobd.job_hold SET scheduled_start = NULL WHERE job_id = $1", id);
       if (*from == JobStatus::kWaiting) {
         // The trigger only fires when a job comes back to WAITING; a reset
         // moves a scheduled one forward, so wake the daemons here.
@@ -258,6 +316,63 @@ bool JobStore::unpause(const std::string& job_type, const std::optional<std::str
       txn.exec_params1("SELECT jobd.unpause($1, $2)", job_type, nullable(target))[0].as<bool>();
   txn.commit();
   return found;
+}
+
+std::int64_t JobStore::createBatch(const BatchRequest& r) {
+  if (r.fire_on != "complete" && r.fire_on != "success") {
+    throw UsageError("batch: --fire-on must be complete or success, not '" + r.fire_on + "'");
+  }
+  pqxx::work txn(conn_);
+  std::int64_t id = 0;
+  try {
+    id = txn.exec_params1("SELECT jobd.create_batch($1, $2::jsonb, $3)", r.callback_type,
+                          r.callback_data, r.fire_on)[0]
+             .as<std::int64_t>();
+  } catch (const pqxx::sql_error& e) {
+    if (isDataException(e) || e.sqlstate() == "23514") {
+      throw DataError("batch: " + errorLine(e.what()));
+    }
+    throw;
+  }
+  txn.commit();
+  return id;
+}
+
+std::optional<std::int64_t> JobStore::closeBatch(std::int64_t id) {
+  pqxx::work txn(conn_);
+  pqxx::row row{};
+  try {
+    row = txn.exec_params1("SELECT jobd.close_batch($1)", id);
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "P0002") {
+      throw NotFoundError("no batch with id " + std::to_string(id));
+    }
+    throw;
+  }
+  txn.commit();
+  if (row[0].is_null()) {
+    return std::nullopt;
+  }
+  return row[0].as<std::int64_t>();
+}
+
+std::optional<nlohmann::json> JobStore::batch(std::int64_t id) {
+  pqxx::read_transaction txn(conn_);
+  pqxx::result r = txn.exec_params(R"sql(
+    SELECT to_jsonb(b) || jsonb_build_object(
+             'jobs', (SELECT count(*) FROM jobd.batch_job AS m WHERE m.batch_id = b.id),
+             'by_status', (SELECT COALESCE(jsonb_object_agg(s.name, s.n), '{}')
+                             FROM (SELECT (ARRAY['WAITING','RUNNING','COMPLETED','FAILED',
+                                                 'SUSPENDED'])[j.status + 1] AS name,
+                                          count(*) AS n
+                                     FROM jobd.batch_job AS m JOIN jobd.job AS j ON j.id = m.job_id
+                                    WHERE m.batch_id = b.id GROUP BY j.status) AS s))
+      FROM jobd.batch AS b WHERE b.id = $1)sql",
+                                   id);
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return nlohmann::json::parse(r[0][0].c_str());
 }
 
 }  // namespace jobd::store

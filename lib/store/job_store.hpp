@@ -9,6 +9,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <vector>
 
 #include "core/duration.hpp"
 #include "core/job_status.hpp"
@@ -26,6 +27,20 @@ struct EnqueueRequest {
   int max_retries = 0;
   std::optional<std::string> requester;
   std::uint64_t max_payload = 1024ULL * 1024;
+  // Schema 19: parents the job waits for (jobd.add_dependencies), what a
+  // parent that ends FAILED does to it (fail, cancel or run), and the open
+  // batch it joins (jobd.add_to_batch). All in the enqueue's transaction.
+  std::vector<std::int64_t> depends_on;
+  std::string on_parent_failure = "fail";
+  std::optional<std::int64_t> batch;
+};
+
+// A batch (schema 19): its callback job is enqueued once, when the batch is
+// closed and every job in it has ended.
+struct BatchRequest {
+  std::string callback_type;
+  std::string callback_data = "{}";  // text of a JSON object
+  std::string fire_on = "complete";  // or "success": only if no job failed
 };
 
 // A pause of a job type, or of one target of it (schema 14).
@@ -87,6 +102,14 @@ class JobStore {
   // Ends a pause; returns whether there was one. The pauses in force are
   // part of loadStatus (store/status_query.hpp).
   bool unpause(const std::string& job_type, const std::optional<std::string>& target);
+
+  // Batches (schema 19). createBatch returns the new batch's id (DataError
+  // for bad JSON or fire_on); closeBatch returns the callback job's id when
+  // this close enqueued it (NotFoundError for no such batch); batch returns
+  // the batch's row with its jobs counted by status, or nullopt.
+  std::int64_t createBatch(const BatchRequest& request);
+  std::optional<std::int64_t> closeBatch(std::int64_t id);
+  std::optional<nlohmann::json> batch(std::int64_t id);
 
  private:
   pqxx::connection_base& conn_;

@@ -38,7 +38,7 @@ TEST(SchemaTest, JobColumnsAsSpecified) {
             "scheduled_start timestamp with time zone, lease_expires timestamp with time zone, "
             "lease_owner text, date_created timestamp with time zone, "
             "date_started timestamp with time zone, date_finished timestamp with time zone, "
-            "log text, acquired boolean, behind boolean, waited boolean");
+            "log text, acquired boolean, behind boolean, waited boolean, linked boolean");
 }
 
 // jobd.enqueue takes SPEC §4.2's arguments by name, with defaults.
