@@ -44,11 +44,23 @@ const std::vector<CommandSpec>& commands() {
       {"enqueue",
        1,
        2,
-       {"--at", "--delay", "--priority", "--target", "--max-retries", "--requester"},
+       {"--at", "--delay", "--priority", "--target", "--max-retries", "--requester", "--depends-on",
+        "--on-parent-failure", "--batch"},
        {"--unique"},
        "enqueue TYPE [JSON] [--at TIME] [--delay DUR] [--priority N] [--target KEY] [--unique] "
-       "[--max-retries N] [--requester TEXT]",
-       "insert a job and print its id"},
+       "[--max-retries N] [--requester TEXT] [--depends-on ID[,ID...]] [--on-parent-failure "
+       "fail|cancel|run] [--batch ID]",
+       "insert a job and print its id; with --depends-on it waits until those jobs are "
+       "COMPLETED, with --batch it joins an open batch"},
+      {"batch",
+       1,
+       3,
+       {"--fire-on"},
+       {"--json"},
+       "batch create CALLBACK_TYPE [JSON] [--fire-on complete|success] | batch close ID | "
+       "batch show ID [--json]",
+       "a batch of jobs (enqueue --batch ID): once closed and all its jobs have ended, it "
+       "enqueues one CALLBACK_TYPE job with JSON and the counts"},
       {"status",
        0,
        0,

@@ -212,6 +212,9 @@ int runCommand(const CommandLine& cl) {
   if (cl.command == "schedule") {
     return cmdSchedule(cl);
   }
+  if (cl.command == "batch") {
+    return cmdBatch(cl);
+  }
   throw UsageError("unknown command '" + cl.command + "'");
 }
 

@@ -47,6 +47,7 @@ int cmdOperator(const CommandLine& cl);
 int cmdPause(const CommandLine& cl);
 int cmdUnpause(const CommandLine& cl);
 int cmdSchedule(const CommandLine& cl);
+int cmdBatch(const CommandLine& cl);
 int cmdWait(const CommandLine& cl);
 int cmdServe(const CommandLine& cl);
 int cmdRunOnce(const CommandLine& cl);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -137,6 +138,33 @@ int cmdEnqueue(const CommandLine& cl) {
   if (request.unique && !request.target) {
     throw UsageError("enqueue: --unique needs --target");
   }
+  if (auto parents = cl.option("--depends-on")) {
+    std::size_t start = 0;
+    for (;;) {
+      std::size_t comma = parents->find(',', start);
+      request.depends_on.push_back(parseInteger("enqueue: --depends-on",
+                                                parents->substr(start, comma - start), 1,
+                                                std::numeric_limits<std::int64_t>::max()));
+      if (comma == std::string::npos) {
+        break;
+      }
+      start = comma + 1;
+    }
+  }
+  if (auto rule = cl.option("--on-parent-failure")) {
+    if (*rule != "fail" && *rule != "cancel" && *rule != "run") {
+      throw UsageError("enqueue: --on-parent-failure must be fail, cancel or run, not '" + *rule +
+                       "'");
+    }
+    if (request.depends_on.empty()) {
+      throw UsageError("enqueue: --on-parent-failure needs --depends-on");
+    }
+    request.on_parent_failure = *rule;
+  }
+  if (auto batch = cl.option("--batch")) {
+    request.batch =
+        parseInteger("enqueue: --batch", *batch, 1, std::numeric_limits<std::int64_t>::max());
+  }
   auto conn = connectChecked(cl, *config);
   std::cout << store::JobStore(*conn).enqueue(request) << "\n";
   return 0;
@@ -203,6 +231,29 @@ int cmdShow(const CommandLine& cl) {
                 << " (attempt " << text(p["checkpoint_attempt"]) << ", at "
                 << text(p["checkpointed"]) << ")\n";
     }
+  }
+  // Schema 19: the jobs it waits for and that wait for it, and its batch.
+  for (const char* side : {"parents", "children"}) {
+    const nlohmann::json& edges = (*job)[side];
+    if (edges.empty()) {
+      continue;
+    }
+    std::cout << side << ":\n";
+    for (const auto& e : edges) {
+      std::cout << "  " << text(e["id"]) << " " << text(e["status_name"]) << " ("
+                << text(e["state"]) << ", on failure: " << text(e["on_failure"]) << ")\n";
+    }
+  }
+  if (const nlohmann::json& held = (*job)["held"]; !held.is_null()) {
+    std::cout << std::left << std::setw(17) << "held:"
+              << "for " << text(held["pending"]) << " parent(s), then "
+              << (held["scheduled_start"].is_null()
+                      ? std::string("runnable at once")
+                      : "scheduled at " + text(held["scheduled_start"]))
+              << "\n";
+  }
+  if (!(*job)["batch"].is_null()) {
+    std::cout << std::left << std::setw(17) << "batch:" << text((*job)["batch"]) << "\n";
   }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {
@@ -370,6 +421,80 @@ int cmdUnpause(const CommandLine& cl) {
   }
   std::cout << "unpaused " << what << "\n";
   return 0;
+}
+
+// jobd batch create|close|show (schema 19).
+int cmdBatch(const CommandLine& cl) {
+  const std::string& action = cl.positional.at(0);
+  auto id = [&cl, &action] {
+    if (cl.positional.size() != 2) {
+      throw UsageError("batch " + action + ": expected ID");
+    }
+    return parseInteger("batch " + action + ": ID", cl.positional[1], 1,
+                        std::numeric_limits<std::int64_t>::max());
+  };
+  if (action == "create") {
+    store::BatchRequest request;
+    if (cl.positional.size() < 2 || cl.positional[1].empty()) {
+      throw UsageError("batch create: expected CALLBACK_TYPE [JSON]");
+    }
+    request.callback_type = cl.positional[1];
+    if (cl.positional.size() > 2) {
+      request.callback_data = cl.positional[2];
+      try {
+        if (!nlohmann::json::parse(request.callback_data).is_object()) {
+          throw DataError("batch create: JSON must be an object");
+        }
+      } catch (const nlohmann::json::parse_error& e) {
+        throw DataError("batch create: invalid JSON: " + std::string(e.what()));
+      }
+    }
+    if (auto fire_on = cl.option("--fire-on")) {
+      request.fire_on = *fire_on;
+    }
+    auto config = loadConfig(cl);
+    auto conn = connectChecked(cl, *config);
+    std::cout << store::JobStore(*conn).createBatch(request) << "\n";
+    return 0;
+  }
+  if (action == "close") {
+    std::int64_t batch = id();
+    auto config = loadConfig(cl);
+    auto conn = connectChecked(cl, *config);
+    std::optional<std::int64_t> callback = store::JobStore(*conn).closeBatch(batch);
+    std::cout << "closed batch " << batch
+              << (callback ? "; every job had ended: callback job " + std::to_string(*callback)
+                           : std::string())
+              << "\n";
+    return 0;
+  }
+  if (action == "show") {
+    std::int64_t batch = id();
+    auto config = loadConfig(cl);
+    auto conn = connectChecked(cl, *config);
+    std::optional<nlohmann::json> b = store::JobStore(*conn).batch(batch);
+    if (!b) {
+      throw NotFoundError("no batch with id " + std::to_string(batch));
+    }
+    if (cl.flag("--json")) {
+      std::cout << b->dump(2) << "\n";
+      return 0;
+    }
+    for (const char* column : {"id", "callback_type", "fire_on", "created", "created_by", "closed",
+                               "total", "completed", "failed", "callback_job", "fired"}) {
+      std::cout << std::left << std::setw(15) << (std::string(column) + ":") << text((*b)[column])
+                << "\n";
+    }
+    std::cout << std::left << std::setw(15) << "callback_data:" << (*b)["callback_data"].dump()
+              << "\n";
+    std::cout << std::left << std::setw(15) << "jobs:" << text((*b)["jobs"]);
+    for (const auto& [status, count] : (*b)["by_status"].items()) {
+      std::cout << " " << status << "=" << count.dump();
+    }
+    std::cout << "\n";
+    return 0;
+  }
+  throw UsageError("batch: unknown action '" + action + "'; expected create, close or show");
 }
 
 }  // namespace jobd::cli
