@@ -23,7 +23,7 @@ The standard library is all it needs; :func:`wait` and a job's
 ``context.connection`` also need psycopg 3 or psycopg2.
 """
 
-from .client import acquire, enqueue, payload_json
+from .client import acquire, close_batch, create_batch, enqueue, payload_json
 from .errors import JobdError, JobFailed, JobNotFound, PayloadError, WaitTimeout
 from .job import (
     BaseRunnableJob,
@@ -54,6 +54,8 @@ __all__ = [
     "SuspendJobException",
     "WaitTimeout",
     "acquire",
+    "close_batch",
+    "create_batch",
     "enqueue",
     "payload_json",
     "wait",

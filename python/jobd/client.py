@@ -14,7 +14,7 @@ import datetime
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Iterable
 
 from . import _dbapi
 from .errors import PayloadError
@@ -45,7 +45,9 @@ def check_max_retries(value: Any, name: str, expected: str = "an int") -> int:
 def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = None,
             unique: bool = False, at: datetime.datetime | None = None,
             delay: datetime.timedelta | float | None = None, priority: int = 0,
-            max_retries: int | None = None, requester: str | None = None) -> int:
+            max_retries: int | None = None, requester: str | None = None,
+            depends_on: Iterable[int] | None = None, on_parent_failure: str = "fail",
+            batch: int | None = None) -> int:
     """Insert a job in the caller's transaction and return its id.
 
     ``conn`` is any DB-API 2 connection to a database that ``jobd migrate``
@@ -73,6 +75,14 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
     - ``max_retries``: how many times a retry error may requeue the job;
       ``None`` leaves it to the database's default (0).
     - ``requester``: free text recorded with the job (who asked for it).
+    - ``depends_on``: ids of jobs this one waits for (``jobd.add_dependencies``):
+      it stays WAITING, held, until each of them is COMPLETED. Jobs made
+      earlier in the same transaction may be named, so a whole graph is
+      enqueued at once; an edge that would close a cycle is refused.
+    - ``on_parent_failure``: what a parent that ends FAILED does to this job:
+      ``"fail"`` (it ends FAILED, ``ParentFailed``), ``"cancel"`` (it ends
+      FAILED, ``Cancelled``) or ``"run"`` (it runs anyway).
+    - ``batch``: the id of an open batch (:func:`create_batch`) to join.
 
     Raises :class:`ValueError` or :class:`TypeError` for arguments out of
     range or of the wrong type, :class:`jobd.PayloadError` for data that is
@@ -91,6 +101,12 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
                          f"got {priority}")
     if max_retries is not None:
         check_max_retries(max_retries, "jobd: max_retries", "an int or None")
+    parents = _job_ids("depends_on", depends_on)
+    if on_parent_failure not in ("fail", "cancel", "run"):
+        raise ValueError("jobd: on_parent_failure must be 'fail', 'cancel' or 'run', "
+                         f"got {on_parent_failure!r}")
+    if batch is not None:
+        _job_ids("batch", [batch])
 
     # (parameter name, SQL expression with {} for the placeholder, value);
     # a parameter left out takes the SQL function's default.
@@ -110,11 +126,18 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
         args.append(("requester", "{}::text", requester))
 
     function = "jobd.acquire" if unique else "jobd.enqueue"
-    template = (f"SELECT {function}("
-                + ", ".join(f"{name} => {expr}" for name, expr, _ in args)
-                + ") AS id")
-    sql, params = _dbapi.render(template, [value for _, _, value in args],
-                                _dbapi.paramstyle(conn))
+    call = f"{function}(" + ", ".join(f"{name} => {expr}" for name, expr, _ in args) + ")"
+    values = [value for _, _, value in args]
+    # Schema 19, in the same statement: the job is held, or in its batch,
+    # before anything else can see it.
+    if parents:
+        call = f"jobd.add_dependencies({call}, {{}}::text::bigint[], {{}}::text)"
+        # An array literal as text: every DB-API driver can pass that.
+        values += ["{" + ",".join(str(p) for p in parents) + "}", on_parent_failure]
+    if batch is not None:
+        call = f"jobd.add_to_batch({{}}::bigint, {call})"
+        values.insert(0, batch)
+    sql, params = _dbapi.render(f"SELECT {call} AS id", values, _dbapi.paramstyle(conn))
     cursor = _dbapi.cursor_of(conn)
     try:
         cursor.execute(sql, params)
@@ -144,6 +167,62 @@ def acquire(conn: Any, job_type: str, target: str, data: Any = None, *,
         raise ValueError("jobd: acquire needs a target")
     return enqueue(conn, job_type, data, target=target, unique=True, at=at, delay=delay,
                    priority=priority, max_retries=max_retries, requester=requester)
+
+
+def create_batch(conn: Any, callback_type: str, data: Any = None, *,
+                 fire_on: str = "complete") -> int:
+    """Open a batch in the caller's transaction and return its id.
+
+    Jobs join it with ``enqueue(..., batch=id)``, in this transaction or
+    later ones, until :func:`close_batch`. Once it is closed and every job
+    in it has ended, one job of ``callback_type`` is enqueued, exactly once,
+    with ``data`` (a dict, ``{}`` when None) plus ``{"batch": {"id",
+    "total", "completed", "failed"}}``. ``fire_on="success"`` enqueues it
+    only if every job ended COMPLETED.
+    """
+    _check_text("callback_type", callback_type, required=True)
+    if fire_on not in ("complete", "success"):
+        raise ValueError(f"jobd: fire_on must be 'complete' or 'success', got {fire_on!r}")
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"jobd: batch data must be a dict, got {type(data).__name__}")
+    return int(_one_value(conn, "SELECT jobd.create_batch({}::text, {}::jsonb, {}::text)",
+                          [callback_type, payload_json(data or {}), fire_on]))
+
+
+def close_batch(conn: Any, batch: int) -> int | None:
+    """Close a batch in the caller's transaction: no job can join it any
+    more. Returns the callback job's id if every job had already ended (so
+    this call enqueued it), else None: the end of its last job will."""
+    _job_ids("batch", [batch])
+    value = _one_value(conn, "SELECT jobd.close_batch({}::bigint)", [batch])
+    return None if value is None else int(value)
+
+
+def _one_value(conn: Any, template: str, values: list[Any]) -> Any:
+    sql, params = _dbapi.render(template, values, _dbapi.paramstyle(conn))
+    cursor = _dbapi.cursor_of(conn)
+    try:
+        cursor.execute(sql, params)
+        return _dbapi.first_value(cursor.fetchone())
+    finally:
+        cursor.close()
+
+
+def _job_ids(name: str, ids: Iterable[int] | None) -> list[int]:
+    """``ids`` as a list of positive ints (bigint); TypeError or ValueError
+    naming ``name`` otherwise."""
+    if ids is None:
+        return []
+    if isinstance(ids, (str, bytes, int)):
+        raise TypeError(f"jobd: {name} must be a list of job ids, got {type(ids).__name__}")
+    out = []
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"jobd: {name}: ids must be ints, got {type(value).__name__}")
+        if not 1 <= value < 2**63:
+            raise ValueError(f"jobd: {name}: ids are from 1 to 2**63 - 1, got {value}")
+        out.append(value)
+    return out
 
 
 def payload_json(data: Any) -> str:
