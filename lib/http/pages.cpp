@@ -297,6 +297,47 @@ std::string dashboardPage(const nlohmann::json& d) {
   return page("dashboard", "<div id=\"live\">" + dashboardLive(d) + "</div>", true);
 }
 
+// Schema 19: the jobs this one waits for and that wait for it, the hold,
+// and its batch; nothing when it has none of them.
+std::string dependenciesSection(const nlohmann::json& job) {
+  const nlohmann::json none = nlohmann::json::array();
+  const nlohmann::json& parents = job.contains("parents") ? job["parents"] : none;
+  const nlohmann::json& children = job.contains("children") ? job["children"] : none;
+  bool held = job.contains("held") && !job["held"].is_null();
+  bool batch = job.contains("batch") && !job["batch"].is_null();
+  if (parents.empty() && children.empty() && !held && !batch) {
+    return "";
+  }
+  std::string out = "<h2>Dependencies</h2>";
+  if (held) {
+    const nlohmann::json& h = job["held"];
+    out += "<p id=\"held\">held: waits for " + escapeHtml(text(h["pending"])) +
+           " parent job(s), then " +
+           (h["scheduled_start"].is_null()
+                ? std::string("runs at once")
+                : "is scheduled at " + escapeHtml(text(h["scheduled_start"]))) +
+           "</p>";
+  }
+  for (const auto& [title, edges] :
+       {std::pair<const char*, const nlohmann::json*>{"parents", &parents},
+        std::pair<const char*, const nlohmann::json*>{"children", &children}}) {
+    if (edges->empty()) {
+      continue;
+    }
+    out += std::string("<table id=\"") + title + "\"><tr><th>" + title +
+           "</th><th>status</th><th>edge</th><th>if the parent fails</th></tr>";
+    for (const auto& e : *edges) {
+      out += "<tr><td>" + jobLink(e["id"]) + "</td>" + cell(e["status_name"]) + cell(e["state"]) +
+             cell(e["on_failure"]) + "</tr>";
+    }
+    out += "</table>";
+  }
+  if (batch) {
+    out += "<p id=\"batch\">in batch " + escapeHtml(text(job["batch"])) + "</p>";
+  }
+  return out;
+}
+
 std::string jobPage(const nlohmann::json& job) {
   std::string body =
       fieldsTable(job, {"id", "job_type", "status_name", "priority", "target", "requester",
@@ -311,6 +352,7 @@ std::string jobPage(const nlohmann::json& job) {
         cell(shortened(text(p["checkpoint_text"]), 200)) + cell(p["checkpointed"]) +
         "</tr></table>";
   }
+  body += dependenciesSection(job);
   body += "<h2>Attempts</h2>";
   if (job["attempts"].empty()) {
     body += "<p class=\"muted\">none</p>";

@@ -107,5 +107,36 @@ TEST(PagesTest, ProgressIsShown) {
   EXPECT_THAT(page, Not(HasSubstr(std::string(250, 'x'))));
 }
 
+// Schema 19: a job's parents and children link to their pages; the hold
+// and the batch are named. A job with none of them shows no section.
+TEST(PagesTest, AJobPageShowsItsDependencies) {
+  nlohmann::json job = nlohmann::json::parse(R"({
+    "id": 9, "job_type": "build", "status_name": "WAITING", "json_data": {},
+    "attempts": [], "oops": [], "progress": null,
+    "parents": [{"id": 4, "status_name": "COMPLETED", "state": "met", "on_failure": "fail"},
+                {"id": 5, "status_name": "RUNNING", "state": "pending", "on_failure": "run"}],
+    "children": [{"id": 12, "status_name": "WAITING", "state": "pending",
+                  "on_failure": "cancel"}],
+    "held": {"pending": 1, "scheduled_start": null},
+    "batch": 3})");
+  for (const char* field : {"priority", "target", "requester", "attempt_count", "max_retries",
+                            "scheduled_start", "lease_expires", "lease_owner", "date_created",
+                            "date_started", "date_finished", "log", "result_text"}) {
+    job[field] = nullptr;
+  }
+  std::string page = jobPage(job);
+  EXPECT_THAT(page, HasSubstr("<h2>Dependencies</h2>"));
+  EXPECT_THAT(page, HasSubstr("held: waits for 1 parent job(s), then runs at once"));
+  EXPECT_THAT(page, HasSubstr("href=\"/job/5\""));
+  EXPECT_THAT(page, HasSubstr("href=\"/job/12\""));
+  EXPECT_THAT(page, HasSubstr("<td>cancel</td>"));
+  EXPECT_THAT(page, HasSubstr("in batch 3"));
+  job["parents"] = nlohmann::json::array();
+  job["children"] = nlohmann::json::array();
+  job["held"] = nullptr;
+  job["batch"] = nullptr;
+  EXPECT_THAT(jobPage(job), Not(HasSubstr("Dependencies")));
+}
+
 }  // namespace
 }  // namespace jobd::http
