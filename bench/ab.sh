@@ -7,6 +7,11 @@
 # workers; it prints jobs/s from the first claim to the last completion.
 #
 #   bench/ab.sh OLD_JOBD NEW_JOBD [WORKERS=8] [JOBS=40000] [ROUNDS=2]
+#
+# AB_OLD_SQL and AB_NEW_SQL, when set, are run by psql on that side's
+# database after the jobs are inserted and before the daemon starts: to
+# compare one binary with and without a schema feature (drop its trigger
+# and tables on one side), or to put the jobs in a batch.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: bench/ab.sh OLD_JOBD NEW_JOBD [WORKERS] [JOBS] [ROUNDS]" >&2
@@ -14,11 +19,14 @@ if [ $# -lt 2 ]; then
 fi
 old=$(realpath "$1") new=$(realpath "$2") workers=${3:-8} jobs=${4:-40000} rounds=${5:-2}
 
-drain() {  # in a pg_virtualenv: drain BINARY
-  local bin=$1 conf
+drain() {  # in a pg_virtualenv: drain BINARY [SQL]
+  local bin=$1 sql=${2:-} conf
   conf=$(mktemp)
   "$bin" migrate >/dev/null
   psql -qAt -c "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, $jobs)"
+  if [ -n "$sql" ]; then
+    psql -qAt -v ON_ERROR_STOP=1 -c "$sql" >/dev/null
+  fi
   psql -qAt -c "VACUUM ANALYZE jobd.job"
   printf '[jobd]\nworkers: %s\n[noop]\nconcurrency: 10000\n' "$workers" >"$conf"
   "$bin" --config "$conf" serve 2>/dev/null &
@@ -37,9 +45,10 @@ export jobs workers
 
 for round in $(seq "$rounds"); do
   for side in old new; do
-    bin=$old
-    [ "$side" = new ] && bin=$new
-    rate=$(pg_virtualenv -t -o fsync=on -o synchronous_commit=on bash -c "drain $bin" 2>/dev/null |
+    bin=$old sql=${AB_OLD_SQL:-}
+    [ "$side" = new ] && bin=$new sql=${AB_NEW_SQL:-}
+    rate=$(pg_virtualenv -t -o fsync=on -o synchronous_commit=on \
+      bash -c 'drain "$0" "$1"' "$bin" "$sql" 2>/dev/null |
       grep -E '^[0-9]+$' | tail -1)
     echo "round $round $side workers=$workers jobs=$jobs: $rate jobs/s"
   done
