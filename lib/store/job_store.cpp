@@ -67,12 +67,14 @@ std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
     batch = std::to_string(*r.batch);
   }
   if (linked) {
-    // In the same statement: the job is held (or joins its batch) before
-    // anything else can see it.
+    // In the same statement: the job joins its batch, then is held, before
+    // anything else can see it (in that order, so that a parent that has
+    // already failed fails it as a member of the batch).
     sql =
-        "SELECT CASE WHEN $11::bigint IS NULL THEN d.id ELSE jobd.add_to_batch($11, d.id) END "
-        "FROM (SELECT CASE WHEN cardinality($9::bigint[]) > 0 "
-        "THEN jobd.add_dependencies(e.id, $9::bigint[], $10) ELSE e.id END AS id FROM (" +
+        "SELECT CASE WHEN cardinality($9::bigint[]) > 0 "
+        "THEN jobd.add_dependencies(d.id, $9::bigint[], $10) ELSE d.id END "
+        "FROM (SELECT CASE WHEN $11::bigint IS NULL THEN e.id "
+        "ELSE jobd.add_to_batch($11, e.id) END AS id FROM (" +
         sql + " AS id) AS e) AS d";
   }
   try {
@@ -263,10 +265,14 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
             cancel ? reason : std::string("suspended by operator"));
       }
       if (cancel) {
+        // A job held for its parents (schema 19) is held no more.
         txn.exec_params(
-            "UPDATE jobd.job SET status = 3, lease_expires = NULL, date_finished = now(), "
-            "log = $2, behind = false WHERE id = $1",
+            "UPDATE jobd.job AS j SET status = 3, lease_expires = NULL, date_finished = now(), "
+            "log = $2, behind = false, scheduled_start = CASE WHEN j.scheduled_start = "
+            "'infinity' THEN (SELECT h.scheduled_start FROM jobd.job_hold AS h WHERE h.job_id = "
+            "j.id) ELSE j.scheduled_start END WHERE j.id = $1",
             id, reason);
+        txn.exec_params("DELETE FROM jobd.job_hold WHERE job_id = $1", id);
       } else {
         txn.exec_params(
             "UPDATE jobd.job SET status = 4, lease_expires = NULL, behind = false WHERE id = $1",

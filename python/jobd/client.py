@@ -128,15 +128,16 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
     function = "jobd.acquire" if unique else "jobd.enqueue"
     call = f"{function}(" + ", ".join(f"{name} => {expr}" for name, expr, _ in args) + ")"
     values = [value for _, _, value in args]
-    # Schema 19, in the same statement: the job is held, or in its batch,
-    # before anything else can see it.
+    # Schema 19, in the same statement: the job joins its batch, then is
+    # held, before anything else can see it (in that order, so that a parent
+    # that has already failed fails it as a member of the batch).
+    if batch is not None:
+        call = f"jobd.add_to_batch({{}}::bigint, {call})"
+        values.insert(0, batch)
     if parents:
         call = f"jobd.add_dependencies({call}, {{}}::text::bigint[], {{}}::text)"
         # An array literal as text: every DB-API driver can pass that.
         values += ["{" + ",".join(str(p) for p in parents) + "}", on_parent_failure]
-    if batch is not None:
-        call = f"jobd.add_to_batch({{}}::bigint, {call})"
-        values.insert(0, batch)
     sql, params = _dbapi.render(f"SELECT {call} AS id", values, _dbapi.paramstyle(conn))
     cursor = _dbapi.cursor_of(conn)
     try:

@@ -40,7 +40,7 @@ std::int64_t id(const std::string& text) {
 // holds) before it is let through.
 class Blocked {
  public:
-  Blocked(const TestDatabase& db, std::string sql)
+  Blocked(const TestDatabase& db, const std::string& sql)
       : conn_(db.connect()), result_(std::async(std::launch::async, [this, sql] {
           pqxx::work txn(*conn_);
           std::string value = txn.exec(sql)[0][0].c_str();
@@ -91,8 +91,10 @@ TEST(DependencyTest, TwoParentsEndingAtOnceFreeTheirChild) {
   EXPECT_TRUE(second.stillWaiting());
   txn.commit();
   EXPECT_EQ(second.get(), p2);
-  // Freed with the start it asked for.
-  EXPECT_EQ(db.scalar("SELECT scheduled_start = '2001-01-01' FROM jobd.job WHERE id = " + child),
+  // Freed, due from now (the start it asked for has passed).
+  EXPECT_EQ(db.scalar("SELECT scheduled_start > '2001-01-01' AND scheduled_start <= now() FROM "
+                      "jobd.job WHERE id = " +
+                      child),
             "t");
   auto conn = db.connect();
   EXPECT_EQ(claimIds(*conn, "c"), (std::set<std::int64_t>{id(child)}));
@@ -140,6 +142,50 @@ TEST(DependencyTest, FailureRulesApplyTransitivelyAndCyclesAreRefused) {
   EXPECT_EQ(line(run), "0 -");
   EXPECT_EQ(line(grandchild), "3 ParentFailed: parent job " + cancel + " failed");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE scheduled_start = 'infinity'"), "0");
+}
+
+// A failure goes down a chain of a thousand generations (walked in a
+// loop: a trigger per generation would exceed max_stack_depth), each job
+// counted in its batch once.
+TEST(DependencyTest, AFailureWalksALongChain) {
+  TestDatabase db;
+  std::string batch = db.scalar("SELECT jobd.create_batch('done')");
+  std::string head = db.scalar("SELECT jobd.enqueue('c')");
+  db.scalar(R"sql(
+    DO $$
+    DECLARE prev bigint := )sql" +
+            head + R"sql(;
+    BEGIN
+      FOR i IN 1..1000 LOOP
+        prev := jobd.add_dependencies(jobd.add_to_batch()sql" +
+            batch + R"sql(, jobd.enqueue('c')), ARRAY[prev]);
+      END LOOP;
+    END $$)sql");
+  db.scalar("UPDATE jobd.job SET status = 3 WHERE id = " + head + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 3 AND log LIKE "
+                      "'ParentFailed: parent job % failed'"),
+            "1000");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_dependency WHERE state <> 'failed'"), "0");
+  db.scalar("SELECT jobd.close_batch(" + batch + ")");
+  EXPECT_EQ(db.scalar("SELECT json_data->'batch'->>'failed' FROM jobd.job WHERE job_type = 'done'"),
+            "1000");
+}
+
+// An operator's cancel of a held job ends its hold and gives it back the
+// start it asked for.
+TEST(DependencyTest, ACancelledHeldJobIsHeldNoMore) {
+  TestDatabase db;
+  std::string parent = db.scalar("SELECT jobd.enqueue('p')");
+  std::string child =
+      db.scalar("SELECT jobd.add_dependencies(jobd.enqueue('c'), ARRAY[" + parent + "])");
+  auto conn = db.connect();
+  JobStore(*conn).apply(id(child), OperatorAction::kCancel, "not wanted");
+  EXPECT_EQ(db.scalar("SELECT status || ' ' || COALESCE(scheduled_start::text, '-') || ' ' || "
+                      "(SELECT count(*) FROM jobd.job_hold) FROM jobd.job WHERE id = " +
+                      child),
+            "3 - 0");
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + parent + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + child), "3");
 }
 
 // An operator's retry of a held job resets its start but keeps it held;
@@ -235,19 +281,65 @@ TEST(BatchTest, ACloseWaitsForTheJobsBeingAdded) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE job_type = 'done'"), "1");
 }
 
-// Retention deletes ended jobs: a batch counts the jobs that are there.
-TEST(BatchTest, ADeletedJobLeavesTheCounts) {
+// The cleaner deletes ended jobs after keep_finished: their ends stay
+// counted (a success batch with a failure never fires). A job deleted by
+// hand before it ended leaves the batch, whose callback stops waiting.
+TEST(BatchTest, DeletedJobsKeepTheirEndsCounted) {
+  TestDatabase db;
+  std::string batch = db.scalar("SELECT jobd.create_batch('done', fire_on => 'success')");
+  std::string failed = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
+  std::string waiting = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
+  db.scalar("UPDATE jobd.job SET status = 3 WHERE id = " + failed + " RETURNING 1");
+  db.scalar("DELETE FROM jobd.job WHERE id = " + failed + " RETURNING 1");
+  db.scalar("SELECT jobd.close_batch(" + batch + ")");
+  EXPECT_EQ(db.scalar("SELECT total || ' ' || completed || ' ' || failed FROM jobd.batch"),
+            "2 0 1");
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + waiting + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE job_type = 'done'"), "0");
+
+  std::string other = db.scalar("SELECT jobd.create_batch('done')");
+  std::string gone = db.scalar("SELECT jobd.add_to_batch(" + other + ", jobd.enqueue('m'))");
+  db.scalar("SELECT jobd.close_batch(" + other + ")");
+  db.scalar("DELETE FROM jobd.job WHERE id = " + gone + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) || ' ' || min(json_data->'batch'->>'total') FROM jobd.job "
+                      "WHERE job_type = 'done'"),
+            "1 0");
+}
+
+// An operator's retry of an ended job takes its end back: the callback
+// waits for its new end, and counts that one.
+TEST(BatchTest, ARetriedJobIsWaitedForAgain) {
   TestDatabase db;
   std::string batch = db.scalar("SELECT jobd.create_batch('done')");
-  std::string ended = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
-  std::string waiting = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
-  db.scalar("UPDATE jobd.job SET status = 3 WHERE id = " + ended + " RETURNING 1");
+  std::string a = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
+  std::string b = db.scalar("SELECT jobd.add_to_batch(" + batch + ", jobd.enqueue('m'))");
   db.scalar("SELECT jobd.close_batch(" + batch + ")");
-  db.scalar("DELETE FROM jobd.job WHERE id = " + ended + " RETURNING 1");
-  EXPECT_EQ(db.scalar("SELECT total || ' ' || completed || ' ' || failed FROM jobd.batch"),
-            "1 0 0");
-  db.scalar("DELETE FROM jobd.job WHERE id = " + waiting + " RETURNING 1");
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE job_type = 'done'"), "1");
+  db.scalar("UPDATE jobd.job SET status = 3 WHERE id = " + a + " RETURNING 1");
+  auto conn = db.connect();
+  JobStore(*conn).apply(id(a), OperatorAction::kRetry, "");
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + b + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE job_type = 'done'"), "0");
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + a + " RETURNING 1");
+  EXPECT_EQ(db.scalar("SELECT json_data->'batch'->>'completed' || ' ' || "
+                      "(json_data->'batch'->>'failed') FROM jobd.job WHERE job_type = 'done'"),
+            "2 0");
+}
+
+// Enqueued into a batch with a parent that has already failed: the job
+// joins the batch, then fails, and is counted there.
+TEST(BatchTest, AJobWhoseParentHadFailedIsCountedInItsBatch) {
+  TestDatabase db;
+  std::string parent = db.scalar("SELECT jobd.enqueue('p')");
+  db.scalar("UPDATE jobd.job SET status = 3 WHERE id = " + parent + " RETURNING 1");
+  std::string batch = db.scalar("SELECT jobd.create_batch('done')");
+  auto conn = db.connect();
+  EnqueueRequest r;
+  r.job_type = "m";
+  r.depends_on = {id(parent)};
+  r.batch = id(batch);
+  std::int64_t child = JobStore(*conn).enqueue(r);
+  EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + std::to_string(child)), "3");
+  EXPECT_EQ(db.scalar("SELECT failed FROM jobd.batch"), "1");
 }
 
 TEST(BatchTest, TheCliStoreRefusesBadInput) {

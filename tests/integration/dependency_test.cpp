@@ -126,6 +126,7 @@ TEST(BatchRunTest, FourDaemonsAndAKillFireTheCallbackOnce) {
   db.scalar("SELECT count(jobd.add_to_batch(" + batch +
             ", jobd.enqueue('m', max_retries => 3))) FROM generate_series(1, 10000)");
   std::vector<std::unique_ptr<Daemon>> daemons;
+  daemons.reserve(4);
   for (int i = 0; i < 4; ++i) {
     daemons.push_back(std::make_unique<Daemon>(db, kBatchConfig));
   }

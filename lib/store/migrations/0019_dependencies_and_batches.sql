@@ -100,12 +100,11 @@ CREATE TABLE jobd.batch_job (
 );
 CREATE INDEX batch_job_batch_idx ON jobd.batch_job (batch_id);
 
--- The daemons wake by themselves at a type's next scheduled start (the
--- claim's SQL reads it); a held job's 'infinity' is not one. This index
--- is not needed for that: job_scheduled_idx serves `< 'infinity'`.
-
--- Frees a held job when the last of its pending edges is settled, with the
--- scheduled_start it had, and wakes the daemons of its type.
+-- Frees a held job when the last of its pending edges is settled, and
+-- wakes the daemons of its type. It becomes due at the start it asked for,
+-- or now if that has passed (so its queue latency counts from here, not
+-- from its enqueue). The child's row is locked before its hold, the order
+-- of jobd.add_dependencies and of an operator's command.
 CREATE FUNCTION jobd.dependency_met(child bigint) RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -114,6 +113,7 @@ DECLARE
     start timestamptz;
     kind text;
 BEGIN
+    PERFORM 1 FROM jobd.job AS j WHERE j.id = child FOR NO KEY UPDATE;
     UPDATE jobd.job_hold AS h SET pending = h.pending - 1
      WHERE h.job_id = child
     RETURNING h.pending, h.scheduled_start INTO left_over, start;
@@ -121,7 +121,7 @@ BEGIN
         RETURN;
     END IF;
     DELETE FROM jobd.job_hold AS h WHERE h.job_id = child;
-    UPDATE jobd.job AS j SET scheduled_start = start
+    UPDATE jobd.job AS j SET scheduled_start = GREATEST(start, now())
      WHERE j.id = child AND j.scheduled_start = 'infinity'
     RETURNING j.job_type INTO kind;
     IF kind IS NOT NULL THEN
@@ -131,23 +131,65 @@ END
 $$;
 
 -- A parent ended FAILED and the edge says 'fail' or 'cancel': the child
--- ends FAILED without running, with the parent named in its log. Only a
--- WAITING or SUSPENDED child (the transitions an operator's cancel makes);
--- one that an operator started anyway is left to finish.
+-- ends FAILED without running, with the parent named in its log, and so,
+-- by their edges, do its descendants. Only a WAITING or SUSPENDED child
+-- (the transitions an operator's cancel makes); one that an operator
+-- started anyway is left to finish. The descendants are walked here, in a
+-- loop, not by the trigger that each child's end fires in turn: a chain
+-- of a thousand generations would exceed max_stack_depth. While it runs,
+-- the setting jobd.settling tells those triggers to leave the edges alone
+-- (they still count the ends in batches).
 CREATE FUNCTION jobd.dependency_failed(child bigint, parent bigint, rule text) RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    children bigint[] := ARRAY[child];
+    parents bigint[] := ARRAY[parent];
+    rules text[] := ARRAY[rule];
+    i integer := 1;
+    c bigint;
     start timestamptz;
+    e record;
+    outer_walk boolean := current_setting('jobd.settling', true) = 'on';
 BEGIN
-    DELETE FROM jobd.job_hold AS h WHERE h.job_id = child RETURNING h.scheduled_start INTO start;
-    UPDATE jobd.job AS j
-       SET status = 3, date_finished = now(), lease_expires = NULL, behind = false,
-           scheduled_start = CASE WHEN j.scheduled_start = 'infinity' THEN start
-                                  ELSE j.scheduled_start END,
-           log = CASE WHEN rule = 'cancel' THEN 'Cancelled: parent job ' || parent || ' failed'
-                      ELSE 'ParentFailed: parent job ' || parent || ' failed' END
-     WHERE j.id = child AND j.status IN (0, 4);
+    PERFORM set_config('jobd.settling', 'on', true);
+    WHILE i <= cardinality(children) LOOP
+        c := children[i];
+        PERFORM 1 FROM jobd.job AS j WHERE j.id = c FOR NO KEY UPDATE;
+        DELETE FROM jobd.job_hold AS h WHERE h.job_id = c RETURNING h.scheduled_start INTO start;
+        -- Its other parents no longer matter to it.
+        UPDATE jobd.job_dependency AS d SET state = 'failed', settled = now()
+         WHERE d.child_id = c AND d.state = 'pending';
+        UPDATE jobd.job AS j
+           SET status = 3, date_finished = now(), lease_expires = NULL, behind = false,
+               scheduled_start = CASE WHEN j.scheduled_start = 'infinity' THEN start
+                                      ELSE j.scheduled_start END,
+               log = CASE WHEN rules[i] = 'cancel'
+                          THEN 'Cancelled: parent job ' || parents[i] || ' failed'
+                          ELSE 'ParentFailed: parent job ' || parents[i] || ' failed' END
+         WHERE j.id = c AND j.status IN (0, 4);
+        IF FOUND THEN
+            FOR e IN SELECT d.child_id, d.on_failure FROM jobd.job_dependency AS d
+                      WHERE d.parent_id = c AND d.state = 'pending' ORDER BY d.child_id
+            LOOP
+                UPDATE jobd.job_dependency AS d
+                   SET state = CASE WHEN e.on_failure = 'run' THEN 'met' ELSE 'failed' END,
+                       settled = now()
+                 WHERE d.child_id = e.child_id AND d.parent_id = c;
+                IF e.on_failure = 'run' THEN
+                    PERFORM jobd.dependency_met(e.child_id);
+                ELSE
+                    children := children || e.child_id;
+                    parents := parents || c;
+                    rules := rules || e.on_failure;
+                END IF;
+            END LOOP;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    IF NOT outer_walk THEN
+        PERFORM set_config('jobd.settling', '', true);
+    END IF;
 END
 $$;
 
@@ -189,12 +231,29 @@ DECLARE
     was smallint;
     done boolean;
 BEGIN
+    IF NEW.status NOT IN (2, 3) THEN
+        -- An ended job of a batch runs again (an operator's retry): it is
+        -- not ended any more, and the callback waits for its new end.
+        -- (Its edges were settled at its first end.)
+        UPDATE jobd.batch_job AS m SET ended = NULL
+         WHERE m.job_id = NEW.id AND m.ended IS NOT NULL
+        RETURNING m.batch_id, OLD.status INTO batch, was;
+        IF FOUND THEN
+            UPDATE jobd.batch AS b
+               SET completed = b.completed - (was = 2)::integer,
+                   failed = b.failed - (was = 3)::integer
+             WHERE b.id = batch;
+        END IF;
+        RETURN NULL;
+    END IF;
     -- The edges of this parent change only under its row lock, which this
     -- transaction holds: the list is complete. Children in id order, so
     -- that two parents ending at once lock shared children's holds in the
-    -- same order.
+    -- same order. Not while jobd.dependency_failed walks the descendants
+    -- of a failed parent (this job among them): it settles their edges.
     FOR e IN SELECT d.child_id, d.on_failure FROM jobd.job_dependency AS d
               WHERE d.parent_id = NEW.id AND d.state = 'pending'
+                AND current_setting('jobd.settling', true) IS DISTINCT FROM 'on'
               ORDER BY d.child_id
     LOOP
         UPDATE jobd.job_dependency AS d
@@ -230,7 +289,8 @@ $$;
 
 CREATE TRIGGER job_linked_ended
     AFTER UPDATE OF status ON jobd.job
-    FOR EACH ROW WHEN (OLD.linked AND NEW.status IN (2, 3) AND OLD.status <> NEW.status)
+    FOR EACH ROW WHEN (OLD.linked AND OLD.status <> NEW.status
+                       AND (NEW.status IN (2, 3) OR OLD.status IN (2, 3)))
     EXECUTE FUNCTION jobd.linked_job_ended();
 
 -- A parent deleted before it ended (by hand: retention deletes only ended
@@ -250,18 +310,16 @@ CREATE TRIGGER job_dependency_deleted
     FOR EACH ROW WHEN (OLD.state = 'pending')
     EXECUTE FUNCTION jobd.dependency_deleted();
 
--- A batch's job deleted (retention deletes ended jobs after keep_finished)
--- leaves its batch's counts: they count the jobs that are there.
+-- A batch's job deleted before it ended (by hand) leaves the batch: the
+-- callback does not wait for it. An ended job's end stays counted when
+-- the cleaner deletes it (the close counts ends, not rows, for that).
 CREATE FUNCTION jobd.batch_job_deleted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE jobd.batch AS b
-       SET total = b.total - (b.closed IS NOT NULL)::integer,
-           completed = b.completed - (OLD.ended IS NOT DISTINCT FROM 2)::integer,
-           failed = b.failed - (OLD.ended IS NOT DISTINCT FROM 3)::integer
-     WHERE b.id = OLD.batch_id AND b.callback_job IS NULL;
+    UPDATE jobd.batch AS b SET total = b.total - 1
+     WHERE b.id = OLD.batch_id AND b.closed IS NOT NULL AND b.callback_job IS NULL;
     IF FOUND THEN
         PERFORM jobd.batch_fire_if_done(OLD.batch_id);
     END IF;
@@ -271,7 +329,7 @@ $$;
 
 CREATE TRIGGER batch_job_deleted
     AFTER DELETE ON jobd.batch_job
-    FOR EACH ROW EXECUTE FUNCTION jobd.batch_job_deleted();
+    FOR EACH ROW WHEN (OLD.ended IS NULL) EXECUTE FUNCTION jobd.batch_job_deleted();
 
 -- Makes `child` wait for each of `parents` (an array; duplicates and edges
 -- already there are ignored), with `on_failure` ('fail', 'cancel' or
@@ -315,8 +373,15 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     has_children := EXISTS (SELECT 1 FROM jobd.job_dependency AS d WHERE d.parent_id = child);
-    FOREACH parent IN ARRAY COALESCE(parents, '{}') LOOP
-        CONTINUE WHEN parent IS NULL;
+    IF has_children THEN
+        -- Edges between jobs that already have some are added one
+        -- transaction at a time, so that two of them cannot close a cycle
+        -- that neither sees; the checks below are statements after it.
+        PERFORM pg_advisory_xact_lock(hashtextextended('jobd.dependency_graph', 0));
+    END IF;
+    -- Parents in id order: two transactions lock shared parents alike.
+    FOR parent IN SELECT DISTINCT u.p FROM unnest(parents) AS u(p) WHERE u.p IS NOT NULL
+                   ORDER BY u.p LOOP
         IF parent = child THEN
             RAISE EXCEPTION 'jobd.add_dependencies: job % cannot wait for itself', child
                 USING ERRCODE = 'invalid_parameter_value';
@@ -344,7 +409,11 @@ BEGIN
         VALUES (child, parent, on_failure)
         ON CONFLICT DO NOTHING;
         CONTINUE WHEN NOT FOUND;
-        UPDATE jobd.job AS j SET linked = true WHERE j.id = parent AND NOT j.linked;
+        -- Always a new row version, even if it is linked already: a parent
+        -- that ends in a REPEATABLE READ or SERIALIZABLE transaction (a
+        -- `sql` job's) that began before this commit then fails to
+        -- serialize and is tried again, and its trigger sees this edge.
+        UPDATE jobd.job AS j SET linked = true WHERE j.id = parent;
         IF parent_status = 2 OR (parent_status = 3 AND on_failure = 'run') THEN
             UPDATE jobd.job_dependency AS d SET state = 'met', settled = now()
              WHERE d.child_id = child AND d.parent_id = parent;
@@ -363,7 +432,12 @@ BEGIN
     END LOOP;
     -- A head of its target's queue that is now held passes its turn on,
     -- as an operator's suspend does (docs/schema.md, "Jobs of one target").
-    IF was_head AND EXISTS (SELECT 1 FROM jobd.job_hold AS h WHERE h.job_id = child) THEN
+    -- Only when a job is behind it: the promotion's lock on the queue is
+    -- held until this transaction ends, and a new job has nobody behind.
+    IF was_head AND EXISTS (SELECT 1 FROM jobd.job_hold AS h WHERE h.job_id = child)
+       AND EXISTS (SELECT 1 FROM jobd.job AS b
+                    WHERE b.status = 0 AND b.scheduled_start IS NULL AND b.behind
+                      AND b.target = child_target AND b.job_type = child_type) THEN
         PERFORM jobd.promote_now(child_type, child_target);
     END IF;
     RETURN child;
@@ -422,7 +496,7 @@ BEGIN
             USING ERRCODE = 'unique_violation';
     END IF;
     INSERT INTO jobd.batch_job (job_id, batch_id) VALUES (job, batch);
-    UPDATE jobd.job AS j SET linked = true WHERE j.id = job AND NOT j.linked;
+    UPDATE jobd.job AS j SET linked = true WHERE j.id = job;  -- a new version: see above
     RETURN job;
 END
 $$;
@@ -450,7 +524,9 @@ BEGIN
     -- the lock was granted is counted.
     UPDATE jobd.batch AS b
        SET closed = now(),
-           total = (SELECT count(*) FROM jobd.batch_job AS m WHERE m.batch_id = batch)
+           total = b.completed + b.failed
+                   + (SELECT count(*) FROM jobd.batch_job AS m
+                       WHERE m.batch_id = batch AND m.ended IS NULL)
      WHERE b.id = batch;
     RETURN jobd.batch_fire_if_done(batch);
 END
