@@ -232,6 +232,63 @@ TEST_F(CliTest, StatusShowsUnhandledTypes) {
 }
 
 // migrate through the binary: idempotent, and two at once both succeed.
+// Schema 19 from the command line: a job that waits for two others, a
+// batch made, filled, shown and closed, and the mistakes each refused
+// with one line and the documented exit status.
+TEST_F(CliTest, DependenciesAndBatches) {
+  std::string a = enqueue({"noop"});
+  std::string b = enqueue({"noop"});
+  std::string batch = jobd({"batch", "create", "summary", "{\"k\": 1}", "--fire-on", "success"})
+                          .out.substr(0, std::string::npos);
+  batch = batch.substr(0, batch.find('\n'));
+  ASSERT_THAT(batch, ::testing::MatchesRegex("[0-9]+"));
+  std::string child = enqueue(
+      {"noop", "--depends-on", a + "," + b, "--on-parent-failure", "cancel", "--batch", batch});
+  ProcessResult shown = jobd({"show", child});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out,
+              HasSubstr("parents:\n  " + a + " WAITING (pending, on failure: cancel)\n  " + b +
+                        " WAITING (pending, on failure: cancel)\n"));
+  EXPECT_THAT(shown.out, HasSubstr("held:            for 2 parent(s), then runnable at once"));
+  EXPECT_THAT(shown.out, HasSubstr("batch:           " + batch));
+  EXPECT_THAT(jobd({"show", a}).out, HasSubstr("children:\n  " + child + " WAITING"));
+
+  ProcessResult closed = jobd({"batch", "close", batch});
+  EXPECT_EQ(closed.exit_code, 0) << closed.err;
+  EXPECT_EQ(closed.out, "closed batch " + batch + "\n");
+  ProcessResult listed = jobd({"batch", "show", batch});
+  EXPECT_THAT(listed.out, HasSubstr("total:         1\n"));
+  EXPECT_THAT(listed.out, HasSubstr("jobs:          1 WAITING=1"));
+  nlohmann::json as_json = nlohmann::json::parse(jobd({"batch", "show", batch, "--json"}).out);
+  EXPECT_EQ(as_json["fire_on"], "success");
+  EXPECT_EQ(as_json["callback_data"], nlohmann::json({{"k", 1}}));
+
+  // An operator's cancel of a parent cancels the child, whose batch then
+  // has a failure: no success callback.
+  EXPECT_EQ(jobd({"cancel", a}).exit_code, 0);
+  EXPECT_THAT(jobd({"show", child}).out, HasSubstr("Cancelled: parent job " + a + " failed"));
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job WHERE job_type = 'summary'"), "0");
+
+  ProcessResult missing = jobd({"enqueue", "noop", "--depends-on", "987654"});
+  EXPECT_EQ(missing.exit_code, 65);
+  expectOneLineError(missing);
+  EXPECT_THAT(missing.err, HasSubstr("no parent job 987654"));
+  ProcessResult into_closed = jobd({"enqueue", "noop", "--batch", batch});
+  EXPECT_EQ(into_closed.exit_code, 65);
+  EXPECT_THAT(into_closed.err, HasSubstr("batch " + batch + " is closed"));
+  EXPECT_EQ(jobd({"enqueue", "noop", "--depends-on", "1,x"}).exit_code, 64);
+  EXPECT_EQ(jobd({"enqueue", "noop", "--on-parent-failure", "run"}).exit_code, 64);
+  EXPECT_EQ(jobd({"enqueue", "noop", "--depends-on", a, "--on-parent-failure", "skip"}).exit_code,
+            64);
+  EXPECT_EQ(jobd({"batch", "create", "summary", "--fire-on", "never"}).exit_code, 64);
+  EXPECT_EQ(jobd({"batch", "create", "summary", "[1]"}).exit_code, 65);
+  EXPECT_EQ(jobd({"batch", "show", "987654"}).exit_code, 1);
+  EXPECT_EQ(jobd({"batch", "close", "987654"}).exit_code, 1);
+  EXPECT_EQ(jobd({"batch", "open"}).exit_code, 64);
+  // Nothing was enqueued by the refusals.
+  EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job"), "3");
+}
+
 TEST(CliMigrateTest, MigrateTwiceAndConcurrently) {
   TestDatabase db(/*migrate=*/false);
   testing::ProcessOptions options{{}, {{"JOBD_CONFIG", "/dev/null"}}};
