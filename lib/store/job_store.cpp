@@ -273,6 +273,10 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
             "j.id) ELSE j.scheduled_start END WHERE j.id = $1",
             id, reason);
         txn.exec_params("DELETE FROM jobd.job_hold WHERE job_id = $1", id);
+        txn.exec_params(
+            "UPDATE jobd.job_dependency SET state = 'failed', settled = now() "
+            "WHERE child_id = $1 AND state = 'pending'",
+            id);
       } else {
         txn.exec_params(
             "UPDATE jobd.job SET status = 4, lease_expires = NULL, behind = false WHERE id = $1",

@@ -171,6 +171,27 @@ TEST(DependencyTest, AFailureWalksALongChain) {
             "1000");
 }
 
+// Two parents failing in one statement (an outcome batch, the rescue) on a
+// connection that never walked a failure before: each fails its child.
+// (The walk's flag, unset in a new session, once stayed on after the
+// first walk and the second parent's trigger skipped its edges.)
+TEST(DependencyTest, TwoFailuresInOneStatementBothFailTheirChildren) {
+  TestDatabase db;
+  std::string p1 = db.scalar("SELECT jobd.enqueue('p')");
+  std::string p2 = db.scalar("SELECT jobd.enqueue('p')");
+  std::string c1 = db.scalar("SELECT jobd.add_dependencies(jobd.enqueue('c'), ARRAY[" + p1 + "])");
+  std::string c2 = db.scalar("SELECT jobd.add_dependencies(jobd.enqueue('c'), ARRAY[" + p2 + "])");
+  auto fresh = db.connect();
+  pqxx::work txn(*fresh);
+  txn.exec("UPDATE jobd.job SET status = 3 WHERE id IN (" + p1 + ", " + p2 + ")");
+  txn.commit();
+  EXPECT_EQ(
+      db.scalar("SELECT string_agg(status::text, ',' ORDER BY id) FROM jobd.job WHERE id IN (" +
+                c1 + ", " + c2 + ")"),
+      "3,3");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_dependency WHERE state = 'pending'"), "0");
+}
+
 // An operator's cancel of a held job ends its hold and gives it back the
 // start it asked for.
 TEST(DependencyTest, ACancelledHeldJobIsHeldNoMore) {
@@ -184,6 +205,7 @@ TEST(DependencyTest, ACancelledHeldJobIsHeldNoMore) {
                       "(SELECT count(*) FROM jobd.job_hold) FROM jobd.job WHERE id = " +
                       child),
             "3 - 0");
+  EXPECT_EQ(db.scalar("SELECT state FROM jobd.job_dependency WHERE child_id = " + child), "failed");
   db.scalar("UPDATE jobd.job SET status = 2 WHERE id = " + parent + " RETURNING 1");
   EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + child), "3");
 }

@@ -231,7 +231,6 @@ TEST_F(CliTest, StatusShowsUnhandledTypes) {
   EXPECT_THAT(human.out, HasSubstr("unhandled"));
 }
 
-// migrate through the binary: idempotent, and two at once both succeed.
 // Schema 19 from the command line: a job that waits for two others, a
 // batch made, filled, shown and closed, and the mistakes each refused
 // with one line and the documented exit status.
@@ -289,6 +288,7 @@ TEST_F(CliTest, DependenciesAndBatches) {
   EXPECT_EQ(db_.scalar("SELECT count(*) FROM jobd.job"), "3");
 }
 
+// migrate through the binary: idempotent, and two at once both succeed.
 TEST(CliMigrateTest, MigrateTwiceAndConcurrently) {
   TestDatabase db(/*migrate=*/false);
   testing::ProcessOptions options{{}, {{"JOBD_CONFIG", "/dev/null"}}};

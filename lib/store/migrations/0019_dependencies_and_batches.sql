@@ -150,7 +150,9 @@ DECLARE
     c bigint;
     start timestamptz;
     e record;
-    outer_walk boolean := current_setting('jobd.settling', true) = 'on';
+    -- NULL in a session that never set it: COALESCE, or the reset below
+    -- would never run and later ends in this transaction would skip edges.
+    outer_walk boolean := COALESCE(current_setting('jobd.settling', true), '') = 'on';
 BEGIN
     PERFORM set_config('jobd.settling', 'on', true);
     WHILE i <= cardinality(children) LOOP
@@ -175,7 +177,8 @@ BEGIN
                 UPDATE jobd.job_dependency AS d
                    SET state = CASE WHEN e.on_failure = 'run' THEN 'met' ELSE 'failed' END,
                        settled = now()
-                 WHERE d.child_id = e.child_id AND d.parent_id = c;
+                 WHERE d.child_id = e.child_id AND d.parent_id = c AND d.state = 'pending';
+                CONTINUE WHEN NOT FOUND;
                 IF e.on_failure = 'run' THEN
                     PERFORM jobd.dependency_met(e.child_id);
                 ELSE
@@ -259,7 +262,9 @@ BEGIN
         UPDATE jobd.job_dependency AS d
            SET state = CASE WHEN NEW.status = 2 OR e.on_failure = 'run' THEN 'met' ELSE 'failed' END,
                settled = now()
-         WHERE d.child_id = e.child_id AND d.parent_id = NEW.id;
+         WHERE d.child_id = e.child_id AND d.parent_id = NEW.id AND d.state = 'pending';
+        -- (A failure walk earlier in this loop may have settled it.)
+        CONTINUE WHEN NOT FOUND;
         IF NEW.status = 2 OR e.on_failure = 'run' THEN
             PERFORM jobd.dependency_met(e.child_id);
         ELSE
@@ -318,6 +323,9 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Against a close in flight: it waits for this deletion's COMMIT (or
+    -- this waits for the close, and then finds the batch closed).
+    PERFORM 1 FROM jobd.batch AS b WHERE b.id = OLD.batch_id FOR KEY SHARE;
     UPDATE jobd.batch AS b SET total = b.total - 1
      WHERE b.id = OLD.batch_id AND b.closed IS NOT NULL AND b.callback_job IS NULL;
     IF FOUND THEN
@@ -386,8 +394,25 @@ BEGIN
             RAISE EXCEPTION 'jobd.add_dependencies: job % cannot wait for itself', child
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        -- An edge already there (under the child's lock, no other
+        -- transaction adds it) is left as it is, before the parent's row is
+        -- locked: a parent's end locks the parent, then the child.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM jobd.job_dependency AS d
+                               WHERE d.child_id = child AND d.parent_id = parent);
+        SELECT j.status INTO parent_status FROM jobd.job AS j WHERE j.id = parent
+           FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'jobd.add_dependencies: no parent job %', parent
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
         -- A new job has no children: only an edge into a job that has
-        -- some can close a cycle.
+        -- some can close a cycle. The walk is a statement after the
+        -- parent's lock. Of two transactions whose edges would close a
+        -- cycle together, either both children had children already (both
+        -- hold the graph's advisory lock: the second walks after the first
+        -- committed), or one's parent is the other's child (the row lock
+        -- of that job orders them, and the second sees the first's edge,
+        -- in its walk or in has_children after its child's lock).
         IF has_children AND EXISTS (
                WITH RECURSIVE ancestor(id) AS (
                    SELECT parent
@@ -398,12 +423,6 @@ BEGIN
             RAISE EXCEPTION 'jobd.add_dependencies: job % already waits for job % (directly or '
                             'not): a cycle', parent, child
                 USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        SELECT j.status INTO parent_status FROM jobd.job AS j WHERE j.id = parent
-           FOR NO KEY UPDATE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'jobd.add_dependencies: no parent job %', parent
-                USING ERRCODE = 'foreign_key_violation';
         END IF;
         INSERT INTO jobd.job_dependency (child_id, parent_id, on_failure)
         VALUES (child, parent, on_failure)
