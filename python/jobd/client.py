@@ -138,13 +138,7 @@ def enqueue(conn: Any, job_type: str, data: Any = None, *, target: str | None = 
         call = f"jobd.add_dependencies({call}, {{}}::text::bigint[], {{}}::text)"
         # An array literal as text: every DB-API driver can pass that.
         values += ["{" + ",".join(str(p) for p in parents) + "}", on_parent_failure]
-    sql, params = _dbapi.render(f"SELECT {call} AS id", values, _dbapi.paramstyle(conn))
-    cursor = _dbapi.cursor_of(conn)
-    try:
-        cursor.execute(sql, params)
-        job_id = _dbapi.first_value(cursor.fetchone())
-    finally:
-        cursor.close()
+    job_id = _one_value(conn, f"SELECT {call} AS id", values)
     if job_id is None:
         raise RuntimeError(f"jobd: {function} returned no id")
     return int(job_id)
@@ -200,6 +194,8 @@ def close_batch(conn: Any, batch: int) -> int | None:
 
 
 def _one_value(conn: Any, template: str, values: list[Any]) -> Any:
+    """The first column of the one row of ``template`` (``{}`` for each of
+    ``values``), run on a cursor of ``conn`` in its open transaction."""
     sql, params = _dbapi.render(template, values, _dbapi.paramstyle(conn))
     cursor = _dbapi.cursor_of(conn)
     try:
