@@ -172,6 +172,30 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, std::vector<std::string>>(&S::error_recipients, parseAddressList)},
       {{"enabled", "true", "false: the section is validated but never claims"},
        into<S, bool>(&S::enabled, parseBool)},
+      {{"limit_key", "type",
+        "what the limit_* keys count by, across every daemon: type, target, "
+        "target_prefix:SEP (the target up to SEP) or data:FIELD (a json_data field); a job "
+        "without a target or field is not limited"},
+       into<S, std::string>(&S::limit_key, parseLimitKey)},
+      {{"limit_concurrency", "",
+        "most jobs of one key running at once across every daemon; empty: no cap"},
+       into<S, int>(&S::limit_concurrency, intBetween(1, 1000000))},
+      {{"limit_rate", "",
+        "most jobs of one key started per period across every daemon, as N/DURATION (100/1s, "
+        "10/m); a job held back stays WAITING and spends no attempt; empty: none"},
+       [](const std::string& value, S& target) -> std::optional<std::string> {
+         std::string error;
+         std::optional<RateLimit> rate = parseRateLimit(value, error);
+         if (!rate) {
+           return error;
+         }
+         target.limit_rate = rate->count;
+         target.limit_rate_period = rate->period;
+         return std::nullopt;
+       }},
+      {{"limit_burst", "",
+        "most jobs of one key started at once after a quiet spell; empty: N of limit_rate"},
+       into<S, int>(&S::limit_burst, intBetween(1, 1000000))},
       {{"schedule", "",
         "make a job of this section's type per tick: a cron expression (5 fields, 6 with "
         "seconds first, or @hourly, @daily...) or every DUR; the schedule is named after the "
@@ -348,6 +372,7 @@ class ConfigBuilder {
     checkPythonRunner(section, sc, entries);
     checkHandler(section, sc, entries, handler_entries);
     checkSchedule(sc, entries);
+    checkLimit(sc, entries);
     return sc;
   }
 
@@ -374,6 +399,23 @@ class ConfigBuilder {
                            python_runner
                                ? "runner = python needs handler python, not '" + sc.handler + "'"
                                : "handler python needs runner = python"});
+    }
+  }
+
+  // limit_key and limit_burst alone limit nothing.
+  void checkLimit(SectionConfig& sc, const std::map<std::string, ResolvedEntry>& entries) {
+    auto complain = [&](const char* key, const char* message) {
+      if (auto it = entries.find(key); it != entries.end()) {
+        problem(it->second.entry, it->second.written_in, key, message);
+      }
+    };
+    if (!sc.limited()) {
+      complain("limit_key", "has no effect without limit_concurrency or limit_rate");
+    }
+    if (sc.limit_rate == 0) {
+      complain("limit_burst", "has no effect without limit_rate");
+    } else if (sc.limit_burst == 0) {
+      sc.limit_burst = sc.limit_rate;
     }
   }
 

@@ -82,6 +82,17 @@ struct SectionConfig {
   std::string schedule_catch_up = "last";
   int schedule_catch_up_limit = 100;
   std::string schedule_overlap = "allow";
+  // A fleet-wide limit on this section's jobs by key (issue 21; README,
+  // "Limits"): what a key is ("type", "target", "target_prefix:SEP" or
+  // "data:FIELD"), the most jobs of one key running at once across every
+  // daemon (0: no cap), and a token bucket: at most limit_rate starts per
+  // limit_rate_period, at most limit_burst at once (0: limit_rate).
+  std::string limit_key = "type";
+  int limit_concurrency = 0;
+  int limit_rate = 0;
+  Duration limit_rate_period = std::chrono::seconds(1);
+  int limit_burst = 0;
+  bool limited() const { return limit_concurrency > 0 || limit_rate > 0; }
   // The handler's own keys (for example exec's `command`), validated.
   std::map<std::string, std::string> handler_options;
 };

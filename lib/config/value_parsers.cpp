@@ -398,4 +398,37 @@ std::optional<std::string> parseOverlapName(const std::string& value, std::strin
   }
 }
 
+std::optional<std::string> parseLimitKey(const std::string& value, std::string& error) {
+  if (value == "type" || value == "target") {
+    return value;
+  }
+  for (const std::string prefix : {"target_prefix:", "data:"}) {
+    if (value.rfind(prefix, 0) == 0 && value.size() > prefix.size()) {
+      return value;
+    }
+  }
+  error = "expected type, target, target_prefix:SEPARATOR or data:FIELD, got '" + value + "'";
+  return std::nullopt;
+}
+
+std::optional<RateLimit> parseRateLimit(const std::string& value, std::string& error) {
+  std::string::size_type slash = value.find('/');
+  std::string count = value.substr(0, slash);
+  std::string period = slash == std::string::npos ? "" : value.substr(slash + 1);
+  if (!period.empty() && std::isalpha(static_cast<unsigned char>(period.front())) != 0) {
+    period.insert(0, "1");  // 100/s is 100/1s
+  }
+  std::string ignored;
+  std::optional<int> n = intBetween(1, 1000000)(count, ignored);
+  std::optional<Duration> per = parseDuration(period);
+  if (slash == std::string::npos || !n || !per || *per < std::chrono::milliseconds(1)) {
+    error =
+        "expected N/DURATION with N from 1 to 1000000 and a duration of at least 1ms "
+        "(100/1s, 10/m), got '" +
+        value + "'";
+    return std::nullopt;
+  }
+  return RateLimit{*n, *per};
+}
+
 }  // namespace jobd::config

@@ -59,6 +59,16 @@ std::optional<std::string> parseJsonObject(const std::string& value, std::string
 std::optional<std::string> parseCatchUpName(const std::string& value, std::string& error);
 std::optional<std::string> parseOverlapName(const std::string& value, std::string& error);
 
+// Limits by key (issue 21): a key ("type", "target", "target_prefix:SEP"
+// or "data:FIELD"), and a rate "N/DURATION" (100/1s, 10/m; the duration
+// must be at least 1ms).
+std::optional<std::string> parseLimitKey(const std::string& value, std::string& error);
+struct RateLimit {
+  int count = 0;
+  Duration period = std::chrono::seconds(1);
+};
+std::optional<RateLimit> parseRateLimit(const std::string& value, std::string& error);
+
 // A bare mail address check: local@domain, no spaces or angle brackets.
 bool isMailAddress(const std::string& value);
 

@@ -52,6 +52,19 @@ void Producer::serve(ServedSection served) {
   section.served = std::move(served);
   section.retired = false;
   by_job_type_[section.config->job_type] = &section;
+  if (!section.config->limited()) {
+    // A limit this type had (here or in a daemon of the fleet that was
+    // reconfigured) parked jobs that the common claim does not see.
+    db_.post([this, job_type = section.config->job_type] {
+      int released = 0;
+      if (db_.use("RELEASE_THROTTLED_FAILED job_type=" + job_type,
+                  [&](store::RuntimeStore& repo) { released = repo.releaseThrottled(job_type); }) &&
+          released > 0) {
+        logs::info("THROTTLED_RELEASED job_type={} jobs={}: the type has no limit now", job_type,
+                   released);
+      }
+    });
+  }
 }
 
 void Producer::reconfigure(std::shared_ptr<const config::Config> config,
@@ -155,6 +168,16 @@ void Producer::claim(Section& section) {
   section.again = false;
   store::ClaimRequest request{section.served.name, section.config->job_type, limit,
                               section.config->lease_duration, config_->daemon().max_payload};
+  if (const config::SectionConfig& c = *section.config; c.limited()) {
+    std::string::size_type colon = c.limit_key.find(':');
+    request.key_limit = store::ClaimLimit{
+        c.limit_key.substr(0, colon),
+        colon == std::string::npos ? std::string() : c.limit_key.substr(colon + 1),
+        c.limit_concurrency,
+        c.limit_rate,
+        c.limit_rate_period,
+        c.limit_burst};
+  }
   db_.post([this, &section, request] {
     store::ClaimResult result;
     const std::string event = "CLAIM_FAILED section=" + request.section;
@@ -169,8 +192,9 @@ void Producer::claim(Section& section) {
     // due? A job scheduled meanwhile is seen here or by the next claim.
     if (short_claim) {
       std::optional<double> in;
-      db_.use(event,
-              [&](store::RuntimeStore& repo) { in = repo.nextScheduledIn(request.job_type); });
+      db_.use(event, [&](store::RuntimeStore& repo) {
+        in = repo.nextScheduledIn(request.job_type, request.key_limit.has_value());
+      });
       if (in) {
         boost::asio::post(io_, [&section, seconds = *in] {
           if (!section.retired) {
@@ -352,7 +376,9 @@ void Producer::finish(std::vector<Supervisor::Returned> returned) {
 
 void Producer::claimAfterFinishing(const std::vector<Section*>& touched) {
   for (Section* section : touched) {
-    if (section->more || section->again) {
+    // A limited section's ended job may have made room for its key's
+    // parked jobs.
+    if (section->more || section->again || section->config->limited()) {
       claim(*section);
     }
   }

@@ -33,6 +33,12 @@ namespace {
 constexpr const char* kClaimReady =
     "SELECT * FROM jobd.claim_with_checkpoints($1, $2, $3::interval, $4, $5)";
 
+// The claim of a type with a limit by key (schema 20): jobd.claim_limited
+// takes no job beyond its key's limit, and parks the jobs it holds back.
+constexpr const char* kClaimLimited = R"sql(
+SELECT * FROM jobd.claim_limited($1, $2, $3::interval, $4, $5, $6, $7, $8, $9, $10::interval, $11)
+)sql";
+
 // A running job's progress (schema 18), fenced like an outcome.
 constexpr const char* kSaveProgress = R"sql(
 SELECT jobd.save_progress($1, $2, $3, $4::double precision, $5, $6, $7::jsonb)
@@ -48,6 +54,9 @@ SELECT extract(epoch FROM least(
         AND scheduled_start > now() AND scheduled_start < 'infinity'),
     (SELECT min(until) FROM jobd.paused WHERE job_type = $1 AND until > now())) - now())
 )sql";
+
+// The same for a limited type, with its parked keys' next tokens.
+constexpr const char* kNextLimitedDue = "SELECT jobd.next_limited_due($1)";
 
 // Every write below is fenced on id, status, attempt and lease owner: a
 // daemon that lost the lease (rescued, cancelled, suspended by an
@@ -182,9 +191,11 @@ struct Named {
   const char* sql;
   const char* name;
 };
-constexpr std::array<Named, 9> kStatements = {{
+constexpr std::array<Named, 11> kStatements = {{
     {kClaimReady, "job_claim_ready"},
+    {kClaimLimited, "job_claim_limited"},
     {kNextScheduled, "job_next_scheduled"},
+    {kNextLimitedDue, "job_next_limited_due"},
     {kCompleteMany, "job_complete_many"},
     {kFinishAttempt, "job_finish_attempt"},
     {kInsertOops, "oops_insert"},
@@ -252,9 +263,16 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       // daemon believe in a lease the database already let go.
       sent = std::chrono::steady_clock::now();
       pqxx::nontransaction txn(conn_, "job_claim_ready");
-      rows = run(txn, kClaimReady, request.job_type, request.limit,
-                 toSqlInterval(request.lease_duration), owner_,
-                 static_cast<std::int64_t>(request.max_payload));
+      if (const std::optional<ClaimLimit>& l = request.key_limit) {
+        rows = run(txn, kClaimLimited, request.job_type, request.limit,
+                   toSqlInterval(request.lease_duration), owner_,
+                   static_cast<std::int64_t>(request.max_payload), l->key_kind, l->key_arg,
+                   l->max_running, l->rate, toSqlInterval(l->per), l->burst);
+      } else {
+        rows = run(txn, kClaimReady, request.job_type, request.limit,
+                   toSqlInterval(request.lease_duration), owner_,
+                   static_cast<std::int64_t>(request.max_payload));
+      }
       break;
     } catch (const pqxx::failure& e) {
       if (tries >= kClaimTries || !worthRetrying(classify(e))) {
@@ -288,9 +306,9 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
   return result;
 }
 
-std::optional<double> JobRepository::nextScheduledIn(const std::string& job_type) {
+std::optional<double> JobRepository::nextScheduledIn(const std::string& job_type, bool limited) {
   pqxx::nontransaction txn(conn_, "job_next_scheduled");
-  pqxx::result next = run(txn, kNextScheduled, job_type);
+  pqxx::result next = run(txn, limited ? kNextLimitedDue : kNextScheduled, job_type);
   if (next.empty() || next[0][0].is_null()) {
     return std::nullopt;
   }
@@ -410,6 +428,11 @@ void JobRepository::wakeFrom(const std::string& job_type) {
 void JobRepository::ping() {
   pqxx::nontransaction txn(conn_, "ping");
   txn.exec("SELECT 1");
+}
+
+int JobRepository::releaseThrottled(const std::string& job_type) {
+  pqxx::nontransaction txn(conn_, "release_throttled");
+  return txn.exec_params1("SELECT jobd.release_throttled($1)", job_type)[0].as<int>();
 }
 
 int JobRepository::promoteStranded() {

@@ -28,12 +28,27 @@ namespace jobd::store {
 // 0011, and MemoryStore::claim keep the two in step).
 inline constexpr int kDueWindow = 1000;
 
+// A fleet-wide limit on a type's jobs by key (schema 20, docs/schema.md
+// "Limits"): the key (kind: type, target, target_prefix or data, with its
+// separator or field), the most running at once (0: no cap), and a token
+// bucket of `rate` starts per `per`, at most `burst` at once (rate 0: none).
+struct ClaimLimit {
+  std::string key_kind = "type";
+  std::string key_arg;
+  int max_running = 0;
+  int rate = 0;
+  Duration per = std::chrono::seconds(1);
+  int burst = 0;
+};
+
 struct ClaimRequest {
   std::string section;
   std::string job_type;
   int limit = 1;
   Duration lease_duration = std::chrono::seconds(30);
   std::uint64_t max_payload = 1024ULL * 1024;
+  // Set for a limited type: the claim is jobd.claim_limited.
+  std::optional<ClaimLimit> key_limit = std::nullopt;
 };
 
 struct ClaimResult {
@@ -100,7 +115,10 @@ class JobRepository {
   static constexpr int kClaimTries = 4;
   ClaimResult claim(const ClaimRequest& request);
   // Seconds from now to the type's next future scheduled_start, if any.
-  std::optional<double> nextScheduledIn(const std::string& job_type);
+  std::optional<double> nextScheduledIn(const std::string& job_type, bool limited = false);
+  // jobd.release_throttled (schema 20): a type no longer limited gets the
+  // jobs its limit parked back; returns how many.
+  int releaseThrottled(const std::string& job_type);
 
   // Marks every (id, attempt) COMPLETED if this daemon still holds it;
   // returns the ids that were not (their lease was lost). One statement:

@@ -238,6 +238,9 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
           "WHERE h.job_id = $1) THEN 'infinity'::timestamptz END WHERE id = $1",
           id);
       txn.exec_params("UPDATE jobd.job_hold SET scheduled_start = NULL WHERE job_id = $1", id);
+      // A job a limit parked (schema 20) is a candidate again: the next
+      // claim applies its key's limit afresh.
+      txn.exec_params("DELETE FROM jobd.job_throttled WHERE job_id = $1", id);
       if (*from == JobStatus::kWaiting) {
         // The trigger only fires when a job comes back to WAITING; a reset
         // moves a scheduled one forward, so wake the daemons here.
@@ -265,14 +268,17 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
             cancel ? reason : std::string("suspended by operator"));
       }
       if (cancel) {
-        // A job held for its parents (schema 19) is held no more.
+        // A job held for its parents (schema 19), or parked by a limit
+        // (schema 20), is held no more, and gets its own start back.
         txn.exec_params(
             "UPDATE jobd.job AS j SET status = 3, lease_expires = NULL, date_finished = now(), "
             "log = $2, behind = false, scheduled_start = CASE WHEN j.scheduled_start = "
-            "'infinity' THEN (SELECT h.scheduled_start FROM jobd.job_hold AS h WHERE h.job_id = "
-            "j.id) ELSE j.scheduled_start END WHERE j.id = $1",
+            "'infinity' THEN COALESCE((SELECT h.scheduled_start FROM jobd.job_hold AS h WHERE "
+            "h.job_id = j.id), (SELECT t.scheduled_start FROM jobd.job_throttled AS t WHERE "
+            "t.job_id = j.id)) ELSE j.scheduled_start END WHERE j.id = $1",
             id, reason);
         txn.exec_params("DELETE FROM jobd.job_hold WHERE job_id = $1", id);
+        txn.exec_params("DELETE FROM jobd.job_throttled WHERE job_id = $1", id);
         txn.exec_params(
             "UPDATE jobd.job_dependency SET state = 'failed', settled = now() "
             "WHERE child_id = $1 AND state = 'pending'",

@@ -86,6 +86,9 @@ int MemoryStore::saveProgress(const std::vector<runtime::ProgressReport>& report
 }
 
 ClaimResult MemoryStore::claim(const ClaimRequest& request) {
+  if (request.key_limit) {
+    throw std::logic_error("MemoryStore: limits by key need PostgreSQL (jobd.claim_limited)");
+  }
   auto sent = std::chrono::steady_clock::now();
   Clock::time_point at = now();
   std::vector<Job*> candidates;
@@ -143,7 +146,7 @@ ClaimResult MemoryStore::claim(const ClaimRequest& request) {
   return result;
 }
 
-std::optional<double> MemoryStore::nextScheduledIn(const std::string& job_type) {
+std::optional<double> MemoryStore::nextScheduledIn(const std::string& job_type, bool /*limited*/) {
   Clock::time_point at = now();
   std::optional<Clock::time_point> next;
   for (const auto& [id, job] : jobs_) {

@@ -76,7 +76,9 @@ class MemoryStore final : public RuntimeStore {
 
   const std::string& owner() const override { return owner_; }
   ClaimResult claim(const ClaimRequest& request) override;
-  std::optional<double> nextScheduledIn(const std::string& job_type) override;
+  std::optional<double> nextScheduledIn(const std::string& job_type, bool limited = false) override;
+  // Limits by key live in PostgreSQL only: a claim with one throws.
+  int releaseThrottled(const std::string& /*job_type*/) override { return 0; }
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override;

@@ -44,8 +44,13 @@ class RuntimeStore {
   // RUNNING job, each marked RUNNING under this owner's lease with its
   // attempt counted. json_data comes back only when it fits max_payload.
   virtual ClaimResult claim(const ClaimRequest& request) = 0;
-  // Seconds from now to the type's next future scheduled_start, if any.
-  virtual std::optional<double> nextScheduledIn(const std::string& job_type) = 0;
+  // Seconds from now to the type's next future scheduled_start, if any;
+  // for a limited type (schema 20), or to its parked keys' next token.
+  virtual std::optional<double> nextScheduledIn(const std::string& job_type,
+                                                bool limited = false) = 0;
+  // A type served without a limit: the jobs a limit parked go back to the
+  // claim (jobd.release_throttled); returns how many.
+  virtual int releaseThrottled(const std::string& job_type) = 0;
 
   // One batch of outcomes, written together: every completion marked
   // COMPLETED, every other outcome written as its OutcomeWrite says (with
@@ -96,8 +101,12 @@ class PostgresStore final : public RuntimeStore {
 
   const std::string& owner() const override { return repo_.owner(); }
   ClaimResult claim(const ClaimRequest& request) override { return repo_.claim(request); }
-  std::optional<double> nextScheduledIn(const std::string& job_type) override {
-    return repo_.nextScheduledIn(job_type);
+  std::optional<double> nextScheduledIn(const std::string& job_type,
+                                        bool limited = false) override {
+    return repo_.nextScheduledIn(job_type, limited);
+  }
+  int releaseThrottled(const std::string& job_type) override {
+    return repo_.releaseThrottled(job_type);
   }
   // Completions alone are one statement that commits on its own; with
   // other outcomes, one transaction.

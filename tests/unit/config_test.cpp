@@ -109,6 +109,51 @@ TEST(ConfigTest, BadValueNamesSectionAndKey) {
 // A section's schedule (issue 19): its spec, zone, payload and policies
 // are checked; schedule_* keys need `schedule`; a spec that never ticks
 // again is refused; a linked section does not inherit the schedule.
+// Limits by key (issue 21): the key's forms, N/DURATION rates, the burst's
+// default, and keys that alone limit nothing.
+TEST(ConfigTest, LimitKeys) {
+  auto config = parse(
+      "[noop]\nlimit_key: data:host\nlimit_concurrency: 3\nlimit_rate: 100/s\n"
+      "[other]\nhandler: noop\nlimit_rate: 10/2m\nlimit_burst: 4\n"
+      "[plain]\nhandler: noop\n");
+  const SectionConfig* noop = config->section("noop");
+  EXPECT_TRUE(noop->limited());
+  EXPECT_EQ(noop->limit_key, "data:host");
+  EXPECT_EQ(noop->limit_concurrency, 3);
+  EXPECT_EQ(noop->limit_rate, 100);
+  EXPECT_EQ(noop->limit_rate_period, std::chrono::seconds(1));
+  EXPECT_EQ(noop->limit_burst, 100);  // N of limit_rate
+  const SectionConfig* other = config->section("other");
+  EXPECT_EQ(other->limit_key, "type");
+  EXPECT_EQ(other->limit_concurrency, 0);
+  EXPECT_EQ(other->limit_rate_period, std::chrono::minutes(2));
+  EXPECT_EQ(other->limit_burst, 4);
+  EXPECT_FALSE(config->section("plain")->limited());
+  EXPECT_EQ(parse("[noop]\nlimit_key: target_prefix::\nlimit_concurrency: 1\n")
+                ->section("noop")
+                ->limit_key,
+            "target_prefix::");
+  EXPECT_THAT(
+      problems("[noop]\nlimit_key: host\nlimit_concurrency: 1\n"),
+      ::testing::ElementsAre(HasSubstr(
+          "[noop] limit_key: expected type, target, target_prefix:SEPARATOR or data:FIELD")));
+  EXPECT_THAT(problems("[noop]\nlimit_key: data:\nlimit_concurrency: 1\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] limit_key: expected")));
+  for (const char* rate : {"100", "0/s", "100/", "100/0s", "x/s", "5/fortnight"}) {
+    EXPECT_THAT(problems(std::string("[noop]\nlimit_rate: ") + rate + "\n"),
+                ::testing::ElementsAre(HasSubstr("[noop] limit_rate: expected N/DURATION")))
+        << rate;
+  }
+  EXPECT_THAT(problems("[noop]\nlimit_concurrency: 0\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] limit_concurrency: ")));
+  EXPECT_THAT(problems("[noop]\nlimit_key: target\n"),
+              ::testing::ElementsAre(HasSubstr(
+                  "[noop] limit_key: has no effect without limit_concurrency or limit_rate")));
+  EXPECT_THAT(
+      problems("[noop]\nlimit_concurrency: 2\nlimit_burst: 5\n"),
+      ::testing::ElementsAre(HasSubstr("[noop] limit_burst: has no effect without limit_rate")));
+}
+
 TEST(ConfigTest, ScheduleKeys) {
   auto config = parse(
       "[noop]\nschedule: */5 * * * *\nschedule_time_zone: Europe/London\n"

@@ -1,0 +1,449 @@
+-- jobd schema version 20: fleet-wide limits by key (issue 21, item 1).
+-- docs/schema.md, "Limits (version 20)".
+--
+-- A section may limit its jobs by a key taken from each job: its type, its
+-- target, the part of its target before a separator, or a field of its
+-- json_data (jobd.limit_key). Per key, across every daemon of the
+-- database, at most `max_running` jobs run at once, and jobs start no
+-- faster than a token bucket allows (`rate` per `per`, at most `burst` at
+-- once). The limits are the daemons' configuration: each claim passes them
+-- (all daemons serving a type should agree); the database keeps only the
+-- state they share:
+--  - jobd.limit_bucket: one row per (type, key) seen: its tokens, and
+--    whether jobs of the key are parked. Its row lock orders every claim
+--    that looks at the key, so counting the key's RUNNING jobs and taking
+--    its tokens is never a check-then-write race.
+--  - jobd.job_throttled: a job held back by its key's limit is parked: it
+--    stays WAITING, spends no attempt and gets no log; it waits with
+--    scheduled_start = 'infinity' (out of the claim's way, as a job held
+--    for its parents, version 19) and its own start is kept here. A later
+--    claim starts it, in priority order within its key, once the key has
+--    room. So a key with a long backlog does not stand in front of the
+--    other keys' jobs: its jobs are each looked at once and set aside.
+--  - jobd.limit_definition: the key each type is limited by. A claim with
+--    another key (a reload changed it) gives every parked job of the type
+--    back to the claim first; jobd.release_throttled does so when a type
+--    is no longer limited.
+-- The common claim (jobd.claim_with_checkpoints) does not change: only
+-- sections with a limit call jobd.claim_limited.
+
+CREATE TABLE jobd.limit_definition (
+    job_type text PRIMARY KEY,
+    key_kind text NOT NULL CHECK (key_kind IN ('type', 'target', 'target_prefix', 'data')),
+    key_arg  text NOT NULL DEFAULT ''
+);
+
+CREATE TABLE jobd.limit_bucket (
+    job_type text NOT NULL,
+    key      text NOT NULL,
+    -- Tokens at `refilled` (jobs that may start without waiting).
+    tokens   double precision NOT NULL,
+    refilled timestamptz NOT NULL DEFAULT now(),
+    -- Jobs of the key are parked in jobd.job_throttled.
+    parked   boolean NOT NULL DEFAULT false,
+    -- While parked and out of tokens: when the next token is due (a daemon
+    -- sleeps until then). NULL while parked: room comes when one of the
+    -- key's running jobs ends.
+    next_due timestamptz,
+    -- When a claim last looked at the key's parked jobs: the least recently
+    -- looked at come first, in turn.
+    checked  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_type, key)
+);
+CREATE INDEX limit_bucket_parked_idx ON jobd.limit_bucket (job_type, checked) WHERE parked;
+CREATE INDEX limit_bucket_due_idx ON jobd.limit_bucket (job_type, next_due)
+    WHERE next_due IS NOT NULL;
+
+CREATE TABLE jobd.job_throttled (
+    job_id          bigint PRIMARY KEY REFERENCES jobd.job (id) ON DELETE CASCADE,
+    job_type        text NOT NULL,
+    key             text NOT NULL,
+    priority        smallint NOT NULL,
+    -- The job's own scheduled_start, given back when it starts.
+    scheduled_start timestamptz,
+    parked          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX job_throttled_key_idx ON jobd.job_throttled (job_type, key, priority, job_id);
+
+-- A job's key under a limit: NULL (the job is not limited) when it has no
+-- target, or its json_data no such field.
+CREATE FUNCTION jobd.limit_key(kind text, arg text, job_type text, target text, data jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE kind
+             WHEN 'type' THEN job_type
+             WHEN 'target' THEN target
+             WHEN 'target_prefix' THEN split_part(target, arg, 1)
+             WHEN 'data' THEN data ->> arg
+           END
+$$;
+
+-- Gives every parked job of a type back to the claim, with its own
+-- scheduled_start, and forgets the type's buckets and key. The caller
+-- holds the type's limit lock exclusively.
+CREATE FUNCTION jobd.release_throttled_locked(jt text) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    released integer;
+BEGIN
+    WITH gone AS (
+      DELETE FROM jobd.job_throttled AS t WHERE t.job_type = jt
+      RETURNING t.job_id, t.scheduled_start
+    )
+    UPDATE jobd.job AS j SET scheduled_start = g.scheduled_start
+      FROM gone AS g
+     WHERE j.id = g.job_id AND j.status = 0 AND j.scheduled_start = 'infinity';
+    GET DIAGNOSTICS released = ROW_COUNT;
+    DELETE FROM jobd.limit_bucket AS b WHERE b.job_type = jt;
+    DELETE FROM jobd.limit_definition AS d WHERE d.job_type = jt;
+    IF released > 0 THEN
+        PERFORM pg_notify('jobd', jt);
+    END IF;
+    RETURN released;
+END
+$$;
+
+-- A type no longer limited (a daemon serves it without a limit): its
+-- parked jobs go back to the claim. Returns how many.
+CREATE FUNCTION jobd.release_throttled(jt text) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM jobd.limit_definition AS d WHERE d.job_type = jt) THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('jobd.limit'), hashtext(jt));
+    RETURN jobd.release_throttled_locked(jt);
+END
+$$;
+
+-- The claim of a limited type: at most `want` ready jobs, as
+-- jobd.claim_with_checkpoints returns them, none beyond its key's limit.
+-- max_running 0: no cap on running jobs; rate 0: no token bucket.
+CREATE FUNCTION jobd.claim_limited(p_type text, p_want integer, p_lease interval, p_owner text,
+                                   p_max_payload bigint, p_kind text, p_arg text,
+                                   p_max_running integer, p_rate integer, p_per interval,
+                                   p_burst integer)
+RETURNS TABLE (id bigint, attempt_count integer, max_retries integer, priority smallint,
+               target text, payload_size integer, payload text, waited double precision,
+               checkpoint text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    per_s double precision := extract(epoch FROM p_per);
+    window_size integer := 2 * p_want + 64;
+    def_kind text;
+    def_arg text;
+    tok double precision;
+    room integer;
+    got integer := 0;
+    due_keys text[];
+    cand_ids bigint[];
+    cand_keys text[];
+    cand_targets text[];
+    keys text[];
+    toks double precision[] := '{}';
+    caps integer[] := '{}';
+    used integer[] := '{}';
+    is_parked boolean[] := '{}';
+    looked boolean[] := '{}';
+    take bigint[] := '{}';
+    take_targets text[] := '{}';
+    running_n integer[];
+    k text;
+    i integer;
+    n integer;
+    r record;
+BEGIN
+    IF p_want <= 0 THEN
+        RETURN;
+    END IF;
+    -- The type's key: a new one gives the old keys' parked jobs back first.
+    SELECT d.key_kind, d.key_arg INTO def_kind, def_arg
+      FROM jobd.limit_definition AS d WHERE d.job_type = p_type;
+    IF def_kind IS DISTINCT FROM p_kind OR def_arg IS DISTINCT FROM p_arg THEN
+        PERFORM pg_advisory_xact_lock(hashtext('jobd.limit'), hashtext(p_type));
+        SELECT d.key_kind, d.key_arg INTO def_kind, def_arg
+          FROM jobd.limit_definition AS d WHERE d.job_type = p_type;
+        IF def_kind IS DISTINCT FROM p_kind OR def_arg IS DISTINCT FROM p_arg THEN
+            PERFORM jobd.release_throttled_locked(p_type);
+            INSERT INTO jobd.limit_definition (job_type, key_kind, key_arg)
+            VALUES (p_type, p_kind, p_arg);
+        END IF;
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(hashtext('jobd.limit'), hashtext(p_type));
+        IF NOT EXISTS (SELECT 1 FROM jobd.limit_definition AS d
+                        WHERE d.job_type = p_type AND d.key_kind = p_kind AND d.key_arg = p_arg)
+        THEN
+            RAISE EXCEPTION 'the limit of job type % changed during the claim', p_type
+                USING ERRCODE = '40001';
+        END IF;
+    END IF;
+    IF EXISTS (SELECT 1 FROM jobd.paused AS p
+                WHERE p.job_type = p_type AND p.target IS NULL
+                  AND (p.until IS NULL OR p.until > now())) THEN
+        RETURN;
+    END IF;
+
+    IF p_kind = 'type' THEN
+        -- One key: how many may start is known before the claim, which is
+        -- then the common one.
+        INSERT INTO jobd.limit_bucket (job_type, key, tokens) VALUES (p_type, p_type, p_burst)
+        ON CONFLICT DO NOTHING;
+        SELECT CASE WHEN p_rate > 0
+                    THEN least(p_burst::double precision,
+                               b.tokens + extract(epoch FROM now() - b.refilled) * p_rate / per_s)
+               END
+          INTO tok
+          FROM jobd.limit_bucket AS b WHERE b.job_type = p_type AND b.key = p_type FOR UPDATE;
+        room := p_want;
+        IF p_rate > 0 THEN
+            room := least(room, floor(tok)::integer);
+        END IF;
+        IF p_max_running > 0 THEN
+            room := least(room, p_max_running - (SELECT count(*) FROM jobd.job AS r
+                                                  WHERE r.status = 1 AND r.job_type = p_type)::integer);
+        END IF;
+        IF room > 0 THEN
+            RETURN QUERY SELECT * FROM jobd.claim_with_checkpoints(p_type, room, p_lease, p_owner,
+                                                                  p_max_payload);
+            GET DIAGNOSTICS got = ROW_COUNT;
+        END IF;
+        IF p_rate > 0 THEN
+            tok := tok - got;
+            UPDATE jobd.limit_bucket AS b
+               SET tokens = tok, refilled = now(), checked = now(),
+                   next_due = CASE WHEN tok < 1
+                                   THEN now() + make_interval(secs => (1 - tok) * per_s / p_rate)
+                              END
+             WHERE b.job_type = p_type AND b.key = p_type;
+        END IF;
+        RETURN;
+    END IF;
+
+    -- Keys with parked jobs that may have room (a token due, or waiting for
+    -- a running job to end), the least recently looked at first.
+    SELECT array_agg(b.key ORDER BY b.checked) INTO due_keys
+      FROM (SELECT b.key, b.checked FROM jobd.limit_bucket AS b
+             WHERE b.job_type = p_type AND b.parked
+               AND (b.next_due IS NULL OR b.next_due <= now())
+             ORDER BY b.checked LIMIT p_want + 8) AS b;
+    -- Ready jobs in claim order (as jobd.claim_ready reads them), locked,
+    -- skipping the rows another claim holds.
+    WITH unscheduled AS MATERIALIZED (
+      SELECT q.id, q.priority, q.job_type, q.target, q.json_data
+        FROM jobd.job AS q
+       WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind AND q.scheduled_start IS NULL
+         AND (q.lease_expires IS NULL OR q.lease_expires <= now())
+       ORDER BY q.priority, q.id
+       LIMIT window_size
+       FOR UPDATE SKIP LOCKED
+    ), due AS MATERIALIZED (
+      SELECT q.id, q.priority, q.job_type, q.target, q.json_data
+        FROM jobd.job AS q
+       WHERE q.status = 0 AND q.job_type = p_type AND q.scheduled_start IS NOT NULL
+         AND q.scheduled_start <= now()
+         AND (q.lease_expires IS NULL OR q.lease_expires <= now())
+       ORDER BY q.scheduled_start
+       LIMIT window_size
+       FOR UPDATE SKIP LOCKED
+    )
+    SELECT array_agg(j.id ORDER BY j.priority, j.id),
+           array_agg(jobd.limit_key(p_kind, p_arg, j.job_type, j.target, j.json_data)
+                     ORDER BY j.priority, j.id),
+           array_agg(j.target ORDER BY j.priority, j.id)
+      INTO cand_ids, cand_keys, cand_targets
+      FROM (SELECT * FROM unscheduled UNION ALL SELECT * FROM due) AS j
+     WHERE j.target IS NULL
+        OR (NOT EXISTS (SELECT 1 FROM jobd.job AS x WHERE x.status = 1 AND x.target = j.target)
+            AND NOT EXISTS (SELECT 1 FROM jobd.paused AS p
+                             WHERE p.job_type = p_type AND p.target = j.target
+                               AND (p.until IS NULL OR p.until > now())));
+
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO keys
+      FROM unnest(coalesce(due_keys, '{}') || coalesce(cand_keys, '{}')) AS x
+     WHERE x IS NOT NULL;
+    IF keys IS NOT NULL THEN
+        -- Every claim takes the buckets' row locks in key order: claims
+        -- wait for each other on a key, never in a cycle.
+        INSERT INTO jobd.limit_bucket (job_type, key, tokens)
+        SELECT p_type, x, p_burst FROM unnest(keys) AS x ORDER BY x
+        ON CONFLICT DO NOTHING;
+        FOR r IN SELECT b.key, b.tokens, b.refilled, b.parked FROM jobd.limit_bucket AS b
+                  WHERE b.job_type = p_type AND b.key = ANY (keys) ORDER BY b.key FOR UPDATE
+        LOOP
+            toks := toks || CASE WHEN p_rate > 0
+                                 THEN least(p_burst::double precision,
+                                            r.tokens + extract(epoch FROM now() - r.refilled)
+                                                       * p_rate / per_s)
+                                 ELSE 0 END;
+            is_parked := is_parked || r.parked;
+            used := used || 0;
+            looked := looked || false;
+        END LOOP;
+        -- Counted after the locks: every claim of these keys that came
+        -- before has committed, and its jobs are RUNNING.
+        IF p_max_running > 0 THEN
+            SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO running_n
+              FROM unnest(keys) WITH ORDINALITY AS u(key, ord)
+              LEFT JOIN (SELECT jobd.limit_key(p_kind, p_arg, x.job_type, x.target, x.json_data)
+                                  AS key, count(*) AS n
+                           FROM jobd.job AS x WHERE x.status = 1 AND x.job_type = p_type
+                          GROUP BY 1) AS c ON c.key = u.key;
+        END IF;
+        FOR i IN 1 .. array_length(keys, 1) LOOP
+            room := p_want;
+            IF p_rate > 0 THEN
+                room := least(room, floor(toks[i])::integer);
+            END IF;
+            IF p_max_running > 0 THEN
+                room := least(room, p_max_running - running_n[i]);
+            END IF;
+            caps := caps || room;
+        END LOOP;
+    END IF;
+
+    -- Parked jobs first, key by key, in priority order within a key.
+    FOREACH k IN ARRAY coalesce(due_keys, '{}') LOOP
+        EXIT WHEN cardinality(take) >= p_want;
+        i := array_position(keys, k);
+        looked[i] := true;
+        CONTINUE WHEN caps[i] <= 0;
+        FOR r IN SELECT t.job_id, t.scheduled_start, x.target,
+                        (x.status = 0 AND x.scheduled_start = 'infinity') AS valid
+                   FROM jobd.job_throttled AS t JOIN jobd.job AS x ON x.id = t.job_id
+                  WHERE t.job_type = p_type AND t.key = k
+                  ORDER BY t.priority, t.job_id
+                  LIMIT caps[i] + 16
+                  FOR UPDATE OF x SKIP LOCKED
+        LOOP
+            EXIT WHEN caps[i] <= 0 OR cardinality(take) >= p_want;
+            IF NOT r.valid THEN
+                -- Ended, suspended or started by hand since it was parked.
+                DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+                CONTINUE;
+            END IF;
+            CONTINUE WHEN r.target IS NOT NULL
+                AND (r.target = ANY (take_targets)
+                     OR EXISTS (SELECT 1 FROM jobd.job AS x WHERE x.status = 1 AND x.target = r.target)
+                     OR EXISTS (SELECT 1 FROM jobd.paused AS p
+                                 WHERE p.job_type = p_type AND p.target = r.target
+                                   AND (p.until IS NULL OR p.until > now())));
+            UPDATE jobd.job AS x SET scheduled_start = r.scheduled_start WHERE x.id = r.job_id;
+            DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+            take := take || r.job_id;
+            IF r.target IS NOT NULL THEN
+                take_targets := take_targets || r.target;
+            END IF;
+            caps[i] := caps[i] - 1;
+            used[i] := used[i] + 1;
+        END LOOP;
+        is_parked[i] := EXISTS (SELECT 1 FROM jobd.job_throttled AS t
+                              WHERE t.job_type = p_type AND t.key = k);
+    END LOOP;
+
+    -- Then the ready jobs: each starts if its key has room and no parked
+    -- job of its key is ahead of it; else it is parked (it is looked at
+    -- once, and no longer stands in front of other keys' jobs).
+    FOR n IN 1 .. coalesce(array_length(cand_ids, 1), 0) LOOP
+        CONTINUE WHEN cand_targets[n] IS NOT NULL AND cand_targets[n] = ANY (take_targets);
+        k := cand_keys[n];
+        IF k IS NULL THEN
+            IF cardinality(take) < p_want THEN
+                take := take || cand_ids[n];
+                IF cand_targets[n] IS NOT NULL THEN
+                    take_targets := take_targets || cand_targets[n];
+                END IF;
+            END IF;
+            CONTINUE;
+        END IF;
+        i := array_position(keys, k);
+        IF is_parked[i] OR caps[i] <= 0 THEN
+            -- (A row may be left from an earlier parking that an
+            -- operator's retry ended.)
+            INSERT INTO jobd.job_throttled AS t (job_id, job_type, key, priority, scheduled_start)
+            SELECT x.id, p_type, k, x.priority, x.scheduled_start FROM jobd.job AS x
+             WHERE x.id = cand_ids[n]
+            ON CONFLICT (job_id) DO UPDATE
+               SET job_type = EXCLUDED.job_type, key = EXCLUDED.key,
+                   priority = EXCLUDED.priority, scheduled_start = EXCLUDED.scheduled_start,
+                   parked = now();
+            UPDATE jobd.job AS x SET scheduled_start = 'infinity' WHERE x.id = cand_ids[n];
+            is_parked[i] := true;
+        ELSIF cardinality(take) < p_want THEN
+            take := take || cand_ids[n];
+            IF cand_targets[n] IS NOT NULL THEN
+                take_targets := take_targets || cand_targets[n];
+            END IF;
+            caps[i] := caps[i] - 1;
+            used[i] := used[i] + 1;
+        END IF;
+    END LOOP;
+
+    IF keys IS NOT NULL THEN
+        UPDATE jobd.limit_bucket AS b
+           SET tokens = CASE WHEN p_rate > 0 THEN s.tok - s.used ELSE b.tokens END,
+               refilled = now(),
+               parked = s.parked,
+               checked = CASE WHEN s.looked THEN now() ELSE b.checked END,
+               next_due = CASE WHEN s.parked AND p_rate > 0 AND s.tok - s.used < 1
+                               THEN now() + make_interval(secs => (1 - (s.tok - s.used)) * per_s / p_rate)
+                          END
+          FROM unnest(keys, toks, used, is_parked, looked) AS s(key, tok, used, parked, looked)
+         WHERE b.job_type = p_type AND b.key = s.key;
+    END IF;
+
+    IF cardinality(take) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH claimed AS (
+      UPDATE jobd.job AS j
+         SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
+             date_finished = NULL, lease_expires = now() + p_lease, lease_owner = p_owner
+       WHERE j.id = ANY (take)
+      RETURNING j.id, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
+                date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
+    )
+    SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
+           CASE WHEN octet_length(t.text) <= p_max_payload THEN t.text END, c.waited,
+           (SELECT pr.checkpoint::text FROM jobd.job_progress AS pr WHERE pr.job_id = c.id)
+      FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
+     ORDER BY c.priority, c.id;
+END
+$fn$;
+
+-- When a limited type's daemon should claim again by itself: the type's
+-- next future scheduled_start or pause end (as for every type), or the
+-- next token of a key whose jobs are parked.
+CREATE FUNCTION jobd.next_limited_due(jt text) RETURNS double precision
+LANGUAGE sql STABLE
+AS $$
+    SELECT extract(epoch FROM least(
+        (SELECT min(scheduled_start) FROM jobd.job
+          WHERE status = 0 AND job_type = jt AND scheduled_start IS NOT NULL
+            AND scheduled_start > now() AND scheduled_start < 'infinity'),
+        (SELECT min(until) FROM jobd.paused WHERE job_type = jt AND until > now()),
+        (SELECT min(next_due) FROM jobd.limit_bucket
+          WHERE job_type = jt AND next_due IS NOT NULL AND next_due > now())) - now())
+$$;
+
+-- What `jobd status` and the dashboard show of a limited type: its keys
+-- with parked jobs, the most parked first.
+CREATE FUNCTION jobd.limit_state(jt text)
+RETURNS TABLE (key text, parked bigint, tokens double precision, next_due timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.key, count(*), b.tokens, b.next_due
+      FROM jobd.job_throttled AS t
+      LEFT JOIN jobd.limit_bucket AS b ON b.job_type = t.job_type AND b.key = t.key
+     WHERE t.job_type = jt
+     GROUP BY t.key, b.tokens, b.next_due
+     ORDER BY count(*) DESC, t.key
+$$;

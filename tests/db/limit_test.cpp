@@ -1,0 +1,200 @@
+// Limits by key (schema 20, issue 21) in jobd.claim_limited: a key's
+// running jobs are counted under its bucket's row lock, so two claims
+// played out in the losing order never exceed its cap; parked jobs keep
+// their attempts and start in priority order; an operator's cancel, retry,
+// suspend and resume of a parked job, a changed key and a removed limit
+// each leave nothing stranded; and the common claim never sees a parked
+// job.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/job_repository.hpp"
+#include "store/job_store.hpp"
+#include "test_database.hpp"
+
+namespace jobd::store {
+namespace {
+
+using testing::TestDatabase;
+
+// jobd.claim_limited's SQL for want jobs of type w, keyed by key.
+std::string claimSql(int want, const std::string& kind, const std::string& arg, int max_running,
+                     int rate = 0, int burst = 0) {
+  return "SELECT string_agg(target, ',' ORDER BY priority, id) FROM jobd.claim_limited('w', " +
+         std::to_string(want) + ", '30s', 'test-owner', 1000000, '" + kind + "', '" + arg + "', " +
+         std::to_string(max_running) + ", " + std::to_string(rate) + ", '1s', " +
+         std::to_string(burst) + ")";
+}
+
+ClaimRequest limited(int want, const std::string& kind, const std::string& arg, int max_running,
+                     int rate = 0, int burst = 0) {
+  ClaimRequest request{"w", "w", want};
+  request.key_limit = ClaimLimit{kind, arg, max_running, rate, std::chrono::seconds(1), burst};
+  return request;
+}
+
+std::string targets(const ClaimResult& result) {
+  std::string text;
+  for (const runtime::ClaimedJob& job : result.jobs) {
+    text += (text.empty() ? "" : ",") + job.target.value_or("-");
+  }
+  return text;
+}
+
+TEST(LimitTest, TwoClaimsOfOneKeyNeverExceedItsCap) {
+  TestDatabase db;
+  db.scalar("SELECT count(jobd.enqueue('w', '{\"host\": \"a\"}')) FROM generate_series(1, 200)");
+  db.scalar("INSERT INTO jobd.limit_definition VALUES ('w', 'data', 'host')");
+  db.scalar("INSERT INTO jobd.limit_bucket (job_type, key, tokens) VALUES ('w', 'a', 0)");
+  // The first claim takes 3 (and parks the other 81 jobs it read) and holds
+  // the key's bucket until its COMMIT; a second claim meanwhile reads the
+  // jobs the first did not lock, waits for the bucket, then counts the
+  // first one's jobs as RUNNING. Counted before the lock, it would take 3
+  // more.
+  auto first = db.connect();
+  pqxx::work txn(*first);
+  EXPECT_EQ(txn.exec1("SELECT count(*) FROM jobd.claim_limited('w', 10, '30s', 'a', 1000000, "
+                      "'data', 'host', 3, 0, '1s', 0)")[0]
+                .as<int>(),
+            3);
+  auto second = db.connect();
+  auto other = std::async(std::launch::async, [&] {
+    pqxx::nontransaction t(*second);
+    return t
+        .exec1(
+            "SELECT count(*) FROM jobd.claim_limited('w', 10, '30s', 'b', 1000000, "
+            "'data', 'host', 3, 0, '1s', 0)")[0]
+        .as<int>();
+  });
+  EXPECT_EQ(other.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  txn.commit();
+  EXPECT_EQ(other.get(), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 1"), "3");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "165");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND attempt_count = 0 "
+                      "AND scheduled_start = 'infinity'"),
+            "165");
+}
+
+TEST(LimitTest, ParkedJobsStartInPriorityOrderAsTheirKeyGetsRoom) {
+  TestDatabase db;
+  db.scalar(
+      "SELECT jobd.enqueue('w', target => t, priority => p) FROM (VALUES ('a:1', 5), ('a:2', 0), "
+      "('a:3', -5), ('b:1', 0)) AS v(t, p)");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  // One of a and one of b; a's other two are parked.
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "a:3,b:1");
+  EXPECT_EQ(db.scalar("SELECT string_agg(key, ',' ORDER BY priority) FROM jobd.job_throttled"),
+            "a,a");
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "");
+  // The common claim never sees them, nor wakes for them.
+  EXPECT_TRUE(repo.claim({"w", "w", 10}).jobs.empty());
+  EXPECT_FALSE(repo.nextScheduledIn("w").has_value());
+  EXPECT_FALSE(repo.nextScheduledIn("w", true).has_value());
+  db.scalar("UPDATE jobd.job SET status = 2, lease_expires = NULL WHERE target = 'a:3'");
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "a:2");
+  db.scalar("UPDATE jobd.job SET status = 2, lease_expires = NULL WHERE target = 'a:2'");
+  ClaimResult last = repo.claim(limited(10, "target_prefix", ":", 1));
+  EXPECT_EQ(targets(last), "a:1");
+  // One attempt, its own start back (NULL), its wait counted from enqueue.
+  EXPECT_EQ(last.jobs.at(0).attempt, 1);
+  EXPECT_GE(last.jobs.at(0).queue_latency, 0.0);
+  EXPECT_EQ(db.scalar("SELECT scheduled_start IS NULL FROM jobd.job WHERE target = 'a:1'"), "t");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "0");
+  EXPECT_EQ(db.scalar("SELECT bool_or(parked) FROM jobd.limit_bucket"), "f");
+}
+
+TEST(LimitTest, AnOperatorsCommandsOnAParkedJobStrandNothing) {
+  TestDatabase db;
+  db.scalar(
+      "SELECT jobd.enqueue('w', target => 'a:' || g, scheduled_start => CASE WHEN g = 2 THEN "
+      "now() - interval '1 h' END) FROM generate_series(1, 4) AS g");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  JobStore store(*conn);
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "a:1");
+  std::int64_t a2 = std::stoll(db.scalar("SELECT id FROM jobd.job WHERE target = 'a:2'"));
+  std::int64_t a3 = std::stoll(db.scalar("SELECT id FROM jobd.job WHERE target = 'a:3'"));
+  std::int64_t a4 = std::stoll(db.scalar("SELECT id FROM jobd.job WHERE target = 'a:4'"));
+  ASSERT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "3");
+  // Cancelled: FAILED with its own start back, out of the key's queue.
+  store.apply(a2, OperatorAction::kCancel, "not wanted");
+  EXPECT_EQ(db.scalar("SELECT status || ' ' || (scheduled_start < now()) FROM jobd.job WHERE "
+                      "target = 'a:2'"),
+            "3 true");
+  // Suspended and resumed: back in the key's queue.
+  store.apply(a3, OperatorAction::kSuspend, "");
+  store.apply(a3, OperatorAction::kResume, "");
+  // Retried while parked: a candidate again, parked again by the next claim.
+  store.apply(a4, OperatorAction::kRetry, "");
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "");
+  EXPECT_EQ(db.scalar("SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM "
+                      "jobd.job_throttled"),
+            std::to_string(a3) + "," + std::to_string(a4));
+  db.scalar("UPDATE jobd.job SET status = 2, lease_expires = NULL WHERE target = 'a:1'");
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "a:3");
+  db.scalar("UPDATE jobd.job SET status = 2, lease_expires = NULL WHERE target = 'a:3'");
+  EXPECT_EQ(targets(repo.claim(limited(10, "target_prefix", ":", 1))), "a:4");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "0");
+}
+
+TEST(LimitTest, AChangedKeyOrARemovedLimitGivesParkedJobsBack) {
+  TestDatabase db;
+  db.scalar(
+      "SELECT count(jobd.enqueue('w', '{\"host\": \"a\"}', target => 't' || g)) "
+      "FROM generate_series(1, 5) AS g");
+  EXPECT_EQ(db.scalar(claimSql(10, "data", "host", 2)), "t1,t2");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "3");
+  // By target now: every target is a key of its own, with room.
+  EXPECT_EQ(db.scalar(claimSql(10, "target", "", 2)), "t3,t4,t5");
+  EXPECT_EQ(db.scalar("SELECT key_kind FROM jobd.limit_definition"), "target");
+  db.scalar("UPDATE jobd.job SET status = 0, lease_expires = NULL, attempt_count = 0");
+  EXPECT_EQ(db.scalar(claimSql(1, "data", "host", 1)), "t1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "4");
+  // No limit any more: back to the common claim, each with its own start.
+  EXPECT_EQ(db.scalar("SELECT jobd.release_throttled('w')"), "4");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE scheduled_start IS NOT NULL"), "0");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.limit_bucket"), "0");
+  EXPECT_EQ(db.scalar("SELECT jobd.release_throttled('w')"), "0");
+}
+
+TEST(LimitTest, ATokenBucketStartsNoMoreThanItsRate) {
+  TestDatabase db;
+  db.scalar("SELECT count(jobd.enqueue('w')) FROM generate_series(1, 100)");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  // 10 a second, 5 at once: the burst, then nothing until the next token,
+  // which the daemon sleeps until.
+  EXPECT_EQ(repo.claim(limited(50, "type", "", 0, 10, 5)).jobs.size(), 5U);
+  EXPECT_EQ(repo.claim(limited(50, "type", "", 0, 10, 5)).jobs.size(), 0U);
+  std::optional<double> wake = repo.nextScheduledIn("w", true);
+  ASSERT_TRUE(wake.has_value());
+  EXPECT_GT(*wake, 0.0);
+  EXPECT_LE(*wake, 0.1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  std::size_t later = repo.claim(limited(50, "type", "", 0, 10, 5)).jobs.size();
+  EXPECT_GE(later, 2U);
+  EXPECT_LE(later, 3U);
+  // By key: each key has its own bucket; b's jobs are not held up by a's.
+  db.scalar("UPDATE jobd.job SET status = 2 WHERE status = 0");
+  db.scalar(
+      "SELECT jobd.enqueue('w', target => k || ':' || g) FROM generate_series(1, 3) AS g, "
+      "unnest(ARRAY['a', 'b']) AS k");
+  EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "a:1,a:2,b:1,b:2");
+  EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "");
+  EXPECT_EQ(db.scalar("SELECT string_agg(key || ' ' || parked, ',' ORDER BY key) FROM "
+                      "jobd.limit_state('w')"),
+            "a 1,b 1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "a:3,b:3");
+}
+
+}  // namespace
+}  // namespace jobd::store
