@@ -1,7 +1,10 @@
 #include "exec_handler.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "core/errors.hpp"
@@ -54,6 +57,9 @@ class ExecJob : public runtime::IRunnableJob {
         }
         return;
       case kExTempFail:
+        if (std::optional<std::chrono::milliseconds> after = retryAfter(child.stderr_tail)) {
+          throw RateLimited(message, *after);
+        }
         throw RetryError(message, "ExitStatus75");
       case kExDataErr:
         throw UserError(message, "ExitStatus65");
@@ -64,6 +70,27 @@ class ExecJob : public runtime::IRunnableJob {
   }
 
  private:
+  // Exit 75 with a line "Retry-After: SECONDS" on stderr (as an HTTP 429
+  // answer says it): rate limited, not a failed attempt.
+  static std::optional<std::chrono::milliseconds> retryAfter(const std::string& err) {
+    static const std::string kField = "Retry-After:";
+    std::optional<std::chrono::milliseconds> after;
+    std::string::size_type at = 0;
+    while ((at = err.find(kField, at)) != std::string::npos) {
+      if (at == 0 || err[at - 1] == '\n') {
+        const char* start = err.c_str() + at + kField.size();
+        char* end = nullptr;
+        double seconds = std::strtod(start, &end);
+        if (end != start && seconds >= 0 && seconds <= 86400 * 30 &&
+            (*end == '\0' || *end == '\n' || *end == '\r' || *end == ' ')) {
+          after = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+        }
+      }
+      at += kField.size();
+    }
+    return after;
+  }
+
   // `result = stdout`: what the program wrote to stdout, a JSON value, is
   // the job's result; nothing written, no result.
   // Checked, and bounded by max_payload, by the JobExecutor.
@@ -160,7 +187,8 @@ class ExecSource : public runtime::IJobSource {
 
 config::HandlerDescriptor execDescriptor() {
   return {"exec",
-          "runs `command` with json_data on stdin; exit 0 completes, 75 retries, 65 user error",
+          "runs `command` with json_data on stdin; exit 0 completes, 75 retries (rate limited, "
+          "attempt kept, with a stderr line Retry-After: SECONDS), 65 user error",
           {{"command", true, "", "argv split at white space, quotes group words; no shell runs it",
             [](const std::string& value) -> std::optional<std::string> {
               try {

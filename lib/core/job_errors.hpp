@@ -5,6 +5,7 @@
 // records as <Type>. Thrown on worker threads, caught by the JobExecutor.
 #pragma once
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -24,6 +25,20 @@ class RetryError : public JobError {
  public:
   explicit RetryError(const std::string& message, std::string type_name = "RetryError")
       : JobError(std::move(type_name), message) {}
+};
+
+// "Rate limited, retry after N" (an HTTP 429 from a remote): the job goes
+// back to WAITING for retry_after without spending an attempt, and, for a
+// section with a limit by key, its key starts nothing before then.
+class RateLimited : public JobError {
+ public:
+  RateLimited(const std::string& message, std::chrono::milliseconds retry_after,
+              std::string type_name = "RateLimited")
+      : JobError(std::move(type_name), message), retry_after_(retry_after) {}
+  std::chrono::milliseconds retryAfter() const { return retry_after_; }
+
+ private:
+  std::chrono::milliseconds retry_after_;
 };
 
 class UserError : public JobError {

@@ -232,6 +232,8 @@ std::string_view outcomeName(OutcomeKind kind) {
       return "crashed";
     case OutcomeKind::kReleased:
       return "released";
+    case OutcomeKind::kRateLimited:
+      return "rate_limited";
   }
   return "unknown";
 }
@@ -396,6 +398,9 @@ JobOutcome JobExecutor::execute(const ClaimedJob& job, const IJobSource& source,
                 job.section, section.dbuser.empty() ? "-" : section.dbuser, e.what());
     fail(OutcomeKind::kReleased, "ConnectFailed", e.what());
     outcome.release_delay = kReleaseDelay;
+  } catch (const RateLimited& e) {
+    fail(OutcomeKind::kRateLimited, e.typeName(), e.what());
+    outcome.release_delay = e.retryAfter();
   } catch (const RetryError& e) {
     fail(OutcomeKind::kRetry, e.typeName(), e.what());
   } catch (const UserError& e) {

@@ -26,6 +26,8 @@ enum class OutcomeKind {
   kCrashed,          // a child died of a signal jobd did not send: FAILED + OOPS
   kPayloadTooLarge,  // json_data over max_payload: FAILED + OOPS, never run
   kReleased,         // a draining daemon gave it back: WAITING, attempt given back
+  kRateLimited,      // RateLimited: WAITING after release_delay, attempt given back,
+                     // its key blocked as long (schema 20)
 };
 
 std::string_view outcomeName(OutcomeKind kind);
@@ -44,7 +46,8 @@ struct JobOutcome {
   std::string operation;  // the source's operation description
   std::chrono::microseconds duration{0};
   int runner_pid = 0;  // the process runner's pid; 0 for a thread
-  // For kReleased: how long the job waits before it is claimed again.
+  // For kReleased and kRateLimited: how long the job waits before it is
+  // claimed again.
   std::chrono::milliseconds release_delay{0};
   // A completed job's result, as JSON text (schema 16).
   std::optional<std::string> result;

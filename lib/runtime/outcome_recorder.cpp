@@ -323,6 +323,13 @@ store::OutcomeWrite OutcomeRecorder::resolve(const Item& item) {
       w.requeue_delay = o.release_delay;
       w.give_back_attempt = true;
       break;
+    case OutcomeKind::kRateLimited:
+      w.status = JobStatus::kWaiting;
+      w.attempt_outcome = "rate_limited";
+      w.requeue_delay = o.release_delay;
+      w.give_back_attempt = true;
+      w.block_key = o.release_delay;
+      break;
     case OutcomeKind::kOops:
     case OutcomeKind::kPayloadTooLarge:
     case OutcomeKind::kCompleted:

@@ -19,7 +19,7 @@ constexpr OutcomeKind kAllKinds[] = {
     OutcomeKind::kUserError, OutcomeKind::kSuspended,
     OutcomeKind::kOops,      OutcomeKind::kTimeout,
     OutcomeKind::kCrashed,   OutcomeKind::kPayloadTooLarge,
-    OutcomeKind::kReleased,
+    OutcomeKind::kReleased,  OutcomeKind::kRateLimited,
 };
 
 OutcomeKind kindFromName(const std::string& name) {

@@ -340,6 +340,10 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
   if (written.empty()) {
     return false;
   }
+  if (w.block_key) {
+    txn.exec_params("SELECT jobd.limit_block($1, $2::interval)", o.job.id,
+                    toSqlInterval(*w.block_key));
+  }
   if (w.oops) {
     insertOops(txn, *w.oops);
   }

@@ -66,6 +66,9 @@ struct OutcomeWrite {
   // A release (SPEC §8): the attempt is given back, so attempt_count
   // goes down by one and the next claim is this attempt again.
   bool give_back_attempt = false;
+  // A rate-limited job (schema 20): its key under its type's limit starts
+  // nothing for this long (jobd.limit_block).
+  std::optional<Duration> block_key;
 };
 
 // A lease this daemon holds, as the renewal sends it.

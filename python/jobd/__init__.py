@@ -31,6 +31,7 @@ from .job import (
     JobCancelled,
     JobContext,
     JobTimedOut,
+    RateLimited,
     SuspendJob,
     SuspendJobException,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "JobTimedOut",
     "JobdError",
     "PayloadError",
+    "RateLimited",
     "Result",
     "STATUS_NAMES",
     "SuspendJob",

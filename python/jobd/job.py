@@ -47,6 +47,7 @@ __all__ = [
     "JobContext",
     "JobTimedOut",
     "JsonValueError",
+    "RateLimited",
     "SuspendJob",
     "SuspendJobException",
 ]
@@ -77,6 +78,26 @@ class SuspendJob(Exception):
 
 #: Launchpad's name for :class:`SuspendJob`.
 SuspendJobException = SuspendJob
+
+
+class RateLimited(Exception):
+    """Raised by a job's ``run()`` when a remote said "too many requests,
+    retry after N seconds" (an HTTP 429 with ``Retry-After``).
+
+    The job's database work is rolled back and it goes back to WAITING for
+    ``retry_after`` seconds without spending an attempt; if its section has
+    a limit by key (``limit_key``), the job's key starts no job before
+    then, on any daemon.
+    """
+
+    def __init__(self, retry_after: float | datetime.timedelta, message: str = "") -> None:
+        if isinstance(retry_after, datetime.timedelta):
+            retry_after = retry_after.total_seconds()
+        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) \
+                or not 0 <= retry_after <= 30 * 86400:
+            raise ValueError(f"retry_after must be 0 to 30 days in seconds, not {retry_after!r}")
+        super().__init__(message or f"rate limited; retry after {retry_after:g} s")
+        self.retry_after = float(retry_after)
 
 
 class JobCancelled(BaseException):

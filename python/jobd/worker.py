@@ -57,6 +57,7 @@ from .job import (
     JobContext,
     JobTimedOut,
     JsonValueError,
+    RateLimited,
     SuspendJob,
 )
 
@@ -751,6 +752,10 @@ class Worker:
                                 "Job ran too long.", _traceback_of(error), error)
         if isinstance(error, SuspendJob):
             return self._failed(context, job_object, outcome, "suspended", name, str(error),
+                                "", error)
+        if isinstance(error, RateLimited):
+            outcome["release_delay_ms"] = round(error.retry_after * 1000)
+            return self._failed(context, job_object, outcome, "rate_limited", name, str(error),
                                 "", error)
         if job_object is not None and job_object.retry_error_types and \
                 isinstance(error, job_object.retry_error_types):

@@ -28,7 +28,7 @@ JOBS = textwrap.dedent('''
     import os
     import time
 
-    from jobd.job import BaseRunnableJob, SuspendJob
+    from jobd.job import BaseRunnableJob, RateLimited, SuspendJob
 
     HOARD = []
 
@@ -80,6 +80,11 @@ JOBS = textwrap.dedent('''
                 raise Transient("try again later")
             if do == "suspend":
                 raise SuspendJob("waiting for review")
+            if do == "rate_limited":
+                left = data["until"] - time.time()
+                if left > 0:
+                    raise RateLimited(left)
+                return
             if do == "oops":
                 raise KeyError("no such branch")
             if do == "segfault":
@@ -228,6 +233,32 @@ def test_each_exception_class_becomes_its_outcome(fresh, app, tmp_path, daemons)
     pids = {result(fresh, ids["complete"])["pid"]}
     assert worker_pids(daemon) == pids
     assert daemon.stop() == 0
+
+
+def test_a_rate_limited_job_keeps_its_attempt_and_blocks_its_key(fresh, app, tmp_path, daemons):
+    """run() raises RateLimited(retry_after) (a remote's 429): the job
+    waits that long without spending an attempt, and its key under the
+    section's limit starts nothing meanwhile; other keys run."""
+    serve(daemons, fresh, config(section("py", app, concurrency=2, limit_key="data:host",
+                                         limit_concurrency=5)), tmp_path)
+    until_at = time.time() + 1.5
+    limited = enqueue(fresh, "py", {"do": "rate_limited", "until": until_at, "host": "a"})
+    assert until(lambda: fresh.value(
+        "SELECT count(*) FROM jobd.job_attempt WHERE job_id = %s AND outcome = 'rate_limited'",
+        limited) >= 1, 10, "the rate-limited attempt")
+    same_key = enqueue(fresh, "py", {"do": "complete", "host": "a"})
+    other_key = enqueue(fresh, "py", {"do": "complete", "host": "b"})
+    assert finished(fresh, other_key)[0] == 2
+    assert finished(fresh, same_key)[0] == 2
+    status, log, attempts = finished(fresh, limited)
+    assert (status, attempts) == (2, 1)
+    started = dict(fresh.rows("SELECT id, extract(epoch FROM date_started)::float FROM jobd.job"))
+    # The key was blocked until the retry_after had passed, on the job's
+    # first refusal (the job itself may have been refused again).
+    assert started[same_key] >= until_at - 0.2
+    assert started[other_key] < until_at - 0.5
+    assert fresh.rows("SELECT DISTINCT outcome, error_type FROM jobd.job_attempt "
+                      "WHERE job_id = %s", limited) == [("rate_limited", "RateLimited")]
 
 
 def test_notices_use_the_classs_words_and_recipients(fresh, app, tmp_path, daemons):

@@ -6,6 +6,7 @@
 // limit gives its parked jobs back.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -139,6 +140,59 @@ limit_burst: 10
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE attempt_count <> 1 OR log IS NOT NULL"),
             "0");
   stopAll(daemons);
+}
+
+// An exec program that answers 75 with "Retry-After: 2" on stderr (a
+// remote's 429): the job waits 2 s without spending an attempt, and its
+// key starts nothing meanwhile, on any daemon; other keys run.
+TEST(LimitRunTest, ARateLimitedJobKeepsItsAttemptAndBlocksItsKey) {
+  TestDatabase db;
+  std::string marker = ::testing::TempDir() + "jobd_429_" + std::to_string(::getpid());
+  std::remove(marker.c_str());
+  auto daemons = startFour(
+      db,
+      R"(
+[jobd]
+poll_interval: 1s
+[hook]
+handler: exec
+concurrency: 2
+limit_key: data:host
+limit_concurrency: 5
+command: /bin/sh -c "if grep -q refuse && mkdir )" +
+          marker +
+          R"( 2>/dev/null; then echo 'too many requests' >&2; echo 'Retry-After: 2' >&2; exit 75; fi"
+)");
+  std::string refused =
+      db.scalar("SELECT jobd.enqueue('hook', '{\"host\": \"a\", \"refuse\": 1}')");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job_attempt WHERE outcome = 'rate_limited'",
+                         "1", 20s),
+            "1")
+      << daemons[0]->log();
+  std::string same = db.scalar("SELECT jobd.enqueue('hook', '{\"host\": \"a\"}')");
+  std::string other = db.scalar("SELECT jobd.enqueue('hook', '{\"host\": \"b\"}')");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "3", 20s), "3");
+  // Refused once, then run: one attempt, its log the program's last line.
+  EXPECT_EQ(db.scalar("SELECT attempt_count FROM jobd.job WHERE id = " + refused), "1");
+  EXPECT_EQ(db.scalar("SELECT error_type || ': ' || error_message FROM jobd.job_attempt "
+                      "WHERE job_id = " +
+                      refused),
+            "RateLimited: Retry-After: 2");
+  // Key a waited out the 2 s from the refusal; key b did not.
+  std::string blocked_from =
+      "(SELECT date_started FROM jobd.job_attempt WHERE job_id = " + refused + ")";
+  EXPECT_EQ(db.scalar("SELECT date_started >= " + blocked_from +
+                      " + interval '2 s' FROM jobd.job WHERE id = " + same),
+            "t");
+  EXPECT_EQ(db.scalar("SELECT date_started >= " + blocked_from +
+                      " + interval '2 s' FROM jobd.job WHERE id = " + refused),
+            "t");
+  EXPECT_EQ(db.scalar("SELECT date_started < " + blocked_from +
+                      " + interval '1.5 s' FROM jobd.job WHERE id = " + other),
+            "t");
+  stopAll(daemons);
+  std::remove(marker.c_str());
+  ::rmdir(marker.c_str());
 }
 
 TEST(LimitRunTest, AReloadWithoutTheLimitReleasesItsParkedJobs) {

@@ -27,6 +27,15 @@
 -- The common claim (jobd.claim_with_checkpoints) does not change: only
 -- sections with a limit call jobd.claim_limited.
 
+-- A job that its remote rate limited ("retry after N") is given back with
+-- an attempt row `rate_limited`. The rows there satisfy the old check, so
+-- the new one need not read them (NOT VALID: only new rows are checked); a
+-- moment's ACCESS EXCLUSIVE lock on jobd.job_attempt, none on jobd.job.
+ALTER TABLE jobd.job_attempt DROP CONSTRAINT job_attempt_outcome_check;
+ALTER TABLE jobd.job_attempt ADD CONSTRAINT job_attempt_outcome_check
+    CHECK (outcome IN ('retry', 'failed', 'user_error', 'suspended', 'timeout', 'lease_expired',
+                       'released', 'crashed', 'rate_limited')) NOT VALID;
+
 CREATE TABLE jobd.limit_definition (
     job_type text PRIMARY KEY,
     key_kind text NOT NULL CHECK (key_kind IN ('type', 'target', 'target_prefix', 'data')),
@@ -48,6 +57,9 @@ CREATE TABLE jobd.limit_bucket (
     -- When a claim last looked at the key's parked jobs: the least recently
     -- looked at come first, in turn.
     checked  timestamptz NOT NULL DEFAULT now(),
+    -- A job of the key was rate limited by its remote ("retry after N",
+    -- jobd.limit_block): the key starts nothing before this.
+    blocked_until timestamptz,
     PRIMARY KEY (job_type, key)
 );
 CREATE INDEX limit_bucket_parked_idx ON jobd.limit_bucket (job_type, checked) WHERE parked;
@@ -141,6 +153,8 @@ DECLARE
     def_kind text;
     def_arg text;
     tok double precision;
+    blocked timestamptz;
+    blocks timestamptz[] := '{}';
     room integer;
     got integer := 0;
     due_keys text[];
@@ -199,9 +213,14 @@ BEGIN
         SELECT CASE WHEN p_rate > 0
                     THEN least(p_burst::double precision,
                                b.tokens + extract(epoch FROM now() - b.refilled) * p_rate / per_s)
-               END
-          INTO tok
+               END, b.blocked_until
+          INTO tok, blocked
           FROM jobd.limit_bucket AS b WHERE b.job_type = p_type AND b.key = p_type FOR UPDATE;
+        IF blocked > now() THEN
+            UPDATE jobd.limit_bucket AS b SET next_due = blocked
+             WHERE b.job_type = p_type AND b.key = p_type;
+            RETURN;
+        END IF;
         room := p_want;
         IF p_rate > 0 THEN
             room := least(room, floor(tok)::integer);
@@ -275,9 +294,11 @@ BEGIN
         INSERT INTO jobd.limit_bucket (job_type, key, tokens)
         SELECT p_type, x, p_burst FROM unnest(keys) AS x ORDER BY x
         ON CONFLICT DO NOTHING;
-        FOR r IN SELECT b.key, b.tokens, b.refilled, b.parked FROM jobd.limit_bucket AS b
+        FOR r IN SELECT b.key, b.tokens, b.refilled, b.parked, b.blocked_until
+                   FROM jobd.limit_bucket AS b
                   WHERE b.job_type = p_type AND b.key = ANY (keys) ORDER BY b.key FOR UPDATE
         LOOP
+            blocks := blocks || r.blocked_until;
             toks := toks || CASE WHEN p_rate > 0
                                  THEN least(p_burst::double precision,
                                             r.tokens + extract(epoch FROM now() - r.refilled)
@@ -304,6 +325,9 @@ BEGIN
             END IF;
             IF p_max_running > 0 THEN
                 room := least(room, p_max_running - running_n[i]);
+            END IF;
+            IF blocks[i] > now() THEN
+                room := 0;
             END IF;
             caps := caps || room;
         END LOOP;
@@ -392,10 +416,13 @@ BEGIN
                refilled = now(),
                parked = s.parked,
                checked = CASE WHEN s.looked THEN now() ELSE b.checked END,
-               next_due = CASE WHEN s.parked AND p_rate > 0 AND s.tok - s.used < 1
+               next_due = CASE WHEN s.parked AND s.blocked > now() THEN s.blocked
+                               WHEN s.parked AND p_rate > 0 AND s.tok - s.used < 1
                                THEN now() + make_interval(secs => (1 - (s.tok - s.used)) * per_s / p_rate)
-                          END
-          FROM unnest(keys, toks, used, is_parked, looked) AS s(key, tok, used, parked, looked)
+                          END,
+               blocked_until = CASE WHEN s.blocked > now() THEN s.blocked END
+          FROM unnest(keys, toks, used, is_parked, looked, blocks)
+               AS s(key, tok, used, parked, looked, blocked)
          WHERE b.job_type = p_type AND b.key = s.key;
     END IF;
 
@@ -418,6 +445,36 @@ BEGIN
      ORDER BY c.priority, c.id;
 END
 $fn$;
+
+-- A job that its remote rate limited ("retry after", an HTTP 429): the key
+-- it has under its type's limit starts nothing for `pause` (its tokens are
+-- spent, and claims park the key's jobs until then). The job itself goes
+-- back to WAITING, its attempt given back, by the outcome that calls this.
+-- Returns false when the type has no limit, or the job no key.
+CREATE FUNCTION jobd.limit_block(job bigint, pause interval) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    k text;
+    jt text;
+BEGIN
+    SELECT j.job_type, jobd.limit_key(d.key_kind, d.key_arg, j.job_type, j.target, j.json_data)
+      INTO jt, k
+      FROM jobd.job AS j JOIN jobd.limit_definition AS d ON d.job_type = j.job_type
+     WHERE j.id = job;
+    IF k IS NULL THEN
+        RETURN false;
+    END IF;
+    INSERT INTO jobd.limit_bucket AS b (job_type, key, tokens, blocked_until)
+    VALUES (jt, k, 0, now() + pause)
+    ON CONFLICT (job_type, key) DO UPDATE
+       SET tokens = 0, refilled = now(),
+           blocked_until = GREATEST(b.blocked_until, EXCLUDED.blocked_until),
+           next_due = CASE WHEN b.parked THEN GREATEST(b.blocked_until, EXCLUDED.blocked_until)
+                           ELSE b.next_due END;
+    RETURN true;
+END
+$$;
 
 -- When a limited type's daemon should claim again by itself: the type's
 -- next future scheduled_start or pause end (as for every type), or the
