@@ -255,6 +255,11 @@ int cmdShow(const CommandLine& cl) {
   if (!(*job)["batch"].is_null()) {
     std::cout << std::left << std::setw(17) << "batch:" << text((*job)["batch"]) << "\n";
   }
+  if (const nlohmann::json& parked = (*job)["throttled"]; !parked.is_null()) {
+    std::cout << std::left << std::setw(17) << "throttled:"
+              << "parked by its type's limit (key " << text(parked["key"]) << ") since "
+              << text(parked["since"]) << "; it starts when the key has room\n";
+  }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {
     std::cout << "  #" << text(a["attempt"]) << " " << text(a["outcome"]) << " at "
@@ -302,6 +307,22 @@ int cmdStatus(const CommandLine& cl) {
                        {"handled", true}});
     }
   }
+  // The limits are the configuration's (every daemon should have the same).
+  status["limits"] = nlohmann::json::array();
+  for (const auto& section : config->sections()) {
+    if (section.enabled && section.limited()) {
+      status["limits"].push_back(
+          {{"job_type", section.job_type},
+           {"key", section.limit_key},
+           {"concurrency", section.limit_concurrency > 0 ? nlohmann::json(section.limit_concurrency)
+                                                         : nlohmann::json()},
+           {"rate", section.limit_rate > 0 ? nlohmann::json(section.limit_rate) : nlohmann::json()},
+           {"rate_period_seconds",
+            std::chrono::duration<double>(section.limit_rate_period).count()},
+           {"burst",
+            section.limit_rate > 0 ? nlohmann::json(section.limit_burst) : nlohmann::json()}});
+    }
+  }
   if (cl.flag("--json")) {
     std::cout << status.dump(2) << "\n";
     return 0;
@@ -344,6 +365,30 @@ int cmdStatus(const CommandLine& cl) {
               << (p["until"].is_null() ? std::string(", until unpaused")
                                        : ", until " + text(p["until"]))
               << (text(p["reason"]).empty() ? std::string() : ": " + text(p["reason"])) << "\n";
+  }
+  std::cout << "limits:" << (status["limits"].empty() ? " none\n" : "\n");
+  for (const auto& l : status["limits"]) {
+    std::string caps;
+    if (!l["concurrency"].is_null()) {
+      caps = "at most " + text(l["concurrency"]) + " running";
+    }
+    if (!l["rate"].is_null()) {
+      caps += (caps.empty() ? "" : ", ") + text(l["rate"]) + " started per " +
+              formatDuration(std::chrono::duration_cast<Duration>(
+                  std::chrono::duration<double>(l["rate_period_seconds"].get<double>()))) +
+              " (burst " + text(l["burst"]) + ")";
+    }
+    std::cout << "  " << text(l["job_type"]) << " by " << text(l["key"]) << ": " << caps
+              << ", across every daemon\n";
+  }
+  std::cout << "throttled:" << (status["throttled"].empty() ? " none\n" : "\n");
+  for (const auto& t : status["throttled"]) {
+    std::cout << "  " << text(t["job_type"]) << " key " << text(t["key"]) << ": "
+              << text(t["parked"]) << " parked since " << text(t["since"])
+              << (!t["blocked_until"].is_null() ? ", rate limited until " + text(t["blocked_until"])
+                  : !t["next_due"].is_null()    ? ", next start at " + text(t["next_due"])
+                                                : std::string(", until one of its jobs ends"))
+              << "\n";
   }
   std::cout << "recent OOPS:" << (status["recent_oops"].empty() ? " none\n" : "\n");
   for (const auto& o : status["recent_oops"]) {

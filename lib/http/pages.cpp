@@ -216,6 +216,27 @@ std::string pausedTable(const nlohmann::json& paused) {
   return out + "</table>";
 }
 
+// The keys whose jobs a limit parked (schema 20), most first: nothing when
+// there are none.
+std::string throttledTable(const nlohmann::json& throttled) {
+  if (!throttled.is_array() || throttled.empty()) {
+    return "";
+  }
+  std::string out =
+      "<h2>Throttled</h2><table id=\"throttled\"><tr><th>job type</th><th>limited by</th>"
+      "<th>key</th><th>parked</th><th>since</th><th>starts</th></tr>";
+  for (const auto& t : throttled) {
+    std::string starts = !t["blocked_until"].is_null()
+                             ? "rate limited until " + text(t["blocked_until"])
+                         : !t["next_due"].is_null() ? "next token at " + text(t["next_due"])
+                                                    : std::string("when a running job ends");
+    out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
+           "<td class=\"n\">" + escapeHtml(text(t["parked"])) + "</td>" + cell(t["since"]) +
+           cell(starts) + "</tr>";
+  }
+  return out + "</table>";
+}
+
 // Every schedule (schema 15): its next and last ticks, and the last job's
 // outcome; nothing when there are none.
 std::string schedulesTable(const nlohmann::json& schedules) {
@@ -289,6 +310,7 @@ std::string escapeHtml(const std::string& text) {
 std::string dashboardLive(const nlohmann::json& d) {
   return "<p class=\"muted\">as of " + escapeHtml(text(d["now"])) + "</p>" +
          pausedTable(d.value("paused", nlohmann::json::array())) + jobTypesTable(d["job_types"]) +
+         throttledTable(d.value("throttled", nlohmann::json::array())) +
          runningTable(d["running"]) + failuresTable(d["failures"]) +
          schedulesTable(d.value("schedules", nlohmann::json::array())) + daemonsTable(d["daemons"]);
 }
@@ -353,6 +375,11 @@ std::string jobPage(const nlohmann::json& job) {
         "</tr></table>";
   }
   body += dependenciesSection(job);
+  if (job.contains("throttled") && !job["throttled"].is_null()) {
+    body += "<p id=\"throttled\">throttled: parked by its type's limit (key " +
+            escapeHtml(text(job["throttled"]["key"])) + ") since " +
+            escapeHtml(text(job["throttled"]["since"])) + "; it starts when the key has room</p>";
+  }
   body += "<h2>Attempts</h2>";
   if (job["attempts"].empty()) {
     body += "<p class=\"muted\">none</p>";

@@ -101,6 +101,16 @@ void Metrics::setReady(std::map<std::string, std::int64_t> ready) {
   ready_ = std::move(ready);
 }
 
+void Metrics::setLimits(std::vector<Limit> limits) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  limits_ = std::move(limits);
+}
+
+void Metrics::setThrottled(std::map<std::string, std::int64_t> throttled) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  throttled_ = std::move(throttled);
+}
+
 std::string Metrics::render(const Gauges& gauges) const {
   Writer w;
   w.family("jobd_build_info", "gauge", "The running jobd's version.");
@@ -150,6 +160,24 @@ std::string Metrics::render(const Gauges& gauges) const {
            "Ready jobs of the served types, from a periodic capped count.");
   for (const auto& [type, n] : ready_) {
     w.sample("jobd_jobs_ready", typeLabel(type), n);
+  }
+  w.family("jobd_limit_concurrency", "gauge",
+           "Most jobs of one key of the type running at once across the fleet (limit_*).");
+  w.family("jobd_limit_rate_per_second", "gauge",
+           "Most jobs of one key of the type started per second across the fleet (limit_rate).");
+  for (const Limit& l : limits_) {
+    std::string labels = typeLabel(l.job_type) + ",key=\"" + labelValue(l.key) + "\"";
+    if (l.concurrency > 0) {
+      w.sample("jobd_limit_concurrency", labels, l.concurrency);
+    }
+    if (l.rate_per_second > 0) {
+      w.sample("jobd_limit_rate_per_second", labels, l.rate_per_second);
+    }
+  }
+  w.family("jobd_jobs_throttled", "gauge",
+           "WAITING jobs of a limited type that its limit parked, from the periodic count.");
+  for (const auto& [type, n] : throttled_) {
+    w.sample("jobd_jobs_throttled", typeLabel(type), n);
   }
   w.family("jobd_jobs_claimed_total", "counter", "Jobs this daemon claimed.");
   for (const auto& [type, s] : types_) {

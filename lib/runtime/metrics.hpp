@@ -39,6 +39,16 @@ class Metrics {
   void leaseLost(const std::string& job_type);
   // The periodic estimate of ready jobs by type, capped at `cap` per type.
   void setReady(std::map<std::string, std::int64_t> ready);
+  // The limits by key served here (schema 20), and the jobs they parked,
+  // from the same periodic count.
+  struct Limit {
+    std::string job_type;
+    std::string key;
+    int concurrency = 0;         // 0: none
+    double rate_per_second = 0;  // 0: none
+  };
+  void setLimits(std::vector<Limit> limits);
+  void setThrottled(std::map<std::string, std::int64_t> throttled);
 
   // What the io thread knows at the moment of a scrape.
   struct Gauges {
@@ -86,6 +96,8 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::string, TypeStats, std::less<>> types_;
   std::map<std::string, std::int64_t> ready_;
+  std::vector<Limit> limits_;
+  std::map<std::string, std::int64_t> throttled_;
 };
 
 }  // namespace jobd::runtime

@@ -256,16 +256,37 @@ std::vector<std::string> Services::servedJobTypes() const {
 
 void Services::countWaiting(std::vector<std::string> ready_types,
                             std::function<void(std::optional<std::int64_t>)> done) {
-  db_->post([this, types = std::move(ready_types), done = std::move(done)] {
-    std::optional<std::int64_t> waiting;
-    db_->use("STATUS_COUNT_FAILED", [&](store::RuntimeStore& store) {
-      waiting = store.countWaiting(kWaitingCap);
-      if (!types.empty()) {
-        metrics_.setReady(store.countReady(types, kWaitingCap));
-      }
-    });
-    boost::asio::post(io_, [waiting, done] { done(waiting); });
-  });
+  // The limits served here (schema 20), and their parked jobs.
+  std::vector<Metrics::Limit> limits;
+  std::vector<std::string> limited;
+  for (const ServedSection& served : sections_) {
+    const config::SectionConfig* section = config_->section(served.name);
+    if (section != nullptr && section->limited()) {
+      limits.push_back({section->job_type, section->limit_key, section->limit_concurrency,
+                        section->limit_rate > 0
+                            ? section->limit_rate /
+                                  std::chrono::duration<double>(section->limit_rate_period).count()
+                            : 0.0});
+      limited.push_back(section->job_type);
+    }
+  }
+  metrics_.setLimits(std::move(limits));
+  db_->post(
+      [this, types = std::move(ready_types), limited = std::move(limited), done = std::move(done)] {
+        std::optional<std::int64_t> waiting;
+        db_->use("STATUS_COUNT_FAILED", [&](store::RuntimeStore& store) {
+          waiting = store.countWaiting(kWaitingCap);
+          if (!types.empty()) {
+            metrics_.setReady(store.countReady(types, kWaitingCap));
+          }
+        });
+        if (!limited.empty()) {
+          db_->use("STATUS_COUNT_FAILED", [&](store::JobRepository& repo) {
+            metrics_.setThrottled(repo.countThrottled(limited, kWaitingCap));
+          });
+        }
+        boost::asio::post(io_, [waiting, done] { done(waiting); });
+      });
 }
 
 void Services::heartbeat(store::DaemonBeat beat) {

@@ -95,6 +95,22 @@ SELECT jsonb_build_object(
   'paused', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST),
                              '[]')
                FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()),
+  'throttled', (SELECT COALESCE(jsonb_agg(to_jsonb(t) ORDER BY t.parked DESC, t.job_type, t.key),
+                                '[]')
+                  FROM (SELECT t.job_type, t.key, count(*) AS parked, min(t.parked) AS since,
+                               CASE WHEN d.key_arg = '' THEN d.key_kind
+                                    ELSE d.key_kind || ':' || d.key_arg END AS limited_by,
+                               CASE WHEN b.next_due > now() THEN b.next_due END AS next_due,
+                               CASE WHEN b.blocked_until > now() THEN b.blocked_until END
+                                 AS blocked_until
+                          FROM jobd.job_throttled AS t
+                          LEFT JOIN jobd.limit_bucket AS b
+                            ON b.job_type = t.job_type AND b.key = t.key
+                          LEFT JOIN jobd.limit_definition AS d ON d.job_type = t.job_type
+                         GROUP BY t.job_type, t.key, d.key_kind, d.key_arg, b.next_due,
+                                  b.blocked_until
+                         ORDER BY count(*) DESC, t.job_type, t.key
+                         LIMIT $3) AS t),
   'schedules', (SELECT COALESCE(jsonb_agg(to_jsonb(s) ORDER BY s.name), '[]') FROM (
 )sql";
 // ...every schedule (schema 15), as `jobd schedule list` shows them.

@@ -439,6 +439,20 @@ int JobRepository::releaseThrottled(const std::string& job_type) {
   return txn.exec_params1("SELECT jobd.release_throttled($1)", job_type)[0].as<int>();
 }
 
+std::map<std::string, std::int64_t> JobRepository::countThrottled(
+    const std::vector<std::string>& job_types, std::int64_t cap) {
+  pqxx::nontransaction txn(conn_, "count_throttled");
+  pqxx::result rows = txn.exec_params(
+      "SELECT t.job_type, (SELECT count(*) FROM (SELECT 1 FROM jobd.job_throttled AS p "
+      "WHERE p.job_type = t.job_type LIMIT $2) AS c) FROM unnest($1::text[]) AS t(job_type)",
+      pgTextArray(job_types), cap);
+  std::map<std::string, std::int64_t> throttled;
+  for (const pqxx::row& row : rows) {
+    throttled[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+  }
+  return throttled;
+}
+
 int JobRepository::promoteStranded() {
   pqxx::nontransaction txn(conn_, "promote_stranded");
   return txn.exec1("SELECT jobd.promote_stranded()")[0].as<int>();

@@ -138,7 +138,12 @@ std::optional<nlohmann::json> JobStore::show(std::int64_t id) {
              'held', (SELECT jsonb_build_object('pending', h.pending,
                                                 'scheduled_start', h.scheduled_start)
                         FROM jobd.job_hold AS h WHERE h.job_id = j.id),
-             'batch', (SELECT m.batch_id FROM jobd.batch_job AS m WHERE m.job_id = j.id))
+             'batch', (SELECT m.batch_id FROM jobd.batch_job AS m WHERE m.job_id = j.id),
+             'throttled', (SELECT jsonb_build_object('key', t.key, 'since', t.parked,
+                                                     'scheduled_start', t.scheduled_start)
+                             FROM jobd.job_throttled AS t
+                            WHERE t.job_id = j.id AND j.status = 0
+                              AND j.scheduled_start = 'infinity'))
       FROM jobd.job AS j
      WHERE j.id = $1)sql",
                                    id);

@@ -53,7 +53,19 @@ nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oo
                         FROM recent_oops o),
       'paused', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type, p.target NULLS FIRST),
                                  '[]')
-                   FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()))
+                   FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()),
+      'throttled', (SELECT COALESCE(jsonb_agg(to_jsonb(t) ORDER BY t.parked DESC, t.job_type,
+                                              t.key), '[]')
+                      FROM (SELECT t.job_type, t.key, count(*) AS parked, min(t.parked) AS since,
+                                   CASE WHEN b.next_due > now() THEN b.next_due END AS next_due,
+                                   CASE WHEN b.blocked_until > now() THEN b.blocked_until END
+                                     AS blocked_until
+                              FROM jobd.job_throttled AS t
+                              LEFT JOIN jobd.limit_bucket AS b
+                                ON b.job_type = t.job_type AND b.key = t.key
+                             GROUP BY t.job_type, t.key, b.next_due, b.blocked_until
+                             ORDER BY count(*) DESC, t.job_type, t.key
+                             LIMIT $2) AS t))
   )sql",
                        running_limit, oops_limit, std::to_string(kLiveDaemonSeconds) + " seconds");
   return nlohmann::json::parse(row[0].c_str());

@@ -17,7 +17,10 @@ namespace jobd::store {
 //   "draining", "started", "last_seen", "running"}] (those seen lately),
 //  "recent_oops": [{"id", "time", "job_id", "job_type", "type", "value"}],
 //  "paused": [{"job_type", "target", "paused_at", "paused_by", "until",
-//   "reason"}] (the pauses in force, schema 14)}
+//   "reason"}] (the pauses in force, schema 14),
+//  "throttled": [{"job_type", "key", "parked", "since", "next_due",
+//   "blocked_until"}] (the keys whose jobs a limit parked, most first, at
+//   most oops_limit of them; schema 20)}
 nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50, int oops_limit = 10);
 
 }  // namespace jobd::store

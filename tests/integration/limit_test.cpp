@@ -4,6 +4,7 @@
 // daemons while the other keys' jobs, enqueued behind its backlog, run at
 // once; no held-back job spends an attempt; and a reload that removes the
 // limit gives its parked jobs back.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -13,15 +14,19 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon.hpp"
+#include "http_client.hpp"
 
 namespace jobd {
 namespace {
 
 using namespace std::chrono_literals;
 using testing::Daemon;
+using ::testing::HasSubstr;
+using testing::ProcessResult;
 using testing::TestDatabase;
 using testing::waitForValue;
 
@@ -200,6 +205,8 @@ TEST(LimitRunTest, AReloadWithoutTheLimitReleasesItsParkedJobs) {
   Daemon daemon(db, R"(
 [jobd]
 poll_interval: 1s
+metrics_listen: 127.0.0.1:0
+dashboard_listen: 127.0.0.1:0
 [noop]
 concurrency: 4
 limit_key: target_prefix::
@@ -210,9 +217,34 @@ limit_burst: 1
   db.scalar("SELECT count(jobd.enqueue('noop', target => 'x:' || g)) FROM generate_series(1, 5) g");
   ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "1", 10s), "1");
   ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job_throttled", "4", 10s), "4");
-  // Parked: WAITING, no attempt spent; `jobd status` and the waiting count
-  // still see them.
+  // Parked: WAITING, no attempt spent.
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND attempt_count = 0"), "4");
+  // What an operator sees: `jobd status`, `jobd show`, /metrics, the dashboard.
+  ProcessResult status =
+      testing::runJobd({"--database", db.conninfo(), "--config", daemon.configPath(), "status"});
+  EXPECT_THAT(status.out, HasSubstr("limits:\n  noop by target_prefix::: 1 started per 1h (burst "
+                                    "1), across every daemon\n"));
+  EXPECT_THAT(status.out, HasSubstr("throttled:\n  noop key x: 4 parked since "));
+  EXPECT_THAT(status.out, HasSubstr(", next start at "));
+  std::string parked = db.scalar("SELECT max(job_id) FROM jobd.job_throttled");
+  ProcessResult show =
+      testing::runJobd({"--database", db.conninfo(), "--config", "/dev/null", "show", parked});
+  EXPECT_THAT(show.out, HasSubstr("throttled:       parked by its type's limit (key x) since "));
+  std::string metrics;
+  for (int i = 0;
+       i < 100 && metrics.find("jobd_jobs_throttled{job_type=\"noop\"} 4") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(100ms);
+    metrics = testing::httpGet(testing::baseUrl(daemon.process()) + "/metrics").body;
+  }
+  EXPECT_THAT(metrics, HasSubstr("jobd_jobs_throttled{job_type=\"noop\"} 4"));
+  EXPECT_THAT(metrics,
+              HasSubstr("jobd_limit_rate_per_second{job_type=\"noop\",key=\"target_prefix::\"} "
+                        "0.000277"));
+  std::string page = testing::httpGet(testing::dashboardUrl(daemon.process()) + "/").body;
+  EXPECT_THAT(page, HasSubstr("<h2>Throttled</h2>"));
+  EXPECT_THAT(page,
+              HasSubstr("<td>noop</td><td>target_prefix::</td><td>x</td><td class=\"n\">4</td>"));
   std::ofstream(daemon.configPath()) << "[jobd]\npoll_interval: 1s\n[noop]\nconcurrency: 4\n";
   ::kill(daemon.process().pid(), SIGHUP);
   ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "5", 10s), "5")
