@@ -384,7 +384,8 @@ int cmdStatus(const CommandLine& cl) {
   std::cout << "throttled:" << (status["throttled"].empty() ? " none\n" : "\n");
   for (const auto& t : status["throttled"]) {
     std::cout << "  " << text(t["job_type"]) << " key " << text(t["key"]) << ": "
-              << text(t["parked"]) << " parked since " << text(t["since"])
+              << text(t["parked"]) << (t["parked"].get<int>() >= 10000 ? "+" : "")
+              << " parked, the first in line since " << text(t["since"])
               << (!t["blocked_until"].is_null() ? ", rate limited until " + text(t["blocked_until"])
                   : !t["next_due"].is_null()    ? ", next start at " + text(t["next_due"])
                                                 : std::string(", until one of its jobs ends"))

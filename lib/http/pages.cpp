@@ -224,15 +224,16 @@ std::string throttledTable(const nlohmann::json& throttled) {
   }
   std::string out =
       "<h2>Throttled</h2><table id=\"throttled\"><tr><th>job type</th><th>limited by</th>"
-      "<th>key</th><th>parked</th><th>since</th><th>starts</th></tr>";
+      "<th>key</th><th>parked</th><th>first in line since</th><th>starts</th></tr>";
   for (const auto& t : throttled) {
     std::string starts = !t["blocked_until"].is_null()
                              ? "rate limited until " + text(t["blocked_until"])
                          : !t["next_due"].is_null() ? "next token at " + text(t["next_due"])
                                                     : std::string("when a running job ends");
     out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
-           "<td class=\"n\">" + escapeHtml(text(t["parked"])) + "</td>" + cell(t["since"]) +
-           cell(starts) + "</tr>";
+           "<td class=\"n\">" + escapeHtml(text(t["parked"])) +
+           (t["parked"].is_number() && t["parked"].get<int>() >= 10000 ? "+" : "") + "</td>" +
+           cell(t["since"]) + cell(starts) + "</tr>";
   }
   return out + "</table>";
 }

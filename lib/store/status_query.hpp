@@ -19,8 +19,9 @@ namespace jobd::store {
 //  "paused": [{"job_type", "target", "paused_at", "paused_by", "until",
 //   "reason"}] (the pauses in force, schema 14),
 //  "throttled": [{"job_type", "key", "parked", "since", "next_due",
-//   "blocked_until"}] (the keys whose jobs a limit parked, most first, at
-//   most oops_limit of them; schema 20)}
+//   "blocked_until"}] (keys whose jobs a limit parked, most first, at most
+//   oops_limit keys and a count capped at 10,000 per key, read by index;
+//   `since`: when the first in line was parked; schema 20)}
 nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit = 50, int oops_limit = 10);
 
 }  // namespace jobd::store

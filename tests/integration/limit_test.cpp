@@ -224,7 +224,8 @@ limit_burst: 1
       testing::runJobd({"--database", db.conninfo(), "--config", daemon.configPath(), "status"});
   EXPECT_THAT(status.out, HasSubstr("limits:\n  noop by target_prefix::: 1 started per 1h (burst "
                                     "1), across every daemon\n"));
-  EXPECT_THAT(status.out, HasSubstr("throttled:\n  noop key x: 4 parked since "));
+  EXPECT_THAT(status.out,
+              HasSubstr("throttled:\n  noop key x: 4 parked, the first in line since "));
   EXPECT_THAT(status.out, HasSubstr(", next start at "));
   std::string parked = db.scalar("SELECT max(job_id) FROM jobd.job_throttled");
   ProcessResult show =
