@@ -195,9 +195,28 @@ void OutcomeRecorder::writeBatch(store::RuntimeStore& store, std::vector<Item>& 
   finished_.clear();
   pending_count_.fetch_sub(items.size());
   settled(items);
-  bool released = std::any_of(items.begin(), items.end(),
-                              [](const Item& item) { return item.outcome.job.target.has_value(); });
-  if (released && on_target_released_) {
+  // A job with a target may free jobs waiting on that target, of any type;
+  // one of a limited type (schema 20) may make room for its key's parked
+  // jobs, which every daemon serving the type should hear of.
+  std::vector<std::string> limited;
+  bool released = false;
+  for (const Item& item : items) {
+    const config::SectionConfig* section = item.config->section(item.outcome.job.section);
+    if (section != nullptr && section->limited() &&
+        std::find(limited.begin(), limited.end(), item.outcome.job.job_type) == limited.end()) {
+      limited.push_back(item.outcome.job.job_type);
+    }
+    released = released || item.outcome.job.target.has_value();
+  }
+  if (!limited.empty()) {
+    try {
+      store.notifyJobTypes(limited);
+    } catch (const std::exception& e) {
+      // The outcomes are written: the poll, or the next batch, tells them.
+      logs::warn("LIMITED_NOTIFY_FAILED {}", errorLine(e.what()));
+    }
+  }
+  if ((released || !limited.empty()) && on_target_released_) {
     on_target_released_();
   }
 }
@@ -362,6 +381,11 @@ void OutcomeRecorder::finished(const Item& item, const store::OutcomeWrite* writ
   if (write != nullptr) {
     outcome = write->attempt_outcome;
     if (o.kind == OutcomeKind::kReleased) {
+      counters_.released++;
+    } else if (o.kind == OutcomeKind::kRateLimited) {
+      logs::info("JOB_RATE_LIMITED id={} type={}: {}; it runs again in {}, its attempt kept",
+                 o.job.id, o.job.job_type, typeAndMessage(o),
+                 formatDuration(std::chrono::duration_cast<Duration>(o.release_delay)));
       counters_.released++;
     } else if (write->status == JobStatus::kWaiting) {
       logs::info("Scheduling retry due to {}.", typeAndMessage(o));

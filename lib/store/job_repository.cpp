@@ -340,10 +340,6 @@ bool JobRepository::writeOutcome(pqxx::work& txn, const OutcomeWrite& w) {
   if (written.empty()) {
     return false;
   }
-  if (w.block_key) {
-    txn.exec_params("SELECT jobd.limit_block($1, $2::interval)", o.job.id,
-                    toSqlInterval(*w.block_key));
-  }
   if (w.oops) {
     insertOops(txn, *w.oops);
   }
@@ -437,6 +433,12 @@ void JobRepository::ping() {
 int JobRepository::releaseThrottled(const std::string& job_type) {
   pqxx::nontransaction txn(conn_, "release_throttled");
   return txn.exec_params1("SELECT jobd.release_throttled($1)", job_type)[0].as<int>();
+}
+
+void JobRepository::notifyJobTypes(const std::vector<std::string>& job_types) {
+  pqxx::nontransaction txn(conn_, "notify_job_types");
+  txn.exec_params("SELECT pg_notify('jobd', t) FROM unnest($1::text[]) AS t",
+                  pgTextArray(job_types));
 }
 
 std::map<std::string, std::int64_t> JobRepository::countThrottled(

@@ -122,6 +122,7 @@ class JobRepository {
   // jobd.release_throttled (schema 20): a type no longer limited gets the
   // jobs its limit parked back; returns how many.
   int releaseThrottled(const std::string& job_type);
+  void notifyJobTypes(const std::vector<std::string>& job_types);
   // Parked jobs of each type given (schema 20), up to cap per type.
   std::map<std::string, std::int64_t> countThrottled(const std::vector<std::string>& job_types,
                                                      std::int64_t cap);

@@ -289,9 +289,22 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
             "WHERE child_id = $1 AND state = 'pending'",
             id);
       } else {
+        // A job a limit parked (schema 20) leaves its key's queue with its
+        // own start back; resumed, it is a candidate again.
         txn.exec_params(
-            "UPDATE jobd.job SET status = 4, lease_expires = NULL, behind = false WHERE id = $1",
+            "UPDATE jobd.job AS j SET status = 4, lease_expires = NULL, behind = false, "
+            "scheduled_start = CASE WHEN j.scheduled_start = 'infinity' AND NOT EXISTS (SELECT 1 "
+            "FROM jobd.job_hold AS h WHERE h.job_id = j.id) AND EXISTS (SELECT 1 FROM "
+            "jobd.job_throttled AS t WHERE t.job_id = j.id) THEN (SELECT t.scheduled_start FROM "
+            "jobd.job_throttled AS t WHERE t.job_id = j.id) ELSE j.scheduled_start END "
+            "WHERE j.id = $1",
             id);
+        txn.exec_params(
+            "UPDATE jobd.job_hold AS h SET scheduled_start = t.scheduled_start FROM "
+            "jobd.job_throttled AS t WHERE t.job_id = $1 AND h.job_id = $1 AND "
+            "h.scheduled_start = 'infinity'",
+            id);
+        txn.exec_params("DELETE FROM jobd.job_throttled WHERE job_id = $1", id);
       }
       if (*from == JobStatus::kWaiting && !row[0][2].is_null()) {
         // A head that leaves its queue without running passes its turn on

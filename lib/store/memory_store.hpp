@@ -79,6 +79,7 @@ class MemoryStore final : public RuntimeStore {
   std::optional<double> nextScheduledIn(const std::string& job_type, bool limited = false) override;
   // Limits by key live in PostgreSQL only: a claim with one throws.
   int releaseThrottled(const std::string& /*job_type*/) override { return 0; }
+  void notifyJobTypes(const std::vector<std::string>& /*job_types*/) override {}
   OutcomeBatchResult writeOutcomes(const std::vector<const runtime::JobOutcome*>& completions,
                                    const std::vector<OutcomeWrite>& others) override;
   void insertOopses(const std::vector<OopsReport>& oopses) override;

@@ -1,6 +1,10 @@
 #include "store/runtime_store.hpp"
 
 #include <algorithm>
+#include <string>
+#include <vector>
+
+#include "store/sql_params.hpp"
 
 namespace jobd::store {
 
@@ -38,8 +42,20 @@ OutcomeBatchResult PostgresStore::writeOutcomes(
     repo_.writeResults(txn, completed);
   }
   result.written.reserve(others.size());
+  std::vector<std::int64_t> blocked;
+  std::vector<std::string> pauses;
   for (const OutcomeWrite& write : others) {
     result.written.push_back(repo_.writeOutcome(txn, write));
+    if (write.block_key && result.written.back()) {
+      blocked.push_back(write.outcome->job.id);
+      pauses.push_back(toSqlInterval(*write.block_key));
+    }
+  }
+  if (!blocked.empty()) {
+    // Rate-limited jobs block their keys (schema 20), all at once, after
+    // every other write: the buckets in key order, as claims take them.
+    txn.exec_params("SELECT jobd.limit_block($1::bigint[], $2::interval[])", pgArray(blocked),
+                    pgTextArray(pauses));
   }
   txn.commit();
   return result;

@@ -51,6 +51,9 @@ class RuntimeStore {
   // A type served without a limit: the jobs a limit parked go back to the
   // claim (jobd.release_throttled); returns how many.
   virtual int releaseThrottled(const std::string& job_type) = 0;
+  // NOTIFY the daemons of these types: jobs of a limited type ended, and
+  // their keys may have room now.
+  virtual void notifyJobTypes(const std::vector<std::string>& job_types) = 0;
 
   // One batch of outcomes, written together: every completion marked
   // COMPLETED, every other outcome written as its OutcomeWrite says (with
@@ -107,6 +110,9 @@ class PostgresStore final : public RuntimeStore {
   }
   int releaseThrottled(const std::string& job_type) override {
     return repo_.releaseThrottled(job_type);
+  }
+  void notifyJobTypes(const std::vector<std::string>& job_types) override {
+    repo_.notifyJobTypes(job_types);
   }
   // Completions alone are one statement that commits on its own; with
   // other outcomes, one transaction.

@@ -107,6 +107,29 @@ limit_concurrency: 3
   stopAll(daemons);
 }
 
+// Room that a job's end makes is taken at once, by whichever daemon, not at
+// the next poll (5 s here): 12 jobs of 200 ms, two at a time, take about
+// 1.2 s.
+TEST(LimitRunTest, RoomAJobLeavesIsTakenWithoutWaitingForThePoll) {
+  TestDatabase db;
+  Daemon first(db, "[sleep]\nconcurrency: 4\nlimit_key: data:host\nlimit_concurrency: 2\n");
+  Daemon second(db, "[sleep]\nconcurrency: 4\nlimit_key: data:host\nlimit_concurrency: 2\n");
+  ASSERT_TRUE(first.waitReady());
+  ASSERT_TRUE(second.waitReady());
+  db.scalar(
+      "SELECT count(jobd.enqueue('sleep', '{\"ms\": 200, \"host\": \"a\"}')) "
+      "FROM generate_series(1, 12)");
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "12", 30s), "12");
+  std::string took = db.scalar(
+      "SELECT round(extract(epoch FROM max(date_finished) - min(date_started))::numeric, 2) "
+      "FROM jobd.job");
+  std::printf("12 jobs of 200 ms, 2 at a time: %s s\n", took.c_str());
+  EXPECT_LT(std::stod(took), 4.0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE attempt_count <> 1"), "0");
+  EXPECT_EQ(first.stop().exit_code, 0);
+  EXPECT_EQ(second.stop().exit_code, 0);
+}
+
 TEST(LimitRunTest, ARateOf100PerSecondHoldsAndOtherKeysDoNotWait) {
   TestDatabase db;
   db.scalar(kStep);

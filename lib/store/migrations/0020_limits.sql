@@ -39,7 +39,10 @@ ALTER TABLE jobd.job_attempt ADD CONSTRAINT job_attempt_outcome_check
 CREATE TABLE jobd.limit_definition (
     job_type text PRIMARY KEY,
     key_kind text NOT NULL CHECK (key_kind IN ('type', 'target', 'target_prefix', 'data')),
-    key_arg  text NOT NULL DEFAULT ''
+    key_arg  text NOT NULL DEFAULT '',
+    -- The last claim left ready jobs unsorted (its parking budget was
+    -- spent, or it met a key it had not locked): claim again at once.
+    backlog  boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE jobd.limit_bucket (
@@ -100,13 +103,19 @@ AS $$
 DECLARE
     released integer;
 BEGIN
+    -- A parked job made to wait for parents since keeps waiting for them,
+    -- with its own start in its hold.
+    UPDATE jobd.job_hold AS h SET scheduled_start = t.scheduled_start
+      FROM jobd.job_throttled AS t
+     WHERE t.job_type = jt AND h.job_id = t.job_id AND h.scheduled_start = 'infinity';
     WITH gone AS (
       DELETE FROM jobd.job_throttled AS t WHERE t.job_type = jt
       RETURNING t.job_id, t.scheduled_start
     )
     UPDATE jobd.job AS j SET scheduled_start = g.scheduled_start
       FROM gone AS g
-     WHERE j.id = g.job_id AND j.status = 0 AND j.scheduled_start = 'infinity';
+     WHERE j.id = g.job_id AND j.status = 0 AND j.scheduled_start = 'infinity'
+       AND NOT EXISTS (SELECT 1 FROM jobd.job_hold AS h WHERE h.job_id = j.id);
     GET DIAGNOSTICS released = ROW_COUNT;
     DELETE FROM jobd.limit_bucket AS b WHERE b.job_type = jt;
     DELETE FROM jobd.limit_definition AS d WHERE d.job_type = jt;
@@ -170,6 +179,12 @@ DECLARE
     take bigint[] := '{}';
     take_targets text[] := '{}';
     running_n integer[];
+    seen bigint[] := '{}';
+    all_keys text[] := '{}';
+    first_window boolean := true;
+    more_left boolean := false;
+    lock_wait text := current_setting('lock_timeout');
+    parked_now integer := 0;
     k text;
     i integer;
     n integer;
@@ -253,160 +268,272 @@ BEGIN
              WHERE b.job_type = p_type AND b.parked
                AND (b.next_due IS NULL OR b.next_due <= now())
              ORDER BY b.checked LIMIT p_want + 8) AS b;
-    -- Ready jobs in claim order (as jobd.claim_ready reads them), locked,
-    -- skipping the rows another claim holds.
-    WITH unscheduled AS MATERIALIZED (
-      SELECT q.id, q.priority, q.job_type, q.target, q.json_data
-        FROM jobd.job AS q
-       WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind AND q.scheduled_start IS NULL
-         AND (q.lease_expires IS NULL OR q.lease_expires <= now())
-       ORDER BY q.priority, q.id
-       LIMIT window_size
-       FOR UPDATE SKIP LOCKED
-    ), due AS MATERIALIZED (
-      SELECT q.id, q.priority, q.job_type, q.target, q.json_data
-        FROM jobd.job AS q
-       WHERE q.status = 0 AND q.job_type = p_type AND q.scheduled_start IS NOT NULL
-         AND q.scheduled_start <= now()
-         AND (q.lease_expires IS NULL OR q.lease_expires <= now())
-       ORDER BY q.scheduled_start
-       LIMIT window_size
-       FOR UPDATE SKIP LOCKED
-    )
-    SELECT array_agg(j.id ORDER BY j.priority, j.id),
-           array_agg(jobd.limit_key(p_kind, p_arg, j.job_type, j.target, j.json_data)
-                     ORDER BY j.priority, j.id),
-           array_agg(j.target ORDER BY j.priority, j.id)
-      INTO cand_ids, cand_keys, cand_targets
-      FROM (SELECT * FROM unscheduled UNION ALL SELECT * FROM due) AS j
-     WHERE j.target IS NULL
-        OR (NOT EXISTS (SELECT 1 FROM jobd.job AS x WHERE x.status = 1 AND x.target = j.target)
-            AND NOT EXISTS (SELECT 1 FROM jobd.paused AS p
-                             WHERE p.job_type = p_type AND p.target = j.target
-                               AND (p.until IS NULL OR p.until > now())));
+    LOOP
+        -- A window of ready jobs in claim order (as jobd.claim_ready reads
+        -- them, none whose target runs or is paused), locked, skipping the
+        -- rows another claim holds and the ones this claim has seen.
+        WITH unscheduled AS MATERIALIZED (
+          SELECT q.id, q.priority, q.job_type, q.target, q.json_data
+            FROM jobd.job AS q
+           WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
+             AND q.scheduled_start IS NULL
+             AND (q.lease_expires IS NULL OR q.lease_expires <= now())
+             AND q.id <> ALL (take) AND q.id <> ALL (seen)
+             AND (q.target IS NULL
+                  OR (NOT EXISTS (SELECT 1 FROM jobd.job AS x
+                                   WHERE x.status = 1 AND x.target = q.target)
+                      AND NOT EXISTS (SELECT 1 FROM jobd.paused AS p
+                                       WHERE p.job_type = p_type AND p.target = q.target
+                                         AND (p.until IS NULL OR p.until > now()))))
+           ORDER BY q.priority, q.id
+           LIMIT window_size
+           FOR UPDATE SKIP LOCKED
+        ), due AS MATERIALIZED (
+          SELECT q.id, q.priority, q.job_type, q.target, q.json_data
+            FROM jobd.job AS q
+           WHERE q.status = 0 AND q.job_type = p_type AND q.scheduled_start IS NOT NULL
+             AND q.scheduled_start <= now()
+             AND (q.lease_expires IS NULL OR q.lease_expires <= now())
+             AND q.id <> ALL (take) AND q.id <> ALL (seen)
+             AND (q.target IS NULL
+                  OR (NOT EXISTS (SELECT 1 FROM jobd.job AS x
+                                   WHERE x.status = 1 AND x.target = q.target)
+                      AND NOT EXISTS (SELECT 1 FROM jobd.paused AS p
+                                       WHERE p.job_type = p_type AND p.target = q.target
+                                         AND (p.until IS NULL OR p.until > now()))))
+           ORDER BY q.scheduled_start
+           LIMIT window_size
+           FOR UPDATE SKIP LOCKED
+        )
+        SELECT array_agg(j.id ORDER BY j.priority, j.id),
+               array_agg(jobd.limit_key(p_kind, p_arg, j.job_type, j.target, j.json_data)
+                         ORDER BY j.priority, j.id),
+               array_agg(j.target ORDER BY j.priority, j.id)
+          INTO cand_ids, cand_keys, cand_targets
+          FROM (SELECT * FROM unscheduled UNION ALL SELECT * FROM due) AS j;
 
-    SELECT array_agg(DISTINCT x ORDER BY x) INTO keys
-      FROM unnest(coalesce(due_keys, '{}') || coalesce(cand_keys, '{}')) AS x
-     WHERE x IS NOT NULL;
-    IF keys IS NOT NULL THEN
-        -- Every claim takes the buckets' row locks in key order: claims
-        -- wait for each other on a key, never in a cycle.
-        INSERT INTO jobd.limit_bucket (job_type, key, tokens)
-        SELECT p_type, x, p_burst FROM unnest(keys) AS x ORDER BY x
-        ON CONFLICT DO NOTHING;
-        FOR r IN SELECT b.key, b.tokens, b.refilled, b.parked, b.blocked_until
-                   FROM jobd.limit_bucket AS b
-                  WHERE b.job_type = p_type AND b.key = ANY (keys) ORDER BY b.key FOR UPDATE
-        LOOP
-            blocks := blocks || r.blocked_until;
-            toks := toks || CASE WHEN p_rate > 0
-                                 THEN least(p_burst::double precision,
-                                            r.tokens + extract(epoch FROM now() - r.refilled)
-                                                       * p_rate / per_s)
-                                 ELSE 0 END;
-            is_parked := is_parked || r.parked;
-            used := used || 0;
-            looked := looked || false;
-        END LOOP;
-        -- Counted after the locks: every claim of these keys that came
-        -- before has committed, and its jobs are RUNNING.
-        IF p_max_running > 0 THEN
-            SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO running_n
-              FROM unnest(keys) WITH ORDINALITY AS u(key, ord)
-              LEFT JOIN (SELECT jobd.limit_key(p_kind, p_arg, x.job_type, x.target, x.json_data)
-                                  AS key, count(*) AS n
-                           FROM jobd.job AS x WHERE x.status = 1 AND x.job_type = p_type
-                          GROUP BY 1) AS c ON c.key = u.key;
+        IF first_window THEN
+            first_window := false;
+            SELECT array_agg(DISTINCT x ORDER BY x) INTO keys
+              FROM unnest(coalesce(due_keys, '{}') || coalesce(cand_keys, '{}')) AS x
+             WHERE x IS NOT NULL;
+            IF keys IS NOT NULL THEN
+                -- The keys' buckets, locked without waiting: a key whose
+                -- bucket another claim holds is left to the next claim,
+                -- which comes at once (claims never wait for each other).
+                -- New keys get their buckets; a key that another claim is
+                -- giving one at this moment is left to the next claim.
+                BEGIN
+                    PERFORM set_config('lock_timeout', '20ms', true);
+                    INSERT INTO jobd.limit_bucket (job_type, key, tokens)
+                    SELECT p_type, x, p_burst FROM unnest(keys) AS x
+                     WHERE NOT EXISTS (SELECT 1 FROM jobd.limit_bucket AS b
+                                        WHERE b.job_type = p_type AND b.key = x)
+                     ORDER BY x
+                    ON CONFLICT DO NOTHING;
+                    PERFORM set_config('lock_timeout', lock_wait, true);
+                EXCEPTION WHEN lock_not_available THEN
+                    more_left := true;
+                END;
+                all_keys := keys;  -- keys looked for: locked, or another claim's
+                keys := '{}';
+                FOR r IN SELECT b.key, b.tokens, b.refilled, b.parked, b.blocked_until
+                           FROM jobd.limit_bucket AS b
+                          WHERE b.job_type = p_type AND b.key = ANY (all_keys) ORDER BY b.key
+                            FOR UPDATE SKIP LOCKED
+                LOOP
+                    keys := keys || r.key;
+                    blocks := blocks || r.blocked_until;
+                    toks := toks || CASE WHEN p_rate > 0
+                                         THEN least(p_burst::double precision,
+                                                    r.tokens + extract(epoch FROM now() - r.refilled)
+                                                               * p_rate / per_s)
+                                         ELSE 0 END;
+                    is_parked := is_parked || r.parked;
+                    used := used || 0;
+                    looked := looked || false;
+                END LOOP;
+                -- Counted after the locks: every claim of these keys that
+                -- came before has committed, and its jobs are RUNNING.
+                IF p_max_running > 0 THEN
+                    SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO running_n
+                      FROM unnest(keys) WITH ORDINALITY AS u(key, ord)
+                      LEFT JOIN (SELECT jobd.limit_key(p_kind, p_arg, x.job_type, x.target,
+                                                       x.json_data) AS key, count(*) AS n
+                                   FROM jobd.job AS x WHERE x.status = 1 AND x.job_type = p_type
+                                  GROUP BY 1) AS c ON c.key = u.key;
+                END IF;
+                IF cardinality(keys) < cardinality(all_keys) THEN
+                    more_left := true;
+                END IF;
+                FOR i IN 1 .. cardinality(keys) LOOP
+                    room := p_want;
+                    IF p_rate > 0 THEN
+                        room := least(room, floor(toks[i])::integer);
+                    END IF;
+                    IF p_max_running > 0 THEN
+                        room := least(room, p_max_running - running_n[i]);
+                    END IF;
+                    IF blocks[i] > now() THEN
+                        room := 0;
+                    END IF;
+                    caps := caps || room;
+                END LOOP;
+            END IF;
+
+            -- Parked jobs first, key by key, in priority order within a key.
+            FOREACH k IN ARRAY coalesce(due_keys, '{}') LOOP
+                EXIT WHEN cardinality(take) >= p_want;
+                i := array_position(keys, k);
+                CONTINUE WHEN i IS NULL;  -- another claim holds it
+                looked[i] := true;
+                CONTINUE WHEN caps[i] <= 0;
+                FOR r IN SELECT t.job_id, t.scheduled_start, x.target,
+                                (x.status = 0 AND x.scheduled_start = 'infinity') AS valid,
+                                EXISTS (SELECT 1 FROM jobd.job_hold AS h WHERE h.job_id = x.id)
+                                  AS held
+                           FROM jobd.job_throttled AS t JOIN jobd.job AS x ON x.id = t.job_id
+                          WHERE t.job_type = p_type AND t.key = k
+                          ORDER BY t.priority, t.job_id
+                          LIMIT caps[i] + 16
+                          FOR UPDATE OF x SKIP LOCKED
+                LOOP
+                    EXIT WHEN caps[i] <= 0 OR cardinality(take) >= p_want;
+                    IF r.held THEN
+                        -- Made to wait for parents while parked: the hold
+                        -- gets its own start, to free it at.
+                        UPDATE jobd.job_hold AS h SET scheduled_start = r.scheduled_start
+                         WHERE h.job_id = r.job_id AND h.scheduled_start = 'infinity';
+                        DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+                        CONTINUE;
+                    END IF;
+                    IF NOT r.valid THEN
+                        -- Ended or started by hand since it was parked.
+                        DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+                        CONTINUE;
+                    END IF;
+                    CONTINUE WHEN r.target IS NOT NULL
+                        AND (r.target = ANY (take_targets)
+                             OR EXISTS (SELECT 1 FROM jobd.job AS x
+                                         WHERE x.status = 1 AND x.target = r.target)
+                             OR EXISTS (SELECT 1 FROM jobd.paused AS p
+                                         WHERE p.job_type = p_type AND p.target = r.target
+                                           AND (p.until IS NULL OR p.until > now())));
+                    UPDATE jobd.job AS x SET scheduled_start = r.scheduled_start
+                     WHERE x.id = r.job_id;
+                    DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+                    take := take || r.job_id;
+                    IF r.target IS NOT NULL THEN
+                        take_targets := take_targets || r.target;
+                    END IF;
+                    caps[i] := caps[i] - 1;
+                    used[i] := used[i] + 1;
+                END LOOP;
+                is_parked[i] := EXISTS (SELECT 1 FROM jobd.job_throttled AS t
+                                         WHERE t.job_type = p_type AND t.key = k);
+            END LOOP;
         END IF;
-        FOR i IN 1 .. array_length(keys, 1) LOOP
-            room := p_want;
-            IF p_rate > 0 THEN
-                room := least(room, floor(toks[i])::integer);
-            END IF;
-            IF p_max_running > 0 THEN
-                room := least(room, p_max_running - running_n[i]);
-            END IF;
-            IF blocks[i] > now() THEN
-                room := 0;
-            END IF;
-            caps := caps || room;
-        END LOOP;
-    END IF;
+        EXIT WHEN cand_ids IS NULL;
 
-    -- Parked jobs first, key by key, in priority order within a key.
-    FOREACH k IN ARRAY coalesce(due_keys, '{}') LOOP
-        EXIT WHEN cardinality(take) >= p_want;
-        i := array_position(keys, k);
-        looked[i] := true;
-        CONTINUE WHEN caps[i] <= 0;
-        FOR r IN SELECT t.job_id, t.scheduled_start, x.target,
-                        (x.status = 0 AND x.scheduled_start = 'infinity') AS valid
-                   FROM jobd.job_throttled AS t JOIN jobd.job AS x ON x.id = t.job_id
-                  WHERE t.job_type = p_type AND t.key = k
-                  ORDER BY t.priority, t.job_id
-                  LIMIT caps[i] + 16
-                  FOR UPDATE OF x SKIP LOCKED
-        LOOP
-            EXIT WHEN caps[i] <= 0 OR cardinality(take) >= p_want;
-            IF NOT r.valid THEN
-                -- Ended, suspended or started by hand since it was parked.
-                DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
-                CONTINUE;
+        -- Then the ready jobs: each starts if its key has room and no parked
+        -- job of its key is ahead of it; else it is parked (it is looked at
+        -- once, and no longer stands in front of other keys' jobs).
+        FOR n IN 1 .. array_length(cand_ids, 1) LOOP
+            k := cand_keys[n];
+            i := array_position(keys, k);
+            IF k IS NOT NULL AND i IS NULL AND NOT (k = ANY (all_keys)) THEN
+                -- A key first seen in a later window: its bucket is taken
+                -- only if that takes no waiting (20 ms at most).
+                all_keys := all_keys || k;
+                BEGIN
+                    PERFORM set_config('lock_timeout', '20ms', true);
+                    INSERT INTO jobd.limit_bucket (job_type, key, tokens)
+                    SELECT p_type, k, p_burst
+                     WHERE NOT EXISTS (SELECT 1 FROM jobd.limit_bucket AS b
+                                        WHERE b.job_type = p_type AND b.key = k)
+                    ON CONFLICT DO NOTHING;
+                    SELECT b.tokens, b.refilled, b.parked, b.blocked_until INTO STRICT r
+                      FROM jobd.limit_bucket AS b
+                     WHERE b.job_type = p_type AND b.key = k FOR UPDATE NOWAIT;
+                    PERFORM set_config('lock_timeout', lock_wait, true);
+                    keys := coalesce(keys, '{}') || k;
+                    i := cardinality(keys);
+                    blocks := blocks || r.blocked_until;
+                    toks := toks || CASE WHEN p_rate > 0
+                                         THEN least(p_burst::double precision,
+                                                    r.tokens + extract(epoch FROM now() - r.refilled)
+                                                               * p_rate / per_s)
+                                         ELSE 0 END;
+                    is_parked := is_parked || r.parked;
+                    used := used || 0;
+                    looked := looked || false;
+                    room := p_want;
+                    IF p_rate > 0 THEN
+                        room := least(room, floor(toks[i])::integer);
+                    END IF;
+                    IF p_max_running > 0 THEN
+                        room := least(room, p_max_running - (
+                            SELECT count(*) FROM jobd.job AS x
+                             WHERE x.status = 1 AND x.job_type = p_type
+                               AND jobd.limit_key(p_kind, p_arg, x.job_type, x.target,
+                                                  x.json_data) = k)::integer);
+                    END IF;
+                    IF r.blocked_until > now() THEN
+                        room := 0;
+                    END IF;
+                    caps := caps || room;
+                EXCEPTION WHEN lock_not_available OR no_data_found THEN
+                    i := NULL;  -- (the setting is rolled back with the block)
+                END;
             END IF;
-            CONTINUE WHEN r.target IS NOT NULL
-                AND (r.target = ANY (take_targets)
-                     OR EXISTS (SELECT 1 FROM jobd.job AS x WHERE x.status = 1 AND x.target = r.target)
-                     OR EXISTS (SELECT 1 FROM jobd.paused AS p
-                                 WHERE p.job_type = p_type AND p.target = r.target
-                                   AND (p.until IS NULL OR p.until > now())));
-            UPDATE jobd.job AS x SET scheduled_start = r.scheduled_start WHERE x.id = r.job_id;
-            DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
-            take := take || r.job_id;
-            IF r.target IS NOT NULL THEN
-                take_targets := take_targets || r.target;
-            END IF;
-            caps[i] := caps[i] - 1;
-            used[i] := used[i] + 1;
-        END LOOP;
-        is_parked[i] := EXISTS (SELECT 1 FROM jobd.job_throttled AS t
-                              WHERE t.job_type = p_type AND t.key = k);
-    END LOOP;
-
-    -- Then the ready jobs: each starts if its key has room and no parked
-    -- job of its key is ahead of it; else it is parked (it is looked at
-    -- once, and no longer stands in front of other keys' jobs).
-    FOR n IN 1 .. coalesce(array_length(cand_ids, 1), 0) LOOP
-        CONTINUE WHEN cand_targets[n] IS NOT NULL AND cand_targets[n] = ANY (take_targets);
-        k := cand_keys[n];
-        IF k IS NULL THEN
-            IF cardinality(take) < p_want THEN
+            IF k IS NOT NULL AND i IS NULL THEN
+                -- Another claim holds it: the next claim, which comes at
+                -- once, looks at it.
+                more_left := true;
+                seen := seen || cand_ids[n];
+            ELSIF cand_targets[n] IS NOT NULL AND cand_targets[n] = ANY (take_targets) THEN
+                seen := seen || cand_ids[n];
+            ELSIF k IS NULL THEN
+                IF cardinality(take) < p_want THEN
+                    take := take || cand_ids[n];
+                    IF cand_targets[n] IS NOT NULL THEN
+                        take_targets := take_targets || cand_targets[n];
+                    END IF;
+                ELSE
+                    seen := seen || cand_ids[n];
+                END IF;
+            ELSIF is_parked[i] OR caps[i] <= 0 THEN
+                -- (A row may be left from an earlier parking that an
+                -- operator's retry ended.)
+                INSERT INTO jobd.job_throttled AS t (job_id, job_type, key, priority,
+                                                     scheduled_start)
+                SELECT x.id, p_type, k, x.priority, x.scheduled_start FROM jobd.job AS x
+                 WHERE x.id = cand_ids[n]
+                ON CONFLICT (job_id) DO UPDATE
+                   SET job_type = EXCLUDED.job_type, key = EXCLUDED.key,
+                       priority = EXCLUDED.priority, scheduled_start = EXCLUDED.scheduled_start,
+                       parked = now();
+                UPDATE jobd.job AS x SET scheduled_start = 'infinity' WHERE x.id = cand_ids[n];
+                is_parked[i] := true;
+                parked_now := parked_now + 1;
+            ELSIF cardinality(take) < p_want THEN
                 take := take || cand_ids[n];
                 IF cand_targets[n] IS NOT NULL THEN
                     take_targets := take_targets || cand_targets[n];
                 END IF;
+                caps[i] := caps[i] - 1;
+                used[i] := used[i] + 1;
+            ELSE
+                seen := seen || cand_ids[n];
             END IF;
-            CONTINUE;
-        END IF;
-        i := array_position(keys, k);
-        IF is_parked[i] OR caps[i] <= 0 THEN
-            -- (A row may be left from an earlier parking that an
-            -- operator's retry ended.)
-            INSERT INTO jobd.job_throttled AS t (job_id, job_type, key, priority, scheduled_start)
-            SELECT x.id, p_type, k, x.priority, x.scheduled_start FROM jobd.job AS x
-             WHERE x.id = cand_ids[n]
-            ON CONFLICT (job_id) DO UPDATE
-               SET job_type = EXCLUDED.job_type, key = EXCLUDED.key,
-                   priority = EXCLUDED.priority, scheduled_start = EXCLUDED.scheduled_start,
-                   parked = now();
-            UPDATE jobd.job AS x SET scheduled_start = 'infinity' WHERE x.id = cand_ids[n];
-            is_parked[i] := true;
-        ELSIF cardinality(take) < p_want THEN
-            take := take || cand_ids[n];
-            IF cand_targets[n] IS NOT NULL THEN
-                take_targets := take_targets || cand_targets[n];
-            END IF;
-            caps[i] := caps[i] - 1;
-            used[i] := used[i] + 1;
+        END LOOP;
+        -- Another window while this one only set jobs aside: a key's long
+        -- backlog is parked in one claim, up to a budget (the daemon
+        -- claims again at once when it is spent).
+        EXIT WHEN cardinality(take) >= p_want OR more_left;
+        IF parked_now >= 2000 THEN
+            more_left := true;
+            EXIT;
         END IF;
     END LOOP;
 
@@ -425,6 +552,10 @@ BEGIN
                AS s(key, tok, used, parked, looked, blocked)
          WHERE b.job_type = p_type AND b.key = s.key;
     END IF;
+    -- Last, after every bucket lock: whether the daemons should claim again
+    -- at once (jobd.next_limited_due).
+    UPDATE jobd.limit_definition AS d SET backlog = more_left
+     WHERE d.job_type = p_type AND d.backlog IS DISTINCT FROM more_left;
 
     IF cardinality(take) = 0 THEN
         RETURN;
@@ -446,33 +577,42 @@ BEGIN
 END
 $fn$;
 
--- A job that its remote rate limited ("retry after", an HTTP 429): the key
--- it has under its type's limit starts nothing for `pause` (its tokens are
--- spent, and claims park the key's jobs until then). The job itself goes
--- back to WAITING, its attempt given back, by the outcome that calls this.
--- Returns false when the type has no limit, or the job no key.
-CREATE FUNCTION jobd.limit_block(job bigint, pause interval) RETURNS boolean
+-- Jobs that their remote rate limited ("retry after", an HTTP 429): the key
+-- each has under its type's limit starts nothing for its pause (its tokens
+-- are spent, and claims park the key's jobs until then). The jobs
+-- themselves go back to WAITING, their attempts given back, by the
+-- outcomes that call this, in the same transaction. The buckets are taken
+-- in key order, as claims take them. Returns how many keys were blocked
+-- (jobs of types without a limit, or without a key, block nothing).
+CREATE FUNCTION jobd.limit_block(jobs bigint[], pauses interval[]) RETURNS integer
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    k text;
-    jt text;
+    r record;
+    blocked integer := 0;
 BEGIN
-    SELECT j.job_type, jobd.limit_key(d.key_kind, d.key_arg, j.job_type, j.target, j.json_data)
-      INTO jt, k
-      FROM jobd.job AS j JOIN jobd.limit_definition AS d ON d.job_type = j.job_type
-     WHERE j.id = job;
-    IF k IS NULL THEN
-        RETURN false;
-    END IF;
-    INSERT INTO jobd.limit_bucket AS b (job_type, key, tokens, blocked_until)
-    VALUES (jt, k, 0, now() + pause)
-    ON CONFLICT (job_type, key) DO UPDATE
-       SET tokens = 0, refilled = now(),
-           blocked_until = GREATEST(b.blocked_until, EXCLUDED.blocked_until),
-           next_due = CASE WHEN b.parked THEN GREATEST(b.blocked_until, EXCLUDED.blocked_until)
-                           ELSE b.next_due END;
-    RETURN true;
+    FOR r IN SELECT b.job_type, b.key, max(b.pause) AS pause
+               FROM (SELECT j.job_type, u.pause,
+                            jobd.limit_key(d.key_kind, d.key_arg, j.job_type, j.target,
+                                           j.json_data) AS key
+                       FROM unnest(jobs, pauses) AS u(id, pause)
+                       JOIN jobd.job AS j ON j.id = u.id
+                       JOIN jobd.limit_definition AS d ON d.job_type = j.job_type) AS b
+              WHERE b.key IS NOT NULL
+              GROUP BY b.job_type, b.key
+              ORDER BY b.job_type, b.key
+    LOOP
+        INSERT INTO jobd.limit_bucket AS b (job_type, key, tokens, blocked_until)
+        VALUES (r.job_type, r.key, 0, now() + r.pause)
+        ON CONFLICT (job_type, key) DO UPDATE
+           SET tokens = 0, refilled = now(),
+               blocked_until = GREATEST(b.blocked_until, EXCLUDED.blocked_until),
+               next_due = CASE WHEN b.parked
+                               THEN GREATEST(b.blocked_until, EXCLUDED.blocked_until)
+                               ELSE b.next_due END;
+        blocked := blocked + 1;
+    END LOOP;
+    RETURN blocked;
 END
 $$;
 
@@ -488,7 +628,8 @@ AS $$
             AND scheduled_start > now() AND scheduled_start < 'infinity'),
         (SELECT min(until) FROM jobd.paused WHERE job_type = jt AND until > now()),
         (SELECT min(next_due) FROM jobd.limit_bucket
-          WHERE job_type = jt AND next_due IS NOT NULL AND next_due > now())) - now())
+          WHERE job_type = jt AND next_due IS NOT NULL AND next_due > now()),
+        (SELECT now() FROM jobd.limit_definition WHERE job_type = jt AND backlog)) - now())
 $$;
 
 -- What `jobd status` and the dashboard show of a limited type: its keys
