@@ -52,19 +52,10 @@ void Producer::serve(ServedSection served) {
   section.served = std::move(served);
   section.retired = false;
   by_job_type_[section.config->job_type] = &section;
-  if (!section.config->limited()) {
-    // A limit this type had (here or in a daemon of the fleet that was
-    // reconfigured) parked jobs that the common claim does not see.
-    db_.post([this, job_type = section.config->job_type] {
-      int released = 0;
-      if (db_.use("RELEASE_THROTTLED_FAILED job_type=" + job_type,
-                  [&](store::RuntimeStore& repo) { released = repo.releaseThrottled(job_type); }) &&
-          released > 0) {
-        logs::info("THROTTLED_RELEASED job_type={} jobs={}: the type has no limit now", job_type,
-                   released);
-      }
-    });
-  }
+  // A limit this type had (here or in a daemon of the fleet that was
+  // reconfigured) parked jobs that the common claim does not see: the next
+  // claim gives them back first.
+  section.release_throttled = !section.config->limited();
 }
 
 void Producer::reconfigure(std::shared_ptr<const config::Config> config,
@@ -178,7 +169,20 @@ void Producer::claim(Section& section) {
         c.limit_rate_period,
         c.limit_burst};
   }
-  db_.post([this, &section, request] {
+  bool release = std::exchange(section.release_throttled, false);
+  db_.post([this, &section, request, release] {
+    if (release) {
+      int released = 0;
+      if (!db_.use("RELEASE_THROTTLED_FAILED job_type=" + request.job_type,
+                   [&](store::RuntimeStore& repo) {
+                     released = repo.releaseThrottled(request.job_type);
+                   })) {
+        boost::asio::post(io_, [&section] { section.release_throttled = true; });  // next time
+      } else if (released > 0) {
+        logs::info("THROTTLED_RELEASED job_type={} jobs={}: the type has no limit now",
+                   request.job_type, released);
+      }
+    }
     store::ClaimResult result;
     const std::string event = "CLAIM_FAILED section=" + request.section;
     bool ok = db_.use(event, [&](store::RuntimeStore& repo) { result = repo.claim(request); });

@@ -52,6 +52,9 @@ class Section {
   bool again = false;    // woken while a claim was in flight
   bool more = false;     // the last claim was full, or narrowed: more may be ready
   bool starved = false;  // wanted to claim but the pool was full
+  // Served without a limit (schema 20): the next claim first gives back
+  // the jobs a limit of this type parked (jobd.release_throttled).
+  bool release_throttled = false;
   bool polled = false;
   // Its jobs could not open their own connection: claims wait, then one
   // job tries again.
