@@ -97,23 +97,7 @@ SELECT jsonb_build_object(
                FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()),
   'throttled', (SELECT COALESCE(jsonb_agg(to_jsonb(t) ORDER BY t.parked DESC, t.job_type, t.key),
                                 '[]')
-                  FROM (SELECT * FROM (SELECT b.job_type, b.key,
-                               CASE WHEN d.key_arg = '' THEN d.key_kind
-                                    ELSE d.key_kind || ':' || d.key_arg END AS limited_by,
-                               (SELECT count(*) FROM (SELECT 1 FROM jobd.job_throttled AS t
-                                   WHERE t.job_type = b.job_type AND t.key = b.key
-                                   LIMIT 10000) AS c) AS parked,
-                               (SELECT t.parked FROM jobd.job_throttled AS t
-                                 WHERE t.job_type = b.job_type AND t.key = b.key
-                                 ORDER BY t.priority, t.job_id LIMIT 1) AS since,
-                               CASE WHEN b.next_due > now() THEN b.next_due END AS next_due,
-                               CASE WHEN b.blocked_until > now() THEN b.blocked_until END
-                                 AS blocked_until
-                          FROM jobd.limit_bucket AS b
-                          LEFT JOIN jobd.limit_definition AS d ON d.job_type = b.job_type
-                         WHERE b.parked
-                         ORDER BY b.job_type, b.checked
-                         LIMIT $3) AS k WHERE k.parked > 0) AS t),
+                  FROM jobd.limit_state($3::integer) AS t),
   'schedules', (SELECT COALESCE(jsonb_agg(to_jsonb(s) ORDER BY s.name), '[]') FROM (
 )sql";
 // ...every schedule (schema 15), as `jobd schedule list` shows them.

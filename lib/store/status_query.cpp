@@ -56,20 +56,7 @@ nlohmann::json loadStatus(pqxx::connection_base& conn, int running_limit, int oo
                    FROM jobd.paused AS p WHERE p.until IS NULL OR p.until > now()),
       'throttled', (SELECT COALESCE(jsonb_agg(to_jsonb(t) ORDER BY t.parked DESC, t.job_type,
                                               t.key), '[]')
-                      FROM (SELECT * FROM (SELECT b.job_type, b.key,
-                                   (SELECT count(*) FROM (SELECT 1 FROM jobd.job_throttled AS t
-                                       WHERE t.job_type = b.job_type AND t.key = b.key
-                                       LIMIT 10000) AS c) AS parked,
-                                   (SELECT t.parked FROM jobd.job_throttled AS t
-                                     WHERE t.job_type = b.job_type AND t.key = b.key
-                                     ORDER BY t.priority, t.job_id LIMIT 1) AS since,
-                                   CASE WHEN b.next_due > now() THEN b.next_due END AS next_due,
-                                   CASE WHEN b.blocked_until > now() THEN b.blocked_until END
-                                     AS blocked_until
-                              FROM jobd.limit_bucket AS b
-                             WHERE b.parked
-                             ORDER BY b.job_type, b.checked
-                             LIMIT $2) AS k WHERE k.parked > 0) AS t))
+                      FROM jobd.limit_state($2::integer) AS t))
   )sql",
                        running_limit, oops_limit, std::to_string(kLiveDaemonSeconds) + " seconds");
   return nlohmann::json::parse(row[0].c_str());

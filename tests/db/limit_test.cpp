@@ -249,7 +249,7 @@ TEST(LimitTest, ATokenBucketStartsNoMoreThanItsRate) {
   EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "a:1,a:2,b:1,b:2");
   EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "");
   EXPECT_EQ(db.scalar("SELECT string_agg(key || ' ' || parked, ',' ORDER BY key) FROM "
-                      "jobd.limit_state('w')"),
+                      "jobd.limit_state(10)"),
             "a 1,b 1");
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_EQ(db.scalar(claimSql(10, "target_prefix", ":", 0, 10, 2)), "a:3,b:3");

@@ -632,16 +632,29 @@ AS $$
         (SELECT now() FROM jobd.limit_definition WHERE job_type = jt AND backlog)) - now())
 $$;
 
--- What `jobd status` and the dashboard show of a limited type: its keys
--- with parked jobs, the most parked first.
-CREATE FUNCTION jobd.limit_state(jt text)
-RETURNS TABLE (key text, parked bigint, tokens double precision, next_due timestamptz)
+-- What `jobd status` and the dashboard show: the keys whose jobs a limit
+-- parked (at most max_keys of them, from the buckets marked parked, each
+-- count read by index and capped at 10,000), and when each starts.
+CREATE FUNCTION jobd.limit_state(max_keys integer)
+RETURNS TABLE (job_type text, key text, limited_by text, parked bigint, since timestamptz,
+               next_due timestamptz, blocked_until timestamptz)
 LANGUAGE sql STABLE
 AS $$
-    SELECT t.key, count(*), b.tokens, b.next_due
-      FROM jobd.job_throttled AS t
-      LEFT JOIN jobd.limit_bucket AS b ON b.job_type = t.job_type AND b.key = t.key
-     WHERE t.job_type = jt
-     GROUP BY t.key, b.tokens, b.next_due
-     ORDER BY count(*) DESC, t.key
+    SELECT * FROM (
+      SELECT b.job_type, b.key,
+             CASE WHEN d.key_arg = '' THEN d.key_kind ELSE d.key_kind || ':' || d.key_arg END,
+             (SELECT count(*) FROM (SELECT 1 FROM jobd.job_throttled AS t
+                                     WHERE t.job_type = b.job_type AND t.key = b.key
+                                     LIMIT 10000) AS c),
+             (SELECT t.parked FROM jobd.job_throttled AS t
+               WHERE t.job_type = b.job_type AND t.key = b.key
+               ORDER BY t.priority, t.job_id LIMIT 1),
+             CASE WHEN b.next_due > now() THEN b.next_due END,
+             CASE WHEN b.blocked_until > now() THEN b.blocked_until END
+        FROM jobd.limit_bucket AS b
+        LEFT JOIN jobd.limit_definition AS d ON d.job_type = b.job_type
+       WHERE b.parked
+       ORDER BY b.job_type, b.checked
+       LIMIT max_keys) AS k (job_type, key, limited_by, parked, since, next_due, blocked_until)
+     WHERE k.parked > 0
 $$;
