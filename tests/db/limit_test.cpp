@@ -74,7 +74,14 @@ TEST(LimitTest, TwoClaimsOfOneKeyNeverExceedItsCap) {
             "'data', 'host', 3, 0, '1s', 0)")[0]
         .as<int>();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The second claim has passed the buckets when it waits for the
+  // definition row, whose backlog flag the first claim has set.
+  for (int i = 0; i < 3000 && db.scalar("SELECT count(*) FROM pg_stat_activity WHERE "
+                                        "wait_event_type = 'Lock' AND query LIKE "
+                                        "'%claim_limited(''w'', 10, ''30s'', ''b''%'") == "0";
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   txn.commit();
   EXPECT_EQ(other.get(), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), parked_first);
