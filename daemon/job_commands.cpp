@@ -310,7 +310,7 @@ int cmdStatus(const CommandLine& cl) {
   // The limits are the configuration's (every daemon should have the same).
   status["limits"] = nlohmann::json::array();
   for (const auto& section : config->sections()) {
-    if (section.enabled && section.limited()) {
+    if (section.enabled && section.claimsByKey()) {
       status["limits"].push_back(
           {{"job_type", section.job_type},
            {"key", section.limit_key},
@@ -320,7 +320,12 @@ int cmdStatus(const CommandLine& cl) {
            {"rate_period_seconds",
             std::chrono::duration<double>(section.limit_rate_period).count()},
            {"burst",
-            section.limit_rate > 0 ? nlohmann::json(section.limit_burst) : nlohmann::json()}});
+            section.limit_rate > 0 ? nlohmann::json(section.limit_burst) : nlohmann::json()},
+           {"fair", section.fair},
+           {"priority_ageing_seconds",
+            section.priority_ageing > Duration::zero()
+                ? nlohmann::json(std::chrono::duration<double>(section.priority_ageing).count())
+                : nlohmann::json()}});
     }
   }
   if (cl.flag("--json")) {
@@ -378,9 +383,29 @@ int cmdStatus(const CommandLine& cl) {
                   std::chrono::duration<double>(l["rate_period_seconds"].get<double>()))) +
               " (burst " + text(l["burst"]) + ")";
     }
-    std::cout << "  " << text(l["job_type"]) << " by " << text(l["key"]) << ": " << caps
-              << ", across every daemon\n";
+    if (!caps.empty()) {
+      caps += ", across every daemon";
+    }
+    if (l["fair"].get<bool>()) {
+      caps += (caps.empty() ? "" : "; ") + std::string("the keys take turns");
+    }
+    if (!l["priority_ageing_seconds"].is_null()) {
+      caps += (caps.empty() ? "" : "; ") + std::string("jobs waiting ") +
+              formatDuration(std::chrono::duration_cast<Duration>(
+                  std::chrono::duration<double>(l["priority_ageing_seconds"].get<double>()))) +
+              " go first";
+    }
+    std::cout << "  " << text(l["job_type"]) << " by " << text(l["key"]) << ": " << caps << "\n";
   }
+  // A key parked by fairness alone waits for its turn, not for room.
+  auto waitsForTurn = [&status](const nlohmann::json& job_type) {
+    for (const auto& l : status["limits"]) {
+      if (l["job_type"] == job_type) {
+        return l["fair"].get<bool>() && l["concurrency"].is_null();
+      }
+    }
+    return false;
+  };
   std::cout << "throttled:" << (status["throttled"].empty() ? " none\n" : "\n");
   for (const auto& t : status["throttled"]) {
     std::cout << "  " << text(t["job_type"]) << " key " << text(t["key"]) << ": "
@@ -388,6 +413,7 @@ int cmdStatus(const CommandLine& cl) {
               << " parked, the first in line since " << text(t["since"])
               << (!t["blocked_until"].is_null() ? ", rate limited until " + text(t["blocked_until"])
                   : !t["next_due"].is_null()    ? ", next start at " + text(t["next_due"])
+                  : waitsForTurn(t["job_type"]) ? std::string(", each in its key's turn")
                                                 : std::string(", until one of its jobs ends"))
               << "\n";
   }

@@ -196,6 +196,15 @@ const Fields<SectionConfig>& sectionFields() {
       {{"limit_burst", "",
         "most jobs of one key started at once after a quiet spell; empty: N of limit_rate"},
        into<S, int>(&S::limit_burst, intBetween(1, 1000000))},
+      {{"fair", "false",
+        "true: jobs of different limit_key keys take this section's slots in turn, so one key's "
+        "backlog does not hold up another key's jobs (limit_key must not be type)"},
+       into<S, bool>(&S::fair, parseBool)},
+      {{"priority_ageing", "",
+        "a job that has waited this long is claimed before every job that has not, whatever "
+        "their priorities; empty: none"},
+       into<S, Duration>(&S::priority_ageing,
+                         durationBetween(std::chrono::seconds(1), kLongestPgTimeout))},
       {{"schedule", "",
         "make a job of this section's type per tick: a cron expression (5 fields, 6 with "
         "seconds first, or @hourly, @daily...) or every DUR; the schedule is named after the "
@@ -409,8 +418,15 @@ class ConfigBuilder {
         problem(it->second.entry, it->second.written_in, key, message);
       }
     };
-    if (!sc.limited()) {
-      complain("limit_key", "has no effect without limit_concurrency or limit_rate");
+    if (!sc.limited() && !sc.fair) {
+      complain("limit_key", "has no effect without limit_concurrency, limit_rate or fair");
+    }
+    if (sc.fair && sc.limit_key == "type") {
+      auto it = entries.find("fair");
+      if (it != entries.end()) {
+        problem(it->second.entry, it->second.written_in, "fair",
+                "needs a limit_key other than type (the keys that take turns)");
+      }
     }
     if (sc.limit_rate == 0) {
       complain("limit_burst", "has no effect without limit_rate");

@@ -93,6 +93,13 @@ struct SectionConfig {
   Duration limit_rate_period = std::chrono::seconds(1);
   int limit_burst = 0;
   bool limited() const { return limit_concurrency > 0 || limit_rate > 0; }
+  // Fairness and ageing (issue 21; README, "Fairness and ageing"): jobs of
+  // different limit_key keys take the slots in turn, and a job that has
+  // waited priority_ageing goes before every job that has not (0: none).
+  bool fair = false;
+  Duration priority_ageing{0};
+  // The section's claim is jobd.claim_limited (it may park jobs).
+  bool claimsByKey() const { return limited() || fair || priority_ageing > Duration::zero(); }
   // The handler's own keys (for example exec's `command`), validated.
   std::map<std::string, std::string> handler_options;
 };

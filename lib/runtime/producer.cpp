@@ -55,7 +55,7 @@ void Producer::serve(ServedSection served) {
   // A limit this type had (here or in a daemon of the fleet that was
   // reconfigured) parked jobs that the common claim does not see: the next
   // claim gives them back first.
-  section.release_throttled = !section.config->limited();
+  section.release_throttled = !section.config->claimsByKey();
 }
 
 void Producer::reconfigure(std::shared_ptr<const config::Config> config,
@@ -159,7 +159,7 @@ void Producer::claim(Section& section) {
   section.again = false;
   store::ClaimRequest request{section.served.name, section.config->job_type, limit,
                               section.config->lease_duration, config_->daemon().max_payload};
-  if (const config::SectionConfig& c = *section.config; c.limited()) {
+  if (const config::SectionConfig& c = *section.config; c.claimsByKey()) {
     std::string::size_type colon = c.limit_key.find(':');
     request.key_limit = store::ClaimLimit{
         c.limit_key.substr(0, colon),
@@ -167,7 +167,9 @@ void Producer::claim(Section& section) {
         c.limit_concurrency,
         c.limit_rate,
         c.limit_rate_period,
-        c.limit_burst};
+        c.limit_burst,
+        c.fair,
+        c.priority_ageing};
   }
   bool release = std::exchange(section.release_throttled, false);
   db_.post([this, &section, request, release] {

@@ -36,7 +36,7 @@ constexpr const char* kClaimReady =
 // The claim of a type with a limit by key (schema 20): jobd.claim_limited
 // takes no job beyond its key's limit, and parks the jobs it holds back.
 constexpr const char* kClaimLimited = R"sql(
-SELECT * FROM jobd.claim_limited($1, $2, $3::interval, $4, $5, $6, $7, $8, $9, $10::interval, $11)
+SELECT * FROM jobd.claim_limited($1, $2, $3::interval, $4, $5, $6, $7, $8, $9, $10::interval, $11, $12, $13::interval)
 )sql";
 
 // A running job's progress (schema 18), fenced like an outcome.
@@ -264,10 +264,13 @@ ClaimResult JobRepository::claim(const ClaimRequest& request) {
       sent = std::chrono::steady_clock::now();
       pqxx::nontransaction txn(conn_, "job_claim_ready");
       if (const std::optional<ClaimLimit>& l = request.key_limit) {
-        rows = run(txn, kClaimLimited, request.job_type, request.limit,
-                   toSqlInterval(request.lease_duration), owner_,
-                   static_cast<std::int64_t>(request.max_payload), l->key_kind, l->key_arg,
-                   l->max_running, l->rate, toSqlInterval(l->per), l->burst);
+        rows = run(
+            txn, kClaimLimited, request.job_type, request.limit,
+            toSqlInterval(request.lease_duration), owner_,
+            static_cast<std::int64_t>(request.max_payload), l->key_kind, l->key_arg, l->max_running,
+            l->rate, toSqlInterval(l->per), l->burst, l->fair,
+            nullable(l->age > Duration::zero() ? std::optional<std::string>(toSqlInterval(l->age))
+                                               : std::nullopt));
       } else {
         rows = run(txn, kClaimReady, request.job_type, request.limit,
                    toSqlInterval(request.lease_duration), owner_,

@@ -29,9 +29,9 @@ namespace jobd::store {
 inline constexpr int kDueWindow = 1000;
 
 // A fleet-wide limit on a type's jobs by key (schema 20, docs/schema.md
-// "Limits"): the key (kind: type, target, target_prefix or data, with its
-// separator or field), the most running at once (0: no cap), and a token
-// bucket of `rate` starts per `per`, at most `burst` at once (rate 0: none).
+// "Limits"; fairness and ageing, schema 21): the key (kind: type, target, target_prefix or data,
+// with its separator or field), the most running at once (0: no cap), and a token bucket of `rate`
+// starts per `per`, at most `burst` at once (rate 0: none).
 struct ClaimLimit {
   std::string key_kind = "type";
   std::string key_arg;
@@ -39,6 +39,10 @@ struct ClaimLimit {
   int rate = 0;
   Duration per = std::chrono::seconds(1);
   int burst = 0;
+  // Schema 21: the keys take the slots in turn; jobs that waited `age` go
+  // first (0: no ageing).
+  bool fair = false;
+  Duration age{0};
 };
 
 struct ClaimRequest {

@@ -30,7 +30,7 @@ std::string claimSql(int want, const std::string& kind, const std::string& arg, 
   return "SELECT string_agg(target, ',' ORDER BY priority, id) FROM jobd.claim_limited('w', " +
          std::to_string(want) + ", '30s', 'test-owner', 1000000, '" + kind + "', '" + arg + "', " +
          std::to_string(max_running) + ", " + std::to_string(rate) + ", '1s', " +
-         std::to_string(burst) + ")";
+         std::to_string(burst) + ", false, NULL)";
 }
 
 ClaimRequest limited(int want, const std::string& kind, const std::string& arg, int max_running,
@@ -61,7 +61,7 @@ TEST(LimitTest, TwoClaimsOfOneKeyNeverExceedItsCap) {
   auto first = db.connect();
   pqxx::work txn(*first);
   EXPECT_EQ(txn.exec1("SELECT count(*) FROM jobd.claim_limited('w', 10, '30s', 'a', 1000000, "
-                      "'data', 'host', 3, 0, '1s', 0)")[0]
+                      "'data', 'host', 3, 0, '1s', 0, false, NULL)")[0]
                 .as<int>(),
             3);
   std::string parked_first = txn.exec1("SELECT count(*) FROM jobd.job_throttled")[0].c_str();
@@ -71,7 +71,7 @@ TEST(LimitTest, TwoClaimsOfOneKeyNeverExceedItsCap) {
     return t
         .exec1(
             "SELECT count(*) FROM jobd.claim_limited('w', 10, '30s', 'b', 1000000, "
-            "'data', 'host', 3, 0, '1s', 0)")[0]
+            "'data', 'host', 3, 0, '1s', 0, false, NULL)")[0]
         .as<int>();
   });
   // The second claim has passed the buckets when it waits for the

@@ -147,11 +147,38 @@ TEST(ConfigTest, LimitKeys) {
   EXPECT_THAT(problems("[noop]\nlimit_concurrency: 0\n"),
               ::testing::ElementsAre(HasSubstr("[noop] limit_concurrency: ")));
   EXPECT_THAT(problems("[noop]\nlimit_key: target\n"),
-              ::testing::ElementsAre(HasSubstr(
-                  "[noop] limit_key: has no effect without limit_concurrency or limit_rate")));
+              ::testing::ElementsAre(HasSubstr("[noop] limit_key: has no effect without "
+                                               "limit_concurrency, limit_rate or fair")));
   EXPECT_THAT(
       problems("[noop]\nlimit_concurrency: 2\nlimit_burst: 5\n"),
       ::testing::ElementsAre(HasSubstr("[noop] limit_burst: has no effect without limit_rate")));
+}
+
+// Fairness and ageing (issue 21): fair takes turns among limit_key's keys
+// (so it needs a key other than the type), and either key alone makes the
+// section's claim jobd.claim_limited without limiting it.
+TEST(ConfigTest, FairnessAndAgeingKeys) {
+  auto config = parse(
+      "[noop]\nlimit_key: data:person\nfair: true\n"
+      "[old]\nhandler: noop\npriority_ageing: 10m\n"
+      "[plain]\nhandler: noop\n");
+  const SectionConfig* noop = config->section("noop");
+  EXPECT_TRUE(noop->fair);
+  EXPECT_FALSE(noop->limited());
+  EXPECT_TRUE(noop->claimsByKey());
+  const SectionConfig* old = config->section("old");
+  EXPECT_EQ(old->priority_ageing, std::chrono::minutes(10));
+  EXPECT_FALSE(old->fair);
+  EXPECT_TRUE(old->claimsByKey());
+  EXPECT_FALSE(config->section("plain")->claimsByKey());
+  EXPECT_THAT(problems("[noop]\nfair: true\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] fair: needs a limit_key other than type")));
+  EXPECT_THAT(problems("[noop]\nlimit_key: type\nfair: yes\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] fair: needs a limit_key other than type")));
+  EXPECT_THAT(problems("[noop]\nlimit_key: target\nfair: maybe\n"),
+              ::testing::Contains(HasSubstr("[noop] fair: ")));
+  EXPECT_THAT(problems("[noop]\npriority_ageing: 0s\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] priority_ageing: ")));
 }
 
 TEST(ConfigTest, ScheduleKeys) {
