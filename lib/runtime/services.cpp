@@ -267,7 +267,9 @@ void Services::countWaiting(std::vector<std::string> ready_types,
                             ? section->limit_rate /
                                   std::chrono::duration<double>(section->limit_rate_period).count()
                             : 0.0});
-      limited.push_back(section->job_type);
+    }
+    if (section != nullptr && section->claimsByKey()) {
+      limited.push_back(section->job_type);  // fairness parks jobs too
     }
   }
   metrics_.setLimits(std::move(limits));

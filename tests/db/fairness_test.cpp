@@ -11,8 +11,10 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "store/job_repository.hpp"
+#include "store/job_store.hpp"
 #include "test_database.hpp"
 
 namespace jobd::store {
@@ -77,6 +79,14 @@ TEST(FairnessTest, NineKeysStartWithinTwentyClaimsBehindAHundredThousandJobsOfOn
             std::to_string(32 * claims));
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND attempt_count = 0"),
             std::to_string(100009 - 32 * claims));
+  // Once the backlog is set aside, a new key's job starts in the next claim
+  // (or the one after, while the backlog is still being parked).
+  db.scalar("SELECT jobd.enqueue('w', '{\"who\": \"late\"}')");
+  std::map<std::string, int> next = byKey(db, repo.claim(fair(32)));
+  if (next["late"] == 0) {
+    next = byKey(db, repo.claim(fair(32)));
+  }
+  EXPECT_EQ(next["late"], 1);
 }
 
 TEST(FairnessTest, KeysWithParkedJobsTakeTheSlotsOneJobARound) {
@@ -123,6 +133,50 @@ TEST(FairnessTest, OneKeyAloneStillFillsEverySlot) {
             "103");
 }
 
+// Fair with a cap of one running job per key: a key at its cap takes its
+// turn without starting anything, so the other keys' parked jobs start;
+// and a key whose queue an operator emptied is noticed and stops taking
+// a turn.
+TEST(FairnessTest, KeysAtTheirCapAndEmptiedQueuesDoNotHoldUpOthers) {
+  TestDatabase db;
+  db.scalar(
+      "SELECT jobd.enqueue('w', json_build_object('who', w)::jsonb) "
+      "FROM (SELECT 'a' FROM generate_series(1, 5) UNION ALL SELECT 'b' FROM "
+      "generate_series(1, 5)) AS v(w)");
+  auto conn = db.connect();
+  JobRepository repo(*conn, "test-owner");
+  JobStore store(*conn);
+  ClaimRequest capped = fair(4);
+  capped.key_limit->max_running = 1;
+  EXPECT_EQ(byKey(db, repo.claim(capped)), (std::map<std::string, int>{{"a", 1}, {"b", 1}}));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "8");
+  // Both at their cap: nothing starts, and nothing is lost.
+  EXPECT_TRUE(repo.claim(capped).jobs.empty());
+  // a's running job ends: a's next starts, b still waits.
+  db.scalar(
+      "UPDATE jobd.job SET status = 2, lease_expires = NULL WHERE status = 1 "
+      "AND json_data ->> 'who' = 'a'");
+  EXPECT_EQ(byKey(db, repo.claim(capped)), (std::map<std::string, int>{{"a", 1}}));
+  // b's parked jobs are cancelled: its bucket stops saying it has any.
+  std::vector<std::int64_t> parked_b;
+  {
+    pqxx::nontransaction q(*conn);
+    for (const pqxx::row& row :
+         q.exec("SELECT t.job_id FROM jobd.job_throttled AS t JOIN jobd.job AS j ON j.id = "
+                "t.job_id WHERE j.json_data ->> 'who' = 'b'")) {
+      parked_b.push_back(row[0].as<std::int64_t>());
+    }
+  }
+  ASSERT_EQ(parked_b.size(), 4U);
+  for (std::int64_t id : parked_b) {
+    store.apply(id, OperatorAction::kCancel, "not wanted");
+  }
+  repo.claim(capped);
+  EXPECT_EQ(db.scalar("SELECT parked FROM jobd.limit_bucket WHERE key = 'b'"), "f");
+  EXPECT_EQ(db.scalar("SELECT parked FROM jobd.limit_bucket WHERE key = 'a'"), "t");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE attempt_count > 1"), "0");
+}
+
 TEST(FairnessTest, AJobThatWaitedPastTheAgeingStartsBeforeHigherPriorities) {
   TestDatabase db;
   db.scalar(
@@ -145,14 +199,14 @@ TEST(FairnessTest, AJobThatWaitedPastTheAgeingStartsBeforeHigherPriorities) {
   };
   // Without ageing the two priority-0 claims would take none of them.
   ClaimResult first = repo.claim(ageing(4, std::chrono::hours(1)));
-  EXPECT_EQ(targets(first), "hi1,hi2,old,late");  // (returned in priority order)
+  EXPECT_EQ(targets(first), "old,late,hi1,hi2");
   ClaimResult second = repo.claim(ageing(4, std::chrono::hours(1)));
   EXPECT_EQ(targets(second), "hi3,hi4,hi5,hi6");
   // The common claim, and a longer ageing, keep priority order.
   db.scalar("UPDATE jobd.job SET date_created = now() - interval '2 hours' WHERE target = 'young'");
   EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(3)))), "hi7,hi8");
   EXPECT_EQ(targets(repo.claim({"w", "w", 2})), "hi9,hi10");
-  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(1)))), "hi11,young");
+  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(1)))), "young,hi11");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "0");
 }
 

@@ -1,8 +1,8 @@
 // Fairness (schema 21, issue 21) run by real daemons: the keys of a fair
 // section take its slots in turn, so nine keys' single jobs enqueued behind
 // another key's 2,000 run long before that backlog ends; `jobd status`
-// says how the section claims; and a reload without `fair` gives the
-// parked jobs back.
+// says how the section claims; a job past `priority_ageing` starts first;
+// and a reload without `fair` gives the parked jobs back.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -73,6 +73,24 @@ TEST(FairRunTest, NineKeysJobsRunLongBeforeAnotherKeysBacklogEnds) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "0");
   EXPECT_EQ(first.stop().exit_code, 0);
   EXPECT_EQ(second.stop().exit_code, 0);
+}
+
+// priority_ageing reaches the claim: a priority-10 job enqueued an hour ago
+// starts before twenty priority-0 jobs.
+TEST(FairRunTest, AJobPastItsAgeingStartsFirst) {
+  TestDatabase db;
+  db.scalar(
+      "SELECT count(jobd.enqueue('sleep', '{\"ms\": 1}', priority => 0)) "
+      "FROM generate_series(1, 20)");
+  std::string old =
+      db.scalar("SELECT jobd.enqueue('sleep', '{\"ms\": 1}', priority => 10, target => 'old')");
+  db.scalar("UPDATE jobd.job SET date_created = now() - interval '1 hour' WHERE id = " + old);
+  Daemon daemon(db, "[jobd]\npoll_interval: 1s\n[sleep]\nconcurrency: 1\npriority_ageing: 30m\n");
+  ASSERT_TRUE(daemon.waitReady());
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "21", 30s), "21")
+      << daemon.log();
+  EXPECT_EQ(db.scalar("SELECT target FROM jobd.job ORDER BY date_started LIMIT 1"), "old");
+  EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
 TEST(FairRunTest, AReloadWithoutFairGivesTheParkedJobsBack) {

@@ -19,6 +19,36 @@
 DROP FUNCTION jobd.claim_limited(text, integer, interval, text, bigint, text, text, integer,
                                  integer, interval, integer);
 
+-- Starts the jobs a claim took and locked (jobd.claim_limited), as
+-- jobd.claim_with_checkpoints returns them; parked jobs among them (at
+-- 'infinity') get their own starts back.
+CREATE FUNCTION jobd.start_claimed(ids bigint[], p_lease interval, p_owner text,
+                                   p_max_payload bigint, unparked bigint[],
+                                   unparked_starts timestamptz[])
+RETURNS TABLE (id bigint, attempt_count integer, max_retries integer, priority smallint,
+               target text, payload_size integer, payload text, waited double precision,
+               checkpoint text)
+LANGUAGE sql
+SET enable_seqscan = off
+AS $fn$
+    WITH claimed AS (
+      UPDATE jobd.job AS j
+         SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
+             date_finished = NULL, lease_expires = now() + p_lease, lease_owner = p_owner,
+             scheduled_start = CASE WHEN j.scheduled_start = 'infinity'
+                                    THEN unparked_starts[array_position(unparked, j.id)]
+                                    ELSE j.scheduled_start END
+       WHERE j.id = ANY (ids)
+      RETURNING j.id, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
+                date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
+    )
+    SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
+           CASE WHEN octet_length(t.text) <= p_max_payload THEN t.text END, c.waited,
+           (SELECT pr.checkpoint::text FROM jobd.job_progress AS pr WHERE pr.job_id = c.id)
+      FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
+     ORDER BY c.priority, c.id;
+$fn$;
+
 -- The claim of a limited type: at most `want` ready jobs, as
 -- jobd.claim_with_checkpoints returns them, none beyond its key's limit.
 -- max_running 0: no cap on running jobs; rate 0: no token bucket; p_fair:
@@ -50,9 +80,15 @@ DECLARE
     -- When each key's last job was taken: the key served last waits longest
     -- for its next turn.
     served timestamptz[] := '{}';
+    -- Parked jobs a fair claim starts, and their own starts.
+    unparked bigint[] := '{}';
+    unparked_starts timestamptz[] := '{}';
     park_ids bigint[] := '{}';
     park_keys text[] := '{}';
     capped boolean := false;
+    later_keys integer := 0;
+    per_key integer;
+    read_n integer[] := '{}';
     def_kind text;
     def_arg text;
     tok double precision;
@@ -114,21 +150,62 @@ BEGIN
         RETURN;
     END IF;
 
-    IF p_kind = 'type' AND p_age IS NULL THEN
+    IF p_age IS NOT NULL THEN
+        -- The jobs that waited longer than p_age: the oldest of each
+        -- priority (a skip scan of job_unscheduled_idx, a probe per
+        -- priority), and the scheduled jobs due longest.
+        WITH RECURSIVE levels (level) AS (
+          (SELECT q.priority FROM jobd.job AS q
+            WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
+              AND q.scheduled_start IS NULL
+            ORDER BY q.priority LIMIT 1)
+          UNION ALL
+          SELECT (SELECT q.priority FROM jobd.job AS q
+                   WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
+                     AND q.scheduled_start IS NULL AND q.priority > l.level
+                   ORDER BY q.priority LIMIT 1)
+            FROM levels AS l WHERE l.level IS NOT NULL
+        )
+        -- (A priority's oldest job first: when it has not waited that
+        -- long, none of the priority has, and no more is read.)
+        SELECT coalesce(array_agg(h.id), '{}') INTO aged_ids
+          FROM levels AS l
+         CROSS JOIN LATERAL (SELECT q.date_created FROM jobd.job AS q
+                              WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
+                                AND q.scheduled_start IS NULL AND q.priority = l.level
+                              ORDER BY q.job_type, q.behind, q.priority, q.id LIMIT 1) AS head
+         CROSS JOIN LATERAL (SELECT q.id, q.date_created FROM jobd.job AS q
+                              WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
+                                AND q.scheduled_start IS NULL AND q.priority = l.level
+                              ORDER BY q.job_type, q.behind, q.priority, q.id LIMIT p_want) AS h
+         WHERE l.level IS NOT NULL AND head.date_created <= now() - p_age
+           AND h.date_created <= now() - p_age;
+        SELECT aged_ids || coalesce(array_agg(q.id), '{}') INTO aged_ids
+          FROM (SELECT q.id FROM jobd.job AS q
+                 WHERE q.status = 0 AND q.job_type = p_type AND q.scheduled_start IS NOT NULL
+                   AND q.scheduled_start <= now() - p_age
+                 ORDER BY q.scheduled_start LIMIT p_want) AS q;
+    END IF;
+
+    IF p_kind = 'type' THEN
         -- One key: how many may start is known before the claim, which is
-        -- then the common one.
-        INSERT INTO jobd.limit_bucket (job_type, key, tokens) VALUES (p_type, p_type, p_burst)
-        ON CONFLICT DO NOTHING;
-        SELECT CASE WHEN p_rate > 0
-                    THEN least(p_burst::double precision,
-                               b.tokens + extract(epoch FROM now() - b.refilled) * p_rate / per_s)
-               END, b.blocked_until
-          INTO tok, blocked
-          FROM jobd.limit_bucket AS b WHERE b.job_type = p_type AND b.key = p_type FOR UPDATE;
-        IF blocked > now() THEN
-            UPDATE jobd.limit_bucket AS b SET next_due = blocked
-             WHERE b.job_type = p_type AND b.key = p_type;
-            RETURN;
+        -- then the common one (after the jobs past their ageing). Nothing
+        -- is parked, and without a limit there is no bucket to lock.
+        IF p_rate > 0 OR p_max_running > 0 THEN
+            INSERT INTO jobd.limit_bucket (job_type, key, tokens)
+            VALUES (p_type, p_type, p_burst)
+            ON CONFLICT DO NOTHING;
+            SELECT CASE WHEN p_rate > 0
+                        THEN least(p_burst::double precision,
+                                   b.tokens + extract(epoch FROM now() - b.refilled) * p_rate / per_s)
+                   END, b.blocked_until
+              INTO tok, blocked
+              FROM jobd.limit_bucket AS b WHERE b.job_type = p_type AND b.key = p_type FOR UPDATE;
+            IF blocked > now() THEN
+                UPDATE jobd.limit_bucket AS b SET next_due = blocked
+                 WHERE b.job_type = p_type AND b.key = p_type;
+                RETURN;
+            END IF;
         END IF;
         room := p_want;
         IF p_rate > 0 THEN
@@ -138,10 +215,34 @@ BEGIN
             room := least(room, p_max_running - (SELECT count(*) FROM jobd.job AS r
                                                   WHERE r.status = 1 AND r.job_type = p_type)::integer);
         END IF;
-        IF room > 0 THEN
-            RETURN QUERY SELECT * FROM jobd.claim_with_checkpoints(p_type, room, p_lease, p_owner,
-                                                                  p_max_payload);
-            GET DIAGNOSTICS got = ROW_COUNT;
+        IF room > 0 AND cardinality(aged_ids) > 0 THEN
+            SELECT coalesce(array_agg(a.id), '{}') INTO take
+              FROM (SELECT q.id FROM jobd.job AS q
+                     WHERE q.id = ANY (aged_ids) AND q.status = 0 AND q.job_type = p_type
+                       AND ((q.scheduled_start IS NULL AND NOT q.behind)
+                            OR q.scheduled_start <= now() - p_age)
+                       AND (q.lease_expires IS NULL OR q.lease_expires <= now())
+                       AND (q.target IS NULL
+                            OR (NOT EXISTS (SELECT 1 FROM jobd.job AS x
+                                             WHERE x.status = 1 AND x.target = q.target)
+                                AND NOT EXISTS (SELECT 1 FROM jobd.paused AS p
+                                                 WHERE p.job_type = p_type
+                                                   AND p.target = q.target
+                                                   AND (p.until IS NULL OR p.until > now()))))
+                     ORDER BY coalesce(q.scheduled_start, q.date_created), q.id
+                     LIMIT room
+                       FOR UPDATE SKIP LOCKED) AS a;
+            IF cardinality(take) > 0 THEN
+                RETURN QUERY SELECT * FROM jobd.start_claimed(take, p_lease, p_owner,
+                                                              p_max_payload, '{}', '{}');
+                got := cardinality(take);
+            END IF;
+        END IF;
+        IF room - got > 0 THEN
+            RETURN QUERY SELECT * FROM jobd.claim_with_checkpoints(p_type, room - got, p_lease,
+                                                                  p_owner, p_max_payload);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            got := got + n;
         END IF;
         IF p_rate > 0 THEN
             tok := tok - got;
@@ -162,30 +263,6 @@ BEGIN
              WHERE b.job_type = p_type AND b.parked
                AND (b.next_due IS NULL OR b.next_due <= now())
              ORDER BY b.checked LIMIT p_want + 8) AS b;
-    IF p_age IS NOT NULL THEN
-        -- The jobs that waited longer than p_age: the oldest of each
-        -- priority (a skip scan of job_unscheduled_idx, a probe per
-        -- priority), and the due scheduled jobs (below).
-        WITH RECURSIVE levels (level) AS (
-          (SELECT q.priority FROM jobd.job AS q
-            WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
-              AND q.scheduled_start IS NULL
-            ORDER BY q.priority LIMIT 1)
-          UNION ALL
-          SELECT (SELECT q.priority FROM jobd.job AS q
-                   WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
-                     AND q.scheduled_start IS NULL AND q.priority > l.level
-                   ORDER BY q.priority LIMIT 1)
-            FROM levels AS l WHERE l.level IS NOT NULL
-        )
-        SELECT coalesce(array_agg(h.id), '{}') INTO aged_ids
-          FROM levels AS l
-         CROSS JOIN LATERAL (SELECT q.id, q.date_created FROM jobd.job AS q
-                              WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
-                                AND q.scheduled_start IS NULL AND q.priority = l.level
-                              ORDER BY q.id LIMIT window_size) AS h
-         WHERE l.level IS NOT NULL AND h.date_created <= now() - p_age;
-    END IF;
     LOOP
         -- A window of ready jobs in claim order (as jobd.claim_ready reads
         -- them, none whose target runs or is paused), locked, skipping the
@@ -347,7 +424,7 @@ BEGIN
                            FROM jobd.job_throttled AS t JOIN jobd.job AS x ON x.id = t.job_id
                           WHERE t.job_type = p_type AND t.key = k
                           ORDER BY t.priority, t.job_id
-                          LIMIT caps[i] + 16
+                          LIMIT least(caps[i], p_want) + 16
                           FOR UPDATE OF x SKIP LOCKED
                 LOOP
                     EXIT WHEN caps[i] <= 0 OR cardinality(take) >= p_want;
@@ -394,10 +471,14 @@ BEGIN
         FOR n IN 1 .. array_length(cand_ids, 1) LOOP
             k := cand_keys[n];
             i := array_position(keys, k);
-            IF k IS NOT NULL AND i IS NULL AND NOT (k = ANY (all_keys)) THEN
+            IF k IS NOT NULL AND i IS NULL AND NOT (k = ANY (all_keys))
+               AND later_keys < 48 THEN
                 -- A key first seen in a later window: its bucket is taken
-                -- only if that takes no waiting (20 ms at most).
+                -- only if that takes no waiting (20 ms at most). Each is a
+                -- subtransaction: at most 48 a claim (PostgreSQL caches 64
+                -- a backend); later ones wait for the next claim.
                 all_keys := all_keys || k;
+                later_keys := later_keys + 1;
                 BEGIN
                     PERFORM set_config('lock_timeout', '20ms', true);
                     INSERT INTO jobd.limit_bucket (job_type, key, tokens)
@@ -441,8 +522,8 @@ BEGIN
                 END;
             END IF;
             IF k IS NOT NULL AND i IS NULL THEN
-                -- Another claim holds it: the next claim, which comes at
-                -- once, looks at it.
+                -- Another claim holds it (or this claim locked its 48 new
+                -- keys): the next claim, which comes at once, looks at it.
                 more_left := true;
                 seen := seen || cand_ids[n];
             ELSIF cand_targets[n] IS NOT NULL AND cand_targets[n] = ANY (take_targets) THEN
@@ -508,7 +589,12 @@ BEGIN
         -- The slots left go to the keys with parked jobs (those parked
         -- just now among them), one job a key a round: a key's next job
         -- comes after every other key's job of the same round, the keys
-        -- least recently served first.
+        -- least recently served first. Each key's queue is read only as
+        -- far as its share of the slots (and a few more, for jobs that
+        -- cannot start).
+        per_key := least(p_want, p_want / greatest(
+            (SELECT count(*) FROM unnest(caps, is_parked) AS s (cap, parked)
+              WHERE s.parked AND s.cap > 0)::integer, 1) + 2);
         FOR r IN SELECT t.job_id, t.scheduled_start, x.target, s.ord,
                         (x.status = 0 AND x.scheduled_start = 'infinity') AS valid,
                         EXISTS (SELECT 1 FROM jobd.job_hold AS h WHERE h.job_id = x.id) AS held
@@ -520,7 +606,7 @@ BEGIN
                           FROM jobd.job_throttled AS t
                          WHERE t.job_type = p_type AND t.key = s.key
                          ORDER BY t.priority, t.job_id
-                         LIMIT least(s.cap, p_want) + 16) AS t
+                         LIMIT least(s.cap, per_key)) AS t
                    JOIN jobd.job AS x ON x.id = t.job_id
                   WHERE s.parked AND s.cap > 0
                   ORDER BY s.used + t.round,
@@ -530,6 +616,7 @@ BEGIN
             EXIT WHEN cardinality(take) >= p_want;
             i := r.ord;
             looked[i] := true;
+            read_n[i] := coalesce(read_n[i], 0) + 1;
             CONTINUE WHEN caps[i] <= 0;
             IF r.held THEN
                 UPDATE jobd.job_hold AS h SET scheduled_start = r.scheduled_start
@@ -541,15 +628,19 @@ BEGIN
                 DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
                 CONTINUE;
             END IF;
-            CONTINUE WHEN r.target IS NOT NULL
+            IF r.target IS NOT NULL
                 AND (r.target = ANY (take_targets)
                      OR EXISTS (SELECT 1 FROM jobd.job AS x
                                  WHERE x.status = 1 AND x.target = r.target)
                      OR EXISTS (SELECT 1 FROM jobd.paused AS p
                                  WHERE p.job_type = p_type AND p.target = r.target
-                                   AND (p.until IS NULL OR p.until > now())));
-            UPDATE jobd.job AS x SET scheduled_start = r.scheduled_start WHERE x.id = r.job_id;
-            DELETE FROM jobd.job_throttled AS t WHERE t.job_id = r.job_id;
+                                   AND (p.until IS NULL OR p.until > now()))) THEN
+                read_n[i] := read_n[i] - 1;  -- (it waits for its target)
+                CONTINUE;
+            END IF;
+            -- Its own start is given back by the claim's UPDATE below.
+            unparked := unparked || r.job_id;
+            unparked_starts := unparked_starts || r.scheduled_start;
             take := take || r.job_id;
             IF r.target IS NOT NULL THEN
                 take_targets := take_targets || r.target;
@@ -558,7 +649,19 @@ BEGIN
             used[i] := used[i] + 1;
             served[i] := clock_timestamp();
         END LOOP;
+        DELETE FROM jobd.job_throttled AS t WHERE t.job_id = ANY (unparked);
         FOR i IN 1 .. coalesce(cardinality(keys), 0) LOOP
+            -- A key whose queue was read to its share may have more: claim
+            -- again at once if slots are left.
+            IF cardinality(take) < p_want AND read_n[i] >= per_key THEN
+                capped := true;
+            END IF;
+            -- Every parked key that was due takes its turn (its checked
+            -- moves on, and a queue that an operator emptied is noticed),
+            -- whether or not it had room.
+            IF is_parked[i] AND keys[i] = ANY (due_keys) THEN
+                looked[i] := true;
+            END IF;
             IF looked[i] THEN
                 is_parked[i] := EXISTS (SELECT 1 FROM jobd.job_throttled AS t
                                          WHERE t.job_type = p_type AND t.key = keys[i]);
@@ -595,19 +698,7 @@ BEGIN
     IF cardinality(take) = 0 THEN
         RETURN;
     END IF;
-    RETURN QUERY
-    WITH claimed AS (
-      UPDATE jobd.job AS j
-         SET status = 1, attempt_count = j.attempt_count + 1, date_started = now(),
-             date_finished = NULL, lease_expires = now() + p_lease, lease_owner = p_owner
-       WHERE j.id = ANY (take)
-      RETURNING j.id, j.attempt_count, j.max_retries, j.priority, j.target, j.json_data,
-                date_part('epoch', now() - GREATEST(j.date_created, j.scheduled_start)) AS waited
-    )
-    SELECT c.id, c.attempt_count, c.max_retries, c.priority, c.target, octet_length(t.text),
-           CASE WHEN octet_length(t.text) <= p_max_payload THEN t.text END, c.waited,
-           (SELECT pr.checkpoint::text FROM jobd.job_progress AS pr WHERE pr.job_id = c.id)
-      FROM claimed AS c CROSS JOIN LATERAL (SELECT c.json_data::text AS text) AS t
-     ORDER BY c.priority, c.id;
+    RETURN QUERY SELECT * FROM jobd.start_claimed(take, p_lease, p_owner, p_max_payload,
+                                                  unparked, unparked_starts);
 END
 $fn$;
