@@ -257,8 +257,8 @@ int cmdShow(const CommandLine& cl) {
   }
   if (const nlohmann::json& parked = (*job)["throttled"]; !parked.is_null()) {
     std::cout << std::left << std::setw(17) << "throttled:"
-              << "parked by its type's limit (key " << text(parked["key"]) << ") since "
-              << text(parked["since"]) << "; it starts when the key has room\n";
+              << "parked by its type's limit or fairness (key " << text(parked["key"]) << ") since "
+              << text(parked["since"]) << "; it starts when the key has room and its turn comes\n";
   }
   std::cout << "attempts:" << ((*job)["attempts"].empty() ? " none\n" : "\n");
   for (const auto& a : (*job)["attempts"]) {

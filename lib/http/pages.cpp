@@ -226,10 +226,10 @@ std::string throttledTable(const nlohmann::json& throttled) {
       "<h2>Throttled</h2><table id=\"throttled\"><tr><th>job type</th><th>limited by</th>"
       "<th>key</th><th>parked</th><th>first in line since</th><th>starts</th></tr>";
   for (const auto& t : throttled) {
-    std::string starts = !t["blocked_until"].is_null()
-                             ? "rate limited until " + text(t["blocked_until"])
-                         : !t["next_due"].is_null() ? "next token at " + text(t["next_due"])
-                                                    : std::string("when a running job ends");
+    std::string starts =
+        !t["blocked_until"].is_null() ? "rate limited until " + text(t["blocked_until"])
+        : !t["next_due"].is_null()    ? "next token at " + text(t["next_due"])
+                                   : std::string("when a running job ends, or in its key's turn");
     out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
            "<td class=\"n\">" + escapeHtml(text(t["parked"])) +
            (t["parked"].is_number() && t["parked"].get<int>() >= 10000 ? "+" : "") + "</td>" +
@@ -377,9 +377,10 @@ std::string jobPage(const nlohmann::json& job) {
   }
   body += dependenciesSection(job);
   if (job.contains("throttled") && !job["throttled"].is_null()) {
-    body += "<p id=\"throttled\">throttled: parked by its type's limit (key " +
+    body += "<p id=\"throttled\">throttled: parked by its type's limit or fairness (key " +
             escapeHtml(text(job["throttled"]["key"])) + ") since " +
-            escapeHtml(text(job["throttled"]["since"])) + "; it starts when the key has room</p>";
+            escapeHtml(text(job["throttled"]["since"])) +
+            "; it starts when the key has room and its turn comes</p>";
   }
   body += "<h2>Attempts</h2>";
   if (job["attempts"].empty()) {

@@ -188,6 +188,14 @@ TEST(FairnessTest, AJobThatWaitedPastTheAgeingStartsBeforeHigherPriorities) {
       "SELECT jobd.enqueue('w', target => 'late', priority => 20, "
       "scheduled_start => now() - interval '3 hours')");
   db.scalar("UPDATE jobd.job SET date_created = now() - interval '2 hours' WHERE target = 'old'");
+  // Two aged jobs of one target (a retried one due, the next one queued):
+  // one starts, as the common claim takes them.
+  db.scalar(
+      "SELECT jobd.enqueue('w', target => 'twin', priority => 30, "
+      "scheduled_start => now() - interval '4 hours')");
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, target, priority, date_created) "
+      "VALUES ('w', 'twin', 30, now() - interval '5 hours')");
   auto conn = db.connect();
   JobRepository repo(*conn, "test-owner");
   auto targets = [](const ClaimResult& result) {
@@ -199,14 +207,15 @@ TEST(FairnessTest, AJobThatWaitedPastTheAgeingStartsBeforeHigherPriorities) {
   };
   // Without ageing the two priority-0 claims would take none of them.
   ClaimResult first = repo.claim(ageing(4, std::chrono::hours(1)));
-  EXPECT_EQ(targets(first), "old,late,hi1,hi2");
+  EXPECT_EQ(targets(first), "old,late,twin,hi1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE target = 'twin' AND status = 1"), "1");
   ClaimResult second = repo.claim(ageing(4, std::chrono::hours(1)));
-  EXPECT_EQ(targets(second), "hi3,hi4,hi5,hi6");
+  EXPECT_EQ(targets(second), "hi2,hi3,hi4,hi5");
   // The common claim, and a longer ageing, keep priority order.
   db.scalar("UPDATE jobd.job SET date_created = now() - interval '2 hours' WHERE target = 'young'");
-  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(3)))), "hi7,hi8");
-  EXPECT_EQ(targets(repo.claim({"w", "w", 2})), "hi9,hi10");
-  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(1)))), "young,hi11");
+  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(3)))), "hi6,hi7");
+  EXPECT_EQ(targets(repo.claim({"w", "w", 2})), "hi8,hi9");
+  EXPECT_EQ(targets(repo.claim(ageing(2, std::chrono::hours(1)))), "young,hi10");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job_throttled"), "0");
 }
 

@@ -253,7 +253,8 @@ limit_burst: 1
   std::string parked = db.scalar("SELECT max(job_id) FROM jobd.job_throttled");
   ProcessResult show =
       testing::runJobd({"--database", db.conninfo(), "--config", "/dev/null", "show", parked});
-  EXPECT_THAT(show.out, HasSubstr("throttled:       parked by its type's limit (key x) since "));
+  EXPECT_THAT(show.out,
+              HasSubstr("throttled:       parked by its type's limit or fairness (key x) since "));
   std::string metrics;
   for (int i = 0;
        i < 100 && metrics.find("jobd_jobs_throttled{job_type=\"noop\"} 4") == std::string::npos;

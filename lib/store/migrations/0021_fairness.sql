@@ -153,7 +153,8 @@ BEGIN
     IF p_age IS NOT NULL THEN
         -- The jobs that waited longer than p_age: the oldest of each
         -- priority (a skip scan of job_unscheduled_idx, a probe per
-        -- priority), and the scheduled jobs due longest.
+        -- priority), and for a type keyed by type the scheduled jobs due
+        -- longest.
         WITH RECURSIVE levels (level) AS (
           (SELECT q.priority FROM jobd.job AS q
             WHERE q.status = 0 AND q.job_type = p_type AND NOT q.behind
@@ -180,11 +181,14 @@ BEGIN
                               ORDER BY q.job_type, q.behind, q.priority, q.id LIMIT p_want) AS h
          WHERE l.level IS NOT NULL AND head.date_created <= now() - p_age
            AND h.date_created <= now() - p_age;
-        SELECT aged_ids || coalesce(array_agg(q.id), '{}') INTO aged_ids
-          FROM (SELECT q.id FROM jobd.job AS q
-                 WHERE q.status = 0 AND q.job_type = p_type AND q.scheduled_start IS NOT NULL
-                   AND q.scheduled_start <= now() - p_age
-                 ORDER BY q.scheduled_start LIMIT p_want) AS q;
+        IF p_kind = 'type' THEN
+            -- (A keyed claim's window reads the due jobs oldest first.)
+            SELECT aged_ids || coalesce(array_agg(q.id), '{}') INTO aged_ids
+              FROM (SELECT q.id FROM jobd.job AS q
+                     WHERE q.status = 0 AND q.job_type = p_type
+                       AND q.scheduled_start IS NOT NULL AND q.scheduled_start <= now() - p_age
+                     ORDER BY q.scheduled_start LIMIT p_want) AS q;
+        END IF;
     END IF;
 
     IF p_kind = 'type' THEN
@@ -216,8 +220,8 @@ BEGIN
                                                   WHERE r.status = 1 AND r.job_type = p_type)::integer);
         END IF;
         IF room > 0 AND cardinality(aged_ids) > 0 THEN
-            SELECT coalesce(array_agg(a.id), '{}') INTO take
-              FROM (SELECT q.id FROM jobd.job AS q
+            -- One job a target, as the common claim takes them.
+            FOR r IN SELECT q.id, q.target FROM jobd.job AS q
                      WHERE q.id = ANY (aged_ids) AND q.status = 0 AND q.job_type = p_type
                        AND ((q.scheduled_start IS NULL AND NOT q.behind)
                             OR q.scheduled_start <= now() - p_age)
@@ -231,7 +235,14 @@ BEGIN
                                                    AND (p.until IS NULL OR p.until > now()))))
                      ORDER BY coalesce(q.scheduled_start, q.date_created), q.id
                      LIMIT room
-                       FOR UPDATE SKIP LOCKED) AS a;
+                       FOR UPDATE SKIP LOCKED
+            LOOP
+                CONTINUE WHEN r.target IS NOT NULL AND r.target = ANY (take_targets);
+                take := take || r.id;
+                IF r.target IS NOT NULL THEN
+                    take_targets := take_targets || r.target;
+                END IF;
+            END LOOP;
             IF cardinality(take) > 0 THEN
                 RETURN QUERY SELECT * FROM jobd.start_claimed(take, p_lease, p_owner,
                                                               p_max_payload, '{}', '{}');
