@@ -166,6 +166,12 @@ const Fields<SectionConfig>& sectionFields() {
         "process and python runners: replace a worker whose resident memory is over this after "
         "a job; empty: never"},
        into<S, std::optional<std::uint64_t>>(&S::max_worker_rss, optionalSizeAtLeast(1ULL << 20))},
+      {{"claim_ahead", "0",
+        "while a backlog lasts, claim up to this many jobs more than the free slots, sized to "
+        "what the slots finish while a claim travels; each holds its lease and attempt from the "
+        "claim, waits here for a slot, and is given back after a second without one; 0: claim "
+        "only for free slots. Not with limit_*, fair or priority_ageing"},
+       into<S, int>(&S::claim_ahead, intBetween(0, 100000))},
       {{"keep_finished", "30d", "COMPLETED and FAILED jobs older than this are deleted"},
        into<S, Duration>(&S::keep_finished, durationAtLeast(std::chrono::seconds(1)))},
       {{"error_recipients", "", "comma-separated addresses that get this section's OOPS notices"},
@@ -427,6 +433,11 @@ class ConfigBuilder {
         problem(it->second.entry, it->second.written_in, "fair",
                 "needs a limit_key other than type (the keys that take turns)");
       }
+    }
+    if (sc.claimsByKey() && sc.claim_ahead > 0) {
+      complain("claim_ahead",
+               "cannot be used with limit_*, fair or priority_ageing: their claims count the "
+               "jobs running by key, and a job claimed ahead would hold a turn it does not use");
     }
     if (sc.limit_rate == 0) {
       complain("limit_burst", "has no effect without limit_rate");

@@ -67,6 +67,9 @@ struct SectionConfig {
   Duration retry_delay_max = std::chrono::hours(1);
   RunnerKind runner = RunnerKind::kThread;
   std::optional<std::uint64_t> memory_limit;
+  // The most jobs claimed ahead of free slots, queued here until one frees
+  // (runtime/claimed_ahead.hpp); 0: claims never exceed the free slots.
+  int claim_ahead = 0;
   // Process and python runners: a worker is replaced after this many jobs
   // (0: never), or after a job that left its resident memory over the bound.
   int max_jobs_per_worker = 0;

@@ -1,13 +1,20 @@
 #include "runtime/producer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
-#include <set>
+#include <optional>
 #include <utility>
 
 #include "core/log.hpp"
+#include "runtime/claim_trip.hpp"
 
 namespace jobd::runtime {
+
+namespace {
+constexpr const char* kStoppingRelease =
+    "claimed ahead by a daemon that is stopping; the attempt is given back";
+}  // namespace
 
 Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
                    Metrics& metrics, LeaseKeeper& leases, const JobExecutor& executor,
@@ -20,7 +27,8 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
       leases_(leases),
       config_(std::move(config)),
       supervisor_(io, leases, executor, recorder, pool, config_->daemon().workers),
-      poll_timer_(io) {
+      poll_timer_(io),
+      claimed_ahead_(io, leases, recorder) {
   supervisor_.onReturned(
       [this](std::vector<Supervisor::Returned> returned) { finish(std::move(returned)); });
   supervisor_.concurrencyOf([this](const std::string& name) {
@@ -31,59 +39,6 @@ Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecor
   for (ServedSection& served : sections) {
     serve(std::move(served));
   }
-}
-
-void Producer::serve(ServedSection served) {
-  std::unique_ptr<Section>& slot = sections_[served.name];
-  if (!slot) {
-    slot =
-        std::make_unique<Section>(io_, [this, name = served.name] { claim(*sections_.at(name)); });
-  }
-  Section& section = *slot;
-  if (section.config != nullptr) {
-    auto it = by_job_type_.find(section.config->job_type);
-    if (it != by_job_type_.end() && it->second == &section) {
-      by_job_type_.erase(it);
-    }
-    section.wakeUp(sleeper_);  // its type may change: the next short claim sleeps again
-  }
-  section.config = config_->section(served.name);
-  section.snapshot = config_;
-  section.served = std::move(served);
-  section.retired = false;
-  by_job_type_[section.config->job_type] = &section;
-  // A limit this type had (here or in a daemon of the fleet that was
-  // reconfigured) parked jobs that the common claim does not see: the next
-  // claim gives them back first.
-  section.release_throttled = !section.config->claimsByKey();
-}
-
-void Producer::reconfigure(std::shared_ptr<const config::Config> config,
-                           std::vector<ServedSection> sections, boost::asio::thread_pool& pool) {
-  config_ = std::move(config);
-  supervisor_.reconfigure(pool, config_->daemon().workers);
-  std::set<std::string> names;
-  for (ServedSection& served : sections) {
-    names.insert(served.name);
-    serve(std::move(served));
-  }
-  for (auto& [name, section] : sections_) {
-    if (names.count(name) != 0 || section->retired) {
-      continue;
-    }
-    // No longer served: its running jobs finish; it claims nothing more.
-    section->retired = true;
-    section->cancelWake();
-    section->wakeUp(sleeper_);
-    auto it = by_job_type_.find(section->config->job_type);
-    if (it != by_job_type_.end() && it->second == section.get()) {
-      by_job_type_.erase(it);
-    }
-    if (section->served.runner) {
-      section->served.runner->shutdown();
-    }
-  }
-  retryConnectsNow();  // a reload may have fixed a dbuser
 }
 
 void Producer::wakeJobType(const std::string& job_type) {
@@ -100,22 +55,16 @@ void Producer::wakeAll() {
 }
 
 void Producer::releaseOrphans() {
-  db_.post([this] {
-    std::vector<ClaimedJob> held;
-    if (db_.use("ORPHAN_CHECK_FAILED",
-                [&](store::RuntimeStore& repo) { held = repo.heldByOwner(); })) {
-      // Behind every claim result already posted: the ledger is complete
-      // when the Supervisor reads it.
-      boost::asio::post(io_, [this, held = std::move(held)]() mutable {
-        supervisor_.releaseOrphans(
-            std::move(held),
-            [this](const std::string& job_type) {
-              auto section = by_job_type_.find(job_type);
-              return section != by_job_type_.end() ? section->second->served.name : job_type;
-            },
-            config_);
-      });
-    }
+  findHeld(db_, io_, [this](std::vector<ClaimedJob> held) {
+    // Behind every claim result already posted: the ledger is complete
+    // when the Supervisor reads it.
+    supervisor_.releaseOrphans(
+        std::move(held),
+        [this](const std::string& job_type) {
+          auto section = by_job_type_.find(job_type);
+          return section != by_job_type_.end() ? section->second->served.name : job_type;
+        },
+        config_);
   });
 }
 
@@ -152,64 +101,21 @@ void Producer::claim(Section& section) {
     return;
   }
   int limit = claimLimit(section);
-  if (limit < 0 || (ready_ && section.gathers(limit, section.slots(config_->daemon().workers)))) {
+  // Claiming ahead, a freed slot takes a queued job and the claim need not
+  // gather slots.
+  if (limit < 0 || (ready_ && section.queued.empty() && ahead(section) == 0 &&
+                    section.gathers(limit, section.slots(config_->daemon().workers)))) {
     return;
   }
   section.claiming = true;
   section.again = false;
-  store::ClaimRequest request{section.served.name, section.config->job_type, limit,
-                              section.config->lease_duration, config_->daemon().max_payload};
-  if (const config::SectionConfig& c = *section.config; c.claimsByKey()) {
-    std::string::size_type colon = c.limit_key.find(':');
-    request.key_limit = store::ClaimLimit{
-        c.limit_key.substr(0, colon),
-        colon == std::string::npos ? std::string() : c.limit_key.substr(colon + 1),
-        c.limit_concurrency,
-        c.limit_rate,
-        c.limit_rate_period,
-        c.limit_burst,
-        c.fair,
-        c.priority_ageing};
-  }
+  section.claim_sent = std::chrono::steady_clock::now();
+  store::ClaimRequest request = section.claimRequest(limit, config_->daemon().max_payload);
   bool release = std::exchange(section.release_throttled, false);
-  db_.post([this, &section, request, release] {
-    if (release) {
-      int released = 0;
-      if (!db_.use("RELEASE_THROTTLED_FAILED job_type=" + request.job_type,
-                   [&](store::RuntimeStore& repo) {
-                     released = repo.releaseThrottled(request.job_type);
-                   })) {
-        boost::asio::post(io_, [&section] { section.release_throttled = true; });  // next time
-      } else if (released > 0) {
-        logs::info("THROTTLED_RELEASED job_type={} jobs={}: the type has no limit now",
-                   request.job_type, released);
-      }
-    }
-    store::ClaimResult result;
-    const std::string event = "CLAIM_FAILED section=" + request.section;
-    bool ok = db_.use(event, [&](store::RuntimeStore& repo) { result = repo.claim(request); });
-    bool short_claim = ok && static_cast<int>(result.jobs.size()) < request.limit;
-    boost::asio::post(
-        io_, [this, &section, result = std::move(result), ok, asked = request.limit]() mutable {
-          onClaimed(section, std::move(result), ok, asked);
-        });
-    // After the jobs are on their way (a round trip less before they
-    // start): when the claim came up short, when is the next scheduled job
-    // due? A job scheduled meanwhile is seen here or by the next claim.
-    if (short_claim) {
-      std::optional<double> in;
-      db_.use(event, [&](store::RuntimeStore& repo) {
-        in = repo.nextScheduledIn(request.job_type, request.key_limit.has_value());
-      });
-      if (in) {
-        boost::asio::post(io_, [&section, seconds = *in] {
-          if (!section.retired) {
-            section.wakeAt(seconds);
-          }
-        });
-      }
-    }
-  });
+  runClaim(db_, io_, section, std::move(request), release,
+           [this, &section](store::ClaimResult result, bool ok, int asked) {
+             onClaimed(section, std::move(result), ok, asked);
+           });
 }
 
 int Producer::claimLimit(Section& section) {
@@ -220,6 +126,7 @@ int Producer::claimLimit(Section& section) {
     return -1;
   }
   int limit = section.config->concurrency - section.running;
+  int queued = static_cast<int>(section.queued.size());
   if (!section.served.runner) {
     int pool_free = config_->daemon().workers - supervisor_.poolRunning();
     if (pool_free <= 0 && limit > 0) {
@@ -239,11 +146,54 @@ int Producer::claimLimit(Section& section) {
   if (!ready_) {
     return 0;  // the first poll only proves the claim works: no job runs before READY
   }
+  limit += ahead(section) - queued;
   return limit > 0 ? limit : -1;
+}
+
+int Producer::ahead(const Section& section) const {
+  if (!ready_ || stopping_ || on_exhausted_ || section.retired || section.connect.failing() ||
+      section.config->claimsByKey()) {
+    return 0;
+  }
+  if (!section.served.runner) {
+    // Another section of the pool waits for a worker: the queue would take
+    // every worker that frees before its claim could.
+    for (const auto& [name, other] : sections_) {
+      if (other.get() != &section && other->starved && !other->served.runner) {
+        return 0;
+      }
+    }
+  }
+  return section.ahead(section.slots(config_->daemon().workers));
+}
+
+bool Producer::hasSlot(const Section& section) const {
+  return section.running < section.slots(config_->daemon().workers) &&
+         (section.served.runner || supervisor_.poolRunning() < config_->daemon().workers);
+}
+
+void Producer::startQueued(Section& section) {
+  // A daemon that cannot renew its leases starts nothing new; what it
+  // queued is given back at its hold.
+  while (leases_.healthy() && hasSlot(section)) {
+    std::optional<QueuedJob> queued = claimed_ahead_.next(section);
+    if (!queued) {
+      return;
+    }
+    ++section.running;
+    queued->job.claimed_at = std::chrono::steady_clock::now();  // its timeout counts from here
+    supervisor_.start(queued->run, std::move(queued->job), std::move(queued->token));
+  }
 }
 
 void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, int asked) {
   section.claiming = false;
+  if (ok && asked > 0) {
+    double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - section.claim_sent)
+            .count();
+    section.mean_claim = section.mean_claim < 0 ? took : 0.8 * section.mean_claim + 0.2 * took;
+  }
   // More may be ready after a full claim, and after a short one that took
   // a job with a target: the claim keeps one job per target after its
   // LIMIT, so jobs of that target may have taken places that other ready
@@ -262,6 +212,10 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   }
   for (ClaimedJob& job : result.jobs) {
     dispatch(section, std::move(job));
+  }
+  startQueued(section);  // a reload may have added slots since they queued
+  if (stopping_) {
+    claimed_ahead_.releaseAll(section, kStoppingRelease);
   }
   // READY waits for a first poll of every section that reached the database.
   if (ok && !section.polled) {
@@ -303,46 +257,23 @@ void Producer::sleepLocksLost() {
   wakeAll();
 }
 
-std::map<std::string, Producer::RunCounts> Producer::runCounts() const {
-  std::map<std::string, RunCounts> counts;
-  for (const auto& [name, section] : sections_) {
-    counts[name] = section->counts;
-  }
-  return counts;
-}
-
-int Producer::slots() const {
-  int slots = config_->daemon().workers;
-  for (const auto& [name, section] : sections_) {
-    if (section->served.runner && !section->retired) {
-      slots += section->config->concurrency;
-    }
-  }
-  return slots;
-}
-
-std::map<std::string, int> Producer::runningByJobType() const {
-  std::map<std::string, int> running;
-  for (const auto& [name, section] : sections_) {
-    if (!section->retired) {
-      running[section->config->job_type];  // a served type shows 0, not nothing
-    }
-  }
-  for (const auto& [job_type, n] : supervisor_.runningByJobType()) {
-    running[job_type] += n;
-  }
-  return running;
-}
-
 void Producer::dispatch(Section& section, ClaimedJob job) {
   if (!job.json_data) {
     recorder_.record(payloadTooLarge(std::move(job), config_->daemon().max_payload), config_);
     return;
   }
-  ++section.running;
-  supervisor_.start(Supervisor::Run{section.snapshot, section.config, section.served.source,
-                                    section.served.runner},
-                    std::move(job));
+  Supervisor::Run run{section.snapshot, section.config, section.served.source,
+                      section.served.runner};
+  // Without claim_ahead a claim asks for free slots only, but the claims
+  // of two sections of the pool may both count one free worker: the pool
+  // queues the extra job, as it always has.
+  if (section.config->claim_ahead == 0 || (section.queued.empty() && hasSlot(section))) {
+    ++section.running;
+    supervisor_.start(run, std::move(job));
+    return;
+  }
+  supervisor_.supersedeEarlier(job);
+  claimed_ahead_.queue(section, std::move(run), std::move(job));
 }
 
 void Producer::finish(std::vector<Supervisor::Returned> returned) {
@@ -362,6 +293,11 @@ void Producer::finish(std::vector<Supervisor::Returned> returned) {
     }
     Section& section = *found->second;
     --section.running;
+    if (!r.released) {
+      double ran = std::chrono::duration<double>(outcome.duration).count();
+      section.mean_run = section.mean_run < 0 ? ran : 0.9 * section.mean_run + 0.1 * ran;
+      section.ahead_held_back = false;
+    }
     if (std::find(touched.begin(), touched.end(), &section) == touched.end()) {
       touched.push_back(&section);
     }
@@ -376,6 +312,14 @@ void Producer::finish(std::vector<Supervisor::Returned> returned) {
         outcome.kind == OutcomeKind::kCompleted && !outcome.lease_lost && !outcome.in_doubt;
     ++(completed ? section.counts.completed : section.counts.incomplete);
     recorder_.record(std::move(outcome), section.snapshot);
+  }
+  // Freed slots take queued jobs first: the section's own, then (the pool
+  // is shared) any section's.
+  for (Section* section : touched) {
+    startQueued(*section);
+  }
+  for (auto& [name, section] : sections_) {
+    startQueued(*section);
   }
   claimAfterFinishing(touched);
 }
@@ -403,6 +347,7 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
   poll_timer_.cancel();
   for (auto& [name, section] : sections_) {
     section->cancelWake();
+    claimed_ahead_.releaseAll(*section, kStoppingRelease);
     if (section->served.runner) {
       section->served.runner->shutdown();
     }
@@ -411,7 +356,11 @@ void Producer::stopClaiming(std::function<void()> on_idle) {
 }
 
 int Producer::releaseAll() {
-  return supervisor_.releaseAll(config_);
+  int released = 0;
+  for (auto& [name, section] : sections_) {
+    released += claimed_ahead_.releaseAll(*section, kStoppingRelease);
+  }
+  return released + supervisor_.releaseAll(config_);
 }
 
 void Producer::checkIdle() {

@@ -20,6 +20,7 @@
 #include "runtime/asio.hpp"
 
 #include "config/config.hpp"
+#include "runtime/claimed_ahead.hpp"
 #include "runtime/database_thread.hpp"
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
@@ -116,8 +117,18 @@ class Producer {
   Sleeper* sleeper_ = nullptr;
 
   void claim(Section& section);
-  // How many jobs the section may claim now.
+  // How many jobs the section may claim now: its free slots, and those it
+  // may claim ahead of them less those already queued.
   int claimLimit(Section& section);
+  // How many jobs past its free slots the section may claim (Section::ahead),
+  // when it claims ahead at all: not in cron mode, not while stopping, not
+  // with a limit or fairness (their claims count RUNNING jobs by key), not
+  // while its jobs cannot connect.
+  int ahead(const Section& section) const;
+  bool hasSlot(const Section& section) const;
+  // Starts the section's queued jobs while it has free slots.
+  void startQueued(Section& section);
+
   void onClaimed(Section& section, store::ClaimResult result, bool ok, int asked);
   void dispatch(Section& section, ClaimedJob job);
   // A batch of returned jobs: their slots and their outcomes' way to the
@@ -143,6 +154,7 @@ class Producer {
   std::function<void()> on_idle_;
   std::function<void()> on_first_poll_;
   boost::asio::steady_timer poll_timer_;
+  ClaimedAhead claimed_ahead_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

@@ -1,6 +1,7 @@
 #include "runtime/section.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/log.hpp"
 
@@ -11,6 +12,40 @@ Section::Section(boost::asio::io_context& io, std::function<void()> claim)
 
 int Section::slots(int workers) const {
   return served.runner ? config->concurrency : std::min(config->concurrency, workers);
+}
+
+store::ClaimRequest Section::claimRequest(int limit, std::uint64_t max_payload) const {
+  store::ClaimRequest request{served.name, config->job_type, limit, config->lease_duration,
+                              max_payload};
+  if (const config::SectionConfig& c = *config; c.claimsByKey()) {
+    std::string::size_type colon = c.limit_key.find(':');
+    request.key_limit = store::ClaimLimit{
+        c.limit_key.substr(0, colon),
+        colon == std::string::npos ? std::string() : c.limit_key.substr(colon + 1),
+        c.limit_concurrency,
+        c.limit_rate,
+        c.limit_rate_period,
+        c.limit_burst,
+        c.fair,
+        c.priority_ageing};
+  }
+  return request;
+}
+
+int Section::ahead(int slots) const {
+  if (config->claim_ahead == 0 || !more || ahead_held_back || mean_run < 0 || mean_claim < 0) {
+    return 0;  // not asked for, no backlog, slots held by long jobs, or nothing measured yet
+  }
+  // What the slots finish while a claim travels, twice over for the claim
+  // that is sent as this one lands: a job claimed ahead waits about two
+  // claims' time for its slot. Jobs that run longer than two claims take
+  // nothing ahead, nor do slots that free more than a tenth of a second
+  // apart (the job would wait near its hold).
+  if (mean_run / slots > 0.1) {
+    return 0;
+  }
+  double finishing = 2.0 * slots * mean_claim / std::max(mean_run, 1e-6);
+  return static_cast<int>(std::min<double>(config->claim_ahead, std::floor(finishing)));
 }
 
 void Section::wakeAt(double seconds) {

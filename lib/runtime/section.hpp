@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,6 +22,8 @@
 #include "runtime/job_source.hpp"
 #include "runtime/process_runner.hpp"
 #include "runtime/sleeper.hpp"
+#include "runtime/supervisor.hpp"
+#include "store/runtime_store.hpp"
 
 namespace jobd::runtime {
 
@@ -34,6 +37,16 @@ struct ServedSection {
 struct RunCounts {
   int completed = 0;
   int incomplete = 0;
+};
+
+// A job claimed ahead of a free slot (Producer, "claiming ahead"): its
+// lease is held, and renewed, from the claim on; it starts when a slot of
+// its section frees, under the configuration it was claimed with.
+struct QueuedJob {
+  Supervisor::Run run;
+  ClaimedJob job;
+  std::shared_ptr<CancellationToken> token;  // the lease's, from the claim
+  std::chrono::steady_clock::time_point since;
 };
 
 class Section {
@@ -59,10 +72,30 @@ class Section {
   // Its jobs could not open their own connection: claims wait, then one
   // job tries again.
   ConnectHold connect;
+  // Claimed ahead, waiting for a slot; oldest first.
+  std::deque<QueuedJob> queued;
+  // Moving means, in seconds: how long its jobs ran, and how long its
+  // claims took from send to reply. Claiming ahead sizes the queue by
+  // them: the jobs its slots finish while one claim travels.
+  // Below zero until the first job returned, the first claim replied.
+  double mean_run = -1;
+  double mean_claim = -1;
+  std::chrono::steady_clock::time_point claim_sent;
+  // Jobs claimed ahead waited out their hold: until one of its jobs
+  // returns, its slots are taken by jobs that run long, and it claims
+  // nothing ahead.
+  bool ahead_held_back = false;
+  // How many jobs past its free slots the next claim may take: none
+  // without `claim_ahead` or a backlog; else what `slots` finish in two
+  // claims' time, at most `claim_ahead`.
+  int ahead(int slots) const;
 
   // The most jobs of the section that can run at once here: its
   // concurrency, and for `runner = thread` the pool's workers too.
   int slots(int workers) const;
+
+  // Its claim of `limit` jobs, with its limit by key if it has one.
+  store::ClaimRequest claimRequest(int limit, std::uint64_t max_payload) const;
 
   // Claims in `seconds` (and a millisecond), unless an earlier wake-up is
   // already set: the next scheduled job, a connect hold, a backlog of

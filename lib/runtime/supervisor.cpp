@@ -26,18 +26,28 @@ void Supervisor::reconfigure(boost::asio::thread_pool& pool, int workers) {
   workers_ = workers;
   boost::asio::thread_pool* replaced = pool_ != &pool ? pool_ : nullptr;
   pool_ = &pool;
-  if (replaced != nullptr && on_pool_.count(replaced) == 0 && on_pool_idle_) {
-    on_pool_idle_(replaced);
+  if (replaced != nullptr && on_pool_.count(replaced) == 0) {
+    queues_.erase(replaced);
+    if (on_pool_idle_) {
+      on_pool_idle_(replaced);
+    }
   }
 }
 
-void Supervisor::start(const Run& run, ClaimedJob job) {
+void Supervisor::supersedeEarlier(const ClaimedJob& job) {
   for (auto it = jobs_.lower_bound({job.id, 0});
        it != jobs_.end() && it->first.id == job.id && it->first.attempt < job.attempt; ++it) {
     it->second.superseded = true;
   }
-  auto token = std::make_shared<CancellationToken>();
-  leases_.add(job, run.section->lease_duration, token);
+}
+
+void Supervisor::start(const Run& run, ClaimedJob job, std::shared_ptr<CancellationToken> held) {
+  supersedeEarlier(job);
+  std::shared_ptr<CancellationToken> token = std::move(held);
+  if (!token) {
+    token = std::make_shared<CancellationToken>();
+    leases_.add(job, run.section->lease_duration, token);
+  }
   RunningJob& running = jobs_[keyOf(job)];
   running.job = job;
   running.token = token;
@@ -68,8 +78,12 @@ void Supervisor::start(const Run& run, ClaimedJob job) {
   ++pool_running_;
   running.pool = pool_;
   ++on_pool_[pool_];
-  boost::asio::post(*pool_, [this, job = std::move(job), config = run.config, source = run.source,
-                             token, progress = std::move(progress)] {
+  std::shared_ptr<PoolQueue>& queue = queues_[pool_];
+  if (!queue) {
+    queue = PoolQueue::create(*pool_, workers_);
+  }
+  queue->post([this, job = std::move(job), config = run.config, source = run.source, token,
+               progress = std::move(progress)] {
     JobOutcome outcome =
         executor_.execute(job, *source, *config->section(job.section), *token, progress);
     bool first = false;
@@ -114,8 +128,11 @@ Supervisor::Returned Supervisor::settle(JobOutcome outcome) {
       --pool_running_;
       if (--on_pool_[running.pool] == 0) {
         on_pool_.erase(running.pool);
-        if (running.pool != pool_ && on_pool_idle_) {
-          on_pool_idle_(running.pool);
+        if (running.pool != pool_) {
+          queues_.erase(running.pool);
+          if (on_pool_idle_) {
+            on_pool_idle_(running.pool);
+          }
         }
       }
     }

@@ -24,6 +24,7 @@
 #include "runtime/job_executor.hpp"
 #include "runtime/lease_keeper.hpp"
 #include "runtime/outcome_recorder.hpp"
+#include "runtime/pool_queue.hpp"
 #include "runtime/process_runner.hpp"
 #include "runtime/progress.hpp"
 
@@ -77,8 +78,13 @@ class Supervisor {
 
   // Starts a claimed job. An earlier attempt of the same job still running
   // here is superseded: its lease is gone, and what it returns is fenced
-  // out (LeaseKeeper::supersede stops it).
-  void start(const Run& run, ClaimedJob job);
+  // out (LeaseKeeper::supersede stops it). Its timeout counts from
+  // job.claimed_at. A job claimed ahead (runtime/claimed_ahead.hpp) comes
+  // with the token its lease has been held under since its claim.
+  void start(const Run& run, ClaimedJob job, std::shared_ptr<CancellationToken> held = nullptr);
+  // Marks the earlier attempts of `job` running here as superseded (at
+  // its claim, also when it waits to start).
+  void supersedeEarlier(const ClaimedJob& job);
   // Stops every running job and writes it back to WAITING with its
   // attempt given back; what its handler then returns is not written.
   // Returns how many were released.
@@ -135,6 +141,9 @@ class Supervisor {
   std::map<AttemptKey, RunningJob> jobs_;
   int pool_running_ = 0;
   std::map<boost::asio::thread_pool*, int> on_pool_;
+  // Each pool's queue of thread jobs; kept while its pool is the current
+  // one or runs jobs.
+  std::map<boost::asio::thread_pool*, std::shared_ptr<PoolQueue>> queues_;
   std::map<std::string, int> stuck_by_section_;
   int stuck_ = 0;
   bool all_stuck_reported_ = false;

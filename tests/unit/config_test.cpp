@@ -181,6 +181,22 @@ TEST(ConfigTest, FairnessAndAgeingKeys) {
               ::testing::ElementsAre(HasSubstr("[noop] priority_ageing: ")));
 }
 
+TEST(ConfigTest, ClaimAheadKey) {
+  auto config = parse("[noop]\nclaim_ahead: 500\n[plain]\nhandler: noop\n");
+  EXPECT_EQ(config->section("noop")->claim_ahead, 500);
+  EXPECT_EQ(config->section("plain")->claim_ahead, 0);
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: -1\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: ")));
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: 100001\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: ")));
+  // A claim by key counts RUNNING jobs: claiming ahead would hold turns.
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: 10\nlimit_concurrency: 2\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used with limit_*")));
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: 10\npriority_ageing: 1h\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used")));
+  EXPECT_TRUE(problems("[noop]\nclaim_ahead: 0\nlimit_concurrency: 2\n").empty());
+}
+
 TEST(ConfigTest, ScheduleKeys) {
   auto config = parse(
       "[noop]\nschedule: */5 * * * *\nschedule_time_zone: Europe/London\n"

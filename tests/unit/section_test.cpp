@@ -7,6 +7,8 @@
 
 #include <chrono>
 
+#include "config/config.hpp"
+
 namespace jobd::runtime {
 namespace {
 
@@ -64,6 +66,43 @@ TEST(SectionTest, AFreedSlotGathersOthersOnlyWhileABacklogKeepsSomeBusy) {
   EXPECT_EQ(f.claims, 1);
   EXPECT_FALSE(f.section.gathers(2, 4));  // the wait is over: the claim goes
   EXPECT_TRUE(f.section.gathers(1, 4));   // and the next freed slot waits again
+}
+
+// Claiming ahead (Producer): how many jobs past the free slots a claim
+// may take is what the slots finish in two claims' time, at most
+// claim_ahead; none without the key, a backlog or measurements, and none
+// while long jobs held the queued ones past their hold.
+TEST(SectionTest, ClaimsAheadWhatTheSlotsFinishInTwoClaimsAtMostClaimAhead) {
+  Fixture f;
+  config::SectionConfig config;
+  config.claim_ahead = 100;
+  f.section.config = &config;
+  f.section.more = true;
+  EXPECT_EQ(f.section.ahead(8), 0);  // nothing measured yet
+  f.section.mean_claim = 0.002;
+  f.section.mean_run = 0.001;
+  EXPECT_EQ(f.section.ahead(8), 32);  // 2 x 8 slots x 2 ms / 1 ms
+  f.section.mean_run = 0.000001;
+  EXPECT_EQ(f.section.ahead(8), 100);  // short jobs: the cap
+  f.section.mean_run = 0.003;
+  EXPECT_EQ(f.section.ahead(8), 10);  // 2 x 8 x 2 ms / 3 ms = 10.7, rounded down
+  f.section.mean_run = 0.05;
+  EXPECT_EQ(f.section.ahead(8), 0);  // 0.64 jobs finish in two claims: nothing
+  f.section.mean_run = 0.9;
+  f.section.mean_claim = 1.0;
+  // 17 would finish in two (slow) claims, but slots free 112 ms apart: a
+  // job would wait near its hold.
+  EXPECT_EQ(f.section.ahead(8), 0);
+  f.section.mean_claim = 0.002;
+  f.section.ahead_held_back = true;
+  EXPECT_EQ(f.section.ahead(8), 0);
+  f.section.ahead_held_back = false;
+  f.section.more = false;  // no backlog
+  EXPECT_EQ(f.section.ahead(8), 0);
+  f.section.more = true;
+  config.claim_ahead = 0;  // not asked for
+  f.section.mean_run = 0.000001;
+  EXPECT_EQ(f.section.ahead(8), 0);
 }
 
 }  // namespace
