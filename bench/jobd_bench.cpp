@@ -113,6 +113,10 @@ void reset(pqxx::connection& conn) {
   exec(conn, "CHECKPOINT");
 }
 
+// The drains with claim_ahead take this many: graphile-worker's local
+// queue in its row (bench/peer/graphile.js).
+constexpr int kAhead = 500;
+
 // 1. drain: N pre-enqueued noop jobs, one daemon: jobs/s from the first
 // claim to the last completion (the database's own timestamps).
 // job_type and section: another job type, and the section that serves it
@@ -178,6 +182,11 @@ nlohmann::json python(const Options& options, pqxx::connection& conn, long jobs,
   std::cerr << "python: runner = python, workers=8 jobs=" << jobs << "\n";
   out["runner"] = drain(options, conn, 8, jobs, 1, true, "py_noop",
                         "[py_noop]\nrunner: python\nmodule: benchjobs\npythonpath: " + path + "\n");
+  std::cerr << "python: runner = python, claim_ahead " << kAhead << ", workers=8 jobs=" << jobs
+            << "\n";
+  out["runner_ahead"] = drain(options, conn, 8, jobs, 1, true, "py_noop",
+                              "[py_noop]\nrunner: python\nmodule: benchjobs\npythonpath: " + path +
+                                  "\nclaim_ahead: " + std::to_string(kAhead) + "\n");
   std::cerr << "python: exec, workers=8 jobs=" << exec_jobs << "\n";
   out["exec"] = drain(options, conn, 8, exec_jobs, 1, true, "py_exec",
                       "[py_exec]\nhandler: exec\ncommand: /usr/bin/env PYTHONPATH=" + path +
@@ -565,6 +574,17 @@ int main(int argc, char** argv) {
           best_rate = rate;
           best_workers = w;
         }
+      }
+    }
+    // The same drains with `claim_ahead` (README, "Claiming ahead"), as
+    // many jobs ahead as graphile-worker's local queue holds in its row.
+    if (want("ahead")) {
+      for (int w : workers) {
+        std::cerr << "drain: workers=" << w << " claim_ahead=" << kAhead << "\n";
+        out["drain_ahead"].push_back(
+            drain(options, conn, w, jobs, 1, true, "noop",
+                  "[noop]\nclaim_ahead: " + std::to_string(kAhead) + "\n"));
+        out["drain_ahead"].back()["claim_ahead"] = kAhead;
       }
     }
     if (want("daemons")) {

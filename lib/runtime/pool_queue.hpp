@@ -1,7 +1,7 @@
 // PoolQueue: hands thread jobs to a worker pool with as few thread wake-ups
 // as the jobs allow. Posting each job to the pool wakes a worker per job,
 // and on the io thread: a futex call each, the io thread's largest cost in
-// a drain of short jobs (BENCHMARKS.md, "Claiming ahead"). Here the jobs
+// a drain of short jobs (BENCHMARKS.md, "Claiming ahead and PoolQueue"). Here the jobs
 // wait in one queue, and workers ("drainers") take them in turn until it
 // is empty. A post wakes a worker only when no drainer is free to take
 // its job; a drainer that takes a job and leaves others behind, with no
