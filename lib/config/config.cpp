@@ -168,9 +168,9 @@ const Fields<SectionConfig>& sectionFields() {
        into<S, std::optional<std::uint64_t>>(&S::max_worker_rss, optionalSizeAtLeast(1ULL << 20))},
       {{"claim_ahead", "0",
         "while a backlog lasts, claim up to this many jobs more than the free slots, sized to "
-        "what the slots finish while a claim travels; each holds its lease and attempt from the "
-        "claim, waits here for a slot, and is given back after a second without one; 0: claim "
-        "only for free slots. Not with limit_*, fair or priority_ageing"},
+        "what the slots finish in two claims' time; each holds its lease and attempt from the "
+        "claim, waits here for a slot, and is given back after about a second without one; 0: "
+        "claim only for free slots. Not with limit_*, fair or priority_ageing"},
        into<S, int>(&S::claim_ahead, intBetween(0, 100000))},
       {{"keep_finished", "30d", "COMPLETED and FAILED jobs older than this are deleted"},
        into<S, Duration>(&S::keep_finished, durationAtLeast(std::chrono::seconds(1)))},

@@ -49,6 +49,8 @@ void ClaimedAhead::give(QueuedJob queued, const char* why) {
   outcome.kind = OutcomeKind::kReleased;
   outcome.error_type = "Released";
   outcome.message = why;
+  outcome.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - queued.since);  // how long it waited here
   outcome.job = std::move(queued.job);
   recorder_.record(std::move(outcome), queued.run.config);
 }

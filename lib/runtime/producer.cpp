@@ -16,6 +16,9 @@ constexpr const char* kStoppingRelease =
     "claimed ahead by a daemon that is stopping; the attempt is given back";
 }  // namespace
 
+const char* const Producer::kRetiredRelease =
+    "claimed ahead for a section no longer served; the attempt is given back";
+
 Producer::Producer(boost::asio::io_context& io, DatabaseThread& db, OutcomeRecorder& recorder,
                    Metrics& metrics, LeaseKeeper& leases, const JobExecutor& executor,
                    boost::asio::thread_pool& pool, std::shared_ptr<const config::Config> config,
@@ -50,6 +53,7 @@ void Producer::wakeJobType(const std::string& job_type) {
 
 void Producer::wakeAll() {
   for (auto& [name, section] : sections_) {
+    startQueued(*section);  // renewals may work again
     claim(*section);
   }
 }
@@ -216,6 +220,8 @@ void Producer::onClaimed(Section& section, store::ClaimResult result, bool ok, i
   startQueued(section);  // a reload may have added slots since they queued
   if (stopping_) {
     claimed_ahead_.releaseAll(section, kStoppingRelease);
+  } else if (section.retired) {
+    claimed_ahead_.releaseAll(section, kRetiredRelease);
   }
   // READY waits for a first poll of every section that reached the database.
   if (ok && !section.polled) {
@@ -264,10 +270,12 @@ void Producer::dispatch(Section& section, ClaimedJob job) {
   }
   Supervisor::Run run{section.snapshot, section.config, section.served.source,
                       section.served.runner};
-  // Without claim_ahead a claim asks for free slots only, but the claims
-  // of two sections of the pool may both count one free worker: the pool
-  // queues the extra job, as it always has.
-  if (section.config->claim_ahead == 0 || (section.queued.empty() && hasSlot(section))) {
+  // A job past the free slots waits here while the section claims ahead.
+  // Otherwise (no claim_ahead, run-once, another section waiting for a
+  // worker) a claim asks for free slots only, but the claims of two
+  // sections of the pool may both count one free worker: the pool queues
+  // that job, as it always has.
+  if (section.queued.empty() && (hasSlot(section) || ahead(section) == 0)) {
     ++section.running;
     supervisor_.start(run, std::move(job));
     return;

@@ -125,6 +125,8 @@ class Producer {
   // with a limit or fairness (their claims count RUNNING jobs by key), not
   // while its jobs cannot connect.
   int ahead(const Section& section) const;
+  // What a retired section's queued jobs are given back with.
+  static const char* const kRetiredRelease;
   bool hasSlot(const Section& section) const;
   // Starts the section's queued jobs while it has free slots.
   void startQueued(Section& section);

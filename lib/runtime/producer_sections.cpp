@@ -49,9 +49,7 @@ void Producer::reconfigure(std::shared_ptr<const config::Config> config,
     // No longer served: its running jobs finish; it claims nothing more,
     // and what it claimed ahead goes back.
     section->retired = true;
-    claimed_ahead_.releaseAll(*section,
-                              "claimed ahead for a section no longer served; the attempt is "
-                              "given back");
+    claimed_ahead_.releaseAll(*section, kRetiredRelease);
     section->cancelWake();
     section->wakeUp(sleeper_);
     auto it = by_job_type_.find(section->config->job_type);

@@ -194,6 +194,10 @@ TEST(ConfigTest, ClaimAheadKey) {
               ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used with limit_*")));
   EXPECT_THAT(problems("[noop]\nclaim_ahead: 10\npriority_ageing: 1h\n"),
               ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used")));
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: 10\nlimit_rate: 5/1s\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used")));
+  EXPECT_THAT(problems("[noop]\nclaim_ahead: 10\nlimit_key: target\nfair: true\n"),
+              ::testing::ElementsAre(HasSubstr("[noop] claim_ahead: cannot be used")));
   EXPECT_TRUE(problems("[noop]\nclaim_ahead: 0\nlimit_concurrency: 2\n").empty());
 }
 
