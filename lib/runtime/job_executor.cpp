@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -117,15 +118,25 @@ void cancelQuery(std::shared_ptr<pqxx::connection> conn, const std::shared_ptr<C
 // and a query whose client has gone within a second.
 // (idle_limit 0: no session setting, for a transaction pooler, where each
 // transaction sets its own instead.)
+//
+// Connecting is not interrupted by a canceller: it gives up by itself at
+// connect_by (at the soonest 2 s from now), so that a stall that catches a
+// job's connect holds its slot no longer than one that catches its query.
 pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::milliseconds idle_limit,
                                 const CancellationToken& cancellation, std::int64_t job_id,
-                                bool& reused) {
+                                std::chrono::steady_clock::time_point connect_by, bool& reused) {
   JobConnection& slot = t_connections[conninfo];
   try {
     reused = slot.connection && slot.connection->is_open();
     if (!reused) {
       slot = JobConnection{};
-      slot.connection = store::open(conninfo);
+      int within = 0;  // connect_by max(): libpq's connect_timeout alone
+      if (connect_by != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::seconds>(
+            connect_by - std::chrono::steady_clock::now());
+        within = static_cast<int>(std::clamp<std::int64_t>(left.count(), 1, 3600));
+      }
+      slot.connection = store::open(conninfo, within);
     }
     pqxx::connection& conn = *slot.connection;
     cancellation.setCanceller([shared = slot.connection, state = slot.cancel,
@@ -244,16 +255,16 @@ std::string_view outcomeName(OutcomeKind kind) {
 // the job's, so it is replaced once, and a failure that remains is
 // ConnectFailed (the job is released, its attempt given back), never an
 // error that costs the job an attempt.
-std::unique_ptr<pqxx::work> JobExecutor::begin(const std::string& conninfo,
-                                               std::chrono::milliseconds idle_limit,
-                                               const CancellationToken& cancellation,
-                                               std::int64_t job_id) const {
+std::unique_ptr<pqxx::work> JobExecutor::begin(
+    const std::string& conninfo, std::chrono::milliseconds idle_limit,
+    const CancellationToken& cancellation, std::int64_t job_id,
+    std::chrono::steady_clock::time_point connect_by) const {
   for (int tries = 0;; ++tries) {
     bool reused = false;
     try {
       pqxx::connection& conn =
           connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit, cancellation,
-                        job_id, reused);
+                        job_id, connect_by, reused);
       auto txn = std::make_unique<pqxx::work>(conn);
       if (pooled_) {
         store::limitTransaction(*txn, std::chrono::milliseconds(0), idle_limit);
@@ -280,8 +291,15 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
   std::string conninfo = store::conninfoWithUser(conninfo_, section.dbuser);
   const std::chrono::milliseconds idle_limit =
       section.timeout + section.kill_grace + std::chrono::seconds(5);
+  // Connecting gives up by the job's timeout and half its kill_grace,
+  // before the job would be reported stuck. (A job with no claim time, as
+  // some tests make, has no such limit.)
+  auto connect_by = std::chrono::steady_clock::time_point::max();
+  if (context.job.claimed_at != std::chrono::steady_clock::time_point{}) {
+    connect_by = context.job.claimed_at + section.timeout + section.kill_grace / 2;
+  }
   std::unique_ptr<pqxx::work> begun =
-      begin(conninfo, idle_limit, context.cancellation, context.job.id);
+      begin(conninfo, idle_limit, context.cancellation, context.job.id, connect_by);
   try {
     // The canceller connectionFor() set goes when this block ends, before
     // a handler below may drop the connection. A job that was cancelled

@@ -35,8 +35,8 @@ class JobExecutor {
  private:
   std::unique_ptr<pqxx::work> begin(const std::string& conninfo,
                                     std::chrono::milliseconds idle_limit,
-                                    const CancellationToken& cancellation,
-                                    std::int64_t job_id) const;
+                                    const CancellationToken& cancellation, std::int64_t job_id,
+                                    std::chrono::steady_clock::time_point connect_by) const;
   void runInOwnTransaction(IRunnableJob& runnable, JobContext& context,
                            const config::SectionConfig& section, JobOutcome& outcome) const;
 

@@ -2,8 +2,10 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -79,6 +81,29 @@ std::string rebuilt(const std::string& conninfo, const std::set<std::string>& dr
   return out;
 }
 
+// conninfo with connect_timeout at most `seconds`: the one it sets, or
+// PGCONNECT_TIMEOUT's, when that is shorter (0, or none: no limit).
+std::string withConnectTimeoutAtMost(const std::string& conninfo, int seconds) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    PQfreemem(error);
+    throw Error("cannot parse the connection string " + redactConninfo(conninfo));
+  }
+  const char* set = std::getenv("PGCONNECT_TIMEOUT");
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && std::string_view(o->keyword) == "connect_timeout") {
+      set = o->val;
+    }
+  }
+  int current = set != nullptr ? std::atoi(set) : 0;
+  PQconninfoFree(options);
+  if (current > 0 && current <= seconds) {
+    return conninfo;
+  }
+  return rebuilt(conninfo, {"connect_timeout"}, {{"connect_timeout", std::to_string(seconds)}});
+}
+
 }  // namespace
 
 std::string conninfoWithUser(const std::string& conninfo, const std::string& user) {
@@ -109,10 +134,14 @@ std::string withNetworkDefaults(const std::string& conninfo) {
   return rebuilt(conninfo, {}, defaults);
 }
 
-std::unique_ptr<pqxx::connection> open(const std::string& conninfo) {
+std::unique_ptr<pqxx::connection> open(const std::string& conninfo, int connect_within) {
+  std::string target = withNetworkDefaults(conninfo);
+  if (connect_within > 0) {
+    target = withConnectTimeoutAtMost(target, std::max(connect_within, 2));
+  }
   std::unique_ptr<pqxx::connection> conn;
   try {
-    conn = std::make_unique<pqxx::connection>(withNetworkDefaults(conninfo));
+    conn = std::make_unique<pqxx::connection>(target);
   } catch (const pqxx::broken_connection& e) {
     throw Error("cannot connect to the database (" + redactConninfo(conninfo) +
                 "): " + errorLine(e.what()));

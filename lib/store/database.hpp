@@ -28,8 +28,11 @@ std::string withNetworkDefaults(const std::string& conninfo);
 
 // Connects with withNetworkDefaults() (empty conninfo: libpq's PG*
 // defaults); no query is sent yet, so connect_timeout bounds all of it.
-// Throws jobd::Error naming the (redacted) target when it cannot connect.
-std::unique_ptr<pqxx::connection> open(const std::string& conninfo);
+// connect_within > 0 lowers connect_timeout to that many seconds (2 at
+// least, libpq's least) where the conninfo, PGCONNECT_TIMEOUT or the
+// default allow longer. Throws jobd::Error naming the (redacted) target
+// when it cannot connect.
+std::unique_ptr<pqxx::connection> open(const std::string& conninfo, int connect_within = 0);
 
 // The settings every jobd session makes: application_name, and the time
 // zone UTC, so that every timestamp jobd prints is UTC. These are queries:
