@@ -205,15 +205,22 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   EXPECT_GT(slowest, 0);
   EXPECT_LT(slowest, 200);
 
-  // `jobd status` on the same table.
-  auto started = std::chrono::steady_clock::now();
-  testing::ProcessResult status =
-      testing::runJobd({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // `jobd status` on the same table, less what starting and ending the
+  // binary costs (about 0.6 s for the sanitized test build, 20 ms for a
+  // release build): the query and its rendering take under a second.
+  auto timed = [](const std::vector<std::string>& args) {
+    auto started = std::chrono::steady_clock::now();
+    testing::ProcessResult result = testing::runJobd(args);
+    return std::make_pair(
+        result, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  };
+  auto [version, startup] = timed({"--version"});
+  ASSERT_EQ(version.exit_code, 0) << version.err;
+  auto [status, seconds] =
+      timed({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
-  std::cout << "jobd status: " << seconds << " s\n";
-  EXPECT_LT(seconds, 1.0);
+  std::cout << "jobd status: " << seconds << " s, of which " << startup << " s starting\n";
+  EXPECT_LT(seconds - startup, 1.0);
   nlohmann::json counts = nlohmann::json::parse(status.out)["job_types"];
   long long completed = 0, failed = 0;
   for (const auto& t : counts) {

@@ -84,8 +84,10 @@ TEST(ServeSchedulingTest, PrioritiesAreHonoured) {
   daemon.stop();
 }
 
-// A job scheduled 2 s ahead does not start early, and starts within 200 ms
-// of its time.
+// A job scheduled 2 s ahead does not start early, and starts within 500 ms
+// of its time, long before the next poll (an hour away): the claim that
+// found nothing ready set a wake-up for it. (About 50 ms on a quiet machine
+// with the sanitized build; over 200 ms once in a loaded CI run.)
 TEST(ServeSchedulingTest, ScheduledJobStartsOnTime) {
   TestDatabase db;
   db.scalar(kIntervalsTable);
@@ -99,7 +101,7 @@ TEST(ServeSchedulingTest, ScheduledJobStartsOnTime) {
       "j.id = r.job_id"));
   std::printf("scheduled job started %.1f ms after its time\n", late * 1000);
   EXPECT_GE(late, 0.0);
-  EXPECT_LT(late, 0.2);
+  EXPECT_LT(late, 0.5);
   daemon.stop();
 }
 
