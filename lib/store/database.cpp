@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <set>
 #include <string_view>
@@ -81,29 +82,6 @@ std::string rebuilt(const std::string& conninfo, const std::set<std::string>& dr
   return out;
 }
 
-// conninfo with connect_timeout at most `seconds`: the one it sets, or
-// PGCONNECT_TIMEOUT's, when that is shorter (0, or none: no limit).
-std::string withConnectTimeoutAtMost(const std::string& conninfo, int seconds) {
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
-  if (options == nullptr) {
-    PQfreemem(error);
-    throw Error("cannot parse the connection string " + redactConninfo(conninfo));
-  }
-  const char* set = std::getenv("PGCONNECT_TIMEOUT");
-  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr && std::string_view(o->keyword) == "connect_timeout") {
-      set = o->val;
-    }
-  }
-  int current = set != nullptr ? std::atoi(set) : 0;
-  PQconninfoFree(options);
-  if (current > 0 && current <= seconds) {
-    return conninfo;
-  }
-  return rebuilt(conninfo, {"connect_timeout"}, {{"connect_timeout", std::to_string(seconds)}});
-}
-
 }  // namespace
 
 std::string conninfoWithUser(const std::string& conninfo, const std::string& user) {
@@ -132,6 +110,36 @@ std::string withNetworkDefaults(const std::string& conninfo) {
       defaults.end(),
       {{"keepalives_idle", "30"}, {"keepalives_interval", "10"}, {"keepalives_count", "3"}});
   return rebuilt(conninfo, {}, defaults);
+}
+
+std::string withConnectTimeoutAtMost(const std::string& conninfo, int seconds) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    PQfreemem(error);
+    throw Error("cannot parse the connection string " + redactConninfo(conninfo));
+  }
+  const char* set = std::getenv("PGCONNECT_TIMEOUT");
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && std::string_view(o->keyword) == "connect_timeout") {
+      set = o->val;
+    }
+  }
+  // What libpq would take: a whole number; 0, negative or none: no limit.
+  long current = 0;
+  if (set != nullptr) {
+    char* end = nullptr;
+    errno = 0;
+    current = std::strtol(set, &end, 10);
+    if (end == set || *end != '\0' || errno != 0) {
+      current = 0;
+    }
+  }
+  PQconninfoFree(options);
+  if (current > 0 && current <= seconds) {
+    return conninfo;
+  }
+  return rebuilt(conninfo, {"connect_timeout"}, {{"connect_timeout", std::to_string(seconds)}});
 }
 
 std::unique_ptr<pqxx::connection> open(const std::string& conninfo, int connect_within) {

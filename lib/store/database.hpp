@@ -26,6 +26,11 @@ std::string conninfoWithUser(const std::string& conninfo, const std::string& use
 // keepalives. Throws jobd::Error when it cannot be parsed.
 std::string withNetworkDefaults(const std::string& conninfo);
 
+// conninfo as key=value with connect_timeout at most `seconds`: the one it
+// sets, or else PGCONNECT_TIMEOUT's, is kept when it is shorter (0, a value
+// libpq would not take, or none: no limit, replaced).
+std::string withConnectTimeoutAtMost(const std::string& conninfo, int seconds);
+
 // Connects with withNetworkDefaults() (empty conninfo: libpq's PG*
 // defaults); no query is sent yet, so connect_timeout bounds all of it.
 // connect_within > 0 lowers connect_timeout to that many seconds (2 at

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import textwrap
 import time
@@ -498,8 +499,8 @@ def test_workers_recycled_and_killed_lose_no_job(fresh, app, tmp_path, daemons):
             # Only a worker that has run a job: one killed while it starts
             # looks like a worker that cannot start, and its job is given
             # back 30 s later (test_a_module_that_does_not_import_...).
-            log = daemon.log()
-            pids = [pid for pid in worker_pids(daemon) if f"runner_pid={pid}" in log]
+            ran = set(re.findall(r"runner_pid=(\d+)", daemon.log()))
+            pids = [pid for pid in worker_pids(daemon) if str(pid) in ran]
             if pids:
                 os.kill(min(pids), signal.SIGKILL)
                 kills += 1

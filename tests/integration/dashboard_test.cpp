@@ -214,8 +214,12 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
     return std::make_pair(
         result, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   };
-  auto [version, startup] = timed({"--version"});
-  ASSERT_EQ(version.exit_code, 0) << version.err;
+  double startup = 1e9;
+  for (int i = 0; i < 2; ++i) {  // the quicker of two: one may be slowed
+    auto [version, took] = timed({"--version"});
+    ASSERT_EQ(version.exit_code, 0) << version.err;
+    startup = std::min(startup, took);
+  }
   auto [status, seconds] =
       timed({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;

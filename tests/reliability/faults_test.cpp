@@ -435,9 +435,9 @@ TEST(ReliabilityFaults, AJobWhoseConnectStallsIsNotStuck) {
   ASSERT_TRUE(daemon.waitForLog("JOB_CONNECT_FAILED id=" + id, std::chrono::seconds(8)))
       << daemon.log();
   EXPECT_EQ(proxy.triggered(), 1) << daemon.log();
-  // Past the moment the job would have been stuck (timeout + kill_grace)
-  // and every slot with it (another kill_grace).
-  sleepSeconds(3);
+  // Past the moment the job would have been stuck (timeout + kill_grace,
+  // 4 s from its claim) and every slot with it (another kill_grace).
+  sleepSeconds(4.5);
   EXPECT_EQ(daemon.log().find("JOB_STUCK"), std::string::npos) << daemon.log();
   daemon.process().signal(SIGTERM);
   testing::ProcessResult stopped = waitOrDump(daemon.process(), std::chrono::seconds(30));

@@ -2,6 +2,8 @@
 // connection strings never holds a secret.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "store/database.hpp"
 
 namespace jobd::store {
@@ -39,6 +41,27 @@ TEST(ConninfoWithUserTest, TheDaemonsPasswordStaysBehind) {
     EXPECT_NE(job.find("passfile='/etc/jobd/pgpass'"), std::string::npos) << job;
   }
   EXPECT_EQ(conninfoWithUser("host=db password=x", ""), "host=db password=x");
+}
+
+// A thread job's connect is capped by its timeout (job_executor.cpp): a
+// longer or unlimited connect_timeout is lowered, a shorter one kept.
+TEST(ConnectTimeoutTest, OnlyALongerOrUnlimitedOneIsLowered) {
+  unsetenv("PGCONNECT_TIMEOUT");
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db connect_timeout=10", 3),
+            "host='db' connect_timeout='3'");
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db connect_timeout=0", 3),
+            "host='db' connect_timeout='3'");
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db connect_timeout=5s", 3),
+            "host='db' connect_timeout='3'");
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db", 3), "host='db' connect_timeout='3'");
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db connect_timeout=2", 3), "host=db connect_timeout=2");
+  EXPECT_EQ(withConnectTimeoutAtMost("postgresql://db/app?connect_timeout=60", 5),
+            "dbname='app' host='db' connect_timeout='5'");
+  setenv("PGCONNECT_TIMEOUT", "2", 1);
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db", 3), "host=db");
+  setenv("PGCONNECT_TIMEOUT", "30", 1);
+  EXPECT_EQ(withConnectTimeoutAtMost("host=db", 3), "host='db' connect_timeout='3'");
+  unsetenv("PGCONNECT_TIMEOUT");
 }
 
 }  // namespace
