@@ -30,6 +30,11 @@ DatabaseThread::DatabaseThread(store::RuntimeStore& store)
   up_ = true;
 }
 
+int DatabaseThread::connectWithin() const {
+  const auto ms = timeout_ms_.load() + 1000;
+  return static_cast<int>(std::min<decltype(ms)>((ms + 999) / 1000, 3600));
+}
+
 void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
   if (timeout.count() == timeout_ms_.exchange(timeout.count())) {
     return;
@@ -167,7 +172,7 @@ store::JobRepository* DatabaseThread::repository() {
   try {
     // Under the watchdog from the first query on: a stall can catch a
     // connection being set up as well.
-    setConnection(store::open(conninfo_));
+    setConnection(store::open(conninfo_, connectWithin()));
     store::configure(*connection_, name_);
     if (!settings_.pooled) {
       // The daemon's outcomes, renewals and heartbeats may lose their last

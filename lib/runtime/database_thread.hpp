@@ -77,6 +77,11 @@ class DatabaseThread {
   // lease thread's follows the shortest lease served, which a reload may
   // change). Any thread.
   void setTimeout(std::chrono::milliseconds timeout);
+  // Seconds a new connection may take to open: the deadline of a piece of
+  // work and the watchdog's second, rounded up (store::open's
+  // connect_within). A connect caught by a stall gives up as soon as a
+  // query would have been closed, not at libpq's connect_timeout.
+  int connectWithin() const;
 
   template <class F>
   void post(F&& work) {

@@ -85,7 +85,7 @@ void Notifier::connect() {
     auto session = std::make_unique<Session>();
     std::string error;
     try {
-      session->connection = store::open(conninfo_);
+      session->connection = store::open(conninfo_, db_.connectWithin());
       // The session's settings, and LISTEN (sent by the receivers'
       // constructors), under the database thread's deadline.
       DatabaseThread::Watching watching(db_, session->connection.get());
