@@ -166,6 +166,9 @@ void Controller::preflight() {
     } catch (const std::exception& e) {
       error = e.what();
     }
+    if (error.empty() && !services_->leases().connect()) {
+      error = "the lease renewals' connection did not open";
+    }
     boost::asio::post(io_, [this, error, fatal] {
       if (drain_.draining()) {
         return;

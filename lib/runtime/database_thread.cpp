@@ -31,8 +31,12 @@ DatabaseThread::DatabaseThread(store::RuntimeStore& store)
 }
 
 int DatabaseThread::connectWithin() const {
+  // libpq (before PostgreSQL 17) counts whole seconds from time(): n gives
+  // between n - 1 and n. One more, so that the least it gives is the
+  // deadline and the watchdog's second (2 s, a lease thread's, once gave a
+  // loaded machine 1.1 s to connect).
   const auto ms = timeout_ms_.load() + 1000;
-  return static_cast<int>(std::min<decltype(ms)>((ms + 999) / 1000, 3600));
+  return static_cast<int>(std::min<decltype(ms)>((ms + 999) / 1000 + 1, 3600));
 }
 
 void DatabaseThread::setTimeout(std::chrono::milliseconds timeout) {
@@ -173,6 +177,11 @@ store::JobRepository* DatabaseThread::repository() {
     // Under the watchdog from the first query on: a stall can catch a
     // connection being set up as well.
     setConnection(store::open(conninfo_, connectWithin()));
+    // The connect had a limit of its own: the settings below, and the work
+    // that asked for the connection, get a whole deadline from here.
+    if (busy_since_.load() != 0) {
+      busy_since_.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    }
     store::configure(*connection_, name_);
     if (!settings_.pooled) {
       // The daemon's outcomes, renewals and heartbeats may lose their last

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <future>
 #include <set>
 
 #include "core/errors.hpp"
@@ -66,6 +67,17 @@ int LeaseKeeper::supersede(AttemptKey newer) {
 void LeaseKeeper::loseLease(Held& held) {
   held.token->cancel();
   held.token->setLeaseDeadline(std::chrono::steady_clock::time_point::min());
+}
+
+bool LeaseKeeper::connect() {
+  // Shared with the work: a thread stopped before it ran drops the work,
+  // and the wait below ends at its limit.
+  auto opened = std::make_shared<std::promise<bool>>();
+  std::future<bool> answer = opened->get_future();
+  db_.post([this, opened] { opened->set_value(db_.store() != nullptr); });
+  return answer.wait_for(std::chrono::seconds(db_.connectWithin() + 2)) ==
+             std::future_status::ready &&
+         answer.get();
 }
 
 void LeaseKeeper::start() {

@@ -38,6 +38,11 @@ class LeaseKeeper {
   // every earlier attempt held here has lost its lease. Stops renewing
   // them and stops their jobs; returns how many there were.
   int supersede(AttemptKey newer);
+  // Opens the renewals' connection and says whether it is open; blocks up
+  // to its connect limit. Before the first claim (Controller's preflight),
+  // from any thread but the renewals': a job claimed before the connection
+  // opens would spend the first third of its lease waiting for it.
+  bool connect();
   void start();
   void stop();
   // Renews now (a pause with cancel_running released jobs: those that

@@ -231,8 +231,9 @@ lease_duration: 3s
                         std::to_string(n), std::chrono::seconds(120));
   };
   // The warm-up's long job outlasts a lease renewal (a third of
-  // lease_duration), so the connection that renewals use, opened at the
-  // first, is among the descriptors counted before.
+  // lease_duration): every connection and timer of a daemon at work (the
+  // renewals' connection opens before the first claim) is among the
+  // descriptors counted before.
   db.scalar("SELECT jobd.enqueue('proc', '{\"ms\": 0}') FROM generate_series(1, 19)");
   db.scalar("SELECT jobd.enqueue('proc', '{\"ms\": 2500}')");
   ASSERT_EQ(finished(20), "20");

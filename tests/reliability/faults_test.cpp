@@ -292,6 +292,7 @@ TEST(ReliabilityFaults, PausedAndSkewedDaemons) {
   Feeder feeder(load, profile().full ? 6000 : 2000, 100);
   std::string rescued_ok = "false";
   int pauses = 0;
+  std::string pause_windows;
   for (int round = 0; round < (profile().full ? 3 : 1); ++round) {
     for (auto& daemon : daemons) {
       pid_t pid = daemon->process().pid();
@@ -300,6 +301,7 @@ TEST(ReliabilityFaults, PausedAndSkewedDaemons) {
       sleepSeconds(3 + 4);
       daemon->process().signal(SIGCONT);
       ++pauses;
+      pause_windows += "pid " + std::to_string(pid) + " from " + paused_at + "; ";
       // Renewals run every lease / 3 = 1 s: the last one before the pause
       // held the lease until at least 2 s after it.
       rescued_ok += " OR (o.vars->>'lease_owner' LIKE '%:" + std::to_string(pid) +
@@ -314,13 +316,29 @@ TEST(ReliabilityFaults, PausedAndSkewedDaemons) {
   std::string early_rescues =
       db.scalar("SELECT count(*) FROM jobd.oops o WHERE o.type = 'LeaseExpired' AND NOT (" +
                 rescued_ok + ")");
-  EXPECT_EQ(early_rescues, "0");
+  std::string early_detail = db.scalar(
+      "SELECT string_agg(o.time || ' job ' || o.job_id || ' ' || o.value, E'\\n' ORDER BY "
+      "o.time) FROM jobd.oops o WHERE o.type = 'LeaseExpired' AND NOT (" +
+      rescued_ok + ")");
   std::string logs;
   for (auto& daemon : daemons) {
     testing::ProcessResult r = daemon->stop(std::chrono::seconds(120));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     logs += r.err;
   }
+  // What the daemons said about their connections and renewals, to tell
+  // an early rescue's cause.
+  std::string trouble;
+  std::istringstream lines(logs);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("DATABASE_") != std::string::npos ||
+        line.find("LEASE_RENEW") != std::string::npos) {
+      trouble += line + "\n";
+    }
+  }
+  EXPECT_EQ(early_rescues, "0") << "pauses: " << pause_windows << "\nearly rescues:\n"
+                                << early_detail << "\n"
+                                << trouble;
   expectHolds(found);
   EXPECT_LE(sampler.maxOverrunSeconds(), kRescue + kPoll + kLeaseMargin);
   std::size_t fenced = 0;

@@ -78,5 +78,36 @@ TEST(LeaseKeeperTest, TheSameAttemptClaimedAgainStopsTheRunStillHere) {
   EXPECT_FALSE(third->cancelled());
 }
 
+// Found by the paused-daemons scenario on a loaded machine: the renewals'
+// connection opened at the first renewal, a third into the first claimed
+// leases, and when it took longer than the rest, other daemons rescued
+// jobs still running. The daemon now opens it before it claims anything
+// (Controller's preflight), and connect() says whether that worked.
+TEST(LeaseKeeperTest, ConnectSaysWhetherTheRenewalsConnectionOpened) {
+  boost::asio::io_context io;
+  DatabaseThread db("host=/nonexistent-jobd-test dbname=none connect_timeout=30", "owner");
+  db.setTimeout(500ms);
+  db.start();
+  LeaseKeeper keeper(io, db, 1s);
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(keeper.connect());
+  EXPECT_LE(std::chrono::steady_clock::now() - started, 5s);
+  db.stop();
+}
+
+// libpq counts connect_timeout in whole seconds from time(): n gives
+// between n - 1 and n. The limit a DatabaseThread passes is one more than
+// its deadline and the watchdog's second, rounded up, so that the least
+// libpq gives is that (a lease thread's 2 s once gave 1.1 s).
+TEST(LeaseKeeperTest, ConnectLimitIsTheDeadlineAndASecondAtLeast) {
+  DatabaseThread db("host=/nonexistent-jobd-test dbname=none", "owner");
+  db.setTimeout(500ms);
+  EXPECT_EQ(db.connectWithin(), 3);
+  db.setTimeout(2s);
+  EXPECT_EQ(db.connectWithin(), 4);
+  db.setTimeout(60s);
+  EXPECT_EQ(db.connectWithin(), 62);
+}
+
 }  // namespace
 }  // namespace jobd::runtime

@@ -231,6 +231,7 @@ TEST(LeaseKeeperMemoryTest, RenewsHeldLeasesAndStopsTheOnesLost) {
   });
   auto expires = [&] { return *db.job(kept).lease_expires; };
   MemoryStore::Clock::time_point before = expires();
+  EXPECT_TRUE(keeper.connect());  // the store answers
   keeper.start();
   ASSERT_TRUE(runUntil(io, [&] { return lost_token->cancelled(); }));
   EXPECT_FALSE(kept_token->cancelled());
