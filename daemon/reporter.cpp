@@ -15,9 +15,10 @@ void Reporter::listen(runtime::Metrics& metrics, const std::string& conninfo) {
   if (!view_.serve || (d.metrics_listen.empty() && d.dashboard_listen.empty())) {
     return;
   }
-  http::HttpRoutes::Sources sources{[this] { return services_->gauges(view_.draining); },
-                                    [this] { return view_.draining; },
-                                    [this] { return services_->servedJobTypes(); }};
+  http::HttpRoutes::Sources sources{
+      [this] { return services_->gauges(view_.draining); }, [this] { return view_.draining; },
+      [this] { return services_->servedJobTypes(); },
+      [this](const std::string& job_type) { return services_->servedSection(job_type); }};
   routes_ =
       std::make_unique<http::HttpRoutes>(io_, metrics, std::move(sources), conninfo, view_.owner);
   if (!d.metrics_listen.empty()) {
@@ -37,8 +38,10 @@ void Reporter::listen(runtime::Metrics& metrics, const std::string& conninfo) {
           routes_->handleDashboard(request, dashboard_access_, respond);
         });
     std::string address = dashboard_http_->start(d.dashboard_listen);
-    logs::info("DASHBOARD_LISTENING address={} paths=/,/job/ID,/oops/ID,/healthz auth={}", address,
-               dashboard_access_.secret.empty() ? "none" : "password");
+    logs::info(
+        "DASHBOARD_LISTENING address={} paths=/,/type/TYPE,/jobs,/search,/job/ID,/oops/ID,/healthz "
+        "auth={}",
+        address, dashboard_access_.secret.empty() ? "none" : "password");
   }
 }
 

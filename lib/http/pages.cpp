@@ -5,21 +5,10 @@
 #include <cmath>
 
 #include "core/text.hpp"
+#include "http/html.hpp"
 
 namespace jobd::http {
 namespace {
-
-constexpr const char* kStyle = R"css(
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2433;background:#f5f6f8}
-header{background:#1d2433;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:baseline}
-header h1{font-size:18px;margin:0}header a{color:#9cc3ff}
-main{padding:10px 20px}h2{font-size:15px;margin:18px 0 6px}
-table{border-collapse:collapse;background:#fff;min-width:50%}
-th,td{padding:4px 10px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
-th{background:#eceef2;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.bad{color:#b3261e;font-weight:600}.muted{color:#6b7280}
-pre{background:#fff;border:1px solid #e2e5ea;padding:10px;overflow:auto}
-)css";
 
 // Fetches /?live=1 every 3 s while the tab is visible and swaps it in.
 constexpr const char* kRefresh = R"js(
@@ -43,35 +32,18 @@ std::string text(const nlohmann::json& value) {
   return jsonText(value);
 }
 
-std::string cell(const nlohmann::json& value) {
-  return "<td>" + escapeHtml(text(value)) + "</td>";
-}
+using html::cell;
+using html::grouped;
+using html::jobLink;
+using html::oopsLink;
+using html::whenCell;
 
-// 1234567 as 1,234,567.
-std::string grouped(std::int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) {
-      out += ',';
-    }
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
+std::string page(const std::string& title, const std::string& body, bool refresh = false) {
+  return html::page(title, body, refresh ? kRefresh : "");
 }
 
 std::string age(const nlohmann::json& seconds) {
-  if (!seconds.is_number()) {
-    return "-";
-  }
-  double s = seconds.get<double>();
-  if (s < 120) {
-    return fmt::format("{:.1f} s", s);
-  }
-  if (s < 7200) {
-    return fmt::format("{:.0f} min", s / 60);
-  }
-  return fmt::format("{:.1f} h", s / 3600);
+  return seconds.is_number() ? html::duration(seconds.get<double>()) : "-";
 }
 
 std::string count(const nlohmann::json& type, const char* field, bool alarm = false) {
@@ -81,36 +53,15 @@ std::string count(const nlohmann::json& type, const char* field, bool alarm = fa
       alarm && n > 0 ? " bad" : "", escapeHtml(text(type["job_type"])), field, n, grouped(n));
 }
 
-std::string jobLink(const nlohmann::json& id) {
-  std::string shown = escapeHtml(text(id));
-  return "<a href=\"/job/" + shown + "\">" + shown + "</a>";
-}
-
-std::string oopsLink(const nlohmann::json& id) {
-  if (id.is_null()) {
-    return "-";
-  }
-  std::string shown = escapeHtml(text(id));
-  return "<a class=\"oops\" href=\"/oops/" + shown + "\">" + shown + "</a>";
-}
-
-std::string page(const std::string& title, const std::string& body, bool refresh = false) {
-  return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" +
-         escapeHtml(title) + "</title><style>" + kStyle +
-         "</style></head><body><header><h1><a href=\"/\">jobd</a></h1><span>" + escapeHtml(title) +
-         "</span><span id=\"state\" class=\"muted\"></span></header><main>" + body + "</main>" +
-         (refresh ? std::string("<script>") + kRefresh + "</script>" : "") + "</body></html>";
-}
-
 std::string jobTypesTable(const nlohmann::json& types) {
   std::string out =
       "<h2>Job types</h2><table id=\"job-types\"><tr><th>job type</th><th class=\"n\">ready</th>"
       "<th class=\"n\">scheduled</th><th class=\"n\">running</th><th class=\"n\">failed, last "
       "hour</th><th class=\"n\">oldest ready</th></tr>";
   for (const auto& t : types) {
-    out += "<tr>" + cell(t["job_type"]) + count(t, "ready") + count(t, "scheduled") +
-           count(t, "running") + count(t, "failed_last_hour", true) + "<td class=\"n\">" +
-           age(t["oldest_ready_age_seconds"]) + "</td></tr>";
+    out += "<tr><td>" + html::typeLink(t["job_type"]) + "</td>" + count(t, "ready") +
+           count(t, "scheduled") + count(t, "running") + count(t, "failed_last_hour", true) +
+           "<td class=\"n\">" + age(t["oldest_ready_age_seconds"]) + "</td></tr>";
   }
   return out + "</table>";
 }
@@ -139,7 +90,7 @@ std::string progressText(const nlohmann::json& percent, const nlohmann::json& me
   return out;
 }
 
-std::string runningTable(const nlohmann::json& running) {
+std::string runningTable(const nlohmann::json& running, const nlohmann::json& now) {
   std::string out = "<h2>Running jobs</h2>";
   if (running.empty()) {
     return out + "<p class=\"muted\">none</p>";
@@ -148,15 +99,16 @@ std::string runningTable(const nlohmann::json& running) {
       "<table id=\"running\"><tr><th>job</th><th>job type</th><th class=\"n\">attempt</th>"
       "<th>progress</th><th>daemon</th><th>started</th><th>lease expires</th></tr>";
   for (const auto& r : running) {
-    out += "<tr><td>" + jobLink(r["id"]) + "</td>" + cell(r["job_type"]) + "<td class=\"n\">" +
-           escapeHtml(text(r["attempt"])) + "</td>" +
+    out += "<tr><td>" + jobLink(r["id"]) + "</td><td>" + html::typeLink(r["job_type"]) +
+           "</td><td class=\"n\">" + escapeHtml(text(r["attempt"])) + "</td>" +
            cell(progressText(r["progress_percent"], r["progress_message"])) +
-           cell(r["lease_owner"]) + cell(r["date_started"]) + cell(r["lease_expires"]) + "</tr>";
+           cell(r["lease_owner"]) + whenCell(r["date_started"], now) +
+           whenCell(r["lease_expires"], now) + "</tr>";
   }
   return out + "</table>";
 }
 
-std::string failuresTable(const nlohmann::json& failures) {
+std::string failuresTable(const nlohmann::json& failures, const nlohmann::json& now) {
   std::string out = "<h2>Latest failures</h2>";
   if (failures.empty()) {
     return out + "<p class=\"muted\">none</p>";
@@ -168,13 +120,14 @@ std::string failuresTable(const nlohmann::json& failures) {
     std::string error = f["oops_type"].is_null()
                             ? text(f["log"])
                             : text(f["oops_type"]) + ": " + text(f["oops_value"]);
-    out += "<tr><td>" + jobLink(f["id"]) + "</td>" + cell(f["job_type"]) +
-           cell(f["date_finished"]) + cell(error) + "<td>" + oopsLink(f["oops_id"]) + "</td></tr>";
+    out += "<tr><td>" + jobLink(f["id"]) + "</td><td>" + html::typeLink(f["job_type"]) + "</td>" +
+           whenCell(f["date_finished"], now) + cell(error) + "<td>" + oopsLink(f["oops_id"]) +
+           "</td></tr>";
   }
   return out + "</table>";
 }
 
-std::string daemonsTable(const nlohmann::json& daemons) {
+std::string daemonsTable(const nlohmann::json& daemons, const nlohmann::json& now) {
   std::string out = "<h2>Live daemons</h2>";
   if (daemons.empty()) {
     return out + "<p class=\"muted\">none</p>";
@@ -192,14 +145,14 @@ std::string daemonsTable(const nlohmann::json& daemons) {
            (d["draining"].is_boolean() && d["draining"].get<bool>() ? " <b>draining</b>" : "") +
            "</td>" + cell(d["version"]) + cell(sections) + "<td class=\"n\">" +
            escapeHtml(text(d["running"])) + "</td><td class=\"n\">" +
-           escapeHtml(text(d["workers"])) + "</td>" + cell(d["started"]) + cell(d["last_seen"]) +
-           "</tr>";
+           escapeHtml(text(d["workers"])) + "</td>" + whenCell(d["started"], now) +
+           whenCell(d["last_seen"], now) + "</tr>";
   }
   return out + "</table>";
 }
 
 // The pauses in force (schema 14): nothing when there are none.
-std::string pausedTable(const nlohmann::json& paused) {
+std::string pausedTable(const nlohmann::json& paused, const nlohmann::json& now) {
   if (!paused.is_array() || paused.empty()) {
     return "";
   }
@@ -207,18 +160,19 @@ std::string pausedTable(const nlohmann::json& paused) {
       "<h2>Paused</h2><table id=\"paused\"><tr><th>job type</th><th>target</th><th>by</th>"
       "<th>since</th><th>until</th><th>reason</th></tr>";
   for (const auto& p : paused) {
-    out += "<tr>" + cell(p["job_type"]) +
-           cell(p["target"].is_null() ? std::string("every target") : text(p["target"])) +
-           cell(p["paused_by"]) + cell(p["paused_at"]) +
-           cell(p["until"].is_null() ? std::string("until unpaused") : text(p["until"])) +
-           cell(p["reason"]) + "</tr>";
+    out +=
+        "<tr>" + cell(p["job_type"]) +
+        cell(p["target"].is_null() ? std::string("every target") : text(p["target"])) +
+        cell(p["paused_by"]) + whenCell(p["paused_at"], now) +
+        (p["until"].is_null() ? cell(std::string("until unpaused")) : whenCell(p["until"], now)) +
+        cell(p["reason"]) + "</tr>";
   }
   return out + "</table>";
 }
 
 // The keys whose jobs a limit parked (schema 20), most first: nothing when
 // there are none.
-std::string throttledTable(const nlohmann::json& throttled) {
+std::string throttledTable(const nlohmann::json& throttled, const nlohmann::json& now) {
   if (!throttled.is_array() || throttled.empty()) {
     return "";
   }
@@ -226,21 +180,22 @@ std::string throttledTable(const nlohmann::json& throttled) {
       "<h2>Throttled</h2><table id=\"throttled\"><tr><th>job type</th><th>limited by</th>"
       "<th>key</th><th>parked</th><th>first in line since</th><th>starts</th></tr>";
   for (const auto& t : throttled) {
-    std::string starts =
-        !t["blocked_until"].is_null() ? "rate limited until " + text(t["blocked_until"])
-        : !t["next_due"].is_null()    ? "next token at " + text(t["next_due"])
-                                   : std::string("when a running job ends, or in its key's turn");
+    std::string starts = !t["blocked_until"].is_null()
+                             ? "rate limited until " + html::when(t["blocked_until"], now)
+                         : !t["next_due"].is_null()
+                             ? "next token " + html::when(t["next_due"], now)
+                             : std::string("when a running job ends, or in its key&#39;s turn");
     out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
            "<td class=\"n\">" + escapeHtml(text(t["parked"])) +
            (t["parked"].is_number() && t["parked"].get<int>() >= 10000 ? "+" : "") + "</td>" +
-           cell(t["since"]) + cell(starts) + "</tr>";
+           whenCell(t["since"], now) + "<td>" + starts + "</td></tr>";
   }
   return out + "</table>";
 }
 
 // Every schedule (schema 15): its next and last ticks, and the last job's
 // outcome; nothing when there are none.
-std::string schedulesTable(const nlohmann::json& schedules) {
+std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json& now) {
   if (!schedules.is_array() || schedules.empty()) {
     return "";
   }
@@ -262,9 +217,10 @@ std::string schedulesTable(const nlohmann::json& schedules) {
           escapeHtml(s["last_status"].is_null() ? std::string("pruned") : text(s["last_status"]));
     }
     out += "<tr><td>" + escapeHtml(text(s["name"])) + state + "</td>" + cell(s["job_type"]) +
-           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")") +
-           cell(s.value("paused", false) ? nlohmann::json("paused") : s["next_fire"]) +
-           cell(s["last_fire"]) + "<td>" + last_job + "</td><td class=\"n\">" +
+           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")");
+    out +=
+        s.value("paused", false) ? cell(nlohmann::json("paused")) : whenCell(s["next_fire"], now);
+    out += whenCell(s["last_fire"], now) + "<td>" + last_job + "</td><td class=\"n\">" +
            escapeHtml(text(s["missed"])) + "</td><td class=\"n\">" +
            escapeHtml(text(s["skipped"])) + "</td></tr>";
   }
@@ -274,46 +230,27 @@ std::string schedulesTable(const nlohmann::json& schedules) {
 std::string fieldsTable(const nlohmann::json& object, std::initializer_list<const char*> fields) {
   std::string out = "<table>";
   for (const char* field : fields) {
-    out += "<tr><th>" + std::string(field) + "</th>" + cell(object[field]) + "</tr>";
+    // A timestamp relative to the page's "now", when the object has one.
+    const nlohmann::json& value = object[field];
+    out += "<tr><th>" + std::string(field) + "</th>" +
+           (html::epochMicros(value) ? whenCell(value, object.value("now", nlohmann::json()))
+                                     : cell(value)) +
+           "</tr>";
   }
   return out + "</table>";
 }
 
 }  // namespace
 
-std::string escapeHtml(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 std::string dashboardLive(const nlohmann::json& d) {
-  return "<p class=\"muted\">as of " + escapeHtml(text(d["now"])) + "</p>" +
-         pausedTable(d.value("paused", nlohmann::json::array())) + jobTypesTable(d["job_types"]) +
-         throttledTable(d.value("throttled", nlohmann::json::array())) +
-         runningTable(d["running"]) + failuresTable(d["failures"]) +
-         schedulesTable(d.value("schedules", nlohmann::json::array())) + daemonsTable(d["daemons"]);
+  const nlohmann::json& now = d["now"];
+  return "<p class=\"muted\">as of " + html::when(now, nullptr) + "</p>" +
+         pausedTable(d.value("paused", nlohmann::json::array()), now) +
+         jobTypesTable(d["job_types"]) +
+         throttledTable(d.value("throttled", nlohmann::json::array()), now) +
+         runningTable(d["running"], now) + failuresTable(d["failures"], now) +
+         schedulesTable(d.value("schedules", nlohmann::json::array()), now) +
+         daemonsTable(d["daemons"], now);
 }
 
 std::string dashboardPage(const nlohmann::json& d) {
@@ -371,15 +308,16 @@ std::string jobPage(const nlohmann::json& job) {
     body +=
         "<h2>Progress</h2><table id=\"progress\"><tr><th>progress</th><th>attempt</th>"
         "<th>reported</th><th>checkpoint</th><th>saved</th></tr><tr>" +
-        cell(progressText(p["percent"], p["message"])) + cell(p["attempt"]) + cell(p["reported"]) +
-        cell(shortened(text(p["checkpoint_text"]), 200)) + cell(p["checkpointed"]) +
-        "</tr></table>";
+        cell(progressText(p["percent"], p["message"])) + cell(p["attempt"]) +
+        whenCell(p["reported"], job.value("now", nlohmann::json())) +
+        cell(shortened(text(p["checkpoint_text"]), 200)) +
+        whenCell(p["checkpointed"], job.value("now", nlohmann::json())) + "</tr></table>";
   }
   body += dependenciesSection(job);
   if (job.contains("throttled") && !job["throttled"].is_null()) {
     body += "<p id=\"throttled\">throttled: parked by its type's limit or fairness (key " +
             escapeHtml(text(job["throttled"]["key"])) + ") since " +
-            escapeHtml(text(job["throttled"]["since"])) +
+            html::when(job["throttled"]["since"], job.value("now", nlohmann::json())) +
             "; it starts when the key has room and its turn comes</p>";
   }
   body += "<h2>Attempts</h2>";
@@ -393,8 +331,9 @@ std::string jobPage(const nlohmann::json& job) {
       std::string error =
           a["error_type"].is_null() ? "-" : text(a["error_type"]) + ": " + text(a["error_message"]);
       body += "<tr><td class=\"n\">" + escapeHtml(text(a["attempt"])) + "</td>" +
-              cell(a["outcome"]) + cell(a["date_finished"]) + cell(a["daemon"]) + cell(error) +
-              "<td>" + oopsLink(a["oops_id"]) + "</td></tr>";
+              cell(a["outcome"]) +
+              whenCell(a["date_finished"], job.value("now", nlohmann::json())) + cell(a["daemon"]) +
+              cell(error) + "<td>" + oopsLink(a["oops_id"]) + "</td></tr>";
     }
     body += "</table>";
   }

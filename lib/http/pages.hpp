@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "http/html.hpp"
+
 namespace jobd::http {
 
 // The whole page at /: a header, the live part, and a script that fetches
@@ -22,7 +24,16 @@ std::string oopsPage(const nlohmann::json& oops);
 // A short page for 404 and 503 answers.
 std::string messagePage(const std::string& title, const std::string& text);
 
-// &, <, >, " and ' as entities.
-std::string escapeHtml(const std::string& text);
+// /type/<job type>: its configuration (a section's, as json, or null when
+// no section here serves it), counts, running jobs and failures by error
+// type (store::loadJobType).
+std::string typePage(const nlohmann::json& type, const nlohmann::json& configuration);
+// /jobs?type=&status=&after=: one page of a list (store::listJobs), with
+// links to the others and to the next page.
+std::string jobsPage(const std::string& job_type, const std::string& list, const std::string& after,
+                     const nlohmann::json& page);
+// /search?q=: the jobs of a target (store::findByTarget), or, with `found`
+// null, what the box is for.
+std::string searchPage(const std::string& query, const nlohmann::json& found);
 
 }  // namespace jobd::http

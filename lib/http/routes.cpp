@@ -10,6 +10,7 @@
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "http/pages.hpp"
+#include "store/browse_query.hpp"
 #include "store/dashboard_query.hpp"
 #include "store/job_store.hpp"
 
@@ -17,6 +18,33 @@ namespace jobd::http {
 namespace {
 
 constexpr const char* kHtml = "text/html; charset=utf-8";
+
+// A section's settings as the type page shows them; durations in ms.
+nlohmann::json sectionJson(const config::SectionConfig& c) {
+  const char* runners[] = {"thread", "process", "python"};
+  return {{"section", c.name},
+          {"handler", c.handler},
+          {"runner", runners[static_cast<int>(c.runner)]},
+          {"concurrency", c.concurrency},
+          {"timeout_ms", c.timeout.count()},
+          {"kill_grace_ms", c.kill_grace.count()},
+          {"lease_duration_ms", c.lease_duration.count()},
+          {"max_retries", c.max_retries ? nlohmann::json(*c.max_retries) : nlohmann::json()},
+          {"retry_delay_ms", c.retry_delay.count()},
+          {"retry_delay_max_ms", c.retry_delay_max.count()},
+          {"keep_finished_ms", c.keep_finished.count()},
+          {"claim_ahead", c.claim_ahead},
+          {"limit_key", c.limit_key},
+          {"limit_concurrency", c.limit_concurrency},
+          {"limit_rate", c.limit_rate},
+          {"limit_rate_period_ms", c.limit_rate_period.count()},
+          {"enabled", c.enabled}};
+}
+
+bool allDigits(const std::string& s) {
+  return !s.empty() && s.size() < 19 &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
 
 double millisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -229,6 +257,9 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
     page(
         [id](pqxx::connection& conn) -> std::optional<std::string> {
           std::optional<nlohmann::json> job = store::JobStore(conn).show(*id);
+          if (job) {
+            (*job)["now"] = store::databaseNow(conn);
+          }
           return job ? std::optional(jobPage(*job)) : std::nullopt;
         },
         "no job with id " + std::to_string(*id), respond);
@@ -237,11 +268,54 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
     page(
         [id](pqxx::connection& conn) -> std::optional<std::string> {
           std::optional<nlohmann::json> oops = store::JobStore(conn).oops(id);
+          if (oops) {
+            (*oops)["now"] = store::databaseNow(conn);
+          }
           return oops ? std::optional(oopsPage(*oops)) : std::nullopt;
         },
         "no OOPS with id " + id, respond);
+  } else if (path.rfind("/type/", 0) == 0) {
+    std::string job_type = queryParam("t=" + path.substr(6), "t").value_or("");
+    std::optional<config::SectionConfig> section = sources_.section_of(job_type);
+    nlohmann::json configuration = section ? sectionJson(*section) : nlohmann::json();
+    page(
+        [job_type, configuration](pqxx::connection& conn) -> std::optional<std::string> {
+          return typePage(store::loadJobType(conn, job_type), configuration);
+        },
+        "", respond);
+  } else if (path == "/jobs") {
+    std::string job_type = queryParam(request.query, "type").value_or("");
+    std::string list = queryParam(request.query, "status").value_or("waiting");
+    std::string after = queryParam(request.query, "after").value_or("");
+    std::optional<store::JobList> which = store::jobListNamed(list);
+    if (!which) {
+      respond(text(400,
+                   "status must be one of waiting, scheduled, running, completed, failed, "
+                   "suspended\n"));
+      return;
+    }
+    page(
+        [job_type, list, after, which](pqxx::connection& conn) -> std::optional<std::string> {
+          return jobsPage(job_type, list, after, store::listJobs(conn, job_type, *which, after));
+        },
+        "", respond);
+  } else if (path == "/search") {
+    std::string q = queryParam(request.query, "q").value_or("");
+    q.erase(0, q.find_first_not_of(" \t"));
+    q.erase(q.find_last_not_of(" \t") + 1);
+    if (allDigits(q)) {
+      Response r = text(303, "see /job/" + q + "\n");
+      r.headers.emplace_back("Location", "/job/" + q);
+      respond(std::move(r));
+      return;
+    }
+    page(
+        [q](pqxx::connection& conn) -> std::optional<std::string> {
+          return searchPage(q, q.empty() ? nlohmann::json() : store::findByTarget(conn, q));
+        },
+        "", respond);
   } else {
-    respond(text(404, "no such page; try /, /job/ID or /oops/ID\n"));
+    respond(text(404, "no such page; try /, /type/TYPE, /jobs, /search, /job/ID or /oops/ID\n"));
   }
 }
 
@@ -272,6 +346,9 @@ void HttpRoutes::page(const std::function<std::optional<std::string>(pqxx::conne
           r.body = messagePage("not found", not_found);
         }
       }
+    } catch (const store::BadCursor& e) {
+      r.status = 400;
+      r.body = messagePage("bad request", e.what());
     } catch (const pqxx::broken_connection& e) {
       db_.connectionLost(errorLine(e.what()));
       r.status = 503;

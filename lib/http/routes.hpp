@@ -6,6 +6,11 @@
 // On `dashboard_listen`, once the Host header and the password pass
 // (DashboardAccess), /healthz and:
 //   GET /          the dashboard; /?live=1 its live part alone
+//   GET /type/TYPE a job type: its section's settings, counts, running
+//                  jobs, failures by error type
+//   GET /jobs?type=&status=&after=  a type's jobs of one status, a page
+//                  at a time by keyset
+//   GET /search?q= a job by id (a redirect to its page) or a target's jobs
 //   GET /job/ID, /oops/ID
 // Called on the io thread by HttpServer. The dashboard's SQL runs on a
 // DatabaseThread of its own ("jobd dashboard"), so that a slow page never
@@ -16,6 +21,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +62,8 @@ class HttpRoutes {
     std::function<runtime::Metrics::Gauges()> gauges;
     std::function<bool()> draining;
     std::function<std::vector<std::string>()> job_types;  // the served ones
+    // The section that serves this job type here, if one does.
+    std::function<std::optional<config::SectionConfig>(const std::string&)> section_of;
   };
 
   HttpRoutes(boost::asio::io_context& io, const runtime::Metrics& metrics, Sources sources,

@@ -254,6 +254,16 @@ std::vector<std::string> Services::servedJobTypes() const {
   return types;
 }
 
+std::optional<config::SectionConfig> Services::servedSection(const std::string& job_type) const {
+  for (const ServedSection& served : sections_) {
+    const config::SectionConfig* section = config_->section(served.name);
+    if (section != nullptr && section->job_type == job_type) {
+      return *section;
+    }
+  }
+  return std::nullopt;
+}
+
 void Services::countWaiting(std::vector<std::string> ready_types,
                             std::function<void(std::optional<std::int64_t>)> done) {
   // The limits served here (schema 20), and their parked jobs.

@@ -89,6 +89,9 @@ class Services {
   // SPEC §8's status line: running, completed, failed, retried, database
   // and listener state.
   std::string statusLine() const;
+  // The section of the configuration in force that serves this job type
+  // here, or nullopt.
+  std::optional<config::SectionConfig> servedSection(const std::string& job_type) const;
   std::vector<std::string> servedJobTypes() const;
   // Counts waiting jobs (and, with ready_types, the ready ones per type
   // for /metrics) on the database thread; done(waiting) runs on the io

@@ -48,6 +48,8 @@ INSERT INTO jobd.job (job_type, scheduled_start)
 SELECT 'mail', now() - interval '10 minutes' FROM generate_series(1, 2000);
 INSERT INTO jobd.job (job_type, scheduled_start)
 SELECT 'mail', now() + interval '1 day' FROM generate_series(1, 1000);
+INSERT INTO jobd.job (job_type, status, attempt_count)
+SELECT 'report', 4, 1 FROM generate_series(1, 120);
 INSERT INTO jobd.job (job_type, status, attempt_count, date_started, lease_owner, lease_expires)
 SELECT 'report', 1, 1, now(), 'other-host:4242:beef', now() + interval '1 hour'
   FROM generate_series(1, 5);
@@ -79,7 +81,8 @@ struct Chromium {
   // Loads url, runs its scripts for `budget_ms` of virtual time, and
   // returns the DOM; or takes a screenshot when `screenshot` is set.
   testing::ProcessResult run(const std::string& url, int budget_ms,
-                             const std::string& screenshot = "") {
+                             const std::string& screenshot = "",
+                             const std::string& window = "1400,1100") {
     std::vector<std::string> argv = {"chromium",
                                      "--headless=new",
                                      "--no-sandbox",  // the suite runs as root in CI
@@ -91,7 +94,7 @@ struct Chromium {
     if (screenshot.empty()) {
       argv.push_back("--dump-dom");
     } else {
-      argv.push_back("--window-size=1400,1100");
+      argv.push_back("--window-size=" + window);
       argv.push_back("--hide-scrollbars");
       argv.push_back("--screenshot=" + screenshot);
     }
@@ -104,9 +107,164 @@ std::string baseUrl(Daemon& daemon) {
   return testing::dashboardUrl(daemon.process());
 }
 
+// The ids of the jobs a list or search page shows, in order.
+std::vector<std::string> listedIds(const std::string& html) {
+  std::vector<std::string> ids;
+  std::size_t table = html.find("<table id=\"jobs\">");
+  if (table == std::string::npos) {
+    return ids;
+  }
+  std::string rows = html.substr(table, html.find("</table>", table) - table);
+  std::regex link(R"re(<tr><td><a href="/job/(\d+)">)re");
+  for (auto it = std::sregex_iterator(rows.begin(), rows.end(), link); it != std::sregex_iterator();
+       ++it) {
+    ids.push_back((*it)[1].str());
+  }
+  return ids;
+}
+
+std::vector<std::string> idsOf(const TestDatabase& db, const std::string& sql) {
+  std::vector<std::string> ids;
+  std::string all = db.scalar(
+      "SELECT string_agg(id::text, ',' ORDER BY n) FROM (SELECT id, "
+      "row_number() OVER () AS n FROM (" +
+      sql + ") AS q) AS r");
+  std::size_t start = 0;
+  while (start < all.size()) {
+    std::size_t end = all.find(',', start);
+    ids.push_back(all.substr(start, end == std::string::npos ? end : end - start));
+    if (end == std::string::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return ids;
+}
+
+// The first `pages` pages of a list, following each page's next link, as
+// a browser would; every page's server time is checked against `budget_ms`.
+std::vector<std::string> walkList(const std::string& base, const std::string& path, int pages,
+                                  double budget_ms, double& slowest) {
+  std::vector<std::string> ids;
+  std::string next = path;
+  for (int i = 0; i < pages && !next.empty(); ++i) {
+    testing::HttpReply reply = testing::httpGet(base + next);
+    EXPECT_EQ(reply.status, 200) << next << ": " << reply.body;
+    double took = testing::serverTimingTotal(reply);
+    slowest = std::max(slowest, took);
+    EXPECT_LT(took, budget_ms) << next;
+    std::vector<std::string> page = listedIds(reply.body);
+    ids.insert(ids.end(), page.begin(), page.end());
+    std::smatch link;
+    next.clear();
+    if (std::regex_search(reply.body, link,
+                          std::regex(R"re(id="next" rel="next" href="([^"]+)")re"))) {
+      next = std::regex_replace(link[1].str(), std::regex("&amp;"), "&");
+    }
+  }
+  return ids;
+}
+
+// The pages past the front one, on the million rows: a type's page counts
+// its failures by error type as SQL does; each list pages by keyset in its
+// index's order, with no row twice or skipped where many rows share one
+// time; search finds a target's jobs and sends an id to its page; every
+// page answers in under 50 ms of server time.
+void checkBrowsePages(const TestDatabase& db, const std::string& base, Chromium& chromium) {
+  constexpr double kBudgetMs = 50;
+  double slowest = 0;
+  testing::ProcessResult type_page = chromium.run(base + "/type/report", 1000);
+  ASSERT_EQ(type_page.exit_code, 0) << type_page.err;
+  std::string failed_24h = db.scalar(
+      "SELECT count(*) FROM jobd.job WHERE job_type = 'report' AND status = 3 "
+      "AND date_finished > now() - interval '24 hours'");
+  EXPECT_THAT(type_page.out,
+              HasSubstr("data-error-type=\"ValueError\" data-value=\"" + failed_24h + "\""));
+  EXPECT_THAT(type_page.out, HasSubstr("No section of this daemon serves this job type."));
+  EXPECT_THAT(type_page.out, HasSubstr("data-field=\"ready\" data-value=\"7000\""));
+  EXPECT_THAT(type_page.out, HasSubstr("data-field=\"running\" data-value=\"5\""));
+  EXPECT_THAT(type_page.out, HasSubstr(" ago</time>"));
+  for (const char* type : {"report", "mail", "noop", "quiet"}) {
+    testing::HttpReply reply = testing::httpGet(base + "/type/" + type);
+    EXPECT_EQ(reply.status, 200) << reply.body;
+    slowest = std::max(slowest, testing::serverTimingTotal(reply));
+    EXPECT_LT(testing::serverTimingTotal(reply), kBudgetMs) << type;
+  }
+  const std::string quiet = testing::httpGet(base + "/type/quiet").body;
+  EXPECT_THAT(quiet, HasSubstr("<tr><th>handler</th><td>noop</td></tr>"));
+  EXPECT_THAT(quiet, HasSubstr("<tr><th>timeout</th><td>5 min</td></tr>"));
+
+  struct List {
+    const char* path;
+    const char* sql;
+  };
+  const List lists[] = {
+      {"/jobs?type=report&status=failed",
+       "SELECT id FROM jobd.job WHERE job_type = 'report' AND status = 3 "
+       "ORDER BY date_finished DESC, id DESC LIMIT 150"},
+      {"/jobs?type=noop&status=completed",
+       "SELECT id FROM jobd.job WHERE job_type = 'noop' AND status = 2 "
+       "ORDER BY date_finished DESC, id DESC LIMIT 150"},
+      {"/jobs?type=report&status=waiting",
+       "SELECT id FROM jobd.job WHERE job_type = 'report' AND status = 0 AND scheduled_start IS "
+       "NULL ORDER BY behind, priority, id LIMIT 150"},
+      // 2,000 rows at one time and 1,000 at another: the pages go on by id.
+      {"/jobs?type=mail&status=scheduled",
+       "SELECT id FROM jobd.job WHERE job_type = 'mail' AND status = 0 AND scheduled_start IS "
+       "NOT NULL ORDER BY scheduled_start, id LIMIT 150"},
+      {"/jobs?type=report&status=running",
+       "SELECT id FROM jobd.job WHERE job_type = 'report' AND status = 1 ORDER BY id"},
+      {"/jobs?type=report&status=suspended",
+       "SELECT id FROM jobd.job WHERE job_type = 'report' AND status = 4 ORDER BY id LIMIT 150"},
+  };
+  for (const List& list : lists) {
+    EXPECT_EQ(walkList(base, list.path, 3, kBudgetMs, slowest), idsOf(db, list.sql)) << list.path;
+  }
+  // Two daemons' worth of pages deep into the million: still cheap.
+  std::string deep = db.scalar(
+      "SELECT (extract(epoch FROM date_finished) * 1000000)::bigint || '.' || id FROM jobd.job "
+      "WHERE job_type = 'noop' AND status = 2 ORDER BY date_finished LIMIT 1 OFFSET 1000");
+  walkList(base, "/jobs?type=noop&status=completed&after=" + deep, 1, kBudgetMs, slowest);
+  EXPECT_EQ(testing::httpGet(base + "/jobs?type=noop&status=completed&after=12.x").status, 400);
+  EXPECT_EQ(testing::httpGet(base + "/jobs?type=noop&status=done").status, 400);
+
+  // Search: an id goes to the job's page; a target lists its jobs, waiting
+  // and finished.
+  testing::HttpReply by_id = testing::httpGet(base + "/search?q=+42+");
+  EXPECT_EQ(by_id.status, 303);
+  EXPECT_EQ(by_id.headers["location"], "/job/42");
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, status, target, date_started, date_finished) "
+      "SELECT 'report', 2, 'acct <7>', now() - i * interval '1 min', now() - i * interval '1 min' "
+      "FROM generate_series(1, 3) AS i; SELECT jobd.enqueue('mail', target => 'acct <7>')");
+  testing::HttpReply found = testing::httpGet(base + "/search?q=acct+%3C7%3E");
+  EXPECT_EQ(found.status, 200);
+  EXPECT_LT(testing::serverTimingTotal(found), kBudgetMs);
+  EXPECT_EQ(listedIds(found.body).size(), 4u) << found.body;
+  EXPECT_THAT(found.body, HasSubstr("The jobs of target \"acct &lt;7&gt;\""));
+  EXPECT_THAT(testing::httpGet(base + "/search?q=nobody").body,
+              HasSubstr("No job has the id or target \"nobody\"."));
+  std::cout << "slowest server time of the type, list and search pages: " << slowest << " ms\n";
+
+  // A phone's width: screenshots of the type page and a list.
+  std::filesystem::path artifacts = std::filesystem::path(JOBD_BUILD_DIR) / "test-artifacts";
+  for (const auto& [name, url] :
+       {std::pair{"type.png", base + "/type/report"},
+        std::pair{"failed-375px.png", base + "/jobs?type=report&status=failed"}}) {
+    std::filesystem::path shot = artifacts / name;
+    std::filesystem::remove(shot);
+    testing::ProcessResult r =
+        chromium.run(url, 1000, shot.string(),
+                     std::string(name).find("375") != std::string::npos ? "375,800" : "1400,1100");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_GT(std::filesystem::exists(shot) ? std::filesystem::file_size(shot) : 0, 10000u);
+    std::cout << "screenshot: " << shot.string() << "\n";
+  }
+}
+
 // A million finished jobs: the dashboard in Chromium shows the database's
 // numbers, refreshes itself, links to an OOPS with its traceback, answers
-// in under 200 ms of server time; `jobd status` answers in under a second.
+// in under 50 ms of server time; `jobd status` answers in under a second.
 TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   TestDatabase db;
   db.scalar(kBigTable);
@@ -203,7 +361,7 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   }
   std::cout << "slowest dashboard server time: " << slowest << " ms\n";
   EXPECT_GT(slowest, 0);
-  EXPECT_LT(slowest, 200);
+  EXPECT_LT(slowest, 50);
 
   // `jobd status` on the same table, less what starting and ending the
   // binary costs (about 0.6 s for the sanitized test build, 20 ms for a
@@ -233,6 +391,8 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   }
   EXPECT_EQ(completed, 990000);
   EXPECT_EQ(failed, 10000);
+
+  checkBrowsePages(db, base, chromium);  // after: it adds a target's jobs
   testing::ProcessResult r = daemon.stop();
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
