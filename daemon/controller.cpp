@@ -166,8 +166,9 @@ void Controller::preflight() {
     } catch (const std::exception& e) {
       error = e.what();
     }
-    if (error.empty() && !services_->leases().connect()) {
-      error = "the lease renewals' connection did not open";
+    if (runtime::DatabaseThread::Unwatched waiting(services_->database());
+        error.empty() && !services_->leases().connect()) {
+      error = "the lease renewals' connection did not open (see its DATABASE_DOWN)";
     }
     boost::asio::post(io_, [this, error, fatal] {
       if (drain_.draining()) {

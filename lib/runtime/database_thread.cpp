@@ -112,7 +112,21 @@ void DatabaseThread::setConnection(std::unique_ptr<pqxx::connection> connection)
   closed_for_deadline_ = false;
 }
 
+void DatabaseThread::restartDeadline(bool always) {
+  auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (always) {
+    busy_since_.store(now);
+    return;
+  }
+  auto since = busy_since_.load();
+  while (since != 0 && !busy_since_.compare_exchange_weak(since, now)) {
+  }
+}
+
 void DatabaseThread::watchInstead(pqxx::connection* other) {
+  if (other != nullptr) {
+    restartDeadline();  // a connection just opened (the LISTEN session's, the preflight's)
+  }
   std::lock_guard<std::mutex> lock(connection_mutex_);
   watched_instead_ = other;
   closed_for_deadline_ = false;
@@ -176,12 +190,12 @@ store::JobRepository* DatabaseThread::repository() {
   try {
     // Under the watchdog from the first query on: a stall can catch a
     // connection being set up as well.
-    setConnection(store::open(conninfo_, connectWithin()));
+    std::unique_ptr<pqxx::connection> opened = store::open(conninfo_, connectWithin());
     // The connect had a limit of its own: the settings below, and the work
-    // that asked for the connection, get a whole deadline from here.
-    if (busy_since_.load() != 0) {
-      busy_since_.store(std::chrono::steady_clock::now().time_since_epoch().count());
-    }
+    // that asked for the connection, get a whole deadline from here (before
+    // the watchdog can see the new connection).
+    restartDeadline();
+    setConnection(std::move(opened));
     store::configure(*connection_, name_);
     if (!settings_.pooled) {
       // The daemon's outcomes, renewals and heartbeats may lose their last

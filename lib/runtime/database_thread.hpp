@@ -78,9 +78,9 @@ class DatabaseThread {
   // change). Any thread.
   void setTimeout(std::chrono::milliseconds timeout);
   // Seconds a new connection may take to open: the deadline of a piece of
-  // work and the watchdog's second, rounded up (store::open's
-  // connect_within). A connect caught by a stall gives up as soon as a
-  // query would have been closed, not at libpq's connect_timeout.
+  // work and the watchdog's second, rounded up, and one more because
+  // libpq counts whole seconds from time() (store::open's connect_within). A connect caught by a
+  // stall gives up as soon as a query would have been closed, not at libpq's connect_timeout.
   int connectWithin() const;
 
   template <class F>
@@ -152,6 +152,28 @@ class DatabaseThread {
    private:
     DatabaseThread& thread_;
   };
+  // While it lives, the work in progress is not timed (it waits on
+  // another thread, whose own deadline bounds the wait); the deadline
+  // starts again when it ends.
+  class Unwatched {
+   public:
+    explicit Unwatched(DatabaseThread& thread)
+        : thread_(thread), was_busy_(thread.busy_since_.exchange(0) != 0) {}
+    ~Unwatched() {
+      if (was_busy_) {
+        thread_.restartDeadline(true);
+      }
+    }
+    Unwatched(const Unwatched&) = delete;
+    Unwatched& operator=(const Unwatched&) = delete;
+
+   private:
+    DatabaseThread& thread_;
+    bool was_busy_;
+  };
+  // The next repository() or store() tries to connect at once, whatever
+  // the backoff after the last failure. On the database thread.
+  void retryNow() { next_try_ = {}; }
 
   // The delay before the next try after `failures` failures in a row:
   // 100 ms doubling to 10 s, with +-20% jitter.
@@ -168,6 +190,10 @@ class DatabaseThread {
   };
   void watch();
   void setConnection(std::unique_ptr<pqxx::connection> connection);
+  // The work in progress gets a whole deadline from now (a connect, which
+  // has a limit of its own, has just returned); with `always`, even if it
+  // was not being timed.
+  void restartDeadline(bool always = false);
 
   std::string conninfo_;
   std::string owner_;

@@ -74,10 +74,13 @@ bool LeaseKeeper::connect() {
   // and the wait below ends at its limit.
   auto opened = std::make_shared<std::promise<bool>>();
   std::future<bool> answer = opened->get_future();
-  db_.post([this, opened] { opened->set_value(db_.store() != nullptr); });
+  db_.post([this, opened] {
+    db_.retryNow();  // the caller has its own backoff
+    opened->set_value(db_.store() != nullptr);
+  });
   return answer.wait_for(std::chrono::seconds(db_.connectWithin() + 2)) ==
              std::future_status::ready &&
-         answer.get();
+         answer.valid() && answer.get();
 }
 
 void LeaseKeeper::start() {

@@ -39,9 +39,10 @@ class LeaseKeeper {
   // them and stops their jobs; returns how many there were.
   int supersede(AttemptKey newer);
   // Opens the renewals' connection and says whether it is open; blocks up
-  // to its connect limit. Before the first claim (Controller's preflight),
-  // from any thread but the renewals': a job claimed before the connection
-  // opens would spend the first third of its lease waiting for it.
+  // to its connect limit. Before the first claim (Controller's preflight,
+  // on the claim thread), never on the io thread or the renewals' own: a
+  // job claimed before the connection opens would spend the first third
+  // of its lease waiting for it.
   bool connect();
   void start();
   void stop();
