@@ -94,8 +94,10 @@ std::string configurationTable(const nlohmann::json& c) {
          row("timeout", durationOf(c, "timeout_ms")) +
          row("kill_grace", durationOf(c, "kill_grace_ms")) +
          row("lease_duration", durationOf(c, "lease_duration_ms")) + row("max_retries", retries) +
-         row("retry_delay", durationOf(c, "retry_delay_ms") + " (at most " +
-                                durationOf(c, "retry_delay_max_ms") + ")") +
+         row("retry_delay", c.value("retry_backoff", "fixed") == "exponential"
+                                ? durationOf(c, "retry_delay_ms") + ", doubling, at most " +
+                                      durationOf(c, "retry_delay_max_ms")
+                                : durationOf(c, "retry_delay_ms") + ", fixed") +
          row("keep_finished", durationOf(c, "keep_finished_ms")) +
          row("claim_ahead", html::text(c["claim_ahead"])) + row("limit", limit) +
          row("enabled", html::text(c["enabled"])) + "</table></div>";
@@ -138,7 +140,7 @@ std::string typePage(const nlohmann::json& t, const nlohmann::json& configuratio
     body += "</table></div>";
   }
 
-  body += "<h2>Failures in the last 24 hours, by error type</h2>";
+  body += "<h2>Failures in the last 24 hours, by error type (the 20 commonest)</h2>";
   if (t["failure_groups"].empty()) {
     body += "<p class=\"muted\">none</p>";
   } else {

@@ -22,11 +22,14 @@ table{border-collapse:collapse;background:#fff;min-width:50%}
 th,td{padding:4px 10px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
 th{background:#eceef2;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .bad{color:#b3261e;font-weight:600}.muted{color:#6b7280}
-a:focus-visible,input:focus-visible,time:focus-visible{outline:2px solid #2563eb;outline-offset:1px}
+a:focus-visible,input:focus-visible,button:focus-visible{outline:2px solid #2563eb;
+outline-offset:1px}
 time{text-decoration:underline dotted #9ca3af;white-space:nowrap}
+td time{display:inline-block;min-width:5.5em}td{font-variant-numeric:tabular-nums}
 nav.lists a{margin-right:12px}
 pre{background:#fff;border:1px solid #e2e5ea;padding:10px;overflow:auto}
-@media (max-width:600px){main{padding:8px}header{padding:8px}th,td{padding:3px 6px}}
+@media (max-width:600px){main{padding:8px}header{padding:8px}th,td{padding:3px 6px}
+table{display:block;overflow-x:auto;min-width:0;max-width:100%}}
 )css";
 
 // Two digits at s[at..at+1], or -1.
@@ -197,15 +200,27 @@ std::optional<std::int64_t> epochMicros(const nlohmann::json& timestamp) {
   }
   std::int64_t offset = 0;  // seconds east of UTC
   if (at < s.size() && (s[at] == '+' || s[at] == '-')) {
+    // +HH, +HH:MM or +HHMM
     int hours = twoDigits(s, at + 1);
-    std::size_t minutes_at = at + 3 < s.size() && s[at + 3] == ':' ? at + 4 : at + 3;
-    int minutes = minutes_at < s.size() ? twoDigits(s, minutes_at) : 0;
+    std::size_t next = at + 3;
+    int minutes = 0;
+    if (next < s.size() && s[next] == ':') {
+      minutes = twoDigits(s, next + 1);
+      next += 3;
+    } else if (next < s.size()) {
+      minutes = twoDigits(s, next);
+      next += 2;
+    }
     if (hours < 0 || minutes < 0) {
       return std::nullopt;
     }
     offset = static_cast<std::int64_t>(s[at] == '-' ? -1 : 1) * (hours * 3600LL + minutes * 60LL);
-  } else if (at < s.size() && s[at] != 'Z') {
-    return std::nullopt;
+    at = next;
+  } else if (at < s.size() && s[at] == 'Z') {
+    ++at;
+  }
+  if (at != s.size()) {
+    return std::nullopt;  // more than a time: text that starts with one
   }
   std::int64_t seconds = static_cast<std::int64_t>(timegm(&tm)) - offset;
   return seconds * 1000000 + fraction;
@@ -217,7 +232,7 @@ std::string duration(double seconds) {
   }
   double s = std::fabs(seconds);
   std::string sign = seconds < 0 ? "-" : "";
-  if (s < 1) {
+  if (std::round(s * 1000) < 1000) {
     return sign + fmt::format("{:.0f} ms", s * 1000);
   }
   if (s < 10) {
@@ -274,8 +289,8 @@ std::string when(const nlohmann::json& timestamp, const nlohmann::json& now) {
       shown = delta < 0 ? amount + " ago" : "in " + amount;
     }
   }
-  return "<time datetime=\"" + text(timestamp) + "\" title=\"" + title + "\" tabindex=\"0\">" +
-         escapeHtml(shown) + "</time>";
+  return "<time datetime=\"" + text(timestamp) + "\" title=\"" + title + "\">" + escapeHtml(shown) +
+         "</time>";
 }
 
 std::string whenCell(const nlohmann::json& timestamp, const nlohmann::json& now) {

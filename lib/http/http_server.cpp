@@ -16,7 +16,8 @@ using boost::asio::ip::tcp;
 
 namespace {
 
-// A request is a GET line and a few headers: anything larger is not ours.
+// A request is a GET line and a few headers, or a short form (an action):
+// anything larger is not ours.
 constexpr std::size_t kMaxRequestBytes = std::size_t{16} * 1024;
 // A client that reads an answer too slowly is closed after this.
 constexpr std::chrono::seconds kWriteTimeout{30};
@@ -78,8 +79,9 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     }
     const auto& message = parser_->get();
     bool keep_alive = message.keep_alive();
-    if (message.method() != bhttp::verb::get && message.method() != bhttp::verb::head) {
-      write(bad(405, "only GET and HEAD\n"), keep_alive);
+    if (message.method() != bhttp::verb::get && message.method() != bhttp::verb::head &&
+        message.method() != bhttp::verb::post) {
+      write(bad(405, "only GET, HEAD and POST\n"), keep_alive);
       return;
     }
     Request request;
@@ -93,6 +95,10 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     request.host = std::string(message[bhttp::field::host]);
     request.authorization = std::string(message[bhttp::field::authorization]);
     request.peer = peer_.to_string();
+    request.body = message.body();
+    request.content_type = std::string(message[bhttp::field::content_type]);
+    request.origin = std::string(message[bhttp::field::origin]);
+    request.fetch_site = std::string(message["Sec-Fetch-Site"]);
     bool head = message.method() == bhttp::verb::head;
     handler_(request, [self = shared_from_this(), keep_alive, head](Response response) {
       if (head) {

@@ -1,8 +1,8 @@
 // HttpServer: an HTTP/1.1 listener (`metrics_listen`, `dashboard_listen`,
-// SPEC §9) on the daemon's io thread with Boost.Beast. It reads GET
-// requests and hands each to the handler, which answers through `respond`,
-// at once (metrics, health) or later from another thread's result posted
-// back to the io thread (dashboard pages). It never runs SQL itself.
+// SPEC §9) on the daemon's io thread with Boost.Beast. It reads GET, HEAD
+// and POST requests (16 KiB at most) and hands each to the handler, which answers through
+// `respond`, at once (metrics, health) or later from another thread's result posted back to the io
+// thread (dashboard pages). It never runs SQL itself.
 //
 // No client can starve the others (a Prometheus scrape, a /healthz probe):
 // a request must arrive whole within kRequestDeadline of the connection
@@ -29,6 +29,12 @@ struct Request {
   std::string host;           // the Host header, as sent
   std::string authorization;  // the Authorization header, as sent
   std::string peer;           // the client's address
+  // For a POST (the dashboard's actions): its body, and the headers that
+  // say where it came from.
+  std::string body;
+  std::string content_type;
+  std::string origin;      // the Origin header, as sent
+  std::string fetch_site;  // Sec-Fetch-Site, as sent
 };
 
 struct Response {

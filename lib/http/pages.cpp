@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 
 #include "core/text.hpp"
 #include "http/html.hpp"
@@ -18,7 +19,11 @@ constexpr const char* kRefresh = R"js(
     fetch('/?live=1',{cache:'no-store'}).then(function(r){
       if(!r.ok)throw new Error(r.status);return r.text();
     }).then(function(html){
-      document.getElementById('live').innerHTML=html;
+      // Keyboard focus stays on the link it was on.
+      var live=document.getElementById('live'),a=document.activeElement;
+      var href=a&&live.contains(a)?a.getAttribute('href'):null;
+      live.innerHTML=html;
+      if(href){var b=live.querySelector('a[href="'+href.replace(/["\\]/g,'\\$&')+'"]');if(b)b.focus();}
       document.getElementById('state').textContent='live';
     }).catch(function(){
       document.getElementById('state').textContent='daemon unreachable';
@@ -181,9 +186,9 @@ std::string throttledTable(const nlohmann::json& throttled, const nlohmann::json
       "<th>key</th><th>parked</th><th>first in line since</th><th>starts</th></tr>";
   for (const auto& t : throttled) {
     std::string starts = !t["blocked_until"].is_null()
-                             ? "rate limited until " + html::when(t["blocked_until"], now)
+                             ? "rate limited; the next start " + html::when(t["blocked_until"], now)
                          : !t["next_due"].is_null()
-                             ? "next token " + html::when(t["next_due"], now)
+                             ? "the next token " + html::when(t["next_due"], now)
                              : std::string("when a running job ends, or in its key&#39;s turn");
     out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
            "<td class=\"n\">" + escapeHtml(text(t["parked"])) +
@@ -230,12 +235,19 @@ std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json
 std::string fieldsTable(const nlohmann::json& object, std::initializer_list<const char*> fields) {
   std::string out = "<table>";
   for (const char* field : fields) {
-    // A timestamp relative to the page's "now", when the object has one.
+    // A time: relative to the page's "now", and the exact UTC time
+    // beside it (a page of one job has room for both).
     const nlohmann::json& value = object[field];
-    out += "<tr><th>" + std::string(field) + "</th>" +
-           (html::epochMicros(value) ? whenCell(value, object.value("now", nlohmann::json()))
-                                     : cell(value)) +
-           "</tr>";
+    const std::string name = field;
+    const bool time = name.rfind("date_", 0) == 0 || name == "scheduled_start" ||
+                      name == "lease_expires" || name == "time";
+    out += "<tr><th>" + name + "</th>";
+    if (time && html::epochMicros(value)) {
+      out += "<td>" + html::when(value, object.value("now", nlohmann::json())) +
+             " <span class=\"muted\">" + html::when(value, nullptr) + "</span></td></tr>";
+    } else {
+      out += cell(value) + "</tr>";
+    }
   }
   return out + "</table>";
 }
@@ -298,11 +310,32 @@ std::string dependenciesSection(const nlohmann::json& job) {
   return out;
 }
 
+namespace {
+
+// The actions an operator may take on the job now, each a link to its
+// confirmation (nothing when the dashboard has no password).
+std::string actionLinks(const nlohmann::json& job) {
+  if (!job.contains("actions") || !job["actions"].is_array()) {
+    return "";
+  }
+  std::string out = "<p id=\"actions\">";
+  for (const auto& name : job["actions"]) {
+    out += "<a class=\"action\" href=\"/job/" + escapeHtml(text(job["id"])) + "/" +
+           escapeHtml(text(name)) + "\">" + escapeHtml(text(name)) + "</a> ";
+  }
+  if (job["actions"].empty()) {
+    out += "<span class=\"muted\">no action applies to a job in this status</span>";
+  }
+  return out + "</p>";
+}
+
+}  // namespace
+
 std::string jobPage(const nlohmann::json& job) {
-  std::string body =
-      fieldsTable(job, {"id", "job_type", "status_name", "priority", "target", "requester",
-                        "attempt_count", "max_retries", "scheduled_start", "lease_expires",
-                        "lease_owner", "date_created", "date_started", "date_finished", "log"});
+  std::string body = actionLinks(job);
+  body += fieldsTable(job, {"id", "job_type", "status_name", "priority", "target", "requester",
+                            "attempt_count", "max_retries", "scheduled_start", "lease_expires",
+                            "lease_owner", "date_created", "date_started", "date_finished", "log"});
   body += "<h2>json_data</h2><pre>" + escapeHtml(job["json_data"].dump(2)) + "</pre>";
   if (const nlohmann::json& p = job["progress"]; !p.is_null()) {
     body +=
@@ -359,6 +392,42 @@ std::string oopsPage(const nlohmann::json& oops) {
           escapeHtml(oops["traceback"].is_null() ? "none" : text(oops["traceback"])) + "</pre>";
   body += "<h2>Variables</h2><pre id=\"vars\">" + escapeHtml(oops["vars"].dump(2)) + "</pre>";
   return page("OOPS " + text(oops["id"]), body);
+}
+
+std::string actionPage(const nlohmann::json& job, const std::string& action,
+                       const std::string& csrf_token) {
+  const std::string id = escapeHtml(text(job["id"]));
+  std::string body = "<p>Job " + jobLink(job["id"]) + " (" + html::typeLink(job["job_type"]) +
+                     ") is " + escapeHtml(text(job["status_name"])) + ".</p>";
+  bool allowed = false;
+  for (const auto& name : job.value("actions", nlohmann::json::array())) {
+    allowed = allowed || name == action;
+  }
+  if (!allowed) {
+    return page(action + " job " + text(job["id"]),
+                body + "<p id=\"refused\">" + escapeHtml(action) +
+                    " does not apply to a job in this status (SPEC §4.3).</p>");
+  }
+  static const std::map<std::string, std::string> kWhat = {
+      {"retry", "It goes back to WAITING, to run as soon as a daemon is free."},
+      {"suspend",
+       "It becomes SUSPENDED: no daemon runs it until it is resumed (a running one is stopped at "
+       "its daemon's next lease renewal)."},
+      {"resume", "It goes back to WAITING."},
+      {"cancel",
+       "It becomes FAILED with the reason below in its log, and does not run again (a running "
+       "one is stopped at its daemon's next lease renewal)."}};
+  body += "<p>" + escapeHtml(kWhat.count(action) ? kWhat.at(action) : "") + "</p>";
+  body += "<form method=\"post\" action=\"/job/" + id + "/" + escapeHtml(action) +
+          "\"><input type=\"hidden\" name=\"csrf\" value=\"" + escapeHtml(csrf_token) + "\">";
+  if (action == "cancel") {
+    body +=
+        "<p><label>reason <input name=\"reason\" value=\"cancelled by operator\" "
+        "size=\"40\"></label></p>";
+  }
+  body += "<p><button type=\"submit\" autofocus>" + escapeHtml(action) + " job " + id +
+          "</button> <a href=\"/job/" + id + "\">back</a></p></form>";
+  return page(action + " job " + text(job["id"]) + "?", body);
 }
 
 std::string messagePage(const std::string& title, const std::string& text) {

@@ -17,10 +17,15 @@ std::string dashboardPage(const nlohmann::json& dashboard);
 // The live part alone, for /?live=1. Every count carries data-job-type and
 // data-field attributes, so that tests and scripts can read the numbers.
 std::string dashboardLive(const nlohmann::json& dashboard);
-// /job/<id>: the row, its attempts and its OOPS reports.
+// /job/<id>: the row, its attempts and its OOPS reports; with "actions"
+// (an array of names), links to confirm each.
 std::string jobPage(const nlohmann::json& job);
 // /oops/<id>: type, value, traceback and vars.
 std::string oopsPage(const nlohmann::json& oops);
+// /job/<id>/<action>: what the action does to this job, and the form
+// that makes it (its token hidden in it), or why it cannot.
+std::string actionPage(const nlohmann::json& job, const std::string& action,
+                       const std::string& csrf_token);
 // A short page for 404 and 503 answers.
 std::string messagePage(const std::string& title, const std::string& text);
 

@@ -6,9 +6,11 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <random>
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/text.hpp"
 #include "http/pages.hpp"
 #include "store/browse_query.hpp"
 #include "store/dashboard_query.hpp"
@@ -31,6 +33,8 @@ nlohmann::json sectionJson(const config::SectionConfig& c) {
           {"lease_duration_ms", c.lease_duration.count()},
           {"max_retries", c.max_retries ? nlohmann::json(*c.max_retries) : nlohmann::json()},
           {"retry_delay_ms", c.retry_delay.count()},
+          {"retry_backoff",
+           c.retry_backoff == config::RetryBackoff::kExponential ? "exponential" : "fixed"},
           {"retry_delay_max_ms", c.retry_delay_max.count()},
           {"keep_finished_ms", c.keep_finished.count()},
           {"claim_ahead", c.claim_ahead},
@@ -98,6 +102,11 @@ HttpRoutes::HttpRoutes(boost::asio::io_context& io, const runtime::Metrics& metr
       metrics_(metrics),
       sources_(std::move(sources)),
       db_(conninfo, owner, "jobd dashboard") {
+  // The token every action's form carries (and a cross-site page cannot
+  // read): new at each start, so a form from before a restart is refused.
+  std::random_device random;
+  csrf_token_ = hex16((std::uint64_t{random()} << 32) | random()) +
+                hex16((std::uint64_t{random()} << 32) | random());
   db_.start();
 }
 
@@ -170,6 +179,10 @@ bool authorized(const std::string& authorization, const std::string& secret) {
   } else {
     return false;
   }
+  return sameSecret(given, secret);
+}
+
+bool sameSecret(const std::string& given, const std::string& secret) {
   // Constant time in the secret's length: every byte is compared.
   unsigned char differ = given.size() == secret.size() ? 0 : 1;
   for (std::size_t i = 0; i < secret.size(); ++i) {
@@ -178,9 +191,35 @@ bool authorized(const std::string& authorization, const std::string& secret) {
   return differ == 0;
 }
 
+std::string operatorName(const std::string& authorization) {
+  std::size_t space = authorization.find(' ');
+  std::string scheme = authorization.substr(0, space);
+  for (char& c : scheme) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (scheme != "basic" || space == std::string::npos) {
+    return "token";
+  }
+  std::size_t start = authorization.find_first_not_of(' ', space);
+  std::string decoded =
+      base64Decoded(start == std::string::npos ? "" : authorization.substr(start));
+  std::string user;
+  for (char c : decoded.substr(0, decoded.find(':'))) {
+    // A log line's word: printable ASCII without spaces or quotes.
+    if (c > ' ' && c < 0x7f && c != '"' && c != '\\' && user.size() < 64) {
+      user += c;
+    }
+  }
+  return user.empty() ? "operator" : user;
+}
+
 void HttpRoutes::handleMetrics(const Request& request,
                                const std::function<void(Response)>& respond) {
   const std::string& path = request.path;
+  if (request.method == "POST") {
+    respond(text(405, "only GET and HEAD here\n"));
+    return;
+  }
   if (path == "/metrics") {
     Response r = text(200, metrics_.render(sources_.gauges()));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -230,12 +269,21 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
                    request.peer, kMaxFailedLogins,
                    std::chrono::duration_cast<std::chrono::seconds>(kFailedLoginWindow).count());
       }
-      Response r = text(401, "the dashboard needs its password\n");
-      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"jobd\", charset=\"UTF-8\"");
+      // An action is refused outright; a page asks the browser to sign in.
+      Response r = request.method == "POST"
+                       ? text(403, "an action needs the dashboard's password\n")
+                       : text(401, "the dashboard needs its password\n");
+      if (request.method != "POST") {
+        r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"jobd\", charset=\"UTF-8\"");
+      }
       respond(std::move(r));
       return;
     }
     failed_logins_.erase(request.peer);
+  }
+  if (request.method == "POST" || isActionPath(path)) {
+    handleAction(request, access, respond);
+    return;
   }
   if (path == "/healthz") {
     respond(sources_.draining() ? text(503, "draining\n") : text(200, "ok\n"));
@@ -254,11 +302,13 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
       respond(text(404, "no such page\n"));
       return;
     }
+    const bool actionsEnabled = !access.secret.empty();
     page(
-        [id](pqxx::connection& conn) -> std::optional<std::string> {
+        [id, actionsEnabled](pqxx::connection& conn) -> std::optional<std::string> {
           std::optional<nlohmann::json> job = store::JobStore(conn).show(*id);
           if (job) {
             (*job)["now"] = store::databaseNow(conn);
+            (*job)["actions"] = actionsEnabled ? allowedActions(*job) : nlohmann::json();
           }
           return job ? std::optional(jobPage(*job)) : std::nullopt;
         },
@@ -275,7 +325,13 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
         },
         "no OOPS with id " + id, respond);
   } else if (path.rfind("/type/", 0) == 0) {
-    std::string job_type = queryParam("t=" + path.substr(6), "t").value_or("");
+    // Percent-decoded as a path is: '+' is itself there.
+    std::string encoded = path.substr(6);
+    for (std::size_t plus = encoded.find('+'); plus != std::string::npos;
+         plus = encoded.find('+', plus)) {
+      encoded.replace(plus, 1, "%2B");
+    }
+    std::string job_type = queryParam("t=" + encoded, "t").value_or("");
     std::optional<config::SectionConfig> section = sources_.section_of(job_type);
     nlohmann::json configuration = section ? sectionJson(*section) : nlohmann::json();
     page(
@@ -303,17 +359,22 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
     std::string q = queryParam(request.query, "q").value_or("");
     q.erase(0, q.find_first_not_of(" \t"));
     q.erase(q.find_last_not_of(" \t") + 1);
-    if (allDigits(q)) {
-      Response r = text(303, "see /job/" + q + "\n");
-      r.headers.emplace_back("Location", "/job/" + q);
-      respond(std::move(r));
-      return;
-    }
-    page(
-        [q](pqxx::connection& conn) -> std::optional<std::string> {
-          return searchPage(q, q.empty() ? nlohmann::json() : store::findByTarget(conn, q));
+    answer(
+        [q](pqxx::connection& conn) {
+          // An id goes to its job's page; a number that is no job's id may
+          // be a target (an account, an order).
+          Response r;
+          if (allDigits(q) && store::jobExists(conn, std::stoll(q))) {
+            r.status = 303;
+            r.headers.emplace_back("Location", "/job/" + q);
+            r.body = "see /job/" + q + "\n";
+            return r;
+          }
+          r.content_type = kHtml;
+          r.body = searchPage(q, q.empty() ? nlohmann::json() : store::findByTarget(conn, q));
+          return r;
         },
-        "", respond);
+        respond);
   } else {
     respond(text(404, "no such page; try /, /type/TYPE, /jobs, /search, /job/ID or /oops/ID\n"));
   }
@@ -321,8 +382,26 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
 
 void HttpRoutes::page(const std::function<std::optional<std::string>(pqxx::connection&)>& query,
                       const std::string& not_found, const std::function<void(Response)>& respond) {
+  answer(
+      [query, not_found](pqxx::connection& conn) {
+        Response r;
+        r.content_type = kHtml;
+        std::optional<std::string> html = query(conn);
+        if (html) {
+          r.body = std::move(*html);
+        } else {
+          r.status = 404;
+          r.body = messagePage("not found", not_found);
+        }
+        return r;
+      },
+      respond);
+}
+
+void HttpRoutes::answer(const std::function<Response(pqxx::connection&)>& query,
+                        const std::function<void(Response)>& respond) {
   auto start = std::chrono::steady_clock::now();
-  db_.post([this, query, not_found, respond, start] {
+  db_.post([this, query, respond, start] {
     Response r;
     r.content_type = kHtml;
     try {
@@ -333,22 +412,21 @@ void HttpRoutes::page(const std::function<std::optional<std::string>(pqxx::conne
                              "daemon's DATABASE_DOWN log line.");
       } else {
         auto queried = std::chrono::steady_clock::now();
-        std::optional<std::string> html = query(*db_.connection());
+        r = query(*db_.connection());
         r.headers.emplace_back(
             "Server-Timing",
             fmt::format("queue;dur={:.1f}, page;dur={:.1f}, total;dur={:.1f}",
                         std::chrono::duration<double, std::milli>(queried - start).count(),
                         millisecondsSince(queried), millisecondsSince(start)));
-        if (html) {
-          r.body = std::move(*html);
-        } else {
-          r.status = 404;
-          r.body = messagePage("not found", not_found);
-        }
       }
     } catch (const store::BadCursor& e) {
       r.status = 400;
       r.body = messagePage("bad request", e.what());
+    } catch (const pqxx::data_exception& e) {
+      // SQLSTATE class 22: a value from the request PostgreSQL cannot read
+      // (a page cursor's time, text that is not UTF-8).
+      r.status = 400;
+      r.body = messagePage("bad request", errorLine(e.what()));
     } catch (const pqxx::broken_connection& e) {
       db_.connectionLost(errorLine(e.what()));
       r.status = 503;

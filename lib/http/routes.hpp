@@ -12,6 +12,9 @@
 //                  at a time by keyset
 //   GET /search?q= a job by id (a redirect to its page) or a target's jobs
 //   GET /job/ID, /oops/ID
+//   GET, POST /job/ID/retry|suspend|resume|cancel  an operator's action:
+//                  GET asks to confirm, POST (authenticated, with the
+//                  page's token) makes it
 // Called on the io thread by HttpServer. The dashboard's SQL runs on a
 // DatabaseThread of its own ("jobd dashboard"), so that a slow page never
 // delays claims or outcomes, and its answer is posted back to the io
@@ -21,6 +24,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +58,16 @@ std::string hostName(const std::string& host_header);
 // Whether an Authorization header carries `secret` (Basic or Bearer),
 // compared in constant time.
 bool authorized(const std::string& authorization, const std::string& secret);
+// Whether `given` is `secret`, compared in constant time.
+bool sameSecret(const std::string& given, const std::string& secret);
+// Who an authorized request is, for the log: Basic's user name (printable
+// ASCII, 64 characters at most; "operator" when empty), or "token".
+std::string operatorName(const std::string& authorization);
+// /job/ID/retry, /suspend, /resume or /cancel.
+bool isActionPath(const std::string& path);
+// The actions an operator may apply to a job shown by JobStore::show, by
+// name (SPEC §4.3).
+nlohmann::json allowedActions(const nlohmann::json& job);
 
 class HttpRoutes {
  public:
@@ -79,12 +93,24 @@ class HttpRoutes {
                        const std::function<void(Response)>& respond);
   // Joins the dashboard's database thread; pages still queued get no answer.
   void stop();
+  // The token each action's form carries.
+  const std::string& csrfToken() const { return csrf_token_; }
 
  private:
   // Runs `query` on the dashboard's connection, then renders its result on
   // the io thread; a database error becomes a 503 page.
   void page(const std::function<std::optional<std::string>(pqxx::connection&)>& query,
             const std::string& not_found, const std::function<void(Response)>& respond);
+  // The same for an answer that is more than a page (a redirect): a
+  // database error still becomes a 503 or 500 page, a value PostgreSQL
+  // cannot read (SQLSTATE class 22) or a bad cursor a 400.
+  void answer(const std::function<Response(pqxx::connection&)>& query,
+              const std::function<void(Response)>& respond);
+  // /job/ID/ACTION (http/actions.cpp): GET asks to confirm; POST, from an
+  // authenticated operator with this daemon's token and from the
+  // dashboard's own pages, makes the transition `jobd ACTION ID` makes.
+  void handleAction(const Request& request, const DashboardAccess& access,
+                    const std::function<void(Response)>& respond);
 
   static constexpr int kMaxFailedLogins = 10;
   static constexpr std::chrono::seconds kFailedLoginWindow{60};
@@ -99,6 +125,7 @@ class HttpRoutes {
   Sources sources_;
   runtime::DatabaseThread db_;
   std::map<std::string, FailedLogins> failed_logins_;  // by client address; io thread
+  std::string csrf_token_;
 };
 
 }  // namespace jobd::http

@@ -1,6 +1,7 @@
 #include "store/browse_query.hpp"
 
 #include <charconv>
+#include <cstdint>
 #include <stdexcept>
 
 namespace jobd::store {
@@ -70,77 +71,107 @@ constexpr const char* kColumns = R"sql(
   priority, target, attempt_count AS attempt, date_created, scheduled_start, date_started,
   date_finished, lease_owner, left(split_part(log, E'\n', 1), 200) AS error)sql";
 
-// A timestamp in a cursor: microseconds since the epoch, exactly.
-constexpr const char* kMicros = "(extract(epoch FROM {}) * 1000000)::bigint";
-constexpr const char* kFromMicros = "(timestamptz 'epoch' + $2::bigint * interval '1 microsecond')";
-
-std::string micros(const std::string& column) {
-  std::string out = kMicros;
-  return out.replace(out.find("{}"), 2, column);
-}
+// What a cursor part must be: a number in a range, or a time (as the
+// session's TimeZone, UTC, writes a timestamptz: exact to the microsecond,
+// and 'infinity' for the jobs a dependency holds or a limit parks).
+struct Part {
+  enum Kind { kNumber, kTime } kind;
+  long long least;
+  long long most;
+};
+constexpr Part kId{Part::kNumber, 0, INT64_MAX};
+constexpr Part kBehind{Part::kNumber, 0, 1};
+constexpr Part kPriority{Part::kNumber, INT16_MIN, INT16_MAX};
+constexpr Part kTime{Part::kTime, 0, 0};
 
 struct ListSql {
-  std::string where;   // after "job_type = $1 AND"; $2..$4 the cursor's parts
-  std::string cursor;  // the expression of a row's cursor
+  std::string where;   // after "job_type = $1 AND"; $2.. the cursor's parts
+  std::string cursor;  // the expression of a row's cursor: its parts joined by ','
   std::string order;
-  std::size_t parts;  // how many numbers a cursor of this list has
+  std::vector<Part> parts;
 };
 
 ListSql listSql(JobList list) {
-  const std::string after_finished = std::string("($2::bigint IS NULL OR (date_finished <= ") +
-                                     kFromMicros + " AND (date_finished < " + kFromMicros +
-                                     " OR id < $3::bigint)))";
+  // A finished job without date_finished (a row inserted by hand) has no
+  // place in the order: it is not listed.
+  const std::string after_finished =
+      "date_finished IS NOT NULL AND ($2::timestamptz IS NULL OR (date_finished <= "
+      "$2::timestamptz AND (date_finished < $2::timestamptz OR id < $3::bigint)))";
   switch (list) {
     case JobList::kWaiting:
       // job_unscheduled_idx (job_type, behind, priority, id): the row
       // comparison is a range of it.
       return {
-          "status = 0 AND scheduled_start IS NULL AND ($2::bigint IS NULL OR "
-          "(behind, priority, id) > ($2::bigint = 1, $3::smallint, $4::bigint))",
-          "concat_ws('.', behind::integer, priority, id)", "behind, priority, id", 3};
+          "status = 0 AND scheduled_start IS NULL AND ($2::integer IS NULL OR "
+          "(behind, priority, id) > ($2::integer = 1, $3::smallint, $4::bigint))",
+          "concat_ws(',', behind::integer, priority, id)",
+          "behind, priority, id",
+          {kBehind, kPriority, kId}};
     case JobList::kScheduled:
       // job_scheduled_idx (job_type, scheduled_start).
-      return {std::string("status = 0 AND scheduled_start IS NOT NULL AND ($2::bigint IS NULL OR "
-                          "(scheduled_start >= ") +
-                  kFromMicros + " AND (scheduled_start > " + kFromMicros + " OR id > $3::bigint)))",
-              micros("scheduled_start") + " || '.' || id", "scheduled_start, id", 2};
+      return {
+          "status = 0 AND scheduled_start IS NOT NULL AND ($2::timestamptz IS NULL OR "
+          "(scheduled_start >= $2::timestamptz AND (scheduled_start > $2::timestamptz OR "
+          "id > $3::bigint)))",
+          "scheduled_start::text || ',' || id",
+          "scheduled_start, id",
+          {kTime, kId}};
     case JobList::kRunning:
-      return {"status = 1 AND ($2::bigint IS NULL OR id > $2::bigint)", "id::text", "id", 1};
+      // job_lease_idx: every RUNNING row (as many as the daemons' slots),
+      // sorted by id.
+      return {"status = 1 AND ($2::bigint IS NULL OR id > $2::bigint)", "id::text", "id", {kId}};
     case JobList::kCompleted:
       // job_finished_idx (job_type, date_finished) WHERE status IN (2, 3).
-      return {"status = 2 AND " + after_finished, micros("date_finished") + " || '.' || id",
-              "date_finished DESC, id DESC", 2};
+      return {"status = 2 AND " + after_finished,
+              "date_finished::text || ',' || id",
+              "date_finished DESC, id DESC",
+              {kTime, kId}};
     case JobList::kFailed:
-      return {"status = 3 AND " + after_finished, micros("date_finished") + " || '.' || id",
-              "date_finished DESC, id DESC", 2};
+      // job_failed_idx (job_type, date_finished) WHERE status = 3.
+      return {"status = 3 AND " + after_finished,
+              "date_finished::text || ',' || id",
+              "date_finished DESC, id DESC",
+              {kTime, kId}};
     case JobList::kSuspended:
       // job_suspended_idx (schema 22).
-      return {"status = 4 AND ($2::bigint IS NULL OR id > $2::bigint)", "id::text", "id", 1};
+      return {"status = 4 AND ($2::bigint IS NULL OR id > $2::bigint)", "id::text", "id", {kId}};
   }
   throw std::logic_error("unknown job list");
 }
 
-// "12.-3.456" as its numbers; throws std::invalid_argument unless there
-// are exactly `parts` of them.
-std::vector<std::string> cursorParts(const std::string& cursor, std::size_t parts) {
+// "0,-3,456" or "2026-12-04 22:15:12.373325+00,17" as its parts; throws
+// BadCursor unless each is what its list's cursor holds.
+std::vector<std::string> cursorParts(const std::string& cursor, const std::vector<Part>& kinds) {
   std::vector<std::string> out;
   std::size_t start = 0;
-  while (start <= cursor.size()) {
-    std::size_t end = cursor.find('.', start);
-    std::string part = cursor.substr(start, end == std::string::npos ? end : end - start);
-    long long value = 0;
-    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
-    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) {
-      throw BadCursor("not a page cursor: " + cursor);
-    }
-    out.push_back(std::to_string(value));
+  while (true) {
+    std::size_t end = cursor.find(',', start);
+    out.push_back(cursor.substr(start, end == std::string::npos ? end : end - start));
     if (end == std::string::npos) {
       break;
     }
     start = end + 1;
   }
-  if (out.size() != parts) {
+  if (out.size() != kinds.size()) {
     throw BadCursor("not a page cursor of this list: " + cursor);
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::string& part = out[i];
+    if (kinds[i].kind == Part::kTime) {
+      // PostgreSQL reads the time; only its characters are checked here.
+      bool plain = !part.empty() && part.size() <= 64 &&
+                   part.find_first_not_of("0123456789-+:. infinityINFINITY") == std::string::npos;
+      if (!plain) {
+        throw BadCursor("not a page cursor: " + cursor);
+      }
+      continue;
+    }
+    long long value = 0;
+    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() ||
+        value < kinds[i].least || value > kinds[i].most) {
+      throw BadCursor("not a page cursor: " + cursor);
+    }
   }
   return out;
 }
@@ -193,6 +224,7 @@ nlohmann::json listJobs(pqxx::connection_base& conn, const std::string& job_type
   if (!after.empty()) {
     parts = cursorParts(after, sql.parts);
   }
+  const std::size_t part_count = sql.parts.size();
   pqxx::read_transaction txn(conn, "dashboard list");
   txn.exec("SET LOCAL jit = off");
   // One row more than the page: whether there is a next one. The limit is
@@ -200,12 +232,12 @@ nlohmann::json listJobs(pqxx::connection_base& conn, const std::string& job_type
   const std::string query =
       "SELECT to_jsonb(j) - 'cursor', j.cursor FROM (SELECT " + std::string(kColumns) + ", " +
       sql.cursor + " AS cursor FROM jobd.job WHERE job_type = $1 AND " + sql.where + " ORDER BY " +
-      sql.order + " LIMIT $" + std::to_string(sql.parts + 2) + ") AS j";
+      sql.order + " LIMIT $" + std::to_string(part_count + 2) + ") AS j";
   const int limit = page_size + 1;
   pqxx::result rows;
-  if (sql.parts == 1) {
+  if (part_count == 1) {
     rows = txn.exec_params(query, job_type, nullIfEmpty(parts, 0), limit);
-  } else if (sql.parts == 2) {
+  } else if (part_count == 2) {
     rows = txn.exec_params(query, job_type, nullIfEmpty(parts, 0), nullIfEmpty(parts, 1), limit);
   } else {
     rows = txn.exec_params(query, job_type, nullIfEmpty(parts, 0), nullIfEmpty(parts, 1),
@@ -215,7 +247,9 @@ nlohmann::json listJobs(pqxx::connection_base& conn, const std::string& job_type
   out["now"] = nlohmann::json::parse(txn.exec1("SELECT to_jsonb(now())")[0].c_str());
   for (pqxx::result::size_type i = 0; i < rows.size(); ++i) {
     if (static_cast<int>(i) == page_size) {
-      out["next"] = rows[i - 1][1].c_str();
+      if (!rows[i - 1][1].is_null()) {
+        out["next"] = rows[i - 1][1].c_str();
+      }
       break;
     }
     out["jobs"].push_back(nlohmann::json::parse(rows[i][0].c_str()));

@@ -35,8 +35,22 @@ size_t onHeader(char* data, size_t size, size_t count, void* user) {
 
 HttpReply httpGet(const std::string& url, long timeout_ms,
                   const std::vector<std::string>& headers) {
+  return httpRequest(url, nullptr, timeout_ms, headers);
+}
+
+HttpReply httpPost(const std::string& url, const std::string& form,
+                   const std::vector<std::string>& headers) {
+  return httpRequest(url, &form, 10000, headers);
+}
+
+HttpReply httpRequest(const std::string& url, const std::string* form, long timeout_ms,
+                      const std::vector<std::string>& headers) {
   HttpReply reply;
   CURL* curl = curl_easy_init();
+  if (form != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, form->c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(form->size()));
+  }
   curl_slist* header_list = nullptr;
   for (const std::string& header : headers) {
     header_list = curl_slist_append(header_list, header.c_str());

@@ -25,6 +25,12 @@ struct HttpReply {
 
 HttpReply httpGet(const std::string& url, long timeout_ms = 10000,
                   const std::vector<std::string>& headers = {});
+// A POST of an application/x-www-form-urlencoded body (a form's fields).
+HttpReply httpPost(const std::string& url, const std::string& form,
+                   const std::vector<std::string>& headers = {});
+// Either: a GET when form is null.
+HttpReply httpRequest(const std::string& url, const std::string* form, long timeout_ms,
+                      const std::vector<std::string>& headers);
 
 // The total of a Server-Timing header ("... total;dur=12.3"), in ms; -1
 // when absent.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "http/pages.hpp"
+#include "http/routes.hpp"
 
 namespace jobd::http {
 namespace {
@@ -25,12 +26,18 @@ TEST(HtmlTest, TimestampsAreReadExactly) {
   EXPECT_EQ(html::epochMicros("infinity"), std::nullopt);
   EXPECT_EQ(html::epochMicros("2026-12-04"), std::nullopt);
   EXPECT_EQ(html::epochMicros("2026-12-04T22:15:12 garbage"), std::nullopt);
+  EXPECT_EQ(html::epochMicros("2026-12-04 22:15:12+00"), 1796422512000000LL);
+  EXPECT_EQ(html::epochMicros("2026-12-04 23:45:12+0130"), 1796422512000000LL);
+  // A log line that starts with a time is not one.
+  EXPECT_EQ(html::epochMicros("2026-12-04 10:00:00+00 connection refused"), std::nullopt);
+  EXPECT_EQ(html::epochMicros("2026-12-04 10:00:00+00:00Z"), std::nullopt);
   EXPECT_EQ(html::epochMicros(nullptr), std::nullopt);
   EXPECT_EQ(html::epochMicros(5), std::nullopt);
 }
 
 TEST(HtmlTest, DurationsInHumanUnits) {
   EXPECT_EQ(html::duration(0.85), "850 ms");
+  EXPECT_EQ(html::duration(0.9996), "1.0 s");
   EXPECT_EQ(html::duration(9.87), "9.9 s");
   EXPECT_EQ(html::duration(12.74), "12 s");
   EXPECT_EQ(html::duration(245), "4 min 5 s");
@@ -109,7 +116,7 @@ TEST(HtmlTest, ATypePageShowsItsConfigurationCountsAndFailures) {
   std::string page = typePage(typeData(), config);
   EXPECT_THAT(page, HasSubstr("<tr><th>timeout</th><td>5 min</td></tr>"));
   EXPECT_THAT(page, HasSubstr("<tr><th>lease_duration</th><td>30 s</td></tr>"));
-  EXPECT_THAT(page, HasSubstr("<tr><th>retry_delay</th><td>10 min (at most 1 h)</td></tr>"));
+  EXPECT_THAT(page, HasSubstr("<tr><th>retry_delay</th><td>10 min, fixed</td></tr>"));
   EXPECT_THAT(page, HasSubstr("<tr><th>keep_finished</th><td>30 d</td></tr>"));
   EXPECT_THAT(page, HasSubstr("<tr><th>limit</th><td>by target: 2 at a time</td></tr>"));
   EXPECT_THAT(page, HasSubstr("data-field=\"ready\" data-value=\"7000\">7,000</td>"));
@@ -159,6 +166,42 @@ TEST(HtmlTest, ASearchPageSaysWhatItFound) {
   EXPECT_THAT(searchPage("", nullptr), HasSubstr("Search for a job by its id"));
   nlohmann::json none = {{"now", "2026-12-04T22:15:12+00:00"}, {"jobs", nlohmann::json::array()}};
   EXPECT_THAT(searchPage("<t>", none), HasSubstr("No job has the id or target \"&lt;t&gt;\"."));
+}
+
+// Who acted, for the log line: Basic's user name, cleaned to one word.
+TEST(HtmlTest, TheOperatorIsNamedByTheirUserName) {
+  EXPECT_EQ(operatorName("Basic YWxpY2U6czNjcmV0LXB3"), "alice");    // alice:s3cret-pw
+  EXPECT_EQ(operatorName("basic   YWxpY2U6czNjcmV0LXB3"), "alice");  // any case, spaces
+  EXPECT_EQ(operatorName("Basic OnMzY3JldC1wdw=="), "operator");     // :s3cret-pw
+  EXPECT_EQ(operatorName("Basic YSBiPSJjIjpw"), "ab=c");             // a b="c":p
+  EXPECT_EQ(operatorName("Bearer s3cret-pw"), "token");
+  EXPECT_TRUE(sameSecret("abc", "abc"));
+  EXPECT_FALSE(sameSecret("abd", "abc"));
+  EXPECT_FALSE(sameSecret("ab", "abc"));
+  EXPECT_FALSE(sameSecret("abcd", "abc"));
+}
+
+// The actions a job's status allows (SPEC §4.3), and the paths that name
+// them.
+TEST(HtmlTest, ActionsFollowTheJobsStatus) {
+  auto allowed = [](int status) { return allowedActions({{"status", status}}).dump(); };
+  EXPECT_EQ(allowed(0), R"(["retry","suspend","cancel"])");  // WAITING
+  EXPECT_EQ(allowed(1), R"(["suspend","cancel"])");          // RUNNING
+  EXPECT_EQ(allowed(3), R"(["retry"])");                     // FAILED
+  EXPECT_EQ(allowed(4), R"(["resume","cancel"])");           // SUSPENDED
+  EXPECT_EQ(allowed(9), "[]");
+  EXPECT_TRUE(isActionPath("/job/42/cancel"));
+  EXPECT_FALSE(isActionPath("/job/42/delete"));
+  EXPECT_FALSE(isActionPath("/job//cancel"));
+  EXPECT_FALSE(isActionPath("/job/4x/cancel"));
+  EXPECT_FALSE(isActionPath("/job/42"));
+  nlohmann::json job = {
+      {"id", 42}, {"job_type", "t"}, {"status_name", "WAITING"}, {"actions", {"retry", "cancel"}}};
+  std::string page = actionPage(job, "cancel", "tok\"en");
+  EXPECT_THAT(page, HasSubstr("name=\"csrf\" value=\"tok&quot;en\""));
+  EXPECT_THAT(page, HasSubstr("name=\"reason\""));
+  EXPECT_THAT(actionPage(job, "resume", "t"), HasSubstr("id=\"refused\""));
+  EXPECT_THAT(actionPage(job, "resume", "t"), Not(HasSubstr("method=\"post\"")));
 }
 
 }  // namespace
