@@ -155,7 +155,7 @@ void Controller::preflight() {
     std::string error;
     bool fatal = false;
     try {
-      auto conn = store::open(conninfo_);
+      auto conn = store::open(conninfo_, services_->database().connectWithin());
       runtime::DatabaseThread::Watching watching(services_->database(), conn.get());
       store::configure(*conn, "jobd serve");
       store::checkSchemaVersion(*conn);

@@ -39,7 +39,8 @@ void Reporter::listen(runtime::Metrics& metrics, const std::string& conninfo) {
         });
     std::string address = dashboard_http_->start(d.dashboard_listen);
     logs::info(
-        "DASHBOARD_LISTENING address={} paths=/,/type/TYPE,/jobs,/search,/job/ID,/oops/ID,/healthz "
+        "DASHBOARD_LISTENING address={} "
+        "paths=/,/type/TYPE,/jobs,/search,/job/ID,/job/ID/ACTION,/oops/ID,/healthz "
         "auth={}",
         address, dashboard_access_.secret.empty() ? "none" : "password");
   }

@@ -13,6 +13,8 @@
 // logged as DASHBOARD_ACTION with the operator's name.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/errors.hpp"
 #include "core/job_status.hpp"
 #include "core/log.hpp"
@@ -23,6 +25,8 @@
 
 namespace jobd::http {
 namespace {
+
+constexpr std::size_t kMaxReason = 1000;
 
 constexpr OperatorAction kActions[] = {OperatorAction::kRetry, OperatorAction::kSuspend,
                                        OperatorAction::kResume, OperatorAction::kCancel};
@@ -72,6 +76,22 @@ Response htmlAnswer(int status, const std::string& title, const std::string& mes
   r.content_type = "text/html; charset=utf-8";
   r.body = messagePage(title, message);
   return r;
+}
+
+// What a failed action's log line says of it.
+std::string failureOf(int status) {
+  switch (status) {
+    case 404:
+      return "no such job";
+    case 409:
+      return "its status does not allow it";
+    case 400:
+      return "a value the database cannot store";
+    case 503:
+      return "the database is unreachable, or the commit's outcome is not known";
+    default:
+      return "an error (see the answer)";
+  }
 }
 
 // Whether the browser says the request came from a page of this dashboard
@@ -156,9 +176,15 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
     return;
   }
   const std::string who = operatorName(request.authorization);
-  std::string reason = queryParam(request.body, "reason").value_or("");
-  if (reason.find_first_not_of(" \t\r\n") == std::string::npos) {
-    reason = "cancelled by operator";
+  // The CLI's --reason and its default; a reason is one line of text.
+  std::string reason = queryParam(request.body, "reason").value_or("cancelled by operator");
+  if (reason.size() > kMaxReason || std::any_of(reason.begin(), reason.end(), [](unsigned char c) {
+        return c < ' ' || c == 0x7f;
+      })) {
+    respond(htmlAnswer(
+        400, "bad request",
+        "The reason must be one line of at most " + std::to_string(kMaxReason) + " bytes."));
+    return;
   }
   const std::string peer = request.peer;
   db_.post([this, id, action, name, who, reason, peer, respond] {
@@ -180,11 +206,22 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
       r = htmlAnswer(404, "not found", e.what());
     } catch (const TransitionError& e) {
       r = htmlAnswer(409, "not done", e.what());
+    } catch (const pqxx::in_doubt_error& e) {
+      db_.connectionLost(errorLine(e.what()));
+      r = htmlAnswer(503, "not known",
+                     "The connection was lost during the commit: the action may have been made. "
+                     "Open the job's page again before you repeat it.");
     } catch (const pqxx::broken_connection& e) {
       db_.connectionLost(errorLine(e.what()));
       r = htmlAnswer(503, "database unreachable", errorLine(e.what()));
+    } catch (const pqxx::data_exception& e) {
+      r = htmlAnswer(400, "bad request", errorLine(e.what()));
     } catch (const std::exception& e) {
       r = htmlAnswer(500, "error", errorLine(e.what()));
+    }
+    if (r.status != 303) {
+      logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} job={} action={} status={}: {}", who,
+                 peer, id, name, r.status, failureOf(r.status));
     }
     boost::asio::post(io_, [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
   });

@@ -121,6 +121,11 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     message->set(bhttp::field::server, "jobd");
     message->set(bhttp::field::content_type, response.content_type);
     message->set(bhttp::field::cache_control, "no-store");
+    // No page of another site may frame these (an action's button under a
+    // decoy), or read a body as another type.
+    message->set("X-Frame-Options", "DENY");
+    message->set("Content-Security-Policy", "frame-ancestors 'none'");
+    message->set("X-Content-Type-Options", "nosniff");
     for (const auto& [name, value] : response.headers) {
       message->set(name, value);
     }

@@ -101,7 +101,8 @@ HttpRoutes::HttpRoutes(boost::asio::io_context& io, const runtime::Metrics& metr
     : io_(io),
       metrics_(metrics),
       sources_(std::move(sources)),
-      db_(conninfo, owner, "jobd dashboard") {
+      // An action's commit waits for its flush, as the CLI's does.
+      db_(conninfo, owner, "jobd dashboard", {runtime::Commits::kDurable}) {
   // The token every action's form carries (and a cross-site page cannot
   // read): new at each start, so a form from before a restart is refused.
   std::random_device random;

@@ -78,9 +78,14 @@ bool LeaseKeeper::connect() {
     db_.retryNow();  // the caller has its own backoff
     opened->set_value(db_.store() != nullptr);
   });
-  return answer.wait_for(std::chrono::seconds(db_.connectWithin() + 2)) ==
-             std::future_status::ready &&
-         answer.valid() && answer.get();
+  if (answer.wait_for(std::chrono::seconds(db_.connectWithin() + 2)) != std::future_status::ready) {
+    return false;
+  }
+  try {
+    return answer.get();
+  } catch (const std::future_error&) {
+    return false;  // the work was dropped: the thread stopped
+  }
 }
 
 void LeaseKeeper::start() {

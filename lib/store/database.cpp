@@ -170,6 +170,9 @@ std::unique_ptr<pqxx::connection> open(const std::string& conninfo, int connect_
 void configure(pqxx::connection& conn, std::string_view application_name) {
   conn.set_variable("application_name", conn.quote(std::string(application_name)));
   conn.set_variable("TimeZone", "'UTC'");
+  // Times as text (the dashboard's page cursors) in ISO 8601, whatever the
+  // server's default.
+  conn.set_variable("DateStyle", "'ISO, YMD'");
 }
 
 std::unique_ptr<pqxx::connection> connect(const std::string& conninfo,

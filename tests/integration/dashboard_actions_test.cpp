@@ -100,7 +100,14 @@ TEST(DashboardActionsTest, OnlyASignedInOperatorWithTheFormsTokenActsAsTheCliDoe
   EXPECT_EQ(rowOf(db, mine), rowOf(db, cli));
   EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + mine), "4");
   ASSERT_TRUE(daemon.waitForLog("DASHBOARD_ACTION operator=alice"));
-  EXPECT_THAT(daemon.log(), HasSubstr("job=" + mine + " action=suspend"));
+  EXPECT_TRUE(std::regex_search(daemon.log(),
+                                std::regex("DASHBOARD_ACTION operator=alice peer=\\S+ job=" + mine +
+                                           " action=suspend from=\\S+ to=\\S+")))
+      << daemon.log();
+  // No page of another site may frame the dashboard (a decoy over the
+  // confirmation's button).
+  EXPECT_EQ(confirm.headers["x-frame-options"], "DENY");
+  EXPECT_EQ(confirm.headers["content-security-policy"], "frame-ancestors 'none'");
 
   // An action the status does not allow changes nothing (409).
   std::string suspended = rowOf(db, mine);
@@ -108,6 +115,17 @@ TEST(DashboardActionsTest, OnlyASignedInOperatorWithTheFormsTokenActsAsTheCliDoe
   EXPECT_EQ(rowOf(db, mine), suspended);
   EXPECT_THAT(httpGet(board + "/job/" + mine + "/retry", 10000, {kAlice}).body,
               HasSubstr("id=\"refused\""));
+  ASSERT_TRUE(daemon.waitForLog("DASHBOARD_ACTION_FAILED operator=alice"));
+  // A reason is one line of text, of 1,000 bytes at most.
+  EXPECT_EQ(httpPost(board + "/job/" + mine + "/cancel",
+                     "csrf=" + token + "&reason=" + std::string(1001, 'x'), {kAlice})
+                .status,
+            400);
+  EXPECT_EQ(
+      httpPost(board + "/job/" + mine + "/cancel", "csrf=" + token + "&reason=a%0Ab", {kAlice})
+          .status,
+      400);
+  EXPECT_EQ(rowOf(db, mine), suspended);
 
   // Resume, then cancel with a reason: the CLI's rows again.
   EXPECT_EQ(httpPost(board + "/job/" + mine + "/resume", "csrf=" + token, {kAlice}).status, 303);

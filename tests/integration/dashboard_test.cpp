@@ -158,7 +158,6 @@ std::vector<std::string> walkList(const std::string& base, const std::string& pa
     EXPECT_EQ(reply.status, 200) << next << ": " << reply.body;
     double took = testing::serverTimingTotal(reply);
     slowest = std::max(slowest, took);
-    std::cout << "server time " << took << " ms: " << next << "\n";
     EXPECT_LT(took, budget_ms) << next;
     std::vector<std::string> page = listedIds(reply.body);
     ids.insert(ids.end(), page.begin(), page.end());
