@@ -86,12 +86,13 @@ const Fields<DaemonSettings>& daemonFields() {
         "free one; empty: off"},
        into<D, std::string>(&D::metrics_listen, parseHostPortOrEmpty)},
       {{"dashboard_listen", "",
-        "host:port for the dashboard (/, /job/ID, /oops/ID, /healthz), which shows payloads and "
-        "tracebacks; beyond a loopback address it needs dashboard_password_file; empty: off"},
+        "host:port for the dashboard (/, /type/TYPE, /jobs, /search, /job/ID, /oops/ID, /healthz), "
+        "which shows payloads and tracebacks; beyond a loopback address it needs "
+        "dashboard_password_file; empty: off"},
        into<D, std::string>(&D::dashboard_listen, parseHostPortOrEmpty)},
       {{"dashboard_password_file", "",
         "a file whose first line is the dashboard's password (HTTP Basic, any user name) or "
-        "bearer token; read at start"},
+        "bearer token; read at start; without it the dashboard offers no actions"},
        into<D, std::string>(&D::dashboard_password_file, parseAbsolutePathOrEmpty)},
       {{"dashboard_host", "",
         "comma-separated host names the dashboard answers to (its Host header, a guard against "
