@@ -161,10 +161,19 @@ limit_burst: 10
   EXPECT_GE(std::stoi(started), 1425);
   EXPECT_LE(std::stoi(started), 1575);
   // The other hosts were not stuck behind the backlog: all of them had run
-  // within a few seconds, while the hot host had 20 s of work left.
-  EXPECT_EQ(db.scalar("SELECT max(started) FILTER (WHERE host <> 'hot') < "
-                      "min(started) FILTER (WHERE host = 'hot') + interval '5 s' FROM step_log"),
-            "t");
+  // while the hot host still had most of its 22 s of work left. (Behind it,
+  // the last would start with the hot host's last.) The claims that park
+  // the backlog take a few seconds under the sanitizers on a busy machine.
+  std::string lag = db.scalar(
+      "SELECT round(extract(epoch FROM max(started) FILTER (WHERE host <> 'hot') - "
+      "min(started) FILTER (WHERE host = 'hot'))::numeric, 2) FROM step_log");
+  std::string left = db.scalar(
+      "SELECT round(extract(epoch FROM max(started) FILTER (WHERE host = 'hot') - "
+      "max(started) FILTER (WHERE host <> 'hot'))::numeric, 2) FROM step_log");
+  std::printf("other hosts: all started %s s after the hot host's first, %s s before its last\n",
+              lag.c_str(), left.c_str());
+  EXPECT_LT(std::stod(lag), 10.0);
+  EXPECT_GT(std::stod(left), 10.0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE attempt_count <> 1 OR log IS NOT NULL"),
             "0");
   stopAll(daemons);
