@@ -87,6 +87,15 @@ const std::vector<CommandSpec>& commands() {
       {"retry", 1, 1, {}, {}, "retry ID", "queue a FAILED, COMPLETED or WAITING job to run now"},
       {"suspend", 1, 1, {}, {}, "suspend ID", "suspend a WAITING or RUNNING job"},
       {"resume", 1, 1, {}, {}, "resume ID", "queue a SUSPENDED job again"},
+      {"retry-failed",
+       1,
+       1,
+       {"--error-type", "--since", "--limit"},
+       {},
+       "retry-failed TYPE [--error-type NAME] [--since TIME|DUR] [--limit N]",
+       "retry TYPE's FAILED jobs that failed from --since on (default 24h ago), of one error "
+       "type if given, oldest first, at most N (default 1000, at most 100000), 500 to a "
+       "transaction"},
       {"cancel",
        1,
        1,

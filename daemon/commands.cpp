@@ -200,6 +200,9 @@ int runCommand(const CommandLine& cl) {
       cl.command == "cancel") {
     return cmdOperator(cl);
   }
+  if (cl.command == "retry-failed") {
+    return cmdRetryFailed(cl);
+  }
   if (cl.command == "pause") {
     return cmdPause(cl);
   }

@@ -44,6 +44,7 @@ int cmdStatus(const CommandLine& cl);
 int cmdShow(const CommandLine& cl);
 int cmdOops(const CommandLine& cl);
 int cmdOperator(const CommandLine& cl);
+int cmdRetryFailed(const CommandLine& cl);
 int cmdPause(const CommandLine& cl);
 int cmdUnpause(const CommandLine& cl);
 int cmdSchedule(const CommandLine& cl);

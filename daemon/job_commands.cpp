@@ -445,6 +445,38 @@ int cmdOperator(const CommandLine& cl) {
   return 0;
 }
 
+int cmdRetryFailed(const CommandLine& cl) {
+  auto config = loadConfig(cl);
+  store::RetryFailedRequest request;
+  request.job_type = cl.positional.at(0);
+  if (request.job_type.empty()) {
+    throw UsageError("retry-failed: TYPE must not be empty");
+  }
+  request.error_type = cl.option("--error-type");
+  std::string since = cl.option("--since").value_or("24h");
+  if (looksLikeIso8601(since)) {
+    request.since = since;
+  } else if (auto span = parseDuration(since); span && span->count() > 0) {
+    request.since_ago = span;
+  } else {
+    throw UsageError(
+        "retry-failed: --since: expected an ISO-8601 time such as 2026-12-01T09:30:00Z or a "
+        "duration such as 2h, got '" +
+        since + "'");
+  }
+  if (auto limit = cl.option("--limit")) {
+    request.limit = parseInteger("retry-failed: --limit", *limit, 1,
+                                 store::RetryFailedRequest::kRetryFailedMost);
+  }
+  auto conn = connectChecked(cl, *config);
+  std::int64_t retried = store::JobStore(*conn).retryFailed(request);
+  std::cout << "retried " << retried << " FAILED job" << (retried == 1 ? "" : "s") << " of "
+            << request.job_type
+            << (request.error_type ? " with error type " + *request.error_type : std::string())
+            << "\n";
+  return 0;
+}
+
 int cmdPause(const CommandLine& cl) {
   auto config = loadConfig(cl);
   store::PauseRequest request;

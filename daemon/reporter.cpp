@@ -40,7 +40,7 @@ void Reporter::listen(runtime::Metrics& metrics, const std::string& conninfo) {
     std::string address = dashboard_http_->start(d.dashboard_listen);
     logs::info(
         "DASHBOARD_LISTENING address={} "
-        "paths=/,/type/TYPE,/jobs,/search,/job/ID,/job/ID/ACTION,/oops/ID,/healthz "
+        "paths=/,/type/TYPE,/jobs,/search,/job/ID,/job/ID/ACTION,/action/NAME,/oops/ID,/healthz "
         "auth={}",
         address, dashboard_access_.secret.empty() ? "none" : "password");
   }

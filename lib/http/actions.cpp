@@ -1,8 +1,13 @@
-// The dashboard's actions on a job (retry, suspend, resume, cancel): what
-// `jobd retry|suspend|resume|cancel ID` does, through the same
-// store::JobStore::apply, for an operator who signed in. A GET of
-// /job/ID/ACTION asks to confirm; the form it shows POSTs back with this
-// daemon's token. A POST is made only when:
+// The dashboard's actions, for an operator who signed in, each through the
+// same store code as its CLI command:
+//  - on a job (retry, suspend, resume, cancel): `jobd ACTION ID`,
+//    store::JobStore::apply; at /job/ID/ACTION;
+//  - on a job type or a schedule, at /action/NAME with the fields as query
+//    parameters (GET) or a form (POST): retry-failed (`jobd retry-failed`,
+//    JobStore::retryFailed), pause and unpause (`jobd pause|unpause`),
+//    pause-schedule and resume-schedule (`jobd schedule pause|resume`).
+// A GET asks to confirm; the form it shows POSTs back with this daemon's
+// token. A POST is made only when:
 //  - the dashboard has a password (dashboard_password_file) and the
 //    request carries it: the operator has a name for the log;
 //  - it carries the token of a form this daemon rendered (a page of
@@ -13,15 +18,22 @@
 // logged as DASHBOARD_ACTION with the operator's name.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
+#include <fmt/format.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+
+#include "core/duration.hpp"
 #include "core/errors.hpp"
 #include "core/job_status.hpp"
 #include "core/log.hpp"
+#include "http/html.hpp"
 #include "http/pages.hpp"
 #include "http/routes.hpp"
 #include "store/browse_query.hpp"
 #include "store/job_store.hpp"
+#include "store/schedule_store.hpp"
 
 namespace jobd::http {
 namespace {
@@ -107,10 +119,171 @@ bool fromThisSite(const Request& request) {
   return request.origin == "http://" + request.host || request.origin == "https://" + request.host;
 }
 
+// One line of text of at most kMaxReason bytes.
+bool oneLine(const std::string& text) {
+  return text.size() <= kMaxReason && std::none_of(text.begin(), text.end(), [](unsigned char c) {
+           return c < ' ' || c == 0x7f;
+         });
+}
+
+// An action on a job type or a schedule (/action/NAME), with its fields.
+struct Control {
+  std::string name;
+  std::string job_type;  // retry-failed, pause, unpause
+  std::optional<std::string> target;
+  std::string schedule;                   // pause-schedule, resume-schedule
+  std::optional<std::string> error_type;  // retry-failed
+  std::string since = "24h";              // retry-failed: a time or a duration ago
+  std::int64_t limit = store::RetryFailedRequest::kRetryFailedDefault;
+  std::string for_;  // pause: a duration, or empty for until unpaused
+  std::string reason;
+  std::string error;  // why the fields cannot be used
+};
+
+constexpr const char* kControls[] = {"retry-failed", "pause", "unpause", "pause-schedule",
+                                     "resume-schedule"};
+
+bool isControlPath(const std::string& path) {
+  return path.rfind("/action/", 0) == 0 && std::find(std::begin(kControls), std::end(kControls),
+                                                     path.substr(8)) != std::end(kControls);
+}
+
+Control parseControl(const std::string& name, const std::string& fields) {
+  Control c;
+  c.name = name;
+  auto field = [&fields](const char* key) {
+    std::optional<std::string> value = queryParam(fields, key);
+    return value && !value->empty() ? value : std::nullopt;
+  };
+  c.job_type = field("type").value_or("");
+  c.target = field("target");
+  c.schedule = field("name").value_or("");
+  c.error_type = field("error_type");
+  c.since = field("since").value_or(c.since);
+  c.for_ = field("for").value_or("");
+  c.reason = field("reason").value_or("");
+  for (const std::string* text : {&c.job_type, &c.schedule, &c.since, &c.for_, &c.reason}) {
+    if (!oneLine(*text)) {
+      c.error = "Each field must be one line of at most " + std::to_string(kMaxReason) + " bytes.";
+    }
+  }
+  for (const auto* text : {&c.target, &c.error_type}) {
+    if (*text && !oneLine(**text)) {
+      c.error = "Each field must be one line of at most " + std::to_string(kMaxReason) + " bytes.";
+    }
+  }
+  bool on_schedule = name == "pause-schedule" || name == "resume-schedule";
+  if (on_schedule ? c.schedule.empty() : c.job_type.empty()) {
+    c.error = on_schedule ? "Which schedule? (name=)" : "Which job type? (type=)";
+  }
+  if (std::optional<std::string> limit = field("limit")) {
+    char* end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(limit->c_str(), &end, 10);
+    if (errno != 0 || *end != '\0' || n < 1 || n > store::RetryFailedRequest::kRetryFailedMost) {
+      c.error = "The limit must be a number from 1 to " +
+                std::to_string(store::RetryFailedRequest::kRetryFailedMost) + ".";
+    } else {
+      c.limit = n;
+    }
+  }
+  if (!c.for_.empty() && (!parseDuration(c.for_) || parseDuration(c.for_)->count() <= 0)) {
+    c.error = "'for' must be a duration such as 30m or 2h, or empty.";
+  }
+  return c;
+}
+
+// What a control's log line and redirect name.
+std::string subjectOf(const Control& c) {
+  if (!c.schedule.empty() && c.job_type.empty()) {
+    return "schedule=" + c.schedule;
+  }
+  return "type=" + c.job_type + (c.target ? " target=" + *c.target : "") +
+         (c.error_type ? " error_type=" + *c.error_type : "");
+}
+
+std::string hidden(const char* name, const std::string& value) {
+  return std::string("<input type=\"hidden\" name=\"") + name + "\" value=\"" + escapeHtml(value) +
+         "\">";
+}
+
+// The confirmation of a control: what it does, its fields, the button.
+std::string controlPage(const Control& c, const std::string& csrf_token) {
+  std::string body;
+  std::string title;
+  std::string form =
+      "<form method=\"post\" action=\"/action/" + c.name + "\">" + hidden("csrf", csrf_token);
+  const std::string type_html = html::typeLink(c.job_type);
+  const std::string target_html =
+      c.target ? " target <code>" + escapeHtml(*c.target) + "</code>" : std::string();
+  if (c.name == "retry-failed") {
+    title = "retry failed jobs of " + c.job_type + "?";
+    body = "<p>Every FAILED job of " + type_html + target_html +
+           (c.error_type ? " whose error type is <code>" + escapeHtml(*c.error_type) + "</code>"
+                         : std::string()) +
+           " that failed from the time below on goes back to WAITING, oldest first, at most the "
+           "limit, in transactions of " +
+           std::to_string(store::JobStore::kRetryBatch) +
+           " (as <code>jobd retry-failed</code>).</p>";
+    form += hidden("type", c.job_type) + (c.error_type ? hidden("error_type", *c.error_type) : "") +
+            "<p><label>since (a duration ago, or a UTC time) <input name=\"since\" value=\"" +
+            escapeHtml(c.since) +
+            "\" size=\"24\"></label></p><p><label>at most <input name=\"limit\" value=\"" +
+            std::to_string(c.limit) + "\" size=\"8\" inputmode=\"numeric\"></label> jobs</p>";
+  } else if (c.name == "pause") {
+    title = "pause " + c.job_type + "?";
+    body = "<p>No daemon claims " + type_html + "&#39;s jobs" + target_html +
+           " from now on; running jobs finish (as <code>jobd pause</code>).</p>";
+    form += hidden("type", c.job_type) + (c.target ? hidden("target", *c.target) : "") +
+            "<p><label>for (empty: until unpaused) <input name=\"for\" value=\"" +
+            escapeHtml(c.for_) +
+            "\" size=\"10\"></label></p><p><label>reason <input name=\"reason\" value=\"" +
+            escapeHtml(c.reason) + "\" size=\"40\"></label></p>";
+  } else if (c.name == "unpause") {
+    title = "unpause " + c.job_type + "?";
+    body = "<p>Every daemon claims " + type_html + "&#39;s jobs" + target_html +
+           " again at once (as <code>jobd unpause</code>).</p>";
+    form += hidden("type", c.job_type) + (c.target ? hidden("target", *c.target) : "");
+  } else {
+    bool pause = c.name == "pause-schedule";
+    title = std::string(pause ? "pause" : "resume") + " schedule " + c.schedule + "?";
+    body =
+        "<p>Schedule <code>" + escapeHtml(c.schedule) + "</code> " +
+        (pause ? "makes no job until it is resumed" : "makes its jobs again from its next tick") +
+        " (as <code>jobd schedule " + (pause ? "pause" : "resume") + "</code>).</p>";
+    form += hidden("name", c.schedule);
+  }
+  form += "<p><button type=\"submit\" autofocus>" + escapeHtml(title.substr(0, title.size() - 1)) +
+          "</button> <a href=\"" +
+          (c.job_type.empty() ? std::string("/") : "/type/" + urlEncode(c.job_type)) +
+          "\">back</a></p></form>";
+  return html::page(title, body + form);
+}
+
+// Why a POST must change nothing (a 403 to answer), or nullopt: it came
+// from another site, or without the token of a form this daemon rendered.
+// `what` names the action in the log.
+std::optional<Response> refusal(const Request& request, const std::string& csrf_token,
+                                const std::string& what) {
+  if (!fromThisSite(request)) {
+    logs::warn("DASHBOARD_ACTION_REFUSED peer={} {}: a request from another site", request.peer,
+               what);
+    return htmlAnswer(403, "forbidden", "This action did not come from the dashboard's page.");
+  }
+  std::optional<std::string> token = queryParam(request.body, "csrf");
+  if (!token || !sameSecret(*token, csrf_token)) {
+    logs::warn("DASHBOARD_ACTION_REFUSED peer={} {}: no valid form token", request.peer, what);
+    return htmlAnswer(403, "forbidden",
+                      "The form's token is missing or stale (the daemon restarted?): open the "
+                      "page again.");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool isActionPath(const std::string& path) {
-  return parseActionPath(path).has_value();
+  return parseActionPath(path).has_value() || isControlPath(path);
 }
 
 nlohmann::json allowedActions(const nlohmann::json& job) {
@@ -131,15 +304,21 @@ nlohmann::json allowedActions(const nlohmann::json& job) {
 
 void HttpRoutes::handleAction(const Request& request, const DashboardAccess& access,
                               const std::function<void(Response)>& respond) {
+  const bool control = isControlPath(request.path);
   std::optional<ActionPath> target = parseActionPath(request.path);
-  if (!target) {
+  if (!target && !control) {
     respond(plain(request.method == "POST" ? 405 : 404,
-                  "no such action; try POST /job/ID/retry|suspend|resume|cancel\n"));
+                  "no such action; try POST /job/ID/retry|suspend|resume|cancel or "
+                  "/action/retry-failed|pause|unpause|pause-schedule|resume-schedule\n"));
     return;
   }
   if (access.secret.empty()) {
     respond(htmlAnswer(403, "forbidden",
                        "Actions need an operator who signs in: set dashboard_password_file."));
+    return;
+  }
+  if (control) {
+    handleControl(request, respond);
     return;
   }
   const std::int64_t id = target->id;
@@ -160,27 +339,15 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
         "no job with id " + std::to_string(id), respond);
     return;
   }
-  if (!fromThisSite(request)) {
-    logs::warn("DASHBOARD_ACTION_REFUSED peer={} job={} action={}: a request from another site",
-               request.peer, id, name);
-    respond(htmlAnswer(403, "forbidden", "This action did not come from the dashboard's page."));
-    return;
-  }
-  std::optional<std::string> token = queryParam(request.body, "csrf");
-  if (!token || !sameSecret(*token, csrf_token_)) {
-    logs::warn("DASHBOARD_ACTION_REFUSED peer={} job={} action={}: no valid form token",
-               request.peer, id, name);
-    respond(htmlAnswer(403, "forbidden",
-                       "The form's token is missing or stale (the daemon restarted?): open the "
-                       "job's page again."));
+  if (std::optional<Response> refused =
+          refusal(request, csrf_token_, fmt::format("job={} action={}", id, name))) {
+    respond(std::move(*refused));
     return;
   }
   const std::string who = operatorName(request.authorization);
   // The CLI's --reason and its default; a reason is one line of text.
   std::string reason = queryParam(request.body, "reason").value_or("cancelled by operator");
-  if (reason.size() > kMaxReason || std::any_of(reason.begin(), reason.end(), [](unsigned char c) {
-        return c < ' ' || c == 0x7f;
-      })) {
+  if (!oneLine(reason)) {
     respond(htmlAnswer(
         400, "bad request",
         "The reason must be one line of at most " + std::to_string(kMaxReason) + " bytes."));
@@ -222,6 +389,107 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
     if (r.status != 303) {
       logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} job={} action={} status={}: {}", who,
                  peer, id, name, r.status, failureOf(r.status));
+    }
+    boost::asio::post(io_, [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
+  });
+}
+
+void HttpRoutes::handleControl(const Request& request,
+                               const std::function<void(Response)>& respond) {
+  const bool post = request.method == "POST";
+  Control c = parseControl(request.path.substr(8), post ? request.body : request.query);
+  if (!c.error.empty()) {
+    respond(htmlAnswer(400, "bad request", c.error));
+    return;
+  }
+  if (!post) {
+    Response r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = controlPage(c, csrf_token_);
+    respond(std::move(r));
+    return;
+  }
+  const std::string subject = subjectOf(c);
+  if (std::optional<Response> refused =
+          refusal(request, csrf_token_, "action=" + c.name + " " + subject)) {
+    respond(std::move(*refused));
+    return;
+  }
+  const std::string who = operatorName(request.authorization);
+  const std::string peer = request.peer;
+  db_.post([this, c, who, peer, subject, respond] {
+    Response r;
+    std::string done;
+    try {
+      if (db_.repository() == nullptr) {
+        r = htmlAnswer(503, "database unreachable", "The database cannot be reached.");
+      } else {
+        pqxx::connection& conn = *db_.connection();
+        std::string location = "/type/" + urlEncode(c.job_type);
+        if (c.name == "retry-failed") {
+          store::RetryFailedRequest retry;
+          retry.job_type = c.job_type;
+          retry.error_type = c.error_type;
+          std::optional<Duration> ago = parseDuration(c.since);
+          if (ago && ago->count() > 0) {
+            retry.since_ago = ago;
+          } else {
+            retry.since = c.since;
+          }
+          retry.limit = c.limit;
+          std::int64_t n = store::JobStore(conn).retryFailed(retry);
+          done = fmt::format("retried={}", n);
+          location += "?retried=" + std::to_string(n);
+        } else if (c.name == "pause") {
+          store::PauseRequest pause;
+          pause.job_type = c.job_type;
+          pause.target = c.target;
+          pause.reason = c.reason;
+          pause.paused_by = who + " (dashboard)";
+          if (!c.for_.empty()) {
+            pause.for_ = parseDuration(c.for_);
+          }
+          done = store::JobStore(conn).pause(pause) ? "replaced=true" : "replaced=false";
+        } else if (c.name == "unpause") {
+          if (!store::JobStore(conn).unpause(c.job_type, c.target)) {
+            throw NotFoundError(c.job_type + (c.target ? " target " + *c.target : "") +
+                                " is not paused");
+          }
+          done = "unpaused";
+        } else {
+          bool pause = c.name == "pause-schedule";
+          if (!store::ScheduleStore(conn).setPaused(c.schedule, pause)) {
+            throw NotFoundError("no schedule named " + c.schedule);
+          }
+          done = pause ? "paused" : "resumed";
+          location = "/";
+        }
+        logs::info("DASHBOARD_ACTION operator={} peer={} action={} {} {}", who, peer, c.name,
+                   subject, done);
+        r.status = 303;
+        r.headers.emplace_back("Location", location);
+        r.body = c.name + " " + subject + ": " + done + "\n";
+      }
+    } catch (const NotFoundError& e) {
+      r = htmlAnswer(404, "not found", e.what());
+    } catch (const UsageError& e) {
+      r = htmlAnswer(400, "bad request", e.what());
+    } catch (const pqxx::in_doubt_error& e) {
+      db_.connectionLost(errorLine(e.what()));
+      r = htmlAnswer(503, "not known",
+                     "The connection was lost during the commit: the action may have been made. "
+                     "Open the page again before you repeat it.");
+    } catch (const pqxx::broken_connection& e) {
+      db_.connectionLost(errorLine(e.what()));
+      r = htmlAnswer(503, "database unreachable", errorLine(e.what()));
+    } catch (const pqxx::data_exception& e) {
+      r = htmlAnswer(400, "bad request", errorLine(e.what()));
+    } catch (const std::exception& e) {
+      r = htmlAnswer(500, "error", errorLine(e.what()));
+    }
+    if (r.status != 303) {
+      logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} action={} {} status={}: {}", who,
+                 peer, c.name, subject, r.status, failureOf(r.status));
     }
     boost::asio::post(io_, [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
   });

@@ -108,7 +108,21 @@ std::string configurationTable(const nlohmann::json& c) {
 std::string typePage(const nlohmann::json& t, const nlohmann::json& configuration) {
   const std::string job_type = jsonText(t["job_type"]);
   const nlohmann::json& now = t["now"];
-  std::string body = "<h2>Configuration</h2>" + configurationTable(configuration);
+  // With actions on (dashboard_password_file): links to confirm each.
+  const bool actions = t.value("actions", false);
+  const std::string type_param = "type=" + urlEncode(job_type);
+  std::string body;
+  if (t.contains("retried") && t["retried"].is_number_integer()) {
+    body += "<p id=\"done\" role=\"status\">" + number(t["retried"]) +
+            " failed jobs went back to WAITING.</p>";
+  }
+  if (actions) {
+    body += "<p id=\"type-actions\"><a href=\"" + escapeHtml("/action/pause?" + type_param) +
+            "\">pause…</a> <a href=\"" + escapeHtml("/action/unpause?" + type_param) +
+            "\">unpause…</a> <a href=\"" + escapeHtml("/action/retry-failed?" + type_param) +
+            "\">retry failed jobs…</a></p>";
+  }
+  body += "<h2>Configuration</h2>" + configurationTable(configuration);
   body += "<h2>Jobs</h2>" + listsNav(job_type, "") +
           "<div class=\"scroll\"><table id=\"counts\"><tr><th class=\"n\">ready</th>"
           "<th class=\"n\">scheduled</th><th class=\"n\">running</th>"
@@ -150,12 +164,20 @@ std::string typePage(const nlohmann::json& t, const nlohmann::json& configuratio
     }
     body +=
         "<div class=\"scroll\"><table id=\"failure-groups\"><tr><th>error type</th>"
-        "<th class=\"n\">jobs</th><th>last</th><th>latest job</th></tr>";
+        "<th class=\"n\">jobs</th><th>last</th><th>latest job</th>" +
+        std::string(actions ? "<th></th>" : "") + "</tr>";
     for (const auto& g : t["failure_groups"]) {
       body += "<tr>" + html::cell(g["error_type"]) + "<td class=\"n\" data-error-type=\"" +
               html::text(g["error_type"]) + "\" data-value=\"" + html::text(g["count"]) + "\">" +
               number(g["count"]) + "</td>" + html::whenCell(g["last"], now) + "<td>" +
-              html::jobLink(g["latest_job"]) + "</td></tr>";
+              html::jobLink(g["latest_job"]) + "</td>";
+      if (actions) {
+        body += "<td><a href=\"" +
+                escapeHtml("/action/retry-failed?" + type_param +
+                           "&error_type=" + urlEncode(jsonText(g["error_type"]))) +
+                "\">retry these…</a></td>";
+      }
+      body += "</tr>";
     }
     body += "</table></div>";
   }

@@ -157,20 +157,39 @@ std::string daemonsTable(const nlohmann::json& daemons, const nlohmann::json& no
 }
 
 // The pauses in force (schema 14): nothing when there are none.
-std::string pausedTable(const nlohmann::json& paused, const nlohmann::json& now) {
+// A link to confirm an action on a type or a schedule (http/actions.cpp).
+std::string actionLink(const std::string& action, const std::string& query,
+                       const std::string& label) {
+  return "<a href=\"" + escapeHtml("/action/" + action + "?" + query) + "\">" + label + "</a>";
+}
+
+// The pauses in force (schema 14): nothing when there are none. With
+// actions on, each row links to its unpause.
+std::string pausedTable(const nlohmann::json& paused, const nlohmann::json& now, bool actions) {
   if (!paused.is_array() || paused.empty()) {
     return "";
   }
   std::string out =
       "<h2>Paused</h2><table id=\"paused\"><tr><th>job type</th><th>target</th><th>by</th>"
-      "<th>since</th><th>until</th><th>reason</th></tr>";
+      "<th>since</th><th>until</th><th>reason</th>" +
+      std::string(actions ? "<th></th>" : "") + "</tr>";
   for (const auto& p : paused) {
     out +=
         "<tr>" + cell(p["job_type"]) +
         cell(p["target"].is_null() ? std::string("every target") : text(p["target"])) +
         cell(p["paused_by"]) + whenCell(p["paused_at"], now) +
         (p["until"].is_null() ? cell(std::string("until unpaused")) : whenCell(p["until"], now)) +
-        cell(p["reason"]) + "</tr>";
+        cell(p["reason"]);
+    if (actions) {
+      out +=
+          "<td>" +
+          actionLink("unpause",
+                     "type=" + urlEncode(text(p["job_type"])) +
+                         (p["target"].is_null() ? "" : "&target=" + urlEncode(text(p["target"]))),
+                     "unpause…") +
+          "</td>";
+    }
+    out += "</tr>";
   }
   return out + "</table>";
 }
@@ -200,14 +219,16 @@ std::string throttledTable(const nlohmann::json& throttled, const nlohmann::json
 
 // Every schedule (schema 15): its next and last ticks, and the last job's
 // outcome; nothing when there are none.
-std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json& now) {
+std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json& now,
+                           bool actions) {
   if (!schedules.is_array() || schedules.empty()) {
     return "";
   }
   std::string out =
       "<h2>Schedules</h2><table id=\"schedules\"><tr><th>schedule</th><th>job type</th>"
       "<th>spec</th><th>next</th><th>last</th><th>last job</th><th>missed</th>"
-      "<th>skipped</th></tr>";
+      "<th>skipped</th>" +
+      std::string(actions ? "<th></th>" : "") + "</tr>";
   for (const auto& s : schedules) {
     std::string state;
     if (!s["problem"].is_null()) {
@@ -227,7 +248,15 @@ std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json
         s.value("paused", false) ? cell(nlohmann::json("paused")) : whenCell(s["next_fire"], now);
     out += whenCell(s["last_fire"], now) + "<td>" + last_job + "</td><td class=\"n\">" +
            escapeHtml(text(s["missed"])) + "</td><td class=\"n\">" +
-           escapeHtml(text(s["skipped"])) + "</td></tr>";
+           escapeHtml(text(s["skipped"])) + "</td>";
+    if (actions) {
+      bool paused = s.value("paused", false);
+      out += "<td>" +
+             actionLink(paused ? "resume-schedule" : "pause-schedule",
+                        "name=" + urlEncode(text(s["name"])), paused ? "resume…" : "pause…") +
+             "</td>";
+    }
+    out += "</tr>";
   }
   return out + "</table>";
 }
@@ -256,12 +285,13 @@ std::string fieldsTable(const nlohmann::json& object, std::initializer_list<cons
 
 std::string dashboardLive(const nlohmann::json& d) {
   const nlohmann::json& now = d["now"];
+  const bool actions = d.value("actions", false);
   return "<p class=\"muted\">as of " + html::when(now, nullptr) + "</p>" +
-         pausedTable(d.value("paused", nlohmann::json::array()), now) +
+         pausedTable(d.value("paused", nlohmann::json::array()), now, actions) +
          jobTypesTable(d["job_types"]) +
          throttledTable(d.value("throttled", nlohmann::json::array()), now) +
          runningTable(d["running"], now) + failuresTable(d["failures"], now) +
-         schedulesTable(d.value("schedules", nlohmann::json::array()), now) +
+         schedulesTable(d.value("schedules", nlohmann::json::array()), now, actions) +
          daemonsTable(d["daemons"], now);
 }
 

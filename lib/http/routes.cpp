@@ -291,9 +291,11 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
   } else if (path == "/") {
     bool live = request.query == "live=1";
     std::vector<std::string> types = sources_.job_types();
+    const bool actions = !access.secret.empty();
     page(
-        [types, live](pqxx::connection& conn) -> std::optional<std::string> {
+        [types, live, actions](pqxx::connection& conn) -> std::optional<std::string> {
           nlohmann::json dashboard = store::loadDashboard(conn, types);
+          dashboard["actions"] = actions;
           return live ? dashboardLive(dashboard) : dashboardPage(dashboard);
         },
         "", respond);
@@ -335,9 +337,18 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
     std::string job_type = queryParam("t=" + encoded, "t").value_or("");
     std::optional<config::SectionConfig> section = sources_.section_of(job_type);
     nlohmann::json configuration = section ? sectionJson(*section) : nlohmann::json();
+    // After a retry-failed action (Post/Redirect/Get), how many it retried.
+    std::optional<std::string> retried = queryParam(request.query, "retried");
+    const bool actions = !access.secret.empty();
     page(
-        [job_type, configuration](pqxx::connection& conn) -> std::optional<std::string> {
-          return typePage(store::loadJobType(conn, job_type), configuration);
+        [job_type, configuration, retried,
+         actions](pqxx::connection& conn) -> std::optional<std::string> {
+          nlohmann::json t = store::loadJobType(conn, job_type);
+          t["actions"] = actions;
+          if (retried && allDigits(*retried) && retried->size() <= 18) {
+            t["retried"] = std::stoll(*retried);
+          }
+          return typePage(t, configuration);
         },
         "", respond);
   } else if (path == "/jobs") {

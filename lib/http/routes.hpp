@@ -15,6 +15,8 @@
 //   GET, POST /job/ID/retry|suspend|resume|cancel  an operator's action:
 //                  GET asks to confirm, POST (authenticated, with the
 //                  page's token) makes it
+//   GET, POST /action/retry-failed|pause|unpause|pause-schedule|
+//                  resume-schedule  the same for a job type or a schedule
 // Called on the io thread by HttpServer. The dashboard's SQL runs on a
 // DatabaseThread of its own ("jobd dashboard"), so that a slow page never
 // delays claims or outcomes, and its answer is posted back to the io
@@ -63,7 +65,7 @@ bool sameSecret(const std::string& given, const std::string& secret);
 // Who an authorized request is, for the log: Basic's user name (printable
 // ASCII, 64 characters at most; "operator" when empty), or "token".
 std::string operatorName(const std::string& authorization);
-// /job/ID/retry, /suspend, /resume or /cancel.
+// /job/ID/retry, /suspend, /resume or /cancel, or /action/NAME.
 bool isActionPath(const std::string& path);
 // The actions an operator may apply to a job shown by JobStore::show, by
 // name (SPEC §4.3).
@@ -111,6 +113,9 @@ class HttpRoutes {
   // dashboard's own pages, makes the transition `jobd ACTION ID` makes.
   void handleAction(const Request& request, const DashboardAccess& access,
                     const std::function<void(Response)>& respond);
+  // /action/NAME: an action on a job type or a schedule (actions.cpp),
+  // once handleAction has checked that actions are on.
+  void handleControl(const Request& request, const std::function<void(Response)>& respond);
 
   static constexpr int kMaxFailedLogins = 10;
   static constexpr std::chrono::seconds kFailedLoginWindow{60};

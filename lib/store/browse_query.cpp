@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "store/job_store.hpp"
+
 namespace jobd::store {
 namespace {
 
@@ -55,14 +57,13 @@ SELECT jsonb_build_object(
 std::string jobTypeSql() {
   return std::string(R"sql(
 WITH failures AS MATERIALIZED (
-  SELECT id, date_finished,
-         COALESCE(NULLIF(left(split_part(split_part(log, E'\n', 1), ': ', 1), 80), ''),
-                  'no error type') AS error_type
+  SELECT id, date_finished, )sql") +
+         kErrorTypeSql + R"sql( AS error_type
     FROM jobd.job
    WHERE job_type = $1 AND status = 3 AND date_finished > now() - interval '24 hours'
    ORDER BY date_finished DESC
    LIMIT $2
-))sql") + kJobType;
+))sql" + std::string(kJobType);
 }
 
 // What a listed job shows; `cursor` is where the next page starts.

@@ -26,6 +26,24 @@ bool isRefusal(const pqxx::sql_error& e) {
          state == "22023";
 }
 
+// An operator's retry of the jobs in `ids` (a bigint[] literal), each
+// locked FOR UPDATE and allowed a retry by the caller. Launchpad's
+// queue(): back to WAITING, runnable now, lease cleared, date_finished
+// set; each a head of its target's queue (docs/schema.md, "Jobs of one
+// target"). A job held for its parents (schema 19) stays held: the reset is
+// to the start it gets once they are done. A job a limit parked (schema 20)
+// is a candidate again: the next claim applies its key's limit afresh.
+void requeue(pqxx::work& txn, const std::string& ids) {
+  txn.exec_params(
+      "UPDATE jobd.job AS j SET status = 0, lease_expires = NULL, date_finished = now(), "
+      "behind = false, scheduled_start = CASE WHEN EXISTS (SELECT 1 FROM jobd.job_hold AS h "
+      "WHERE h.job_id = j.id) THEN 'infinity'::timestamptz END WHERE j.id = ANY($1::bigint[])",
+      ids);
+  txn.exec_params(
+      "UPDATE jobd.job_hold SET scheduled_start = NULL WHERE job_id = ANY($1::bigint[])", ids);
+  txn.exec_params("DELETE FROM jobd.job_throttled WHERE job_id = ANY($1::bigint[])", ids);
+}
+
 }  // namespace
 
 std::int64_t JobStore::enqueue(const EnqueueRequest& r) {
@@ -232,20 +250,7 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
 
   switch (action) {
     case OperatorAction::kRetry:
-      // Launchpad's queue(): back to WAITING, runnable now, lease cleared,
-      // date_finished set. A WAITING job is reset to start now, as a head
-      // if it was behind its target (docs/schema.md, "Jobs of one target").
-      // A job held for its parents (schema 19) stays held: the reset is
-      // to the start it gets once they are done.
-      txn.exec_params(
-          "UPDATE jobd.job SET status = 0, lease_expires = NULL, date_finished = now(), "
-          "behind = false, scheduled_start = CASE WHEN EXISTS (SELECT 1 FROM jobd.job_hold AS h "
-          "WHERE h.job_id = $1) THEN 'infinity'::timestamptz END WHERE id = $1",
-          id);
-      txn.exec_params("UPDATE jobd.job_hold SET scheduled_start = NULL WHERE job_id = $1", id);
-      // A job a limit parked (schema 20) is a candidate again: the next
-      // claim applies its key's limit afresh.
-      txn.exec_params("DELETE FROM jobd.job_throttled WHERE job_id = $1", id);
+      requeue(txn, "{" + std::to_string(id) + "}");
       if (*from == JobStatus::kWaiting) {
         // The trigger only fires when a job comes back to WAITING; a reset
         // moves a scheduled one forward, so wake the daemons here.
@@ -316,6 +321,62 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
   }
   txn.commit();
   return {id, *from, to};
+}
+
+std::int64_t JobStore::retryFailed(const RetryFailedRequest& r) {
+  if (r.limit < 1 || r.limit > RetryFailedRequest::kRetryFailedMost) {
+    throw UsageError("retry-failed: the limit must be from 1 to " +
+                     std::to_string(RetryFailedRequest::kRetryFailedMost));
+  }
+  // The window: [since, the first batch's now()), as ISO 8601 text (json's
+  // form of a timestamptz does not depend on the session's DateStyle).
+  std::string since;
+  std::string until;
+  {
+    pqxx::work txn(conn_);
+    txn.exec("SET LOCAL TimeZone = 'UTC'");
+    try {
+      pqxx::row row = txn.exec_params1(
+          "SELECT to_json(COALESCE($1::timestamptz, now() - $2::interval, '-infinity'))#>>'{}', "
+          "to_json(now())#>>'{}'",
+          r.since, r.since_ago ? std::optional(toSqlInterval(*r.since_ago)) : std::nullopt);
+      since = row[0].c_str();
+      until = row[1].c_str();
+    } catch (const pqxx::data_exception& e) {
+      throw UsageError("retry-failed: --since: not a time PostgreSQL reads: " +
+                       std::string(e.what()));
+    }
+  }
+  // Oldest first, by job_failed_idx; the cursor passes over the jobs of
+  // other error types and the ones another transaction holds.
+  const std::string pick = std::string(
+                               "SELECT id, to_json(date_finished)#>>'{}' FROM jobd.job "
+                               "WHERE job_type = $1 AND status = 3 AND date_finished >= $2 "
+                               "AND date_finished < $3 AND (date_finished, id) > ($4, $5) "
+                               "AND ($6::text IS NULL OR ") +
+                           kErrorTypeSql +
+                           " = $6) ORDER BY date_finished, id LIMIT $7 FOR UPDATE SKIP LOCKED";
+  std::string after_time = since;
+  std::int64_t after_id = 0;
+  std::int64_t retried = 0;
+  while (retried < r.limit) {
+    pqxx::work txn(conn_);
+    pqxx::result rows = txn.exec_params(pick, r.job_type, since, until, after_time, after_id,
+                                        r.error_type, std::min(kRetryBatch, r.limit - retried));
+    if (rows.empty()) {
+      break;
+    }
+    std::string ids = "{";
+    for (const auto& row : rows) {
+      ids += (ids.size() > 1 ? "," : "") + std::string(row[0].c_str());
+    }
+    requeue(txn, ids + "}");
+    txn.commit();
+    retried += static_cast<std::int64_t>(rows.size());
+    after_id = rows.back()[0].as<std::int64_t>();
+    after_time = rows.back()[1].c_str();
+  }
+  return retried;
 }
 
 bool JobStore::pause(const PauseRequest& r) {

@@ -56,6 +56,27 @@ struct PauseRequest {
   bool cancel_running = false;
 };
 
+// Retries a job type's FAILED jobs, as `jobd retry` does one at a time:
+// those that failed from `since` on (and before the first batch began, so
+// that a job that fails again is not retried twice), of one error type if
+// given (the first word of its log's first line, as the dashboard groups
+// failures: kErrorTypeSql), oldest first, at most `limit`.
+struct RetryFailedRequest {
+  std::string job_type;
+  std::optional<std::string> error_type;
+  std::optional<std::string> since;   // ISO 8601; UTC when no offset
+  std::optional<Duration> since_ago;  // since = now() - since_ago
+  std::int64_t limit = kRetryFailedDefault;
+  static constexpr std::int64_t kRetryFailedDefault = 1000;
+  static constexpr std::int64_t kRetryFailedMost = 100000;
+};
+
+// The error type of a FAILED job's log, as SQL over `log`: its first
+// line's text before ": " (at most 80 characters), or 'no error type'.
+constexpr const char* kErrorTypeSql =
+    "COALESCE(NULLIF(left(split_part(split_part(log, E'\\n', 1), ': ', 1), 80), ''), "
+    "'no error type')";
+
 struct TransitionResult {
   std::int64_t id = 0;
   JobStatus from = JobStatus::kWaiting;
@@ -94,6 +115,13 @@ class JobStore {
   // Applies an operator action under a row lock; throws NotFoundError or
   // TransitionError (Launchpad's message). reason is cancel's log text.
   TransitionResult apply(std::int64_t id, OperatorAction action, const std::string& reason);
+
+  // Retries FAILED jobs (RetryFailedRequest) in transactions of at most
+  // kRetryBatch jobs each, so that no lock is held long; returns how many
+  // it retried. UsageError for a bad time or limit. A batch that fails
+  // leaves the batches before it done.
+  std::int64_t retryFailed(const RetryFailedRequest& request);
+  static constexpr std::int64_t kRetryBatch = 500;
 
   // Pauses the type (or its target) for every daemon from the commit on:
   // returns whether it replaced a pause. UsageError for a bad time or one

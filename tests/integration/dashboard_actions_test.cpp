@@ -1,7 +1,6 @@
-// The dashboard's actions on a job (issue 22): only an operator who signed
-// in, with the token of a form the daemon rendered, from the dashboard's
-// own pages, changes anything; the transition is the CLI's, and the log
-// names the operator.
+// The dashboard's actions on a job, a job type and a schedule (issue 22): only an operator who
+// signed in, with the token of a form the daemon rendered, from the dashboard's own pages, changes
+// anything; the transition is the CLI's, and the log names the operator.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -150,6 +149,190 @@ TEST(DashboardActionsTest, OnlyASignedInOperatorWithTheFormsTokenActsAsTheCliDoe
   EXPECT_EQ(httpPost(open_board + "/job/" + waiting + "/cancel", "csrf=" + token).status, 403);
   EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + waiting), "0");
   EXPECT_THAT(httpGet(open_board + "/job/" + waiting).body, Not(HasSubstr("id=\"actions\"")));
+  EXPECT_EQ(open.stop().exit_code, 0);
+  std::filesystem::remove_all(dir);
+}
+
+// FAILED jobs of `type` failed `ago` ago with `log`, ids in order.
+void failed(const TestDatabase& db, const std::string& type, int n, const std::string& ago,
+            const std::string& log) {
+  db.scalar("SELECT count(jobd.enqueue('" + type + "')) FROM generate_series(1, " +
+            std::to_string(n) + ")");
+  db.scalar("UPDATE jobd.job SET status = 3, attempt_count = 1, date_started = now() - interval '" +
+            ago + "', date_finished = now() - interval '" + ago +
+            "' + id * interval '1 ms', log = '" + log + "' WHERE job_type = '" + type +
+            "' AND status = 0");
+}
+
+// Which of a type's jobs are WAITING again, as ranks in their failure
+// order within each log: "ValueError: a 1..1000; KeyError: b none".
+std::string retriedOf(const TestDatabase& db, const std::string& type) {
+  return db.scalar(
+      "SELECT string_agg(log || ' ' || COALESCE(retried, 'none'), '; ' ORDER BY log) FROM ("
+      "SELECT log, min(rank) FILTER (WHERE status = 0) || '..' || max(rank) FILTER (WHERE status "
+      "= 0) AS retried FROM (SELECT log, status, row_number() OVER (PARTITION BY log ORDER BY id) "
+      "AS rank FROM jobd.job WHERE job_type = '" +
+      type + "') AS r GROUP BY log) AS g");
+}
+
+// Actions on a job type and on a schedule: retry a type's failed jobs of
+// one error type (bounded, oldest first), pause and unpause a type, pause
+// and resume a schedule. Each is refused without the form's token, and
+// otherwise gives what the CLI gives.
+TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
+  TestDatabase db;
+  const std::string dir = ::testing::TempDir() + "jobd_type_actions_" + db.name();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/password") << "s3cret-pw\n";
+  Daemon daemon(db, "[jobd]\ndashboard_listen: 127.0.0.1:0\ndashboard_password_file: " + dir +
+                        "/password\n[quiet]\nhandler: noop\n");
+  ASSERT_TRUE(daemon.waitReady());
+  const std::string board = dashboardUrl(daemon.process());
+  const std::string origin = "Origin: " + board;
+  auto jobd = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"--database", db.conninfo(), "--config", "/dev/null"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ProcessResult r = testing::runJobd(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  // The same failures for the dashboard (report) and the CLI (twin): more
+  // ValueErrors than the default limit of 1,000, a few KeyErrors, and
+  // ValueErrors older than the default 24 hours.
+  for (const std::string type : {"report", "twin"}) {
+    failed(db, type, 4, "3 days", "ValueError: old");
+    failed(db, type, 1200, "1 hour", "ValueError: bad input");
+    failed(db, type, 5, "2 hours", "KeyError: gone");
+  }
+
+  // The type's page links to the action for each error type.
+  std::string type_page = httpGet(board + "/type/report", 10000, {kAlice}).body;
+  EXPECT_THAT(type_page,
+              HasSubstr("href=\"/action/retry-failed?type=report&amp;error_type=ValueError\""));
+  EXPECT_THAT(type_page, HasSubstr("href=\"/action/pause?type=report\""));
+  testing::HttpReply confirm =
+      httpGet(board + "/action/retry-failed?type=report&error_type=ValueError", 10000, {kAlice});
+  ASSERT_EQ(confirm.status, 200) << confirm.body << daemon.log();
+  EXPECT_THAT(confirm.body, HasSubstr("<form method=\"post\" action=\"/action/retry-failed\""));
+  const std::string token = tokenOf(confirm.body);
+  ASSERT_FALSE(token.empty());
+  const std::string url = board + "/action/retry-failed";
+  const std::string form = "type=report&error_type=ValueError&since=24h&limit=1000";
+  const std::string before = retriedOf(db, "report");
+  EXPECT_EQ(httpPost(url, form + "&csrf=" + token).status, 403);
+  EXPECT_EQ(httpPost(url, form, {kAlice}).status, 403);
+  EXPECT_EQ(httpPost(url, form + "&csrf=" + token, {kAlice, "Sec-Fetch-Site: cross-site"}).status,
+            403);
+  EXPECT_EQ(httpPost(url, "type=report&limit=0&csrf=" + token, {kAlice}).status, 400);
+  EXPECT_EQ(httpPost(url, "type=report&limit=100001&csrf=" + token, {kAlice}).status, 400);
+  EXPECT_EQ(httpPost(url, "type=report&since=soon&csrf=" + token, {kAlice}).status, 400);
+  EXPECT_EQ(retriedOf(db, "report"), before);
+  EXPECT_EQ(before, "KeyError: gone none; ValueError: bad input none; ValueError: old none");
+
+  testing::HttpReply done = httpPost(url, form + "&csrf=" + token, {kAlice, origin});
+  EXPECT_EQ(done.status, 303) << done.body;
+  EXPECT_EQ(done.headers["location"], "/type/report?retried=1000");
+  EXPECT_THAT(jobd({"retry-failed", "twin", "--error-type", "ValueError"}),
+              HasSubstr("retried 1000 FAILED jobs of twin"));
+  // The 1,000 oldest of the last 24 hours: none of the older ones, no
+  // KeyError; the same as the CLI's.
+  EXPECT_EQ(retriedOf(db, "report"),
+            "KeyError: gone none; ValueError: bad input 1..1000; ValueError: old none");
+  EXPECT_EQ(retriedOf(db, "twin"), retriedOf(db, "report"));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND (date_finished < now() "
+                      "- interval '10 s' OR lease_expires IS NOT NULL OR scheduled_start IS NOT "
+                      "NULL)"),
+            "0")
+      << db.scalar("SELECT row_to_json(j) FROM jobd.job AS j WHERE status = 0 LIMIT 1");
+  EXPECT_THAT(httpGet(board + "/type/report?retried=1000", 10000, {kAlice}).body,
+              HasSubstr("1,000 failed jobs went back to WAITING"));
+  ASSERT_TRUE(daemon.waitForLog("action=retry-failed"));
+  EXPECT_TRUE(
+      std::regex_search(daemon.log(), std::regex("DASHBOARD_ACTION operator=alice peer=\\S+ "
+                                                 "action=retry-failed type=report "
+                                                 "error_type=ValueError retried=1000")))
+      << daemon.log();
+  // Every error type, from three days and a minute ago: the rest.
+  EXPECT_EQ(httpPost(url, "type=report&since=73h&limit=100000&csrf=" + token, {kAlice}).status,
+            303);
+  jobd({"retry-failed", "twin", "--since", "73h", "--limit", "100000"});
+  EXPECT_EQ(retriedOf(db, "report"),
+            "KeyError: gone 1..5; ValueError: bad input 1..1200; ValueError: old 1..4");
+  EXPECT_EQ(retriedOf(db, "twin"), retriedOf(db, "report"));
+
+  // Pause and unpause a type (a target's pause too): the CLI's rows.
+  const std::string pauses =
+      "SELECT COALESCE(string_agg(COALESCE(target, '*') || ' ' || reason || ' ' || "
+      "COALESCE(round(extract(epoch FROM until - paused_at) / 60) || ' min', 'no end'), '; ' "
+      "ORDER BY target NULLS FIRST), 'none') FROM jobd.paused WHERE job_type = ";
+  EXPECT_EQ(httpGet(board + "/action/pause?type=report", 10000, {kAlice}).status, 200);
+  EXPECT_EQ(
+      httpPost(board + "/action/pause", "type=report&for=30m&reason=db+move", {kAlice}).status,
+      403);
+  EXPECT_EQ(db.scalar(pauses + "'report'"), "none");
+  EXPECT_EQ(httpPost(board + "/action/pause", "type=report&for=30m&reason=db+move&csrf=" + token,
+                     {kAlice, origin})
+                .status,
+            303);
+  EXPECT_EQ(
+      httpPost(board + "/action/pause", "type=report&target=acme&csrf=" + token, {kAlice}).status,
+      303);
+  jobd({"pause", "twin", "--until", "30m", "--reason", "db move"});
+  jobd({"pause", "twin", "--target", "acme"});
+  EXPECT_EQ(db.scalar(pauses + "'report'"), "* db move 30 min; acme  no end");
+  EXPECT_EQ(db.scalar(pauses + "'report'"), db.scalar(pauses + "'twin'"));
+  EXPECT_EQ(db.scalar("SELECT paused_by FROM jobd.paused WHERE job_type = 'report' LIMIT 1"),
+            "alice (dashboard)");
+  std::string front = httpGet(board + "/", 10000, {kAlice}).body;
+  EXPECT_THAT(front, HasSubstr("href=\"/action/unpause?type=report&amp;target=acme\""));
+  EXPECT_EQ(
+      httpPost(board + "/action/unpause", "type=report&target=acme&csrf=" + token, {kAlice}).status,
+      303);
+  jobd({"unpause", "twin", "--target", "acme"});
+  EXPECT_EQ(db.scalar(pauses + "'report'"), "* db move 30 min");
+  EXPECT_EQ(db.scalar(pauses + "'report'"), db.scalar(pauses + "'twin'"));
+  // Unpausing what is not paused changes nothing: 404, as the CLI's exit.
+  EXPECT_EQ(
+      httpPost(board + "/action/unpause", "type=report&target=acme&csrf=" + token, {kAlice}).status,
+      404);
+  EXPECT_EQ(
+      httpPost(board + "/action/pause", "type=report&for=soon&csrf=" + token, {kAlice}).status,
+      400);
+
+  // Pause and resume a schedule.
+  jobd({"schedule", "add", "nightly", "report", "every 1h"});
+  jobd({"schedule", "add", "twin-nightly", "twin", "every 1h"});
+  const std::string schedule_paused = "SELECT paused FROM jobd.schedule WHERE name = ";
+  EXPECT_THAT(httpGet(board + "/", 10000, {kAlice}).body,
+              HasSubstr("href=\"/action/pause-schedule?name=nightly\""));
+  EXPECT_EQ(httpPost(board + "/action/pause-schedule", "name=nightly", {kAlice}).status, 403);
+  EXPECT_EQ(db.scalar(schedule_paused + "'nightly'"), "f");
+  EXPECT_EQ(
+      httpPost(board + "/action/pause-schedule", "name=nightly&csrf=" + token, {kAlice}).status,
+      303);
+  jobd({"schedule", "pause", "twin-nightly"});
+  EXPECT_EQ(db.scalar(schedule_paused + "'nightly'"), "t");
+  EXPECT_EQ(db.scalar(schedule_paused + "'twin-nightly'"), "t");
+  EXPECT_THAT(httpGet(board + "/", 10000, {kAlice}).body,
+              HasSubstr("href=\"/action/resume-schedule?name=nightly\""));
+  EXPECT_EQ(
+      httpPost(board + "/action/resume-schedule", "name=nightly&csrf=" + token, {kAlice}).status,
+      303);
+  EXPECT_EQ(db.scalar(schedule_paused + "'nightly'"), "f");
+  EXPECT_EQ(httpPost(board + "/action/resume-schedule", "name=nope&csrf=" + token, {kAlice}).status,
+            404);
+  ASSERT_TRUE(daemon.waitForLog("action=resume-schedule schedule=nightly resumed"));
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+
+  // Without a password: no action, and no links to one.
+  Daemon open(db, "[jobd]\ndashboard_listen: 127.0.0.1:0\n[quiet]\nhandler: noop\n");
+  ASSERT_TRUE(open.waitReady());
+  const std::string open_board = dashboardUrl(open.process());
+  EXPECT_EQ(httpGet(open_board + "/action/pause?type=report").status, 403);
+  EXPECT_EQ(httpPost(open_board + "/action/pause", "type=report&csrf=" + token).status, 403);
+  EXPECT_THAT(httpGet(open_board + "/type/report").body, Not(HasSubstr("/action/")));
+  EXPECT_THAT(httpGet(open_board + "/").body, Not(HasSubstr("/action/")));
+  EXPECT_EQ(db.scalar(pauses + "'report'"), "* db move 30 min");
   EXPECT_EQ(open.stop().exit_code, 0);
   std::filesystem::remove_all(dir);
 }
