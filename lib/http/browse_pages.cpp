@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "core/text.hpp"
+#include "http/charts.hpp"
 #include "http/html.hpp"
 #include "http/pages.hpp"
 
@@ -122,6 +123,18 @@ std::string typePage(const nlohmann::json& t, const nlohmann::json& configuratio
             "\">unpause…</a> <a href=\"" + escapeHtml("/action/retry-failed?" + type_param) +
             "\">retry failed jobs…</a></p>";
   }
+  // The trends (schema 23), over the span chosen: 1 h, 6 h or 24 h.
+  const int minutes = t.contains("trends") ? t["trends"].value("minutes", 60) : 60;
+  body += "<h2>Trends</h2><nav class=\"spans\" aria-label=\"span\">";
+  for (int hours : {1, 6, 24}) {
+    std::string label = "last " + std::to_string(hours) + " h";
+    body += hours * 60 == minutes
+                ? "<b aria-current=\"page\">" + label + "</b>"
+                : "<a href=\"/type/" + escapeHtml(urlEncode(job_type)) +
+                      (hours == 1 ? std::string() : "?span=" + std::to_string(hours) + "h") +
+                      "\">" + label + "</a>";
+  }
+  body += "</nav>" + charts::trendCharts(t.value("trends", nlohmann::json()));
   body += "<h2>Configuration</h2>" + configurationTable(configuration);
   body += "<h2>Jobs</h2>" + listsNav(job_type, "") +
           "<div class=\"scroll\"><table id=\"counts\"><tr><th class=\"n\">ready</th>"

@@ -28,6 +28,14 @@ time{text-decoration:underline dotted #9ca3af;white-space:nowrap}
 td time{display:inline-block;min-width:5.5em}td{font-variant-numeric:tabular-nums}
 nav.lists a{margin-right:12px}
 pre{background:#fff;border:1px solid #e2e5ea;padding:10px;overflow:auto}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:10px}
+figure.chart{margin:0;background:#fff;border:1px solid #e2e5ea;padding:6px 8px}
+figure.chart svg{display:block;width:100%;height:auto;aspect-ratio:600/120;overflow:visible}
+figure.chart text{font-size:17px;fill:#6b7280}figure.chart .axis{stroke:#9ca3af}
+figure.chart .grid{stroke:#e2e5ea}figcaption{font-weight:600;font-size:13px}
+.key{font-weight:400;margin-left:10px;color:#4b5563}
+.key i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
+nav.spans a,nav.spans b{margin-right:10px}
 @media (max-width:600px){main{padding:8px}header{padding:8px}th,td{padding:3px 6px}
 table{display:block;overflow-x:auto;min-width:0;max-width:100%}}
 )css";

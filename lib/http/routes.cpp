@@ -340,10 +340,17 @@ void HttpRoutes::handleDashboard(const Request& request, const DashboardAccess& 
     // After a retry-failed action (Post/Redirect/Get), how many it retried.
     std::optional<std::string> retried = queryParam(request.query, "retried");
     const bool actions = !access.secret.empty();
+    // The trends' span: 1 h unless 6h or 24h is asked for.
+    const std::string span = queryParam(request.query, "span").value_or("1h");
+    const int minutes = span == "24h" ? 24 * 60 : span == "6h" ? 6 * 60 : span == "1h" ? 60 : 0;
+    if (minutes == 0) {
+      respond(text(400, "span must be 1h, 6h or 24h\n"));
+      return;
+    }
     page(
-        [job_type, configuration, retried,
-         actions](pqxx::connection& conn) -> std::optional<std::string> {
-          nlohmann::json t = store::loadJobType(conn, job_type);
+        [job_type, configuration, retried, actions,
+         minutes](pqxx::connection& conn) -> std::optional<std::string> {
+          nlohmann::json t = store::loadJobType(conn, job_type, minutes);
           t["actions"] = actions;
           if (retried && allDigits(*retried) && retried->size() <= 18) {
             t["retried"] = std::stoll(*retried);

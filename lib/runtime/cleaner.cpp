@@ -7,7 +7,8 @@
 
 namespace jobd::runtime {
 
-Cleaner::Cleaner(boost::asio::io_context& io, DatabaseThread& db) : io_(io), db_(db), timer_(io) {}
+Cleaner::Cleaner(boost::asio::io_context& io, DatabaseThread& db)
+    : io_(io), db_(db), timer_(io), roll_up_timer_(io) {}
 
 void Cleaner::configure(Duration interval, std::vector<Policy> policies, Duration keep_oops) {
   interval_ = interval;
@@ -18,12 +19,38 @@ void Cleaner::configure(Duration interval, std::vector<Policy> policies, Duratio
 void Cleaner::start() {
   stopped_ = false;
   schedule();
+  scheduleRollUp();
 }
 
 void Cleaner::stop() {
   stopped_ = true;
   ++generation_;  // the batches already queued on the database thread end there
   timer_.cancel();
+  roll_up_timer_.cancel();
+}
+
+void Cleaner::scheduleRollUp() {
+  roll_up_timer_.expires_after(kRollUpInterval);
+  roll_up_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) {
+      return;
+    }
+    db_.post([this, generation = generation_.load()] {
+      if (generation == generation_.load()) {
+        db_.use("ROLL_UP_FAILED", [&](store::JobRepository& repo) {
+          pqxx::work txn(*db_.connection());
+          repo.limit(txn);
+          store::rollUpMinutes(txn);
+          txn.commit();
+        });
+      }
+      boost::asio::post(io_, [this] {
+        if (!stopped_) {
+          scheduleRollUp();
+        }
+      });
+    });
+  });
 }
 
 void Cleaner::schedule() {

@@ -6,6 +6,9 @@
 // of work on that thread, and stop() ends the pass before its next batch
 // (at drain, while running jobs finish, no more rows are deleted). When
 // another daemon holds the cleaner's lock, the pass ends: it is cleaning.
+// The same thread rolls finished jobs up into the dashboard's trends every
+// kRollUpInterval (jobd.roll_up_minutes, schema 23; one daemon at a time),
+// and a pass prunes a type's trend rows with its keep_finished.
 #pragma once
 
 #include <atomic>
@@ -26,6 +29,7 @@ class Cleaner {
   };
   // The rows deleted by one batch at most.
   static constexpr int kBatch = 1000;
+  static constexpr std::chrono::seconds kRollUpInterval{10};
 
   Cleaner(boost::asio::io_context& io, DatabaseThread& db);
 
@@ -47,6 +51,7 @@ class Cleaner {
     std::uint64_t oopses = 0;
   };
   void schedule();
+  void scheduleRollUp();
   void step(Pass pass);  // on the database thread
   void finish(const Pass& pass);
 
@@ -56,6 +61,7 @@ class Cleaner {
   std::vector<Policy> policies_;
   Duration keep_oops_ = std::chrono::hours(24 * 30);
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer roll_up_timer_;
   bool stopped_ = true;
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<std::uint64_t> pruned_jobs_{0};

@@ -66,6 +66,26 @@ WITH failures AS MATERIALIZED (
 ))sql" + std::string(kJobType);
 }
 
+// The type's minutes (schema 23) of the last `$2` minutes, the current
+// one last, each [epoch seconds, completed, failed, ready, latency p50,
+// latency p95]; a minute with no row is null in every field, and "since"
+// and "through" say which minutes the counts are rolled up for. Reads
+// job_minute's primary key only.
+constexpr const char* kTrends = R"sql(
+SELECT jsonb_build_object(
+  'minutes', $2::integer,
+  'since', extract(epoch FROM (SELECT r.since FROM jobd.job_minute_rolled AS r
+                                WHERE r.job_type = $1))::bigint,
+  'through', extract(epoch FROM (SELECT r.through FROM jobd.job_minute_rolled AS r
+                                  WHERE r.job_type = $1))::bigint,
+  'points', COALESCE(jsonb_agg(jsonb_build_array(extract(epoch FROM g.m)::bigint, m.completed,
+                                                 m.failed, m.ready, m.latency_p50, m.latency_p95)
+                               ORDER BY g.m), '[]'))
+  FROM generate_series(date_trunc('minute', now()) - ($2::integer - 1) * interval '1 minute',
+                       date_trunc('minute', now()), interval '1 minute') AS g (m)
+  LEFT JOIN jobd.job_minute AS m ON m.job_type = $1 AND m.minute = g.m
+)sql";
+
 // What a listed job shows; `cursor` is where the next page starts.
 constexpr const char* kColumns = R"sql(
   id, job_type, (ARRAY['WAITING','RUNNING','COMPLETED','FAILED','SUSPENDED'])[status + 1] AS status_name,
@@ -211,11 +231,15 @@ const char* jobListName(JobList list) {
   return "?";
 }
 
-nlohmann::json loadJobType(pqxx::connection_base& conn, const std::string& job_type) {
+nlohmann::json loadJobType(pqxx::connection_base& conn, const std::string& job_type,
+                           int trend_minutes) {
   pqxx::read_transaction txn(conn, "dashboard type");
   txn.exec("SET LOCAL jit = off");
   pqxx::row row = txn.exec_params1(jobTypeSql(), job_type, kFailuresRead);
-  return nlohmann::json::parse(row[0].c_str());
+  nlohmann::json type = nlohmann::json::parse(row[0].c_str());
+  type["trends"] =
+      nlohmann::json::parse(txn.exec_params1(kTrends, job_type, trend_minutes)[0].c_str());
+  return type;
 }
 
 nlohmann::json listJobs(pqxx::connection_base& conn, const std::string& job_type, JobList list,

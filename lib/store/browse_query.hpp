@@ -22,9 +22,16 @@ namespace jobd::store {
 //  "running_jobs": [{"id", "attempt", "target", "lease_owner",
 //    "lease_expires", "date_started"}],
 //  "failure_groups": [{"error_type", "count", "last", "latest_job"}],
-//  "failures_read", "failures_capped"}: the failure groups count the
-// type's jobs FAILED in the last 24 hours, the newest kFailuresRead of them.
-nlohmann::json loadJobType(pqxx::connection_base& conn, const std::string& job_type);
+//  "failures_read", "failures_capped",
+//  "trends": {"minutes", "since", "through", "points": [[minute, completed, failed,
+//    ready, latency_p50, latency_p95], ...]}}: the failure groups count the
+// type's jobs FAILED in the last 24 hours, the newest kFailuresRead of them;
+// the trends are the last `trend_minutes` rows of jobd.job_minute (schema
+// 23), the current minute last, minutes as Unix seconds; finished jobs
+// are rolled up for the minutes from "since" to before "through" (both
+// null: none yet).
+nlohmann::json loadJobType(pqxx::connection_base& conn, const std::string& job_type,
+                           int trend_minutes = 60);
 constexpr int kFailuresRead = 10000;
 
 // The lists of a job type's jobs: each in the order of the index it reads.

@@ -45,8 +45,19 @@ std::optional<int> pruneFinishedJobs(pqxx::transaction_base& txn, const std::str
   if (!cleanerLock(txn)) {
     return std::nullopt;
   }
-  return static_cast<int>(
-      txn.exec_params(kPruneJobs, job_type, seconds(keep), batch).affected_rows());
+  int pruned =
+      static_cast<int>(txn.exec_params(kPruneJobs, job_type, seconds(keep), batch).affected_rows());
+  // The type's trend rows (schema 23) go with its jobs.
+  txn.exec_params(
+      "DELETE FROM jobd.job_minute WHERE job_type = $1 AND minute < now() - make_interval(secs "
+      "=> $2)",
+      job_type, seconds(keep));
+  return pruned;
+}
+
+std::optional<int> rollUpMinutes(pqxx::transaction_base& txn) {
+  pqxx::row row = txn.exec1("SELECT jobd.roll_up_minutes()");
+  return row[0].is_null() ? std::nullopt : std::optional(row[0].as<int>());
 }
 
 std::optional<int> pruneOopses(pqxx::transaction_base& txn, Duration keep, int batch) {

@@ -21,10 +21,15 @@ namespace jobd::store {
 inline constexpr const char* kCleanerLockName = "jobd cleaner";
 
 // Deletes up to `batch` COMPLETED or FAILED jobs of `job_type` finished
-// more than `keep` ago, oldest first. nullopt: another daemon is cleaning.
+// more than `keep` ago, oldest first, and the type's trend rows (schema
+// 23) of minutes more than `keep` ago. nullopt: another daemon is cleaning.
 std::optional<int> pruneFinishedJobs(pqxx::transaction_base& txn, const std::string& job_type,
                                      Duration keep, int batch);
 // Deletes up to `batch` OOPS rows older than `keep`, oldest first.
 std::optional<int> pruneOopses(pqxx::transaction_base& txn, Duration keep, int batch);
+// jobd.roll_up_minutes (schema 23): rolls the whole minutes not rolled up
+// yet into jobd.job_minute and samples the ready jobs; returns how many
+// minute rows it wrote, or nullopt when another daemon is rolling up.
+std::optional<int> rollUpMinutes(pqxx::transaction_base& txn);
 
 }  // namespace jobd::store

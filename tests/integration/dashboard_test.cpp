@@ -62,6 +62,23 @@ SELECT 'report', 1, 1, now(), 'other-host:4242:beef', now() + interval '1 hour'
 SELECT 1
 )sql";
 
+// A type whose jobs finished over the last 50 minutes, for the trends: a
+// few each second, latencies (ready to started) of 0 to 59 s, some ready
+// at a scheduled_start later than their creation, one in nine FAILED.
+constexpr const char* kTrendRows = R"sql(
+INSERT INTO jobd.job (job_type, status, attempt_count, date_created, scheduled_start,
+                      date_started, date_finished, log)
+SELECT 'trend', CASE WHEN i % 9 = 0 THEN 3 ELSE 2 END, 1,
+       f - (i % 5) * interval '1 s' - ((i * 7) % 60) * interval '1 s'
+         - CASE WHEN i % 11 = 0 THEN interval '5 s' ELSE interval '0 s' END,
+       CASE WHEN i % 11 = 0 THEN f - (i % 5) * interval '1 s' - ((i * 7) % 60) * interval '1 s' END,
+       f - (i % 5) * interval '1 s', f,
+       CASE WHEN i % 9 = 0 THEN 'TimeoutError: slow' END
+  FROM generate_series(1, 6000) AS i,
+       LATERAL (SELECT now() - interval '10 s' - i * interval '490 ms' - (i % 3) * interval '1 s'
+                  AS f) AS t
+)sql";
+
 // What the page must show, by (job type, field), from the database.
 constexpr const char* kExpected = R"sql(
 SELECT jsonb_object_agg(job_type || '/' || field, n)
@@ -169,6 +186,123 @@ std::vector<std::string> walkList(const std::string& base, const std::string& pa
     }
   }
   return ids;
+}
+
+// The numbers a chart plots, one a minute ("" for none), from its
+// data-values.
+std::vector<std::optional<double>> plotted(const std::string& page, const std::string& series) {
+  std::smatch found;
+  std::vector<std::optional<double>> values;
+  if (!std::regex_search(page, found,
+                         std::regex("data-series=\"" + series + "\" data-values=\"([^\"]*)\""))) {
+    ADD_FAILURE() << "no series " << series;
+    return values;
+  }
+  std::string list = found[1].str() + ",";
+  for (std::size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos;
+       at = comma + 1) {
+    std::string v = list.substr(at, comma - at);
+    values.push_back(v.empty() ? std::nullopt : std::optional(std::stod(v)));
+  }
+  return values;
+}
+
+// The same numbers from jobd.job, for the minutes from `first` (Unix
+// seconds): counts and percentiles for the minutes rolled up, none for the
+// others.
+std::vector<std::optional<double>> expectedSeries(const TestDatabase& db, const std::string& type,
+                                                  const std::string& what, std::int64_t first,
+                                                  int minutes) {
+  std::string values = db.scalar(
+      "SELECT string_agg(COALESCE(CASE WHEN g.m >= r.since AND g.m < r.through THEN "
+      "COALESCE(x.v, " +
+      std::string(what.rfind("count", 0) == 0 ? "0" : "NULL") +
+      ")::text END, ''), ',' ORDER BY g.m) FROM generate_series(to_timestamp(" +
+      std::to_string(first) + "), to_timestamp(" + std::to_string(first) + ") + " +
+      std::to_string(minutes - 1) +
+      " * interval '1 minute', interval '1 minute') AS g (m) "
+      "LEFT JOIN jobd.job_minute_rolled AS r ON r.job_type = '" +
+      type + "' LEFT JOIN (SELECT date_trunc('minute', date_finished) AS m, " + what +
+      " AS v FROM jobd.job WHERE job_type = '" + type +
+      "' AND status IN (2, 3) GROUP BY 1) AS x ON x.m = g.m");
+  std::vector<std::optional<double>> out;
+  values += ",";
+  for (std::size_t at = 0, comma; (comma = values.find(',', at)) != std::string::npos;
+       at = comma + 1) {
+    std::string v = values.substr(at, comma - at);
+    out.push_back(v.empty() ? std::nullopt : std::optional(std::stod(v)));
+  }
+  return out;
+}
+
+// Once a daemon has rolled the finished jobs up (every 10 s), each chart of
+// a type's page, over 1 h, 6 h and 24 h, plots the numbers SQL computes
+// from jobd.job, minute by minute; its ready line the ready jobs; and the
+// page still answers in under 50 ms of server time.
+void checkTrends(const TestDatabase& db, const std::string& base, Chromium& chromium) {
+  using namespace std::chrono_literals;
+  ASSERT_EQ(
+      testing::waitForValue(
+          db, "SELECT count(*) FROM jobd.job_minute_rolled WHERE job_type = 'trend'", "1", 60s),
+      "1");
+  const std::string latency =
+      "extract(epoch FROM date_started - GREATEST(date_created, scheduled_start))";
+  for (const auto& [span, minutes] :
+       {std::pair{"1h", 60}, std::pair{"6h", 360}, std::pair{"24h", 1440}}) {
+    testing::HttpReply reply = testing::httpGet(base + "/type/trend?span=" + std::string(span));
+    ASSERT_EQ(reply.status, 200) << reply.body;
+    EXPECT_LT(testing::serverTimingTotal(reply), 50) << span;
+    std::smatch first_minute;
+    ASSERT_TRUE(
+        std::regex_search(reply.body, first_minute,
+                          std::regex("id=\"chart-finished\".*?data-first-minute=\"(\\d+)\"")));
+    const std::int64_t first = std::stoll(first_minute[1].str());
+    struct Expected {
+      const char* series;
+      std::string sql;
+    };
+    for (const Expected& e :
+         {Expected{"completed", "count(*) FILTER (WHERE status = 2)"},
+          Expected{"failed", "count(*) FILTER (WHERE status = 3)"},
+          Expected{"p50", "percentile_cont(0.5) WITHIN GROUP (ORDER BY " + latency + ")"},
+          Expected{"p95", "percentile_cont(0.95) WITHIN GROUP (ORDER BY " + latency + ")"}}) {
+      std::vector<std::optional<double>> shown = plotted(reply.body, e.series);
+      std::vector<std::optional<double>> want = expectedSeries(db, "trend", e.sql, first, minutes);
+      ASSERT_EQ(shown.size(), static_cast<std::size_t>(minutes)) << e.series;
+      ASSERT_EQ(want.size(), shown.size()) << e.series;
+      int points = 0;
+      for (std::size_t i = 0; i < shown.size(); ++i) {
+        ASSERT_EQ(shown[i].has_value(), want[i].has_value()) << e.series << " minute " << i;
+        if (shown[i]) {
+          EXPECT_NEAR(*shown[i], *want[i], 0.0005) << e.series << " minute " << i;
+          points += *shown[i] > 0 ? 1 : 0;
+        }
+      }
+      // 50 minutes of jobs: the comparison is not of empty charts.
+      EXPECT_GE(points, 45) << e.series;
+    }
+  }
+  // Ready jobs: report's backlog stands at 7,000.
+  std::vector<std::optional<double>> ready =
+      plotted(testing::httpGet(base + "/type/report").body, "ready");
+  std::optional<double> last;
+  for (const auto& v : ready) {
+    last = v ? v : last;
+  }
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(*last, 7000);
+  // The charts as a browser draws them, at a desktop's and a phone's width.
+  std::filesystem::path artifacts = std::filesystem::path(JOBD_BUILD_DIR) / "test-artifacts";
+  for (const auto& [name, size] :
+       {std::pair{"trends.png", "1400,1100"}, std::pair{"trends-375px.png", "375,1400"}}) {
+    std::filesystem::path shot = artifacts / name;
+    std::filesystem::remove(shot);
+    testing::ProcessResult r = chromium.run(base + "/type/trend", 1000, shot.string(), size);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_GT(std::filesystem::exists(shot) ? std::filesystem::file_size(shot) : 0, 10000u);
+    std::cout << "screenshot: " << shot.string() << "\n";
+  }
+  EXPECT_EQ(testing::httpGet(base + "/type/trend?span=7d").status, 400);
 }
 
 // The pages past the front one, on the million rows: a type's page counts
@@ -312,6 +446,7 @@ void checkBrowsePages(const TestDatabase& db, const std::string& base, Chromium&
 TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   TestDatabase db;
   db.scalar(kBigTable);
+  db.scalar(kTrendRows);
   {
     auto conn = db.connect();
     pqxx::nontransaction(*conn).exec("VACUUM ANALYZE jobd.job");  // as autovacuum would
@@ -433,9 +568,10 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
     completed += t["completed"].get<long long>();
     failed += t["failed"].get<long long>();
   }
-  EXPECT_EQ(completed, 990000 + 120 + 60);
-  EXPECT_EQ(failed, 10000);
+  EXPECT_EQ(completed, 990000 + 120 + 60 + 6000 - 666);
+  EXPECT_EQ(failed, 10000 + 666);
 
+  checkTrends(db, base, chromium);
   checkBrowsePages(db, base, chromium);  // after: it adds a target's jobs
   testing::ProcessResult r = daemon.stop();
   EXPECT_EQ(r.exit_code, 0) << r.err;

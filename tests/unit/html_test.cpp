@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "http/charts.hpp"
 #include "http/pages.hpp"
 #include "http/routes.hpp"
 
@@ -202,6 +203,49 @@ TEST(HtmlTest, ActionsFollowTheJobsStatus) {
   EXPECT_THAT(page, HasSubstr("name=\"reason\""));
   EXPECT_THAT(actionPage(job, "resume", "t"), HasSubstr("id=\"refused\""));
   EXPECT_THAT(actionPage(job, "resume", "t"), Not(HasSubstr("method=\"post\"")));
+}
+
+}  // namespace
+}  // namespace jobd::http
+
+namespace jobd::http {
+namespace {
+
+// A chart keeps the numbers it draws; a minute without one breaks the
+// line; the top is a round number at or above the largest value.
+TEST(ChartTest, APlotKeepsItsNumbersAndBreaksWhereThereAreNone) {
+  std::string svg =
+      charts::lineChart("c", "jobs <per> minute", 1700000040,
+                        {{"completed", "#000", {0.0, 3.0, std::nullopt, 7.0, 2.5}}}, "");
+  EXPECT_THAT(svg, ::testing::HasSubstr("data-series=\"completed\" data-values=\"0,3,,7,2.500\""));
+  EXPECT_THAT(svg, ::testing::HasSubstr("data-first-minute=\"1700000040\" data-top=\"10\""));
+  EXPECT_THAT(svg, ::testing::HasSubstr("jobs &lt;per&gt; minute"));
+  // Two pieces: minutes 0-1 and 3-4; x in steps of 150 over 600; y from
+  // 100 (zero) to 22 (the top, 10).
+  EXPECT_THAT(svg, ::testing::HasSubstr("<polyline points=\"0.0,100.0 150.0,76.6\"/>"));
+  EXPECT_THAT(svg, ::testing::HasSubstr("<polyline points=\"450.0,45.4 600.0,80.5\"/>"));
+  // One value alone is a dot.
+  std::string dot =
+      charts::lineChart("d", "ready", 0, {{"ready", "#000", {std::nullopt, 1.0}}}, "");
+  EXPECT_THAT(dot, ::testing::HasSubstr("<polyline points=\"600.0,22.0 600.0,22.0\"/>"));
+}
+
+TEST(ChartTest, TrendsCountOnlyTheMinutesRolledUp) {
+  // Minutes 60, 120, 180; rolled up from 60 to before 180: the last has no
+  // counts yet, the middle (no row) had no finished job.
+  nlohmann::json trends = {{"minutes", 3},
+                           {"since", 60},
+                           {"through", 180},
+                           {"points",
+                            {{60, 4, 1, nullptr, 0.5, 2.25},
+                             {120, nullptr, nullptr, nullptr, nullptr, nullptr},
+                             {180, 0, 0, 12, nullptr, nullptr}}}};
+  std::string html = charts::trendCharts(trends);
+  EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"completed\" data-values=\"4,0,\""));
+  EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"failed\" data-values=\"1,0,\""));
+  EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"ready\" data-values=\",,12\""));
+  EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"p95\" data-values=\"2.250,,\""));
+  EXPECT_EQ(charts::trendCharts(nlohmann::json::object()), "");
 }
 
 }  // namespace
