@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "http/html.hpp"
 
@@ -14,6 +15,8 @@ constexpr double kWidth = 600;
 constexpr double kHeight = 120;  // the time labels' baseline is 4 above it
 constexpr double kTop = 22;      // room for the top value's label above it
 constexpr double kBottom = 100;  // the zero line
+constexpr double kSparkWidth = 120;
+constexpr double kSparkHeight = 28;
 
 // A value as the label and the data attribute write it: integers without
 // a fraction, others to three places.
@@ -36,42 +39,51 @@ std::optional<double> field(const nlohmann::json& point, std::size_t i) {
   return point[i].get<double>();
 }
 
-}  // namespace
+// The lines of `series` in a box `width` wide, from `bottom` (zero) up to
+// `top` (the round top value), each a <g> with its numbers.
+struct Plot {
+  std::size_t minutes = 0;
+  double scale = 1;
+  std::string lines;
+  std::string legend;
+};
 
-std::string lineChart(const std::string& id, const std::string& title, std::int64_t first_minute,
-                      const std::vector<Series>& series, const std::string& unit) {
-  std::size_t n = 0;
-  double top = 0;
+Plot plot(const std::vector<Series>& series, double width, double top, double bottom) {
+  Plot out;
+  double most = 0;
   for (const Series& s : series) {
-    n = std::max(n, s.values.size());
+    out.minutes = std::max(out.minutes, s.values.size());
     for (const auto& v : s.values) {
       if (v) {
-        top = std::max(top, *v);
+        most = std::max(most, *v);
       }
     }
   }
   // A round top: 1, 2 or 5 times a power of ten, at least 1.
-  double scale = 1;
-  if (top > 1) {
-    double magnitude = std::pow(10, std::floor(std::log10(top)));
-    scale = top <= magnitude       ? magnitude
-            : top <= 2 * magnitude ? 2 * magnitude
-            : top <= 5 * magnitude ? 5 * magnitude
-                                   : 10 * magnitude;
+  if (most > 1) {
+    double magnitude = std::pow(10, std::floor(std::log10(most)));
+    out.scale = most <= magnitude       ? magnitude
+                : most <= 2 * magnitude ? 2 * magnitude
+                : most <= 5 * magnitude ? 5 * magnitude
+                                        : 10 * magnitude;
   }
-  const double step = n > 1 ? kWidth / static_cast<double>(n - 1) : kWidth;
-  std::string legend;
-  std::string lines;
+  const double step = out.minutes > 1 ? width / static_cast<double>(out.minutes - 1) : width;
   for (const Series& s : series) {
     std::string values;
     std::string points;
     std::string paths;
+    values.reserve(s.values.size() * 4);
+    points.reserve(s.values.size() * 12);
     for (std::size_t i = 0; i < s.values.size(); ++i) {
-      values += (i == 0 ? "" : ",") + (s.values[i] ? number(*s.values[i]) : std::string());
+      if (i > 0) {
+        values += ',';
+      }
       if (s.values[i]) {
+        values += number(*s.values[i]);
         double x = static_cast<double>(i) * step;
-        double y = kBottom - (*s.values[i] / scale) * (kBottom - kTop);
-        points += fmt::format("{}{:.1f},{:.1f}", points.empty() ? "" : " ", x, y);
+        double y = bottom - (*s.values[i] / out.scale) * (bottom - top);
+        fmt::format_to(std::back_inserter(points), "{}{:.1f},{:.1f}", points.empty() ? "" : " ", x,
+                       y);
       }
       if ((!s.values[i] || i + 1 == s.values.size()) && !points.empty()) {
         // A lone point shows as a dot: a line of no length with round caps.
@@ -80,14 +92,74 @@ std::string lineChart(const std::string& id, const std::string& title, std::int6
         points.clear();
       }
     }
-    lines += "<g data-series=\"" + escapeHtml(s.name) + "\" data-values=\"" + values +
-             "\" stroke=\"" + s.color + "\">" + paths + "</g>";
-    legend += "<span class=\"key\"><i style=\"background:" + s.color + "\"></i>" +
-              escapeHtml(s.name) + "</span>";
+    out.lines += "<g data-series=\"" + escapeHtml(s.name) + "\" data-values=\"" + values +
+                 "\" stroke=\"" + s.color + "\">" + paths + "</g>";
+    out.legend += "<span class=\"key\"><i style=\"background:" + s.color + "\"></i>" +
+                  escapeHtml(s.name) + "</span>";
   }
-  const std::string top_label = number(scale) + unit;
+  return out;
+}
+
+constexpr const char* kStroke =
+    "<g fill=\"none\" stroke-width=\"1.5\" stroke-linejoin=\"round\" stroke-linecap=\"round\" "
+    "vector-effect=\"non-scaling-stroke\">";
+
+// Jobs completed and failed in each minute of `points` ([minute,
+// completed, failed, ...]): 0 for a minute rolled up (from `since` to
+// before `through`) without a row; none for one not rolled up (the last
+// one or two, or from before the first roll-up).
+std::pair<Series, Series> finishedSeries(const std::vector<const nlohmann::json*>& rows,
+                                         std::int64_t first, std::optional<double> since,
+                                         std::optional<double> through) {
+  Series completed{"completed", "#15803d", {}};
+  Series failed{"failed", "#b3261e", {}};
+  completed.values.reserve(rows.size());
+  failed.values.reserve(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto at = static_cast<double>(first + static_cast<std::int64_t>(i) * 60);
+    const bool rolled = since && through && at >= *since && at < *through;
+    completed.values.push_back(rolled && rows[i] != nullptr ? field(*rows[i], 1).value_or(0)
+                               : rolled                     ? std::optional<double>(0)
+                                                            : std::nullopt);
+    failed.values.push_back(rolled && rows[i] != nullptr ? field(*rows[i], 2).value_or(0)
+                            : rolled                     ? std::optional<double>(0)
+                                                         : std::nullopt);
+  }
+  return {completed, failed};
+}
+
+// For each of `minutes` minutes from `first` (Unix seconds): its row of
+// `rows` ([minute, ...]), or nullptr when it has none.
+std::vector<const nlohmann::json*> everyMinute(const nlohmann::json& rows, std::int64_t first,
+                                               std::int64_t minutes) {
+  std::vector<const nlohmann::json*> out(
+      static_cast<std::size_t>(std::max<std::int64_t>(minutes, 0)), nullptr);
+  for (const auto& row : rows) {
+    std::optional<double> at = field(row, 0);
+    if (at) {
+      auto i = static_cast<std::int64_t>(*at) - first;
+      if (i >= 0 && i % 60 == 0 && i / 60 < minutes) {
+        out[static_cast<std::size_t>(i / 60)] = &row;
+      }
+    }
+  }
+  return out;
+}
+
+std::optional<double> epochField(const nlohmann::json& object, const char* name) {
+  return object.is_object() && object.contains(name) && object[name].is_number()
+             ? std::optional(object[name].get<double>())
+             : std::nullopt;
+}
+
+}  // namespace
+
+std::string lineChart(const std::string& id, const std::string& title, std::int64_t first_minute,
+                      const std::vector<Series>& series, const std::string& unit) {
+  Plot p = plot(series, kWidth, kTop, kBottom);
+  const std::string top_label = number(p.scale) + unit;
   return "<figure class=\"chart\" id=\"" + escapeHtml(id) + "\"><figcaption>" + escapeHtml(title) +
-         " " + legend + "</figcaption>" +
+         " " + p.legend + "</figcaption>" +
          fmt::format(
              "<svg viewBox=\"0 0 {0} {1}\" role=\"img\" "
              "aria-label=\"{2}\" data-first-minute=\"{3}\" data-top=\"{4}\">"
@@ -95,49 +167,59 @@ std::string lineChart(const std::string& id, const std::string& title, std::int6
              "<line x1=\"0\" y1=\"{6}\" x2=\"{0}\" y2=\"{6}\" class=\"grid\"/>"
              "<text x=\"2\" y=\"{7}\">{8}</text><text x=\"2\" y=\"{9}\">-{10}</text>"
              "<text x=\"{0}\" y=\"{9}\" text-anchor=\"end\">now</text>",
-             kWidth, kHeight, escapeHtml(title + ", last " + span(n) + ", top " + top_label),
-             first_minute, number(scale), kBottom, kTop, kTop - 5, escapeHtml(top_label),
-             kHeight - 4, span(n)) +
-         "<g fill=\"none\" stroke-width=\"1.5\" stroke-linejoin=\"round\" "
-         "stroke-linecap=\"round\" vector-effect=\"non-scaling-stroke\">" +
-         lines + "</g></svg></figure>";
+             kWidth, kHeight,
+             escapeHtml(title + ", last " + span(p.minutes) + ", top " + top_label), first_minute,
+             number(p.scale), kBottom, kTop, kTop - 5, escapeHtml(top_label), kHeight - 4,
+             span(p.minutes)) +
+         kStroke + p.lines + "</g></svg></figure>";
+}
+
+std::string sparkline(const nlohmann::json& last_hour, const nlohmann::json& rolled,
+                      std::int64_t now_minute) {
+  // The hour's minutes, the current one last, from the rows there are.
+  const std::int64_t first = now_minute - 59 * 60;
+  auto [completed, failed] = finishedSeries(
+      everyMinute(last_hour.is_array() ? last_hour : nlohmann::json::array(), first, 60), first,
+      epochField(rolled, "since"), epochField(rolled, "through"));
+  double done = 0;
+  double bad = 0;
+  for (std::size_t i = 0; i < completed.values.size(); ++i) {
+    done += completed.values[i].value_or(0);
+    bad += failed.values[i].value_or(0);
+  }
+  Plot p = plot({completed, failed}, kSparkWidth, 2, kSparkHeight - 2);
+  return fmt::format(
+             "<svg class=\"spark\" viewBox=\"0 0 {0} {1}\" role=\"img\" aria-label=\"last "
+             "hour: {2} completed, {3} failed; top {4} a minute\" data-first-minute=\"{5}\">"
+             "<title>last hour: {2} completed, {3} failed; top {4} a minute</title>",
+             kSparkWidth, kSparkHeight, number(done), number(bad), number(p.scale), first) +
+         kStroke + p.lines + "</g></svg>";
 }
 
 std::string trendCharts(const nlohmann::json& trends) {
-  if (!trends.is_object() || !trends.contains("points") || !trends["points"].is_array() ||
-      trends["points"].empty()) {
+  const std::optional<double> first = epochField(trends, "first");
+  const std::optional<double> minutes = epochField(trends, "minutes");
+  if (!first || !minutes || *minutes < 1 || !trends.contains("rows") ||
+      !trends["rows"].is_array()) {
     return "";
   }
-  const nlohmann::json& points = trends["points"];
-  auto minute = [&trends](const char* name) {
-    return trends.contains(name) && trends[name].is_number()
-               ? std::optional(trends[name].get<double>())
-               : std::nullopt;
-  };
-  const std::optional<double> since = minute("since");
-  const std::optional<double> through = minute("through");
-  Series completed{"completed", "#15803d", {}};
-  Series failed{"failed", "#b3261e", {}};
+  const auto from = static_cast<std::int64_t>(*first);
+  const std::vector<const nlohmann::json*> rows =
+      everyMinute(trends["rows"], from, static_cast<std::int64_t>(*minutes));
+  auto [completed, failed] =
+      finishedSeries(rows, from, epochField(trends, "since"), epochField(trends, "through"));
   Series ready{"ready", "#2563eb", {}};
   Series p50{"p50", "#2563eb", {}};
   Series p95{"p95", "#c2410c", {}};
-  for (const auto& p : points) {
-    // A minute rolled up with no finished job is a 0; one not rolled up
-    // (the last one or two, or from before the first roll-up) has no count.
-    const std::optional<double> at = field(p, 0);
-    const bool rolled = since && through && at && *at >= *since && *at < *through;
-    completed.values.push_back(rolled ? field(p, 1).value_or(0) : std::optional<double>());
-    failed.values.push_back(rolled ? field(p, 2).value_or(0) : std::optional<double>());
-    ready.values.push_back(field(p, 3));
-    p50.values.push_back(field(p, 4));
-    p95.values.push_back(field(p, 5));
+  for (const nlohmann::json* row : rows) {
+    ready.values.push_back(row != nullptr ? field(*row, 3) : std::nullopt);
+    p50.values.push_back(row != nullptr ? field(*row, 4) : std::nullopt);
+    p95.values.push_back(row != nullptr ? field(*row, 5) : std::nullopt);
   }
-  const std::int64_t first =
-      field(points[0], 0) ? static_cast<std::int64_t>(*field(points[0], 0)) : 0;
   return "<div class=\"charts\">" +
-         lineChart("chart-finished", "jobs finished per minute", first, {completed, failed}, "") +
-         lineChart("chart-ready", "ready jobs", first, {ready}, "") +
-         lineChart("chart-latency", "queue latency (ready to started)", first, {p50, p95}, " s") +
+         lineChart("chart-finished", "jobs finished per minute", from, {completed, failed}, "") +
+         lineChart("chart-ready", "ready jobs", from, {ready}, "") +
+         lineChart("chart-latency", "queue latency (ready to started)", from, {p50, p95}, " s") +
          "</div>";
 }
 

@@ -30,4 +30,12 @@ std::string lineChart(const std::string& id, const std::string& title, std::int6
 // completed and failed per minute, ready jobs, queue latency p50 and p95.
 std::string trendCharts(const nlohmann::json& trends);
 
+// The front page's glance at a type: jobs completed and failed per minute
+// over the last hour, as a small line with no labels (its title says the
+// totals). `last_hour`: job_minute rows [minute, completed, failed] of the
+// hour, oldest first; `rolled`: {"since", "through"} of job_minute_rolled
+// (null: none); `now_minute`: the current minute, Unix seconds.
+std::string sparkline(const nlohmann::json& last_hour, const nlohmann::json& rolled,
+                      std::int64_t now_minute);
+
 }  // namespace jobd::http::charts

@@ -36,6 +36,7 @@ figure.chart .grid{stroke:#e2e5ea}figcaption{font-weight:600;font-size:13px}
 .key{font-weight:400;margin-left:10px;color:#4b5563}
 .key i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 nav.spans a,nav.spans b{margin-right:10px}
+svg.spark{display:block;width:120px;height:28px}
 @media (max-width:600px){main{padding:8px}header{padding:8px}th,td{padding:3px 6px}
 table{display:block;overflow-x:auto;min-width:0;max-width:100%}}
 )css";

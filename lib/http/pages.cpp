@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/text.hpp"
+#include "http/charts.hpp"
 #include "http/html.hpp"
 
 namespace jobd::http {
@@ -58,17 +59,25 @@ std::string count(const nlohmann::json& type, const char* field, bool alarm = fa
       alarm && n > 0 ? " bad" : "", escapeHtml(text(type["job_type"])), field, n, grouped(n));
 }
 
-std::string jobTypesTable(const nlohmann::json& types) {
+// Each type's counts, and its last hour at a glance (completed and failed
+// per minute; the type's page has the charts).
+std::string jobTypesTable(const nlohmann::json& types, const nlohmann::json& now_minute) {
   std::string out =
-      "<h2>Job types</h2><table id=\"job-types\"><tr><th>job type</th><th class=\"n\">ready</th>"
-      "<th class=\"n\">scheduled</th><th class=\"n\">running</th><th class=\"n\">failed, last "
-      "hour</th><th class=\"n\">oldest ready</th></tr>";
+      "<h2>Job types</h2><div class=\"scroll\"><table id=\"job-types\"><tr><th>job type</th>"
+      "<th class=\"n\">ready</th><th class=\"n\">scheduled</th><th class=\"n\">running</th>"
+      "<th class=\"n\">failed, last hour</th><th class=\"n\">oldest ready</th>"
+      "<th>last hour</th></tr>";
   for (const auto& t : types) {
     out += "<tr><td>" + html::typeLink(t["job_type"]) + "</td>" + count(t, "ready") +
            count(t, "scheduled") + count(t, "running") + count(t, "failed_last_hour", true) +
-           "<td class=\"n\">" + age(t["oldest_ready_age_seconds"]) + "</td></tr>";
+           "<td class=\"n\">" + age(t["oldest_ready_age_seconds"]) + "</td><td>" +
+           (now_minute.is_number_integer() && t.contains("last_hour")
+                ? charts::sparkline(t["last_hour"], t.value("rolled", nlohmann::json()),
+                                    now_minute.get<std::int64_t>())
+                : std::string("-")) +
+           "</td></tr>";
   }
-  return out + "</table>";
+  return out + "</table></div>";
 }
 
 // At most `limit` bytes of text, cut at a character, with an ellipsis.
@@ -288,7 +297,7 @@ std::string dashboardLive(const nlohmann::json& d) {
   const bool actions = d.value("actions", false);
   return "<p class=\"muted\">as of " + html::when(now, nullptr) + "</p>" +
          pausedTable(d.value("paused", nlohmann::json::array()), now, actions) +
-         jobTypesTable(d["job_types"]) +
+         jobTypesTable(d["job_types"], d.value("now_minute", nlohmann::json())) +
          throttledTable(d.value("throttled", nlohmann::json::array()), now) +
          runningTable(d["running"], now) + failuresTable(d["failures"], now) +
          schedulesTable(d.value("schedules", nlohmann::json::array()), now, actions) +

@@ -67,23 +67,26 @@ WITH failures AS MATERIALIZED (
 }
 
 // The type's minutes (schema 23) of the last `$2` minutes, the current
-// one last, each [epoch seconds, completed, failed, ready, latency p50,
-// latency p95]; a minute with no row is null in every field, and "since"
-// and "through" say which minutes the counts are rolled up for. Reads
-// job_minute's primary key only.
+// one last ("first" is the earliest, Unix seconds): the rows there are,
+// oldest first, each [minute, completed, failed, ready, latency p50,
+// latency p95], off job_minute's key; "since" and "through" say which
+// minutes the counts are rolled up for.
 constexpr const char* kTrends = R"sql(
 SELECT jsonb_build_object(
   'minutes', $2::integer,
+  'first', extract(epoch FROM date_trunc('minute', now())
+                              - ($2::integer - 1) * interval '1 minute')::bigint,
   'since', extract(epoch FROM (SELECT r.since FROM jobd.job_minute_rolled AS r
                                 WHERE r.job_type = $1))::bigint,
   'through', extract(epoch FROM (SELECT r.through FROM jobd.job_minute_rolled AS r
                                   WHERE r.job_type = $1))::bigint,
-  'points', COALESCE(jsonb_agg(jsonb_build_array(extract(epoch FROM g.m)::bigint, m.completed,
-                                                 m.failed, m.ready, m.latency_p50, m.latency_p95)
-                               ORDER BY g.m), '[]'))
-  FROM generate_series(date_trunc('minute', now()) - ($2::integer - 1) * interval '1 minute',
-                       date_trunc('minute', now()), interval '1 minute') AS g (m)
-  LEFT JOIN jobd.job_minute AS m ON m.job_type = $1 AND m.minute = g.m
+  'rows', (SELECT COALESCE(jsonb_agg(jsonb_build_array(extract(epoch FROM m.minute)::bigint,
+                                                       m.completed, m.failed, m.ready,
+                                                       m.latency_p50, m.latency_p95)
+                                     ORDER BY m.minute), '[]')
+             FROM jobd.job_minute AS m
+            WHERE m.job_type = $1
+              AND m.minute >= date_trunc('minute', now()) - ($2::integer - 1) * interval '1 minute'))
 )sql";
 
 // What a listed job shows; `cursor` is where the next page starts.

@@ -23,13 +23,14 @@ namespace jobd::store {
 //    "lease_expires", "date_started"}],
 //  "failure_groups": [{"error_type", "count", "last", "latest_job"}],
 //  "failures_read", "failures_capped",
-//  "trends": {"minutes", "since", "through", "points": [[minute, completed, failed,
-//    ready, latency_p50, latency_p95], ...]}}: the failure groups count the
-// type's jobs FAILED in the last 24 hours, the newest kFailuresRead of them;
-// the trends are the last `trend_minutes` rows of jobd.job_minute (schema
-// 23), the current minute last, minutes as Unix seconds; finished jobs
-// are rolled up for the minutes from "since" to before "through" (both
-// null: none yet).
+//  "trends": {"minutes", "first", "since", "through", "rows": [[minute,
+//    completed, failed, ready, latency_p50, latency_p95], ...]}}: the
+// failure groups count the type's jobs FAILED in the last 24 hours, the
+// newest kFailuresRead of them; the trends are jobd.job_minute's rows
+// (schema 23) of the last `trend_minutes` minutes from "first" (the
+// current minute the last), oldest first, minutes as Unix seconds;
+// finished jobs are rolled up for the minutes from "since" to before
+// "through" (both null: none yet).
 nlohmann::json loadJobType(pqxx::connection_base& conn, const std::string& job_type,
                            int trend_minutes = 60);
 constexpr int kFailuresRead = 10000;

@@ -55,7 +55,17 @@ WITH RECURSIVE waiting_types AS (
              WHERE j.job_type = t.job_type AND j.status = 0 AND j.scheduled_start IS NULL),
            (SELECT min(j.scheduled_start) FROM jobd.job AS j
              WHERE j.job_type = t.job_type AND j.status = 0 AND j.scheduled_start IS NOT NULL
-               AND j.scheduled_start <= now()))) AS oldest_ready_age_seconds
+               AND j.scheduled_start <= now()))) AS oldest_ready_age_seconds,
+         -- The trends' last hour (schema 23), off job_minute's key.
+         (SELECT COALESCE(jsonb_agg(jsonb_build_array(extract(epoch FROM m.minute)::bigint,
+                                                      m.completed, m.failed) ORDER BY m.minute),
+                          '[]')
+            FROM jobd.job_minute AS m
+           WHERE m.job_type = t.job_type
+             AND m.minute > date_trunc('minute', now()) - interval '1 hour') AS last_hour,
+         (SELECT jsonb_build_object('since', extract(epoch FROM r.since)::bigint,
+                                    'through', extract(epoch FROM r.through)::bigint)
+            FROM jobd.job_minute_rolled AS r WHERE r.job_type = t.job_type) AS rolled
     FROM types AS t
 ), running AS (
   SELECT r.*, p.percent AS progress_percent, p.message AS progress_message
@@ -87,6 +97,7 @@ WITH RECURSIVE waiting_types AS (
 )
 SELECT jsonb_build_object(
   'now', now(),
+  'now_minute', extract(epoch FROM date_trunc('minute', now()))::bigint,
   'job_types', (SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY p.job_type), '[]') FROM per_type p),
   'running', (SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r.lease_expires), '[]') FROM running r),
   'failures', (SELECT COALESCE(jsonb_agg(to_jsonb(f) ORDER BY f.date_finished DESC), '[]')

@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <tuple>
 
 #include "daemon.hpp"
 #include "http_client.hpp"
@@ -251,6 +252,8 @@ void checkTrends(const TestDatabase& db, const std::string& base, Chromium& chro
        {std::pair{"1h", 60}, std::pair{"6h", 360}, std::pair{"24h", 1440}}) {
     testing::HttpReply reply = testing::httpGet(base + "/type/trend?span=" + std::string(span));
     ASSERT_EQ(reply.status, 200) << reply.body;
+    std::cout << "trends over " << span << ": " << testing::serverTimingTotal(reply)
+              << " ms of server time\n";
     EXPECT_LT(testing::serverTimingTotal(reply), 50) << span;
     std::smatch first_minute;
     ASSERT_TRUE(
@@ -282,6 +285,27 @@ void checkTrends(const TestDatabase& db, const std::string& base, Chromium& chro
       EXPECT_GE(points, 45) << e.series;
     }
   }
+  // The front page's glance at the last hour: the totals of the minutes
+  // rolled up in it.
+  const std::string front = testing::httpGet(base + "/").body;
+  std::size_t row = front.find("href=\"/type/trend\"");
+  ASSERT_NE(row, std::string::npos);
+  std::smatch glance;
+  const std::string rest = front.substr(row, 3000);
+  ASSERT_TRUE(std::regex_search(rest, glance,
+                                std::regex("data-first-minute=\"(\\d+)\"><title>last hour: "
+                                           "(\\d+) completed, (\\d+) failed")))
+      << rest;
+  for (const auto& [status, shown] :
+       {std::pair{"2", glance[2].str()}, std::pair{"3", glance[3].str()}}) {
+    EXPECT_EQ(
+        shown,
+        db.scalar("SELECT count(*) FROM jobd.job AS j, jobd.job_minute_rolled AS r "
+                  "WHERE j.job_type = 'trend' AND r.job_type = 'trend' AND j.status = " +
+                  std::string(status) + " AND j.date_finished >= GREATEST(r.since, to_timestamp(" +
+                  glance[1].str() + ")) AND j.date_finished < r.through"))
+        << status;
+  }
   // Ready jobs: report's backlog stands at 7,000.
   std::vector<std::optional<double>> ready =
       plotted(testing::httpGet(base + "/type/report").body, "ready");
@@ -293,11 +317,12 @@ void checkTrends(const TestDatabase& db, const std::string& base, Chromium& chro
   EXPECT_EQ(*last, 7000);
   // The charts as a browser draws them, at a desktop's and a phone's width.
   std::filesystem::path artifacts = std::filesystem::path(JOBD_BUILD_DIR) / "test-artifacts";
-  for (const auto& [name, size] :
-       {std::pair{"trends.png", "1400,1100"}, std::pair{"trends-375px.png", "375,1400"}}) {
+  for (const auto& [name, path, size] : {std::tuple{"trends.png", "/type/trend", "1400,1100"},
+                                         std::tuple{"trends-375px.png", "/type/trend", "375,1400"},
+                                         std::tuple{"dashboard-trends.png", "/", "1400,1100"}}) {
     std::filesystem::path shot = artifacts / name;
     std::filesystem::remove(shot);
-    testing::ProcessResult r = chromium.run(base + "/type/trend", 1000, shot.string(), size);
+    testing::ProcessResult r = chromium.run(base + path, 1000, shot.string(), size);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_GT(std::filesystem::exists(shot) ? std::filesystem::file_size(shot) : 0, 10000u);
     std::cout << "screenshot: " << shot.string() << "\n";

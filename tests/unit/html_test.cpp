@@ -233,13 +233,12 @@ TEST(ChartTest, APlotKeepsItsNumbersAndBreaksWhereThereAreNone) {
 TEST(ChartTest, TrendsCountOnlyTheMinutesRolledUp) {
   // Minutes 60, 120, 180; rolled up from 60 to before 180: the last has no
   // counts yet, the middle (no row) had no finished job.
-  nlohmann::json trends = {{"minutes", 3},
-                           {"since", 60},
-                           {"through", 180},
-                           {"points",
-                            {{60, 4, 1, nullptr, 0.5, 2.25},
-                             {120, nullptr, nullptr, nullptr, nullptr, nullptr},
-                             {180, 0, 0, 12, nullptr, nullptr}}}};
+  nlohmann::json trends = {
+      {"minutes", 3},
+      {"first", 60},
+      {"since", 60},
+      {"through", 180},
+      {"rows", {{60, 4, 1, nullptr, 0.5, 2.25}, {180, 0, 0, 12, nullptr, nullptr}}}};
   std::string html = charts::trendCharts(trends);
   EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"completed\" data-values=\"4,0,\""));
   EXPECT_THAT(html, ::testing::HasSubstr("data-series=\"failed\" data-values=\"1,0,\""));
