@@ -13,8 +13,19 @@ namespace jobd::http {
 namespace {
 
 // Fetches /?live=1 every 3 s while the tab is visible and swaps it in.
+// The page must not move when it does: at each swap the script measures
+// how far each heading and table of the live part moved (its top, and a
+// table's width), in pixels, and keeps the total in
+// <body data-layout-shift> (DashboardTest reads it).
 constexpr const char* kRefresh = R"js(
 (function(){
+  var moved=0;
+  function boxes(live){
+    var m={};
+    live.querySelectorAll('h2,table[id]').forEach(function(e){
+      var r=e.getBoundingClientRect();m[e.id||e.textContent]=[r.top,e.id?r.width:0];});
+    return m;
+  }
   function refresh(){
     if(document.hidden){setTimeout(refresh,3000);return;}
     fetch('/?live=1',{cache:'no-store'}).then(function(r){
@@ -23,7 +34,13 @@ constexpr const char* kRefresh = R"js(
       // Keyboard focus stays on the link it was on.
       var live=document.getElementById('live'),a=document.activeElement;
       var href=a&&live.contains(a)?a.getAttribute('href'):null;
+      var before=boxes(live);
       live.innerHTML=html;
+      var after=boxes(live);
+      for(var k in before){
+        if(after[k])moved+=Math.abs(after[k][0]-before[k][0])+Math.abs(after[k][1]-before[k][1]);
+      }
+      document.body.dataset.layoutShift=moved.toFixed(1);
       if(href){var b=live.querySelector('a[href="'+href.replace(/["\\]/g,'\\$&')+'"]');if(b)b.focus();}
       document.getElementById('state').textContent='live';
     }).catch(function(){

@@ -449,11 +449,17 @@ void checkBrowsePages(const TestDatabase& db, const std::string& base, Chromium&
               HasSubstr("No job has the id or target \"nobody\"."));
   std::cout << "slowest server time of the type, list and search pages: " << slowest << " ms\n";
 
-  // A phone's width: screenshots of the type page and a list.
+  // Screenshots of each kind of page (the type page and two lists, one at
+  // a phone's width; a search; a job).
   std::filesystem::path artifacts = std::filesystem::path(JOBD_BUILD_DIR) / "test-artifacts";
   for (const auto& [name, url] :
        {std::pair{"type.png", base + "/type/report"},
-        std::pair{"failed-375px.png", base + "/jobs?type=report&status=failed"}}) {
+        std::pair{"failed-375px.png", base + "/jobs?type=report&status=failed"},
+        std::pair{"scheduled.png", base + "/jobs?type=mail&status=scheduled"},
+        std::pair{"search.png", base + "/search?q=acct+%3C7%3E"},
+        std::pair{"job.png", base + "/job/" +
+                                 db.scalar("SELECT min(id) FROM jobd.job WHERE "
+                                           "status = 3 AND job_type = 'report'")}}) {
     std::filesystem::path shot = artifacts / name;
     std::filesystem::remove(shot);
     testing::ProcessResult r =
@@ -516,8 +522,10 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
   EXPECT_EQ(shown["mail/scheduled"], 1000 + 60);  // and 60 held at 'infinity'
   EXPECT_EQ(shown["report/running"], 5);
   EXPECT_EQ(shown["report/failed_last_hour"] + shown["mail/failed_last_hour"], 300);
-  // The script fetched the live part and swapped it in: no full reload.
+  // The script fetched the live part and swapped it in: no full reload,
+  // and nothing on the page moved.
   EXPECT_THAT(dom, HasSubstr("<span id=\"state\" class=\"muted\">live</span>"));
+  EXPECT_THAT(dom, HasSubstr("<body data-layout-shift=\"0.0\">"));
   EXPECT_THAT(dom, HasSubstr("other-host:4242:beef"));  // the running jobs' daemon
   EXPECT_THAT(dom, HasSubstr("<table id=\"paused\">"));
   EXPECT_THAT(dom, HasSubstr("<td>mail</td><td>relay-2</td><td>alice</td>"));
