@@ -90,6 +90,15 @@ Response htmlAnswer(int status, const std::string& title, const std::string& mes
   return r;
 }
 
+// Post/Redirect/Get: a reload shows the page, and makes nothing again.
+Response seeOther(const std::string& location, const std::string& body) {
+  Response r;
+  r.status = 303;
+  r.headers.emplace_back("Location", location);
+  r.body = body;
+  return r;
+}
+
 // What a failed action's log line says of it.
 std::string failureOf(int status) {
   switch (status) {
@@ -302,6 +311,33 @@ nlohmann::json allowedActions(const nlohmann::json& job) {
   return names;
 }
 
+Response HttpRoutes::act(const std::function<Response(pqxx::connection&)>& action) {
+  try {
+    if (db_.repository() == nullptr) {
+      return htmlAnswer(503, "database unreachable", "The database cannot be reached.");
+    }
+    return action(*db_.connection());
+  } catch (const NotFoundError& e) {
+    return htmlAnswer(404, "not found", e.what());
+  } catch (const TransitionError& e) {
+    return htmlAnswer(409, "not done", e.what());
+  } catch (const UsageError& e) {
+    return htmlAnswer(400, "bad request", e.what());
+  } catch (const pqxx::in_doubt_error& e) {
+    db_.connectionLost(errorLine(e.what()));
+    return htmlAnswer(503, "not known",
+                      "The connection was lost during the commit: the action may have been made. "
+                      "Open the page again before you repeat it.");
+  } catch (const pqxx::broken_connection& e) {
+    db_.connectionLost(errorLine(e.what()));
+    return htmlAnswer(503, "database unreachable", errorLine(e.what()));
+  } catch (const pqxx::data_exception& e) {
+    return htmlAnswer(400, "bad request", errorLine(e.what()));
+  } catch (const std::exception& e) {
+    return htmlAnswer(500, "error", errorLine(e.what()));
+  }
+}
+
 void HttpRoutes::handleAction(const Request& request, const DashboardAccess& access,
                               const std::function<void(Response)>& respond) {
   const bool control = isControlPath(request.path);
@@ -355,37 +391,14 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
   }
   const std::string peer = request.peer;
   db_.post([this, id, action, name, who, reason, peer, respond] {
-    Response r;
-    try {
-      if (db_.repository() == nullptr) {
-        r = htmlAnswer(503, "database unreachable", "The database cannot be reached.");
-      } else {
-        store::TransitionResult done = store::JobStore(*db_.connection()).apply(id, action, reason);
-        logs::info("DASHBOARD_ACTION operator={} peer={} job={} action={} from={} to={}", who, peer,
-                   id, name, statusName(done.from), statusName(done.to));
-        // Post/Redirect/Get: a reload shows the job, and makes nothing again.
-        r.status = 303;
-        r.headers.emplace_back("Location", "/job/" + std::to_string(id));
-        r.body = "job " + std::to_string(id) + ": " + std::string(statusName(done.from)) + " -> " +
-                 std::string(statusName(done.to)) + " (" + name + ")\n";
-      }
-    } catch (const NotFoundError& e) {
-      r = htmlAnswer(404, "not found", e.what());
-    } catch (const TransitionError& e) {
-      r = htmlAnswer(409, "not done", e.what());
-    } catch (const pqxx::in_doubt_error& e) {
-      db_.connectionLost(errorLine(e.what()));
-      r = htmlAnswer(503, "not known",
-                     "The connection was lost during the commit: the action may have been made. "
-                     "Open the job's page again before you repeat it.");
-    } catch (const pqxx::broken_connection& e) {
-      db_.connectionLost(errorLine(e.what()));
-      r = htmlAnswer(503, "database unreachable", errorLine(e.what()));
-    } catch (const pqxx::data_exception& e) {
-      r = htmlAnswer(400, "bad request", errorLine(e.what()));
-    } catch (const std::exception& e) {
-      r = htmlAnswer(500, "error", errorLine(e.what()));
-    }
+    Response r = act([&](pqxx::connection& conn) {
+      store::TransitionResult done = store::JobStore(conn).apply(id, action, reason);
+      logs::info("DASHBOARD_ACTION operator={} peer={} job={} action={} from={} to={}", who, peer,
+                 id, name, statusName(done.from), statusName(done.to));
+      return seeOther("/job/" + std::to_string(id),
+                      "job " + std::to_string(id) + ": " + std::string(statusName(done.from)) +
+                          " -> " + std::string(statusName(done.to)) + " (" + name + ")\n");
+    });
     if (r.status != 303) {
       logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} job={} action={} status={}: {}", who,
                  peer, id, name, r.status, failureOf(r.status));
@@ -418,75 +431,51 @@ void HttpRoutes::handleControl(const Request& request,
   const std::string who = operatorName(request.authorization);
   const std::string peer = request.peer;
   db_.post([this, c, who, peer, subject, respond] {
-    Response r;
-    std::string done;
-    try {
-      if (db_.repository() == nullptr) {
-        r = htmlAnswer(503, "database unreachable", "The database cannot be reached.");
-      } else {
-        pqxx::connection& conn = *db_.connection();
-        std::string location = "/type/" + urlEncode(c.job_type);
-        if (c.name == "retry-failed") {
-          store::RetryFailedRequest retry;
-          retry.job_type = c.job_type;
-          retry.error_type = c.error_type;
-          std::optional<Duration> ago = parseDuration(c.since);
-          if (ago && ago->count() > 0) {
-            retry.since_ago = ago;
-          } else {
-            retry.since = c.since;
-          }
-          retry.limit = c.limit;
-          std::int64_t n = store::JobStore(conn).retryFailed(retry);
-          done = fmt::format("retried={}", n);
-          location += "?retried=" + std::to_string(n);
-        } else if (c.name == "pause") {
-          store::PauseRequest pause;
-          pause.job_type = c.job_type;
-          pause.target = c.target;
-          pause.reason = c.reason;
-          pause.paused_by = who + " (dashboard)";
-          if (!c.for_.empty()) {
-            pause.for_ = parseDuration(c.for_);
-          }
-          done = store::JobStore(conn).pause(pause) ? "replaced=true" : "replaced=false";
-        } else if (c.name == "unpause") {
-          if (!store::JobStore(conn).unpause(c.job_type, c.target)) {
-            throw NotFoundError(c.job_type + (c.target ? " target " + *c.target : "") +
-                                " is not paused");
-          }
-          done = "unpaused";
+    Response r = act([&](pqxx::connection& conn) {
+      std::string done;
+      std::string location = "/type/" + urlEncode(c.job_type);
+      if (c.name == "retry-failed") {
+        store::RetryFailedRequest retry;
+        retry.job_type = c.job_type;
+        retry.error_type = c.error_type;
+        std::optional<Duration> ago = parseDuration(c.since);
+        if (ago && ago->count() > 0) {
+          retry.since_ago = ago;
         } else {
-          bool pause = c.name == "pause-schedule";
-          if (!store::ScheduleStore(conn).setPaused(c.schedule, pause)) {
-            throw NotFoundError("no schedule named " + c.schedule);
-          }
-          done = pause ? "paused" : "resumed";
-          location = "/";
+          retry.since = c.since;
         }
-        logs::info("DASHBOARD_ACTION operator={} peer={} action={} {} {}", who, peer, c.name,
-                   subject, done);
-        r.status = 303;
-        r.headers.emplace_back("Location", location);
-        r.body = c.name + " " + subject + ": " + done + "\n";
+        retry.limit = c.limit;
+        std::int64_t n = store::JobStore(conn).retryFailed(retry);
+        done = fmt::format("retried={}", n);
+        location += "?retried=" + std::to_string(n);
+      } else if (c.name == "pause") {
+        store::PauseRequest pause;
+        pause.job_type = c.job_type;
+        pause.target = c.target;
+        pause.reason = c.reason;
+        pause.paused_by = who + " (dashboard)";
+        if (!c.for_.empty()) {
+          pause.for_ = parseDuration(c.for_);
+        }
+        done = store::JobStore(conn).pause(pause) ? "replaced=true" : "replaced=false";
+      } else if (c.name == "unpause") {
+        if (!store::JobStore(conn).unpause(c.job_type, c.target)) {
+          throw NotFoundError(c.job_type + (c.target ? " target " + *c.target : "") +
+                              " is not paused");
+        }
+        done = "unpaused";
+      } else {
+        bool pause = c.name == "pause-schedule";
+        if (!store::ScheduleStore(conn).setPaused(c.schedule, pause)) {
+          throw NotFoundError("no schedule named " + c.schedule);
+        }
+        done = pause ? "paused" : "resumed";
+        location = "/";
       }
-    } catch (const NotFoundError& e) {
-      r = htmlAnswer(404, "not found", e.what());
-    } catch (const UsageError& e) {
-      r = htmlAnswer(400, "bad request", e.what());
-    } catch (const pqxx::in_doubt_error& e) {
-      db_.connectionLost(errorLine(e.what()));
-      r = htmlAnswer(503, "not known",
-                     "The connection was lost during the commit: the action may have been made. "
-                     "Open the page again before you repeat it.");
-    } catch (const pqxx::broken_connection& e) {
-      db_.connectionLost(errorLine(e.what()));
-      r = htmlAnswer(503, "database unreachable", errorLine(e.what()));
-    } catch (const pqxx::data_exception& e) {
-      r = htmlAnswer(400, "bad request", errorLine(e.what()));
-    } catch (const std::exception& e) {
-      r = htmlAnswer(500, "error", errorLine(e.what()));
-    }
+      logs::info("DASHBOARD_ACTION operator={} peer={} action={} {} {}", who, peer, c.name, subject,
+                 done);
+      return seeOther(location, c.name + " " + subject + ": " + done + "\n");
+    });
     if (r.status != 303) {
       logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} action={} {} status={}: {}", who,
                  peer, c.name, subject, r.status, failureOf(r.status));

@@ -113,6 +113,11 @@ class HttpRoutes {
   // dashboard's own pages, makes the transition `jobd ACTION ID` makes.
   void handleAction(const Request& request, const DashboardAccess& access,
                     const std::function<void(Response)>& respond);
+  // On the dashboard's database thread: runs an action on its connection,
+  // and answers with its response or with the page of what went wrong
+  // (404, 409, 400, 503 when the database is away or the commit's outcome
+  // is not known, 500).
+  Response act(const std::function<Response(pqxx::connection&)>& action);
   // /action/NAME: an action on a job type or a schedule (actions.cpp),
   // once handleAction has checked that actions are on.
   void handleControl(const Request& request, const std::function<void(Response)>& respond);
