@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -39,6 +40,9 @@ namespace jobd::http {
 namespace {
 
 constexpr std::size_t kMaxReason = 1000;
+// The most jobs one retry-failed from the dashboard retries: its batches
+// run on the dashboard's connection, before the pages queued behind them.
+constexpr std::int64_t kMostFromTheDashboard = 10000;
 
 constexpr OperatorAction kActions[] = {OperatorAction::kRetry, OperatorAction::kSuspend,
                                        OperatorAction::kResume, OperatorAction::kCancel};
@@ -103,11 +107,11 @@ Response seeOther(const std::string& location, const std::string& body) {
 std::string failureOf(int status) {
   switch (status) {
     case 404:
-      return "no such job";
+      return "no such job, pause or schedule";
     case 409:
       return "its status does not allow it";
     case 400:
-      return "a value the database cannot store";
+      return "a bad value";
     case 503:
       return "the database is unreachable, or the commit's outcome is not known";
     default:
@@ -152,6 +156,10 @@ struct Control {
 constexpr const char* kControls[] = {"retry-failed", "pause", "unpause", "pause-schedule",
                                      "resume-schedule"};
 
+bool onSchedule(const std::string& name) {
+  return name == "pause-schedule" || name == "resume-schedule";
+}
+
 bool isControlPath(const std::string& path) {
   return path.rfind("/action/", 0) == 0 && std::find(std::begin(kControls), std::end(kControls),
                                                      path.substr(8)) != std::end(kControls);
@@ -181,17 +189,24 @@ Control parseControl(const std::string& name, const std::string& fields) {
       c.error = "Each field must be one line of at most " + std::to_string(kMaxReason) + " bytes.";
     }
   }
-  bool on_schedule = name == "pause-schedule" || name == "resume-schedule";
-  if (on_schedule ? c.schedule.empty() : c.job_type.empty()) {
-    c.error = on_schedule ? "Which schedule? (name=)" : "Which job type? (type=)";
+  if (onSchedule(name) ? c.schedule.empty() : c.job_type.empty()) {
+    c.error = onSchedule(name) ? "Which schedule? (name=)" : "Which job type? (type=)";
+  }
+  // A duration ago, or a time as the CLI takes it (ISO 8601: 2026-12-01,
+  // 2026-12-01T09:30:00Z); not PostgreSQL's other words for times.
+  std::optional<Duration> ago = parseDuration(c.since);
+  const bool iso = c.since.size() >= 10 && std::isdigit(static_cast<unsigned char>(c.since[0])) &&
+                   c.since[4] == '-' && c.since[7] == '-';
+  if (!(ago && ago->count() > 0) && !iso) {
+    c.error = "'since' must be a duration ago such as 24h, or a time such as 2026-12-01T09:30Z.";
   }
   if (std::optional<std::string> limit = field("limit")) {
     char* end = nullptr;
     errno = 0;
     long long n = std::strtoll(limit->c_str(), &end, 10);
-    if (errno != 0 || *end != '\0' || n < 1 || n > store::RetryFailedRequest::kRetryFailedMost) {
-      c.error = "The limit must be a number from 1 to " +
-                std::to_string(store::RetryFailedRequest::kRetryFailedMost) + ".";
+    if (errno != 0 || *end != '\0' || n < 1 || n > kMostFromTheDashboard) {
+      c.error = "The limit must be a number from 1 to " + std::to_string(kMostFromTheDashboard) +
+                " (jobd retry-failed takes more).";
     } else {
       c.limit = n;
     }
@@ -202,13 +217,29 @@ Control parseControl(const std::string& name, const std::string& fields) {
   return c;
 }
 
-// What a control's log line and redirect name.
-std::string subjectOf(const Control& c) {
-  if (!c.schedule.empty() && c.job_type.empty()) {
-    return "schedule=" + c.schedule;
+// What a control's log lines name, by field ("-" for none): the fields of
+// its action only.
+struct Subject {
+  std::string type = "-";
+  std::string target = "-";
+  std::string error_type = "-";
+  std::string schedule = "-";
+};
+
+Subject subjectOf(const Control& c) {
+  Subject s;
+  if (onSchedule(c.name)) {
+    s.schedule = c.schedule;
+    return s;
   }
-  return "type=" + c.job_type + (c.target ? " target=" + *c.target : "") +
-         (c.error_type ? " error_type=" + *c.error_type : "");
+  s.type = c.job_type;
+  if (c.target && c.name != "retry-failed") {
+    s.target = *c.target;
+  }
+  if (c.error_type && c.name == "retry-failed") {
+    s.error_type = *c.error_type;
+  }
+  return s;
 }
 
 std::string hidden(const char* name, const std::string& value) {
@@ -269,24 +300,25 @@ std::string controlPage(const Control& c, const std::string& csrf_token) {
   return html::page(title, body + form);
 }
 
-// Why a POST must change nothing (a 403 to answer), or nullopt: it came
-// from another site, or without the token of a form this daemon rendered.
-// `what` names the action in the log.
-std::optional<Response> refusal(const Request& request, const std::string& csrf_token,
-                                const std::string& what) {
+// Why a POST must change nothing (a 403), or nullopt: it came from
+// another site, or without the token of a form this daemon rendered.
+std::optional<std::string> refusal(const Request& request, const std::string& csrf_token) {
   if (!fromThisSite(request)) {
-    logs::warn("DASHBOARD_ACTION_REFUSED peer={} {}: a request from another site", request.peer,
-               what);
-    return htmlAnswer(403, "forbidden", "This action did not come from the dashboard's page.");
+    return "a request from another site";
   }
   std::optional<std::string> token = queryParam(request.body, "csrf");
   if (!token || !sameSecret(*token, csrf_token)) {
-    logs::warn("DASHBOARD_ACTION_REFUSED peer={} {}: no valid form token", request.peer, what);
-    return htmlAnswer(403, "forbidden",
-                      "The form's token is missing or stale (the daemon restarted?): open the "
-                      "page again.");
+    return "no valid form token";
   }
   return std::nullopt;
+}
+
+Response refused(const std::string& reason) {
+  return htmlAnswer(403, "forbidden",
+                    reason == "no valid form token"
+                        ? "The form's token is missing or stale (the daemon restarted?): open the "
+                          "page again."
+                        : "This action did not come from the dashboard's page.");
 }
 
 }  // namespace
@@ -375,9 +407,10 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
         "no job with id " + std::to_string(id), respond);
     return;
   }
-  if (std::optional<Response> refused =
-          refusal(request, csrf_token_, fmt::format("job={} action={}", id, name))) {
-    respond(std::move(*refused));
+  if (std::optional<std::string> reason = refusal(request, csrf_token_)) {
+    logs::warn("DASHBOARD_ACTION_REFUSED peer={} job={} action={}: {}", request.peer, id, name,
+               *reason);
+    respond(refused(*reason));
     return;
   }
   const std::string who = operatorName(request.authorization);
@@ -410,7 +443,15 @@ void HttpRoutes::handleAction(const Request& request, const DashboardAccess& acc
 void HttpRoutes::handleControl(const Request& request,
                                const std::function<void(Response)>& respond) {
   const bool post = request.method == "POST";
-  Control c = parseControl(request.path.substr(8), post ? request.body : request.query);
+  const std::string name = request.path.substr(8);
+  if (post) {
+    if (std::optional<std::string> reason = refusal(request, csrf_token_)) {
+      logs::warn("DASHBOARD_ACTION_REFUSED peer={} action={}: {}", request.peer, name, *reason);
+      respond(refused(*reason));
+      return;
+    }
+  }
+  Control c = parseControl(name, post ? request.body : request.query);
   if (!c.error.empty()) {
     respond(htmlAnswer(400, "bad request", c.error));
     return;
@@ -422,12 +463,7 @@ void HttpRoutes::handleControl(const Request& request,
     respond(std::move(r));
     return;
   }
-  const std::string subject = subjectOf(c);
-  if (std::optional<Response> refused =
-          refusal(request, csrf_token_, "action=" + c.name + " " + subject)) {
-    respond(std::move(*refused));
-    return;
-  }
+  const Subject subject = subjectOf(c);
   const std::string who = operatorName(request.authorization);
   const std::string peer = request.peer;
   db_.post([this, c, who, peer, subject, respond] {
@@ -446,7 +482,7 @@ void HttpRoutes::handleControl(const Request& request,
         }
         retry.limit = c.limit;
         std::int64_t n = store::JobStore(conn).retryFailed(retry);
-        done = fmt::format("retried={}", n);
+        done = std::to_string(n);
         location += "?retried=" + std::to_string(n);
       } else if (c.name == "pause") {
         store::PauseRequest pause;
@@ -457,7 +493,7 @@ void HttpRoutes::handleControl(const Request& request,
         if (!c.for_.empty()) {
           pause.for_ = parseDuration(c.for_);
         }
-        done = store::JobStore(conn).pause(pause) ? "replaced=true" : "replaced=false";
+        done = store::JobStore(conn).pause(pause) ? "replaced" : "paused";
       } else if (c.name == "unpause") {
         if (!store::JobStore(conn).unpause(c.job_type, c.target)) {
           throw NotFoundError(c.job_type + (c.target ? " target " + *c.target : "") +
@@ -472,13 +508,19 @@ void HttpRoutes::handleControl(const Request& request,
         done = pause ? "paused" : "resumed";
         location = "/";
       }
-      logs::info("DASHBOARD_ACTION operator={} peer={} action={} {} {}", who, peer, c.name, subject,
-                 done);
-      return seeOther(location, c.name + " " + subject + ": " + done + "\n");
+      logs::info(
+          "DASHBOARD_ACTION operator={} peer={} action={} type={} target={} error_type={} "
+          "schedule={} result={}",
+          who, peer, c.name, subject.type, subject.target, subject.error_type, subject.schedule,
+          done);
+      return seeOther(location, c.name + ": " + done + "\n");
     });
     if (r.status != 303) {
-      logs::warn("DASHBOARD_ACTION_FAILED operator={} peer={} action={} {} status={}: {}", who,
-                 peer, c.name, subject, r.status, failureOf(r.status));
+      logs::warn(
+          "DASHBOARD_ACTION_FAILED operator={} peer={} action={} type={} target={} error_type={} "
+          "schedule={} status={}: {}",
+          who, peer, c.name, subject.type, subject.target, subject.error_type, subject.schedule,
+          r.status, failureOf(r.status));
     }
     boost::asio::post(io_, [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
   });

@@ -178,9 +178,11 @@ std::string sparkline(const nlohmann::json& last_hour, const nlohmann::json& rol
                       std::int64_t now_minute) {
   // The hour's minutes, the current one last, from the rows there are.
   const std::int64_t first = now_minute - 59 * 60;
+  const std::optional<double> since = epochField(rolled, "since");
+  const std::optional<double> through = epochField(rolled, "through");
   auto [completed, failed] = finishedSeries(
       everyMinute(last_hour.is_array() ? last_hour : nlohmann::json::array(), first, 60), first,
-      epochField(rolled, "since"), epochField(rolled, "through"));
+      since, through);
   double done = 0;
   double bad = 0;
   for (std::size_t i = 0; i < completed.values.size(); ++i) {
@@ -190,9 +192,11 @@ std::string sparkline(const nlohmann::json& last_hour, const nlohmann::json& rol
   Plot p = plot({completed, failed}, kSparkWidth, 2, kSparkHeight - 2);
   return fmt::format(
              "<svg class=\"spark\" viewBox=\"0 0 {0} {1}\" role=\"img\" aria-label=\"last "
-             "hour: {2} completed, {3} failed; top {4} a minute\" data-first-minute=\"{5}\">"
+             "hour: {2} completed, {3} failed; top {4} a minute\" data-first-minute=\"{5}\" "
+             "data-since=\"{6}\" data-through=\"{7}\">"
              "<title>last hour: {2} completed, {3} failed; top {4} a minute</title>",
-             kSparkWidth, kSparkHeight, number(done), number(bad), number(p.scale), first) +
+             kSparkWidth, kSparkHeight, number(done), number(bad), number(p.scale), first,
+             since ? number(*since) : "", through ? number(*through) : "") +
          kStroke + p.lines + "</g></svg>";
 }
 
@@ -216,7 +220,14 @@ std::string trendCharts(const nlohmann::json& trends) {
     p50.values.push_back(row != nullptr ? field(*row, 4) : std::nullopt);
     p95.values.push_back(row != nullptr ? field(*row, 5) : std::nullopt);
   }
-  return "<div class=\"charts\">" +
+  // The minutes rolled up, for a reader that checks the charts: those from
+  // data-since to before data-through (Unix seconds; none when empty).
+  auto epoch = [&trends](const char* name) {
+    std::optional<double> v = epochField(trends, name);
+    return v ? number(*v) : std::string();
+  };
+  return "<div class=\"charts\" data-since=\"" + epoch("since") + "\" data-through=\"" +
+         epoch("through") + "\">" +
          lineChart("chart-finished", "jobs finished per minute", from, {completed, failed}, "") +
          lineChart("chart-ready", "ready jobs", from, {ready}, "") +
          lineChart("chart-latency", "queue latency (ready to started)", from, {p50, p95}, " s") +

@@ -182,7 +182,6 @@ std::string daemonsTable(const nlohmann::json& daemons, const nlohmann::json& no
   return out + "</table>";
 }
 
-// The pauses in force (schema 14): nothing when there are none.
 // A link to confirm an action on a type or a schedule (http/actions.cpp).
 std::string actionLink(const std::string& action, const std::string& query,
                        const std::string& label) {

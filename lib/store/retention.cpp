@@ -47,10 +47,16 @@ std::optional<int> pruneFinishedJobs(pqxx::transaction_base& txn, const std::str
   }
   int pruned =
       static_cast<int>(txn.exec_params(kPruneJobs, job_type, seconds(keep), batch).affected_rows());
-  // The type's trend rows (schema 23) go with its jobs.
+  // The type's trend rows (schema 23) go with its jobs; the minutes before
+  // its new first one are no longer rolled up (no data, not no jobs).
   txn.exec_params(
       "DELETE FROM jobd.job_minute WHERE job_type = $1 AND minute < now() - make_interval(secs "
       "=> $2)",
+      job_type, seconds(keep));
+  txn.exec_params(
+      "UPDATE jobd.job_minute_rolled SET since = date_trunc('minute', now() - make_interval(secs "
+      "=> $2)) + interval '1 minute' WHERE job_type = $1 AND since < date_trunc('minute', now() "
+      "- make_interval(secs => $2)) + interval '1 minute'",
       job_type, seconds(keep));
   return pruned;
 }

@@ -76,6 +76,40 @@ TEST(JobStoreTest, RetryAndCancelColumns) {
 }
 
 // A missing job is NotFoundError, not a transition error.
+// retry-failed: the window and the error type pick the jobs, oldest
+// first, up to the limit; each batch of kRetryBatch is its own transaction
+// (one xmin per batch); a row another transaction holds is passed over.
+TEST(JobStoreTest, RetryFailedIsBoundedAndBatched) {
+  TestDatabase db;
+  db.scalar(
+      "INSERT INTO jobd.job (job_type, status, attempt_count, date_finished, log) "
+      "SELECT 'report', 3, 1, now() - interval '2 hours' + i * interval '1 s', "
+      "CASE WHEN i % 10 = 0 THEN 'KeyError: k' ELSE 'ValueError: v' END "
+      "FROM generate_series(1, 1400) AS i RETURNING 1");
+  const std::string held = db.scalar("SELECT min(id) FROM jobd.job WHERE log LIKE 'ValueError%'");
+  auto holder = db.connect();
+  pqxx::work lock(*holder);
+  lock.exec("SELECT 1 FROM jobd.job WHERE id = " + held + " FOR UPDATE");
+  auto conn = db.connect();
+  RetryFailedRequest request;
+  request.job_type = "report";
+  request.error_type = "ValueError";
+  request.since_ago = std::chrono::hours(3);
+  request.limit = 1200;
+  EXPECT_EQ(JobStore(*conn).retryFailed(request), 1200);
+  lock.abort();
+  EXPECT_EQ(db.scalar("SELECT count(DISTINCT xmin::text) FROM jobd.job WHERE status = 0"), "3");
+  // The oldest 1,200 ValueErrors but the one held; no KeyError.
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobd.job WHERE status = 0 AND log LIKE 'KeyError%'"),
+            "0");
+  EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + held), "3");
+  EXPECT_EQ(db.scalar("SELECT max(id) FROM jobd.job WHERE status = 0"),
+            db.scalar("SELECT id FROM jobd.job WHERE log LIKE 'ValueError%' ORDER BY id "
+                      "OFFSET 1200 LIMIT 1"));
+  request.limit = 0;
+  EXPECT_THROW(JobStore(*conn).retryFailed(request), UsageError);
+}
+
 TEST(JobStoreTest, MissingJob) {
   TestDatabase db;
   auto conn = db.connect();

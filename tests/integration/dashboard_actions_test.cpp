@@ -224,8 +224,14 @@ TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
   EXPECT_EQ(httpPost(url, form + "&csrf=" + token, {kAlice, "Sec-Fetch-Site: cross-site"}).status,
             403);
   EXPECT_EQ(httpPost(url, "type=report&limit=0&csrf=" + token, {kAlice}).status, 400);
-  EXPECT_EQ(httpPost(url, "type=report&limit=100001&csrf=" + token, {kAlice}).status, 400);
+  EXPECT_EQ(httpPost(url, "type=report&limit=10001&csrf=" + token, {kAlice}).status, 400);
   EXPECT_EQ(httpPost(url, "type=report&since=soon&csrf=" + token, {kAlice}).status, 400);
+  EXPECT_EQ(httpPost(url, "type=report&since=now&csrf=" + token, {kAlice}).status, 400);
+  // A request from another site is refused before its fields are read.
+  EXPECT_EQ(
+      httpPost(url, "type=report&limit=0&csrf=" + token, {kAlice, "Sec-Fetch-Site: cross-site"})
+          .status,
+      403);
   EXPECT_EQ(retriedOf(db, "report"), before);
   EXPECT_EQ(before, "KeyError: gone none; ValueError: bad input none; ValueError: old none");
 
@@ -249,12 +255,11 @@ TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
   ASSERT_TRUE(daemon.waitForLog("action=retry-failed"));
   EXPECT_TRUE(
       std::regex_search(daemon.log(), std::regex("DASHBOARD_ACTION operator=alice peer=\\S+ "
-                                                 "action=retry-failed type=report "
-                                                 "error_type=ValueError retried=1000")))
+                                                 "action=retry-failed type=report target=- "
+                                                 "error_type=ValueError schedule=- result=1000")))
       << daemon.log();
   // Every error type, from three days and a minute ago: the rest.
-  EXPECT_EQ(httpPost(url, "type=report&since=73h&limit=100000&csrf=" + token, {kAlice}).status,
-            303);
+  EXPECT_EQ(httpPost(url, "type=report&since=73h&limit=10000&csrf=" + token, {kAlice}).status, 303);
   jobd({"retry-failed", "twin", "--since", "73h", "--limit", "100000"});
   EXPECT_EQ(retriedOf(db, "report"),
             "KeyError: gone 1..5; ValueError: bad input 1..1200; ValueError: old 1..4");
@@ -321,7 +326,24 @@ TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
   EXPECT_EQ(db.scalar(schedule_paused + "'nightly'"), "f");
   EXPECT_EQ(httpPost(board + "/action/resume-schedule", "name=nope&csrf=" + token, {kAlice}).status,
             404);
-  ASSERT_TRUE(daemon.waitForLog("action=resume-schedule schedule=nightly resumed"));
+  ASSERT_TRUE(
+      daemon.waitForLog("action=resume-schedule type=- target=- error_type=- "
+                        "schedule=nightly result=resumed"));
+  // Each action names its operator, and only its own fields.
+  for (const char* line :
+       {"operator=alice peer=127.0.0.1 action=pause type=report target=- error_type=- "
+        "schedule=- result=paused",
+        "operator=alice peer=127.0.0.1 action=pause type=report target=acme error_type=- "
+        "schedule=- result=paused",
+        "operator=alice peer=127.0.0.1 action=unpause type=report target=acme error_type=- "
+        "schedule=- result=unpaused",
+        "operator=alice peer=127.0.0.1 action=pause-schedule type=- target=- error_type=- "
+        "schedule=nightly result=paused"}) {
+    EXPECT_THAT(daemon.log(), HasSubstr(std::string("DASHBOARD_ACTION ") + line));
+  }
+  EXPECT_THAT(daemon.log(),
+              HasSubstr("DASHBOARD_ACTION_FAILED operator=alice peer=127.0.0.1 action=unpause "
+                        "type=report target=acme error_type=- schedule=- status=404"));
   EXPECT_EQ(daemon.stop().exit_code, 0);
 
   // Without a password: no action, and no links to one.

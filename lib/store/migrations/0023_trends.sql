@@ -15,9 +15,14 @@
 --    so that an upgrade reads nothing old at once.
 --  - each call also samples each type's ready jobs (WAITING, unscheduled
 --    or due; at most 100,000 counted) into the current minute: the most it
---    saw in the minute.
--- Nothing of the claim's or the outcomes' path changes. The cleaner prunes
--- a type's rows with its keep_finished.
+--    saw in the minute; a type with none gets no row, unless it had one in
+--    the last hour (so that a type gone quiet stops adding rows).
+-- A job that a database handler completes in its own transaction had
+-- date_finished = now(), its transaction's start: a job longer than the
+-- roll-up's 5 s would end in a minute rolled up before it committed. It is
+-- the time it finished from now on (clock_timestamp()).
+-- Nothing of the claim's or the outcomes' path changes otherwise. The
+-- cleaner prunes a type's rows with its keep_finished.
 
 CREATE TABLE jobd.job_minute (
     job_type    text NOT NULL,
@@ -55,11 +60,11 @@ DECLARE
     minutes integer := 0;
     n integer;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('jobd.roll_up_minutes')) THEN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('jobd.roll_up_minutes', 0)) THEN
         RETURN NULL;
     END IF;
     -- The types with finished or waiting jobs, each found by a loose index
-    -- scan (one probe a type), and those rolled up before.
+    -- scan (one probe a type).
     FOR t IN
         WITH RECURSIVE finished AS (
             (SELECT j.job_type FROM jobd.job AS j WHERE j.status IN (2, 3)
@@ -91,11 +96,12 @@ BEGIN
         SELECT f.job_type FROM finished AS f WHERE f.job_type IS NOT NULL
         UNION SELECT w.job_type FROM waiting AS w WHERE w.job_type IS NOT NULL
         UNION SELECT s.job_type FROM scheduled AS s WHERE s.job_type IS NOT NULL
-        UNION SELECT r.job_type FROM jobd.job_minute_rolled AS r
     LOOP
         SELECT r.through INTO since FROM jobd.job_minute_rolled AS r WHERE r.job_type = t;
         since := COALESCE(since, upto - interval '1 hour');
-        till := LEAST(upto, since + interval '1 hour');
+        -- Ten minutes a call at most: a catch-up (after an outage, or an
+        -- upgrade) is a few short statements, not one long one.
+        till := LEAST(upto, since + interval '10 minutes');
         IF till > since THEN
             INSERT INTO jobd.job_minute AS m (job_type, minute, completed, failed, latency_p50,
                                               latency_p95)
@@ -119,7 +125,8 @@ BEGIN
             ON CONFLICT (job_type) DO UPDATE SET through = EXCLUDED.through;
         END IF;
         INSERT INTO jobd.job_minute AS m (job_type, minute, ready)
-        VALUES (t, this_minute, LEAST(100000,
+        SELECT t, this_minute, sample.ready_now
+          FROM (SELECT LEAST(100000,
                   (SELECT count(*) FROM (SELECT 1 FROM jobd.job AS j
                                           WHERE j.job_type = t AND j.status = 0
                                             AND j.scheduled_start IS NULL
@@ -128,10 +135,34 @@ BEGIN
                                             WHERE j.job_type = t AND j.status = 0
                                               AND j.scheduled_start IS NOT NULL
                                               AND j.scheduled_start <= now()
-                                            LIMIT 100000) AS d)))
+                                            LIMIT 100000) AS d))::integer AS ready_now) AS sample
+         WHERE sample.ready_now > 0
+            OR EXISTS (SELECT 1 FROM jobd.job_minute AS q
+                        WHERE q.job_type = t AND q.minute >= this_minute - interval '1 hour')
         ON CONFLICT (job_type, minute) DO UPDATE
            SET ready = GREATEST(m.ready, EXCLUDED.ready);
     END LOOP;
     RETURN minutes;
 END
 $fn$;
+
+-- Version 5's COMPLETED mark in a database handler's own transaction, at
+-- the time the job finished rather than when its transaction began (the
+-- roll-up above counts a minute once, 5 s after it ends). The privileges
+-- granted on it stay (CREATE OR REPLACE).
+CREATE OR REPLACE FUNCTION jobd.complete_in_job_transaction(job_id bigint, attempt integer,
+                                                            owner text)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH updated AS (
+        UPDATE jobd.job
+           SET status = 2, date_finished = clock_timestamp(), lease_expires = NULL
+         WHERE id = job_id AND status + 0 = 1 AND attempt_count = attempt
+           AND lease_owner = owner
+        RETURNING 1
+    )
+    SELECT count(*) = 1 FROM updated
+$$;
