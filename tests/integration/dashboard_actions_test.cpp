@@ -8,6 +8,7 @@
 #include <fstream>
 #include <regex>
 
+#include "chromium.hpp"
 #include "daemon.hpp"
 #include "http_client.hpp"
 
@@ -68,6 +69,9 @@ TEST(DashboardActionsTest, OnlyASignedInOperatorWithTheFormsTokenActsAsTheCliDoe
               HasSubstr("<form method=\"post\" action=\"/job/" + mine + "/suspend\""));
   const std::string token = tokenOf(confirm.body);
   ASSERT_FALSE(token.empty());
+  // As a browser shows it, signed in (the password in the URL).
+  const std::string signed_in = "http://alice:s3cret-pw@" + board.substr(7);
+  testing::Chromium().screenshot(signed_in + "/job/" + mine + "/suspend", "action-suspend.png");
 
   // Refused, and nothing changes: no password; no token; a wrong one;
   // another site's page, by Sec-Fetch-Site or by Origin.
@@ -216,6 +220,13 @@ TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
   EXPECT_THAT(confirm.body, HasSubstr("<form method=\"post\" action=\"/action/retry-failed\""));
   const std::string token = tokenOf(confirm.body);
   ASSERT_FALSE(token.empty());
+  // The confirmations as a browser shows them, signed in (the password in
+  // the URL), and the type page's links.
+  const std::string signed_in = "http://alice:s3cret-pw@" + board.substr(7);
+  testing::Chromium chromium;
+  chromium.screenshot(signed_in + "/action/retry-failed?type=report&error_type=ValueError",
+                      "action-retry-failed.png");
+  chromium.screenshot(signed_in + "/action/pause?type=report", "action-pause-375px.png", "375,800");
   const std::string url = board + "/action/retry-failed";
   const std::string form = "type=report&error_type=ValueError&since=24h&limit=1000";
   const std::string before = retriedOf(db, "report");
@@ -320,6 +331,8 @@ TEST(DashboardActionsTest, TypeAndScheduleActionsAreTheCliCommands) {
   EXPECT_EQ(db.scalar(schedule_paused + "'twin-nightly'"), "t");
   EXPECT_THAT(httpGet(board + "/", 10000, {kAlice}).body,
               HasSubstr("href=\"/action/resume-schedule?name=nightly\""));
+  chromium.screenshot(signed_in + "/action/resume-schedule?name=nightly",
+                      "action-resume-schedule.png");
   EXPECT_EQ(
       httpPost(board + "/action/resume-schedule", "name=nightly&csrf=" + token, {kAlice}).status,
       303);

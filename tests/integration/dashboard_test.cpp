@@ -15,12 +15,14 @@
 #include <regex>
 #include <tuple>
 
+#include "chromium.hpp"
 #include "daemon.hpp"
 #include "http_client.hpp"
 
 namespace jobd {
 namespace {
 
+using testing::Chromium;
 using testing::Daemon;
 using ::testing::HasSubstr;
 using testing::TestDatabase;
@@ -98,34 +100,6 @@ SELECT jsonb_object_agg(job_type || '/' || field, n)
                count(*) FILTER (WHERE status = 3 AND date_finished > now() - interval '1 hour')
           FROM jobd.job GROUP BY job_type) AS e
 )sql";
-
-struct Chromium {
-  std::string profile = ::testing::TempDir() + "jobd_chromium_profile";
-
-  // Loads url, runs its scripts for `budget_ms` of virtual time, and
-  // returns the DOM; or takes a screenshot when `screenshot` is set.
-  testing::ProcessResult run(const std::string& url, int budget_ms,
-                             const std::string& screenshot = "",
-                             const std::string& window = "1400,1100") {
-    std::vector<std::string> argv = {"chromium",
-                                     "--headless=new",
-                                     "--no-sandbox",  // the suite runs as root in CI
-                                     "--disable-gpu",
-                                     "--disable-dev-shm-usage",
-                                     "--no-first-run",
-                                     "--user-data-dir=" + profile,
-                                     "--virtual-time-budget=" + std::to_string(budget_ms)};
-    if (screenshot.empty()) {
-      argv.push_back("--dump-dom");
-    } else {
-      argv.push_back("--window-size=" + window);
-      argv.push_back("--hide-scrollbars");
-      argv.push_back("--screenshot=" + screenshot);
-    }
-    argv.push_back(url);
-    return testing::runProcess(argv, {"", {}, std::chrono::seconds(90)});
-  }
-};
 
 std::string baseUrl(Daemon& daemon) {
   return testing::dashboardUrl(daemon.process());
