@@ -92,10 +92,12 @@ Plot plot(const std::vector<Series>& series, double width, double top, double bo
         points.clear();
       }
     }
-    out.lines += "<g data-series=\"" + escapeHtml(s.name) + "\" data-values=\"" + values +
-                 "\" stroke=\"" + s.color + "\">" + paths + "</g>";
-    out.legend += "<span class=\"key\"><i style=\"background:" + s.color + "\"></i>" +
-                  escapeHtml(s.name) + "</span>";
+    fmt::format_to(std::back_inserter(out.lines),
+                   R"(<g data-series="{}" data-values="{}" stroke="{}">{}</g>)", escapeHtml(s.name),
+                   values, s.color, paths);
+    fmt::format_to(std::back_inserter(out.legend),
+                   R"(<span class="key"><i style="background:{}"></i>{}</span>)", s.color,
+                   escapeHtml(s.name));
   }
   return out;
 }
@@ -177,7 +179,7 @@ std::string lineChart(const std::string& id, const std::string& title, std::int6
 std::string sparkline(const nlohmann::json& last_hour, const nlohmann::json& rolled,
                       std::int64_t now_minute) {
   // The hour's minutes, the current one last, from the rows there are.
-  const std::int64_t first = now_minute - 59 * 60;
+  const std::int64_t first = now_minute - std::int64_t{59} * 60;
   const std::optional<double> since = epochField(rolled, "since");
   const std::optional<double> through = epochField(rolled, "through");
   auto [completed, failed] = finishedSeries(
