@@ -232,11 +232,16 @@ lease_duration: 3s
   };
   // The warm-up's long job outlasts a lease renewal (a third of
   // lease_duration): every connection and timer of a daemon at work (the
-  // renewals' connection opens before the first claim) is among the
-  // descriptors counted before.
+  // renewals' connection opens before the first claim; the cleaner's at the
+  // first roll-up, below) is among the descriptors counted before.
   db.scalar("SELECT jobd.enqueue('proc', '{\"ms\": 0}') FROM generate_series(1, 19)");
   db.scalar("SELECT jobd.enqueue('proc', '{\"ms\": 2500}')");
   ASSERT_EQ(finished(20), "20");
+  // The cleaner's connection opens at the first roll-up of the trends (10 s
+  // after the start), which has rolled up these jobs' type once it has.
+  ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job_minute_rolled WHERE job_type = 'proc'",
+                         "1", std::chrono::seconds(30)),
+            "1");
   ProcessCounts before = countsOf(daemon.process().pid());
   db.scalar(
       "SELECT jobd.enqueue('proc', CASE WHEN i % 20 = 0 THEN '{\"ms\": \"bad\"}' ELSE "

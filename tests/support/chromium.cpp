@@ -1,6 +1,7 @@
 #include "chromium.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -9,7 +10,15 @@
 
 namespace jobd::testing {
 
-Chromium::Chromium() : profile(::testing::TempDir() + "jobd_chromium_profile") {}
+// A profile of this test process's own: two Chromiums on one profile (two
+// tests at once under ctest -j) refuse to start (exit 21).
+Chromium::Chromium()
+    : profile(::testing::TempDir() + "jobd_chromium_profile_" + std::to_string(::getpid())) {}
+
+Chromium::~Chromium() {
+  std::error_code ignored;
+  std::filesystem::remove_all(profile, ignored);
+}
 
 ProcessResult Chromium::run(const std::string& url, int budget_ms, const std::string& screenshot,
                             const std::string& window) const {

@@ -9,9 +9,12 @@
 namespace jobd::testing {
 
 struct Chromium {
-  std::string profile;  // a user data directory of the test's own
+  std::string profile;  // a user data directory of this test process's own
 
   Chromium();
+  ~Chromium();  // removes the profile
+  Chromium(const Chromium&) = delete;
+  Chromium& operator=(const Chromium&) = delete;
   // Loads url, runs its scripts for `budget_ms` of virtual time, and
   // returns the DOM; or takes a screenshot when `screenshot` is set. A URL
   // may carry a user and password (http://user:pw@host/...) for a
