@@ -258,7 +258,7 @@ std::string controlPage(const Control& c, const std::string& csrf_token) {
       c.target ? " target <code>" + escapeHtml(*c.target) + "</code>" : std::string();
   if (c.name == "retry-failed") {
     title = "retry failed jobs of " + c.job_type + "?";
-    body = "<p>Every FAILED job of " + type_html + target_html +
+    body = "<p>Every FAILED job of " + type_html +
            (c.error_type ? " whose error type is <code>" + escapeHtml(*c.error_type) + "</code>"
                          : std::string()) +
            " that failed from the time below on goes back to WAITING, oldest first, at most the "
@@ -269,7 +269,8 @@ std::string controlPage(const Control& c, const std::string& csrf_token) {
             "<p><label>since (a duration ago, or a UTC time) <input name=\"since\" value=\"" +
             escapeHtml(c.since) +
             "\" size=\"24\"></label></p><p><label>at most <input name=\"limit\" value=\"" +
-            std::to_string(c.limit) + "\" size=\"8\" inputmode=\"numeric\"></label> jobs</p>";
+            std::to_string(c.limit) + "\" size=\"8\" inputmode=\"numeric\"></label> jobs (" +
+            std::to_string(kMostFromTheDashboard) + " at most from here)</p>";
   } else if (c.name == "pause") {
     title = "pause " + c.job_type + "?";
     body = "<p>No daemon claims " + type_html + "&#39;s jobs" + target_html +
