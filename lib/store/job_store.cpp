@@ -350,13 +350,13 @@ std::int64_t JobStore::retryFailed(const RetryFailedRequest& r) {
   // Oldest first, by job_failed_idx; the cursor (also a bound the index
   // can use) passes over the jobs of other error types and the ones
   // another transaction holds.
-  const std::string pick = std::string(
-                               "SELECT id, to_json(date_finished)#>>'{}' FROM jobd.job "
-                               "WHERE job_type = $1 AND status = 3 AND date_finished >= $2 "
-                               "AND date_finished < $3 AND date_finished >= $4 AND (date_finished, id) > ($4, $5) "
-                               "AND ($6::text IS NULL OR ") +
-                           kErrorTypeSql +
-                           " = $6) ORDER BY date_finished, id LIMIT $7 FOR UPDATE SKIP LOCKED";
+  const std::string pick =
+      std::string(
+          "SELECT id, to_json(date_finished)#>>'{}' FROM jobd.job "
+          "WHERE job_type = $1 AND status = 3 AND date_finished >= $2 "
+          "AND date_finished < $3 AND date_finished >= $4 AND (date_finished, id) > ($4, $5) "
+          "AND ($6::text IS NULL OR ") +
+      kErrorTypeSql + " = $6) ORDER BY date_finished, id LIMIT $7 FOR UPDATE SKIP LOCKED";
   std::string after_time = since;
   std::int64_t after_id = 0;
   std::int64_t retried = 0;
