@@ -82,14 +82,16 @@ poll_interval: 1s
 [upload]
 handler: sql
 concurrency: 6
-statement: SELECT step($1, $2, 0.05)
+statement: SELECT step($1, $2, COALESCE(($1::jsonb->>'pause')::float8, 0.05))
 limit_key: data:host
 limit_concurrency: 3
 )");
   db.scalar(
       "SELECT count(jobd.enqueue('upload', jsonb_build_object('host', h))) "
       "FROM generate_series(1, 60), unnest(ARRAY['a', 'b']) AS h");
-  db.scalar("SELECT count(jobd.enqueue('upload', '{}')) FROM generate_series(1, 24)");
+  // Half a second each, so that they overlap however slowly a loaded
+  // machine claims them (at 50 ms, one local run under ctest -j2 saw no more than 3 at once).
+  db.scalar("SELECT count(jobd.enqueue('upload', '{\"pause\": 0.5}')) FROM generate_series(1, 24)");
   ASSERT_EQ(waitForValue(db, "SELECT count(*) FROM jobd.job WHERE status = 2", "144", 60s), "144")
       << daemons[0]->log();
   EXPECT_EQ(mostAtOnce(db, "a"), "3");
