@@ -14,6 +14,18 @@
 
 namespace jobd::runtime {
 
+namespace {
+std::atomic<std::uint64_t> g_silent_connections{0};
+}  // namespace
+
+std::uint64_t silentConnectionsSeen() {
+  return g_silent_connections.load();
+}
+
+void noteSilentConnection() {
+  ++g_silent_connections;
+}
+
 DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name,
                                ConnectionSettings settings)
     : conninfo_(std::move(conninfo)),
@@ -160,6 +172,7 @@ void DatabaseThread::watch() {
         name_, limit.count());
     ::shutdown(watched->sock(), SHUT_RDWR);
     closed_for_deadline_ = true;
+    noteSilentConnection();
   }
 }
 
@@ -182,12 +195,21 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   if (store_) {
-    return &store_->repository();
+    if (opened_after_silence_ == silentConnectionsSeen()) {
+      return &store_->repository();
+    }
+    logs::info(
+        "DATABASE_REOPEN {}: another connection of this daemon went silent since this one was "
+        "opened (a stalled network path catches idle connections too); replacing it",
+        name_);
+    store_.reset();
+    setConnection(nullptr);
   }
   if (std::chrono::steady_clock::now() < next_try_) {
     return nullptr;
   }
   try {
+    opened_after_silence_ = silentConnectionsSeen();
     // Under the watchdog from the first query on: a stall can catch a
     // connection being set up as well.
     std::unique_ptr<pqxx::connection> opened = store::open(conninfo_, connectWithin());

@@ -48,6 +48,16 @@ struct ConnectionSettings {
   bool pooled = false;
 };
 
+// A half-open network path (a stalled proxy or middlebox) catches every
+// connection it carries, idle ones too, and the daemon sees it only on a
+// busy one, by its deadline. Each sighting is counted here, process-wide
+// (the watchdog's, the LISTEN session's probe); a connection opened before
+// the latest is replaced at its next use rather than trusted, because an
+// idle one caught by the stall would cost that use a whole deadline (a
+// cached job connection: the job's timeout and kill_grace).
+std::uint64_t silentConnectionsSeen();
+void noteSilentConnection();
+
 class DatabaseThread {
  public:
   // `name` is the connection's application_name ("jobd serve", "jobd
@@ -220,6 +230,8 @@ class DatabaseThread {
   std::atomic<bool> up_{false};
   std::function<void()> on_reconnect_;
   std::uint64_t generation_ = 0;
+  // silentConnectionsSeen() when connection_ was opened.
+  std::uint64_t opened_after_silence_ = 0;
   int failures_ = 0;
   std::chrono::steady_clock::time_point next_try_{};
   std::mt19937_64 rng_{std::random_device{}()};

@@ -17,6 +17,7 @@
 #include "core/errors.hpp"
 #include "core/job_errors.hpp"
 #include "core/log.hpp"
+#include "runtime/database_thread.hpp"
 #include "runtime/progress.hpp"
 #include "store/database.hpp"
 #include "store/db_error.hpp"
@@ -41,6 +42,9 @@ struct JobConnection {
   std::shared_ptr<CancelState> cancel = std::make_shared<CancelState>();
   bool configured = false;
   std::chrono::milliseconds idle_limit{0};
+  // silentConnectionsSeen() when it was opened: a connection of the daemon
+  // that went silent since may mean a stall caught this one too, idle.
+  std::uint64_t opened_after_silence = 0;
 };
 thread_local std::map<std::string, JobConnection> t_connections;
 
@@ -127,9 +131,11 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
                                 std::chrono::steady_clock::time_point connect_by, bool& reused) {
   JobConnection& slot = t_connections[conninfo];
   try {
-    reused = slot.connection && slot.connection->is_open();
+    reused = slot.connection && slot.connection->is_open() &&
+             slot.opened_after_silence == silentConnectionsSeen();
     if (!reused) {
       slot = JobConnection{};
+      slot.opened_after_silence = silentConnectionsSeen();
       int within = 0;  // connect_by max(): libpq's connect_timeout alone
       if (connect_by != std::chrono::steady_clock::time_point::max()) {
         auto left = std::chrono::duration_cast<std::chrono::seconds>(

@@ -30,6 +30,8 @@ struct Notifier::Session {
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
   std::unique_ptr<Receiver> probes;
+  // silentConnectionsSeen() when it was opened.
+  std::uint64_t opened_after_silence = 0;
 
   ~Session() {
     // A receiver's destructor sends UNLISTEN and waits for the answer, which
@@ -85,6 +87,7 @@ void Notifier::connect() {
     auto session = std::make_unique<Session>();
     std::string error;
     try {
+      session->opened_after_silence = silentConnectionsSeen();
       session->connection = store::open(conninfo_, db_.connectWithin());
       // The session's settings, and LISTEN (sent by the receivers'
       // constructors), under the database thread's deadline.
@@ -148,8 +151,15 @@ void Notifier::scheduleProbe() {
     if (ec || stopped_ || !session_) {
       return;
     }
+    if (session_->opened_after_silence != silentConnectionsSeen()) {
+      drop(
+          "another connection of this daemon went silent since this session was opened (a "
+          "stalled network path catches idle connections too)");
+      return;
+    }
     if (probe_heard_ < probe_sent_ && probe_committed_ &&
         std::chrono::steady_clock::now() - *probe_committed_ >= probe_every_) {
+      noteSilentConnection();
       drop("no notification came back within " + std::to_string(probe_every_.count()) +
            " ms (database_timeout)");
       return;
