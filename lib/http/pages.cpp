@@ -467,11 +467,11 @@ std::string actionPage(const nlohmann::json& job, const std::string& action,
       {"retry", "It goes back to WAITING, to run as soon as a daemon is free."},
       {"suspend",
        "It becomes SUSPENDED: no daemon runs it until it is resumed (a running one is stopped at "
-       "its daemon's next lease renewal)."},
+       "once: its daemon is told to renew its leases)."},
       {"resume", "It goes back to WAITING."},
       {"cancel",
        "It becomes FAILED with the reason below in its log, and does not run again (a running "
-       "one is stopped at its daemon's next lease renewal)."}};
+       "one is stopped at once: its daemon is told to renew its leases)."}};
   body += "<p>" + escapeHtml(kWhat.count(action) ? kWhat.at(action) : "") + "</p>";
   body += "<form method=\"post\" action=\"/job/" + id + "/" + escapeHtml(action) +
           "\"><input type=\"hidden\" name=\"csrf\" value=\"" + escapeHtml(csrf_token) + "\">";

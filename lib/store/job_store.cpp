@@ -268,7 +268,10 @@ TransitionResult JobStore::apply(std::int64_t id, OperatorAction action,
       bool cancel = action == OperatorAction::kCancel;
       if (*from == JobStatus::kRunning) {
         // The running attempt ends here; its daemon's fenced outcome will
-        // change nothing, and the renewal tells it to stop the job.
+        // change nothing, and the renewal tells it to stop the job. Every
+        // daemon renews at once on this NOTIFY (schema 17), so the job
+        // stops within a round trip, not at the next renewal.
+        txn.exec("SELECT pg_notify('jobd', 'jobd.leases')");
         txn.exec_params(
             "INSERT INTO jobd.job_attempt (job_id, attempt, daemon, date_started, outcome, "
             "error_type, error_message) "

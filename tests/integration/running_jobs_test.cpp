@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
 #include "daemon.hpp"
+#include "process.hpp"
 
 namespace jobd {
 namespace {
@@ -84,6 +86,51 @@ statement: SELECT attempt_work($2)
   EXPECT_THAT(daemon.log(), HasSubstr("JOB_LEASE_LOST id=" + id +
                                       " attempt=1: the database gave this job to this daemon "
                                       "again (attempt 2); stopping the earlier attempt"));
+  EXPECT_EQ(daemon.stop().exit_code, 0);
+}
+
+// An operator's cancel or suspend of a RUNNING job tells its daemon at
+// once (NOTIFY jobd, 'jobd.leases'), not at the next renewal: with a lease
+// of 120 s, renewals come every 40 s, and each job must be stopped within
+// 3 s of the command.
+TEST(RunningJobsTest, CancelAndSuspendStopARunningJobWithinARoundTrip) {
+  TestDatabase db;
+  Daemon daemon(db, R"(
+[jobd]
+poll_interval: 1s
+[work]
+handler: sql
+concurrency: 2
+lease_duration: 120s
+timeout: 300s
+statement: SELECT pg_sleep(60)
+)");
+  ASSERT_TRUE(daemon.waitReady());
+  for (const char* command : {"cancel", "suspend"}) {
+    std::string id = db.scalar("SELECT jobd.enqueue('work')");
+    ASSERT_EQ(waitForValue(db,
+                           "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                           "AND application_name = 'jobd job'",
+                           "1", 20s),
+              "1")
+        << daemon.log();
+    auto from = std::chrono::steady_clock::now();
+    testing::ProcessResult r =
+        testing::runJobd({"--database", db.conninfo(), "--config", "/dev/null", command, id});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(daemon.waitForLog("JOB_LEASE_LOST id=" + id, 3s)) << command << "\n"
+                                                                  << daemon.log();
+    // The query is cancelled: the job's session no longer sleeps.
+    EXPECT_EQ(waitForValue(db,
+                           "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                           "AND application_name = 'jobd job'",
+                           "0", 5s),
+              "0");
+    std::printf("%s: the daemon stopped the job %.2f s after the command\n", command,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count());
+    EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + id),
+              std::string(command) == "cancel" ? "3" : "4");
+  }
   EXPECT_EQ(daemon.stop().exit_code, 0);
 }
 
