@@ -51,7 +51,9 @@ constexpr const char* kRefresh = R"js(
 })();
 )js";
 
-std::string text(const nlohmann::json& value) {
+// A value's text, NOT escaped: every caller escapes it or passes it to
+// html::cell, which does (html::text is the escaping one).
+std::string plainText(const nlohmann::json& value) {
   return jsonText(value);
 }
 
@@ -73,7 +75,7 @@ std::string count(const nlohmann::json& type, const char* field, bool alarm = fa
   std::int64_t n = type[field].is_number() ? type[field].get<std::int64_t>() : 0;
   return fmt::format(
       R"(<td class="n{}" data-job-type="{}" data-field="{}" data-value="{}">{}</td>)",
-      alarm && n > 0 ? " bad" : "", escapeHtml(text(type["job_type"])), field, n, grouped(n));
+      alarm && n > 0 ? " bad" : "", escapeHtml(plainText(type["job_type"])), field, n, grouped(n));
 }
 
 // Each type's counts, and its last hour at a glance (completed and failed
@@ -131,7 +133,7 @@ std::string runningTable(const nlohmann::json& running, const nlohmann::json& no
       "<th>progress</th><th>daemon</th><th>started</th><th>lease expires</th></tr>";
   for (const auto& r : running) {
     out += "<tr><td>" + jobLink(r["id"]) + "</td><td>" + html::typeLink(r["job_type"]) +
-           "</td><td class=\"n\">" + escapeHtml(text(r["attempt"])) + "</td>" +
+           "</td><td class=\"n\">" + escapeHtml(plainText(r["attempt"])) + "</td>" +
            cell(progressText(r["progress_percent"], r["progress_message"])) +
            cell(r["lease_owner"]) + whenCell(r["date_started"], now) +
            whenCell(r["lease_expires"], now) + "</tr>";
@@ -149,8 +151,8 @@ std::string failuresTable(const nlohmann::json& failures, const nlohmann::json& 
       "<th>OOPS</th></tr>";
   for (const auto& f : failures) {
     std::string error = f["oops_type"].is_null()
-                            ? text(f["log"])
-                            : text(f["oops_type"]) + ": " + text(f["oops_value"]);
+                            ? plainText(f["log"])
+                            : plainText(f["oops_type"]) + ": " + plainText(f["oops_value"]);
     out += "<tr><td>" + jobLink(f["id"]) + "</td><td>" + html::typeLink(f["job_type"]) + "</td>" +
            whenCell(f["date_finished"], now) + cell(error) + "<td>" + oopsLink(f["oops_id"]) +
            "</td></tr>";
@@ -170,13 +172,13 @@ std::string daemonsTable(const nlohmann::json& daemons, const nlohmann::json& no
   for (const auto& d : daemons) {
     std::string sections;
     for (const auto& s : d["sections"]) {
-      sections += (sections.empty() ? "" : ", ") + text(s);
+      sections += (sections.empty() ? "" : ", ") + plainText(s);
     }
-    out += "<tr><td>" + escapeHtml(text(d["owner"])) +
+    out += "<tr><td>" + escapeHtml(plainText(d["owner"])) +
            (d["draining"].is_boolean() && d["draining"].get<bool>() ? " <b>draining</b>" : "") +
            "</td>" + cell(d["version"]) + cell(sections) + "<td class=\"n\">" +
-           escapeHtml(text(d["running"])) + "</td><td class=\"n\">" +
-           escapeHtml(text(d["workers"])) + "</td>" + whenCell(d["started"], now) +
+           escapeHtml(plainText(d["running"])) + "</td><td class=\"n\">" +
+           escapeHtml(plainText(d["workers"])) + "</td>" + whenCell(d["started"], now) +
            whenCell(d["last_seen"], now) + "</tr>";
   }
   return out + "</table>";
@@ -201,18 +203,18 @@ std::string pausedTable(const nlohmann::json& paused, const nlohmann::json& now,
   for (const auto& p : paused) {
     out +=
         "<tr>" + cell(p["job_type"]) +
-        cell(p["target"].is_null() ? std::string("every target") : text(p["target"])) +
+        cell(p["target"].is_null() ? std::string("every target") : plainText(p["target"])) +
         cell(p["paused_by"]) + whenCell(p["paused_at"], now) +
         (p["until"].is_null() ? cell(std::string("until unpaused")) : whenCell(p["until"], now)) +
         cell(p["reason"]);
     if (actions) {
-      out +=
-          "<td>" +
-          actionLink("unpause",
-                     "type=" + urlEncode(text(p["job_type"])) +
-                         (p["target"].is_null() ? "" : "&target=" + urlEncode(text(p["target"]))),
-                     "unpause…") +
-          "</td>";
+      out += "<td>" +
+             actionLink(
+                 "unpause",
+                 "type=" + urlEncode(plainText(p["job_type"])) +
+                     (p["target"].is_null() ? "" : "&target=" + urlEncode(plainText(p["target"]))),
+                 "unpause…") +
+             "</td>";
     }
     out += "</tr>";
   }
@@ -235,7 +237,7 @@ std::string throttledTable(const nlohmann::json& throttled, const nlohmann::json
                              ? "the next token " + html::when(t["next_due"], now)
                              : std::string("when a running job ends, or in its key&#39;s turn");
     out += "<tr>" + cell(t["job_type"]) + cell(t["limited_by"]) + cell(t["key"]) +
-           "<td class=\"n\">" + escapeHtml(text(t["parked"])) +
+           "<td class=\"n\">" + escapeHtml(plainText(t["parked"])) +
            (t["parked"].is_number() && t["parked"].get<int>() >= 10000 ? "+" : "") + "</td>" +
            whenCell(t["since"], now) + "<td>" + starts + "</td></tr>";
   }
@@ -257,28 +259,28 @@ std::string schedulesTable(const nlohmann::json& schedules, const nlohmann::json
   for (const auto& s : schedules) {
     std::string state;
     if (!s["problem"].is_null()) {
-      state = " <b>not run: " + escapeHtml(text(s["problem"])) + "</b>";
+      state = " <b>not run: " + escapeHtml(plainText(s["problem"])) + "</b>";
     } else if (s.value("paused", false)) {
       state = " <b>paused</b>";
     }
     std::string last_job = "-";
     if (!s["last_job"].is_null()) {
-      last_job =
-          jobLink(s["last_job"]) + " " +
-          escapeHtml(s["last_status"].is_null() ? std::string("pruned") : text(s["last_status"]));
+      last_job = jobLink(s["last_job"]) + " " +
+                 escapeHtml(s["last_status"].is_null() ? std::string("pruned")
+                                                       : plainText(s["last_status"]));
     }
-    out += "<tr><td>" + escapeHtml(text(s["name"])) + state + "</td>" + cell(s["job_type"]) +
-           cell(text(s["spec"]) + " (" + text(s["time_zone"]) + ")");
+    out += "<tr><td>" + escapeHtml(plainText(s["name"])) + state + "</td>" + cell(s["job_type"]) +
+           cell(plainText(s["spec"]) + " (" + plainText(s["time_zone"]) + ")");
     out +=
         s.value("paused", false) ? cell(nlohmann::json("paused")) : whenCell(s["next_fire"], now);
     out += whenCell(s["last_fire"], now) + "<td>" + last_job + "</td><td class=\"n\">" +
-           escapeHtml(text(s["missed"])) + "</td><td class=\"n\">" +
-           escapeHtml(text(s["skipped"])) + "</td>";
+           escapeHtml(plainText(s["missed"])) + "</td><td class=\"n\">" +
+           escapeHtml(plainText(s["skipped"])) + "</td>";
     if (actions) {
       bool paused = s.value("paused", false);
       out += "<td>" +
              actionLink(paused ? "resume-schedule" : "pause-schedule",
-                        "name=" + urlEncode(text(s["name"])), paused ? "resume…" : "pause…") +
+                        "name=" + urlEncode(plainText(s["name"])), paused ? "resume…" : "pause…") +
              "</td>";
     }
     out += "</tr>";
@@ -338,11 +340,11 @@ std::string dependenciesSection(const nlohmann::json& job) {
   std::string out = "<h2>Dependencies</h2>";
   if (held) {
     const nlohmann::json& h = job["held"];
-    out += "<p id=\"held\">held: waits for " + escapeHtml(text(h["pending"])) +
+    out += "<p id=\"held\">held: waits for " + escapeHtml(plainText(h["pending"])) +
            " parent job(s), then " +
            (h["scheduled_start"].is_null()
                 ? std::string("runs at once")
-                : "is scheduled at " + escapeHtml(text(h["scheduled_start"]))) +
+                : "is scheduled at " + escapeHtml(plainText(h["scheduled_start"]))) +
            "</p>";
   }
   for (const auto& [title, edges] :
@@ -360,7 +362,7 @@ std::string dependenciesSection(const nlohmann::json& job) {
     out += "</table>";
   }
   if (batch) {
-    out += "<p id=\"batch\">in batch " + escapeHtml(text(job["batch"])) + "</p>";
+    out += "<p id=\"batch\">in batch " + escapeHtml(plainText(job["batch"])) + "</p>";
   }
   return out;
 }
@@ -375,8 +377,8 @@ std::string actionLinks(const nlohmann::json& job) {
   }
   std::string out = "<p id=\"actions\">";
   for (const auto& name : job["actions"]) {
-    out += "<a class=\"action\" href=\"/job/" + escapeHtml(text(job["id"])) + "/" +
-           escapeHtml(text(name)) + "\">" + escapeHtml(text(name)) + "</a> ";
+    out += "<a class=\"action\" href=\"/job/" + escapeHtml(plainText(job["id"])) + "/" +
+           escapeHtml(plainText(name)) + "\">" + escapeHtml(plainText(name)) + "</a> ";
   }
   if (job["actions"].empty()) {
     out += "<span class=\"muted\">no action applies to a job in this status</span>";
@@ -398,13 +400,13 @@ std::string jobPage(const nlohmann::json& job) {
         "<th>reported</th><th>checkpoint</th><th>saved</th></tr><tr>" +
         cell(progressText(p["percent"], p["message"])) + cell(p["attempt"]) +
         whenCell(p["reported"], job.value("now", nlohmann::json())) +
-        cell(shortened(text(p["checkpoint_text"]), 200)) +
+        cell(shortened(plainText(p["checkpoint_text"]), 200)) +
         whenCell(p["checkpointed"], job.value("now", nlohmann::json())) + "</tr></table>";
   }
   body += dependenciesSection(job);
   if (job.contains("throttled") && !job["throttled"].is_null()) {
     body += "<p id=\"throttled\">throttled: parked by its type's limit or fairness (key " +
-            escapeHtml(text(job["throttled"]["key"])) + ") since " +
+            escapeHtml(plainText(job["throttled"]["key"])) + ") since " +
             html::when(job["throttled"]["since"], job.value("now", nlohmann::json())) +
             "; it starts when the key has room and its turn comes</p>";
   }
@@ -416,9 +418,10 @@ std::string jobPage(const nlohmann::json& job) {
         "<table><tr><th class=\"n\">attempt</th><th>outcome</th><th>finished</th><th>daemon</th>"
         "<th>error</th><th>OOPS</th></tr>";
     for (const auto& a : job["attempts"]) {
-      std::string error =
-          a["error_type"].is_null() ? "-" : text(a["error_type"]) + ": " + text(a["error_message"]);
-      body += "<tr><td class=\"n\">" + escapeHtml(text(a["attempt"])) + "</td>" +
+      std::string error = a["error_type"].is_null()
+                              ? "-"
+                              : plainText(a["error_type"]) + ": " + plainText(a["error_message"]);
+      body += "<tr><td class=\"n\">" + escapeHtml(plainText(a["attempt"])) + "</td>" +
               cell(a["outcome"]) +
               whenCell(a["date_finished"], job.value("now", nlohmann::json())) + cell(a["daemon"]) +
               cell(error) + "<td>" + oopsLink(a["oops_id"]) + "</td></tr>";
@@ -431,12 +434,12 @@ std::string jobPage(const nlohmann::json& job) {
   } else {
     body += "<ul>";
     for (const auto& o : job["oops"]) {
-      body += "<li>" + oopsLink(o["id"]) + " " + escapeHtml(text(o["type"])) + ": " +
-              escapeHtml(text(o["value"])) + "</li>";
+      body += "<li>" + oopsLink(o["id"]) + " " + escapeHtml(plainText(o["type"])) + ": " +
+              escapeHtml(plainText(o["value"])) + "</li>";
     }
     body += "</ul>";
   }
-  return page("job " + text(job["id"]), body);
+  return page("job " + plainText(job["id"]), body);
 }
 
 std::string oopsPage(const nlohmann::json& oops) {
@@ -444,22 +447,23 @@ std::string oopsPage(const nlohmann::json& oops) {
       oops, {"id", "time", "reporter", "hostname", "job_type", "attempt", "type", "value"});
   body += "<p>job " + jobLink(oops["job_id"]) + "</p>";
   body += "<h2>Traceback</h2><pre id=\"traceback\">" +
-          escapeHtml(oops["traceback"].is_null() ? "none" : text(oops["traceback"])) + "</pre>";
+          escapeHtml(oops["traceback"].is_null() ? "none" : plainText(oops["traceback"])) +
+          "</pre>";
   body += "<h2>Variables</h2><pre id=\"vars\">" + escapeHtml(oops["vars"].dump(2)) + "</pre>";
-  return page("OOPS " + text(oops["id"]), body);
+  return page("OOPS " + plainText(oops["id"]), body);
 }
 
 std::string actionPage(const nlohmann::json& job, const std::string& action,
                        const std::string& csrf_token) {
-  const std::string id = escapeHtml(text(job["id"]));
+  const std::string id = escapeHtml(plainText(job["id"]));
   std::string body = "<p>Job " + jobLink(job["id"]) + " (" + html::typeLink(job["job_type"]) +
-                     ") is " + escapeHtml(text(job["status_name"])) + ".</p>";
+                     ") is " + escapeHtml(plainText(job["status_name"])) + ".</p>";
   bool allowed = false;
   for (const auto& name : job.value("actions", nlohmann::json::array())) {
     allowed = allowed || name == action;
   }
   if (!allowed) {
-    return page(action + " job " + text(job["id"]),
+    return page(action + " job " + plainText(job["id"]),
                 body + "<p id=\"refused\">" + escapeHtml(action) +
                     " does not apply to a job in this status (SPEC §4.3).</p>");
   }
@@ -482,7 +486,7 @@ std::string actionPage(const nlohmann::json& job, const std::string& action,
   }
   body += "<p><button type=\"submit\" autofocus>" + escapeHtml(action) + " job " + id +
           "</button> <a href=\"/job/" + id + "\">back</a></p></form>";
-  return page(action + " job " + text(job["id"]) + "?", body);
+  return page(action + " job " + plainText(job["id"]) + "?", body);
 }
 
 std::string messagePage(const std::string& title, const std::string& text) {

@@ -601,9 +601,17 @@ TEST(DashboardTest, AMillionFinishedJobsInChromium) {
     ASSERT_EQ(version.exit_code, 0) << version.err;
     startup = std::min(startup, took);
   }
-  auto [status, seconds] =
-      timed({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
-  ASSERT_EQ(status.exit_code, 0) << status.err;
+  // The quicker of two as well (under ctest -j2 one took 1.46 s more than
+  // the start, next to another test's Chromium).
+  testing::ProcessResult status;
+  double seconds = 1e9;
+  for (int i = 0; i < 2; ++i) {
+    auto [result, took] =
+        timed({"--database", db.conninfo(), "--config", "/dev/null", "status", "--json"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    status = result;
+    seconds = std::min(seconds, took);
+  }
   std::cout << "jobd status: " << seconds << " s, of which " << startup << " s starting\n";
   EXPECT_LT(seconds - startup, 1.0);
   nlohmann::json counts = nlohmann::json::parse(status.out)["job_types"];
