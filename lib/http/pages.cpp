@@ -470,12 +470,13 @@ std::string actionPage(const nlohmann::json& job, const std::string& action,
   static const std::map<std::string, std::string> kWhat = {
       {"retry", "It goes back to WAITING, to run as soon as a daemon is free."},
       {"suspend",
-       "It becomes SUSPENDED: no daemon runs it until it is resumed (a running one is stopped at "
-       "once: its daemon is told to renew its leases)."},
+       "It becomes SUSPENDED: no daemon runs it until it is resumed (a running one is stopped "
+       "when its daemon hears of it: at once when it listens, else at its next lease renewal)."},
       {"resume", "It goes back to WAITING."},
       {"cancel",
        "It becomes FAILED with the reason below in its log, and does not run again (a running "
-       "one is stopped at once: its daemon is told to renew its leases)."}};
+       "one is stopped when its daemon hears of it: at once when it listens, else at its next "
+       "lease renewal)."}};
   body += "<p>" + escapeHtml(kWhat.count(action) ? kWhat.at(action) : "") + "</p>";
   body += "<form method=\"post\" action=\"/job/" + id + "/" + escapeHtml(action) +
           "\"><input type=\"hidden\" name=\"csrf\" value=\"" + escapeHtml(csrf_token) + "\">";

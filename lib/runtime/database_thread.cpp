@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "core/errors.hpp"
 
@@ -15,15 +16,20 @@
 namespace jobd::runtime {
 
 namespace {
-std::atomic<std::uint64_t> g_silent_connections{0};
+// The latest moment work began that a connection then left unanswered.
+std::atomic<std::chrono::steady_clock::rep> g_silent_since{
+    std::numeric_limits<std::chrono::steady_clock::rep>::min()};
 }  // namespace
 
-std::uint64_t silentConnectionsSeen() {
-  return g_silent_connections.load();
+void noteSilentConnection(std::chrono::steady_clock::time_point unanswered_since) {
+  auto since = unanswered_since.time_since_epoch().count();
+  auto seen = g_silent_since.load();
+  while (seen < since && !g_silent_since.compare_exchange_weak(seen, since)) {
+  }
 }
 
-void noteSilentConnection() {
-  ++g_silent_connections;
+bool answeredSinceSilence(std::chrono::steady_clock::time_point last_answer) {
+  return last_answer.time_since_epoch().count() >= g_silent_since.load();
 }
 
 DatabaseThread::DatabaseThread(std::string conninfo, std::string owner, std::string name,
@@ -172,7 +178,7 @@ void DatabaseThread::watch() {
         name_, limit.count());
     ::shutdown(watched->sock(), SHUT_RDWR);
     closed_for_deadline_ = true;
-    noteSilentConnection();
+    noteSilentConnection(Clock::time_point(Clock::duration(since)));
   }
 }
 
@@ -195,12 +201,12 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   if (store_) {
-    if (opened_after_silence_ == silentConnectionsSeen()) {
+    if (answeredSinceSilence(last_answer_)) {
       return &store_->repository();
     }
     logs::info(
-        "DATABASE_REOPEN {}: another connection of this daemon went silent since this one was "
-        "opened (a stalled network path catches idle connections too); replacing it",
+        "DATABASE_REOPEN {}: another connection of this daemon went silent after this one last "
+        "answered (a stalled network path catches idle connections too); replacing it",
         name_);
     store_.reset();
     setConnection(nullptr);
@@ -209,7 +215,6 @@ store::JobRepository* DatabaseThread::repository() {
     return nullptr;
   }
   try {
-    opened_after_silence_ = silentConnectionsSeen();
     // Under the watchdog from the first query on: a stall can catch a
     // connection being set up as well.
     std::unique_ptr<pqxx::connection> opened = store::open(conninfo_, connectWithin());
@@ -249,6 +254,7 @@ store::JobRepository* DatabaseThread::repository() {
     store::checkSchemaVersion(*connection_);
     store_ = std::make_unique<store::PostgresStore>(*connection_, owner_, settings_.pooled,
                                                     settings_.timeout);
+    last_answer_ = std::chrono::steady_clock::now();
     bool recovered = failures_ > 0;
     failures_ = 0;
     up_ = true;
@@ -275,6 +281,7 @@ void DatabaseThread::failed(std::string_view event, const std::exception& e) {
   if (kind == store::DbErrorClass::kConnectionLost || kind == store::DbErrorClass::kCommitInDoubt) {
     connectionLost(errorLine(e.what()));
   } else {
+    last_answer_ = std::chrono::steady_clock::now();  // the server answered, with an error
     // "CLAIM_FAILED section=NAME": the section is a field of its own.
     std::string_view name = event.substr(0, event.find(' '));
     constexpr std::string_view kSection = " section=";

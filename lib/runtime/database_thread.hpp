@@ -50,13 +50,18 @@ struct ConnectionSettings {
 
 // A half-open network path (a stalled proxy or middlebox) catches every
 // connection it carries, idle ones too, and the daemon sees it only on a
-// busy one, by its deadline. Each sighting is counted here, process-wide
-// (the watchdog's, the LISTEN session's probe); a connection opened before
-// the latest is replaced at its next use rather than trusted, because an
-// idle one caught by the stall would cost that use a whole deadline (a
-// cached job connection: the job's timeout and kill_grace).
-std::uint64_t silentConnectionsSeen();
-void noteSilentConnection();
+// busy one, by its deadline. Each sighting is noted here, process-wide
+// (the watchdog's, the LISTEN session's probe), with the moment the
+// unanswered work began: a connection whose last answer came before that
+// is replaced at its next use rather than trusted, because an idle one
+// caught by the stall would cost that use a whole deadline (a cached job
+// connection: the job's timeout and kill_grace). One that answered since
+// is alive, so a slow server's silences do not replace busy connections
+// again and again.
+void noteSilentConnection(std::chrono::steady_clock::time_point unanswered_since);
+// Whether a connection whose last answer came at `last_answer` is still
+// trusted: no connection went silent on work begun after it.
+bool answeredSinceSilence(std::chrono::steady_clock::time_point last_answer);
 
 class DatabaseThread {
  public:
@@ -130,6 +135,7 @@ class DatabaseThread {
         }
         work(*repo);
       }
+      last_answer_ = std::chrono::steady_clock::now();
       return true;
     } catch (const std::exception& e) {
       failed(event, e);
@@ -230,8 +236,8 @@ class DatabaseThread {
   std::atomic<bool> up_{false};
   std::function<void()> on_reconnect_;
   std::uint64_t generation_ = 0;
-  // silentConnectionsSeen() when connection_ was opened.
-  std::uint64_t opened_after_silence_ = 0;
+  // When connection_ last answered (opened, or work done on it).
+  std::chrono::steady_clock::time_point last_answer_{};
   int failures_ = 0;
   std::chrono::steady_clock::time_point next_try_{};
   std::mt19937_64 rng_{std::random_device{}()};

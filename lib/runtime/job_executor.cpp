@@ -42,9 +42,9 @@ struct JobConnection {
   std::shared_ptr<CancelState> cancel = std::make_shared<CancelState>();
   bool configured = false;
   std::chrono::milliseconds idle_limit{0};
-  // silentConnectionsSeen() when it was opened: a connection of the daemon
-  // that went silent since may mean a stall caught this one too, idle.
-  std::uint64_t opened_after_silence = 0;
+  // When it last answered (opened, or a job's BEGIN): a connection of the
+  // daemon that went silent since may mean a stall caught this one too.
+  std::chrono::steady_clock::time_point last_answer{};
 };
 thread_local std::map<std::string, JobConnection> t_connections;
 
@@ -131,11 +131,10 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
                                 std::chrono::steady_clock::time_point connect_by, bool& reused) {
   JobConnection& slot = t_connections[conninfo];
   try {
-    reused = slot.connection && slot.connection->is_open() &&
-             slot.opened_after_silence == silentConnectionsSeen();
+    reused =
+        slot.connection && slot.connection->is_open() && answeredSinceSilence(slot.last_answer);
     if (!reused) {
       slot = JobConnection{};
-      slot.opened_after_silence = silentConnectionsSeen();
       int within = 0;  // connect_by max(): libpq's connect_timeout alone
       if (connect_by != std::chrono::steady_clock::time_point::max()) {
         auto left = std::chrono::duration_cast<std::chrono::seconds>(
@@ -143,6 +142,7 @@ pqxx::connection& connectionFor(const std::string& conninfo, std::chrono::millis
         within = static_cast<int>(std::clamp<std::int64_t>(left.count(), 1, 3600));
       }
       slot.connection = store::open(conninfo, within);
+      slot.last_answer = std::chrono::steady_clock::now();
     }
     pqxx::connection& conn = *slot.connection;
     cancellation.setCanceller([shared = slot.connection, state = slot.cancel,
@@ -272,6 +272,7 @@ std::unique_ptr<pqxx::work> JobExecutor::begin(
           connectionFor(conninfo, pooled_ ? std::chrono::milliseconds(0) : idle_limit, cancellation,
                         job_id, connect_by, reused);
       auto txn = std::make_unique<pqxx::work>(conn);
+      t_connections[conninfo].last_answer = std::chrono::steady_clock::now();  // BEGIN answered
       if (pooled_) {
         store::limitTransaction(*txn, std::chrono::milliseconds(0), idle_limit);
       }

@@ -30,8 +30,6 @@ struct Notifier::Session {
   std::unique_ptr<pqxx::connection> connection;
   std::unique_ptr<Receiver> receiver;
   std::unique_ptr<Receiver> probes;
-  // silentConnectionsSeen() when it was opened.
-  std::uint64_t opened_after_silence = 0;
 
   ~Session() {
     // A receiver's destructor sends UNLISTEN and waits for the answer, which
@@ -87,7 +85,6 @@ void Notifier::connect() {
     auto session = std::make_unique<Session>();
     std::string error;
     try {
-      session->opened_after_silence = silentConnectionsSeen();
       session->connection = store::open(conninfo_, db_.connectWithin());
       // The session's settings, and LISTEN (sent by the receivers'
       // constructors), under the database thread's deadline.
@@ -101,6 +98,7 @@ void Notifier::connect() {
             std::uint64_t number = 0;
             std::from_chars(payload.data(), payload.data() + payload.size(), number);
             probe_heard_ = std::max(probe_heard_, number);
+            last_answer_ = std::chrono::steady_clock::now();
           });
     } catch (const std::exception& e) {
       error = errorLine(e.what());
@@ -129,8 +127,12 @@ void Notifier::adopt(std::unique_ptr<Session> session) {
       std::make_unique<boost::asio::posix::stream_descriptor>(io_, session_->connection->sock());
   if (failures_ > 0) {
     logs::info("LISTENER_UP listening again after {} failed attempts", failures_);
+  } else if (replacing_) {
+    logs::info("LISTENER_UP listening again on a new session");
   }
   failures_ = 0;
+  replacing_ = false;
+  last_answer_ = std::chrono::steady_clock::now();
   logs::debug("LISTENER_UP listening on channel jobd");
   // What an earlier session had on its way is not this one's to hear.
   probe_heard_ = probe_sent_;
@@ -151,15 +153,19 @@ void Notifier::scheduleProbe() {
     if (ec || stopped_ || !session_) {
       return;
     }
-    if (session_->opened_after_silence != silentConnectionsSeen()) {
-      drop(
-          "another connection of this daemon went silent since this session was opened (a "
-          "stalled network path catches idle connections too)");
+    if (!answeredSinceSilence(last_answer_)) {
+      // Not a failure of its own: replaced quietly (listen_database may
+      // take another path than the connection that went silent).
+      logs::info(
+          "LISTENER_REOPEN the LISTEN session has heard nothing since another connection of this "
+          "daemon went silent (a stalled network path catches idle connections too); replacing "
+          "it");
+      drop(std::nullopt);
       return;
     }
     if (probe_heard_ < probe_sent_ && probe_committed_ &&
         std::chrono::steady_clock::now() - *probe_committed_ >= probe_every_) {
-      noteSilentConnection();
+      noteSilentConnection(*probe_committed_);
       drop("no notification came back within " + std::to_string(probe_every_.count()) +
            " ms (database_timeout)");
       return;
@@ -229,14 +235,17 @@ void Notifier::waitReadable() {
                       });
 }
 
-void Notifier::drop(const std::string& why) {
-  logs::warn("LISTENER_DOWN lost the LISTEN session: {}", why);
+void Notifier::drop(const std::optional<std::string>& why) {
+  if (why) {
+    logs::warn("LISTENER_DOWN lost the LISTEN session: {}", *why);
+  }
   if (socket_) {
     socket_->release();
     socket_.reset();
   }
   session_.reset();
-  failures_ = 1;
+  failures_ = why ? 1 : 0;
+  replacing_ = !why;
   scheduleReconnect(0);
 }
 

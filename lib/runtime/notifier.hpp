@@ -56,7 +56,8 @@ class Notifier {
   void connect();
   void adopt(std::unique_ptr<Session> session);
   void waitReadable();
-  void drop(const std::string& why);
+  // why: the warning's reason; nullopt for a quiet replacement.
+  void drop(const std::optional<std::string>& why);
   void scheduleReconnect(int failures);
   void scheduleProbe();
   void sendProbe();
@@ -77,7 +78,10 @@ class Notifier {
   std::uint64_t probe_sent_ = 0;
   std::uint64_t probe_heard_ = 0;
   std::optional<std::chrono::steady_clock::time_point> probe_committed_;
+  // When the session last answered: opened, or a probe heard.
+  std::chrono::steady_clock::time_point last_answer_{};
   int failures_ = 0;
+  bool replacing_ = false;  // a quiet replacement is under way
   bool stopped_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
 };

@@ -210,6 +210,23 @@ TEST_F(OutcomeRecorderTest, AnOutcomeForALostLeaseWritesNothing) {
 
 // The lease keeper renews every lease it holds, and stops the job whose
 // lease another daemon has taken.
+// A connection that went silent on work begun at t makes every connection
+// whose last answer came before t untrusted, and none that answered since;
+// an earlier silence noted later does not move that moment back.
+TEST(SilentConnectionTest, OnlyConnectionsThatHaveNotAnsweredSinceAreReplaced) {
+  auto now = std::chrono::steady_clock::now();
+  EXPECT_TRUE(answeredSinceSilence(now - 1h));  // nothing went silent yet
+  noteSilentConnection(now);
+  EXPECT_FALSE(answeredSinceSilence(now - 1ms));
+  EXPECT_TRUE(answeredSinceSilence(now));
+  EXPECT_TRUE(answeredSinceSilence(now + 1ms));
+  noteSilentConnection(now - 1s);
+  EXPECT_FALSE(answeredSinceSilence(now - 1ms));
+  EXPECT_TRUE(answeredSinceSilence(now + 1ms));
+  noteSilentConnection(now + 1s);
+  EXPECT_FALSE(answeredSinceSilence(now + 1ms));
+}
+
 TEST(LeaseKeeperMemoryTest, RenewsHeldLeasesAndStopsTheOnesLost) {
   MemoryDatabase db;
   boost::asio::io_context io;
