@@ -478,12 +478,13 @@ TEST(ReliabilityFaults, AJobWhoseConnectStallsIsNotStuck) {
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
 }
 
-// Regression (scenario 4 in CI, 2026-12-07: recovery took 13.2 s against a
+// Regression (scenario 4 in CI, 2026-12-07: recovery took 13.1 s and 13.8 s against a
 // bound of 13): a stall catches idle connections too, and each was found
 // only at its next use, one deadline later; a worker's cached job
 // connection cost the next job there its whole timeout and kill_grace.
-// Once the daemon has seen one connection go silent, it replaces every
-// connection opened before, at its next use. Here the one worker's cached
+// Once the daemon has seen one connection go silent, it replaces, at its
+// next use, every connection that has not answered since the silent work
+// began (unit.SilentConnectionTest has the rule). Here the one worker's cached
 // job connection is caught idle: the next job must not wait for its
 // timeout (10 s) to run.
 TEST(ReliabilityFaults, AStallFoundOnOneConnectionReplacesTheIdleOnes) {
