@@ -147,12 +147,19 @@ class SqlJob : public runtime::IRunnableJob {
     try {
       // PREPARE with declared types, so that $1 is jsonb whatever the
       // statement does with it. A prepared statement lives as long as the
-      // connection and survives a rollback, so it is made once.
-      if (txn.exec_params("SELECT 1 FROM pg_prepared_statements WHERE name = $1", name_).empty()) {
+      // connection and survives a rollback, so it is made once; on a
+      // connection jobd keeps, it knows which (a round trip less before
+      // the statement runs), else it asks the server.
+      bool known = context.prepared && context.prepared->count(name_) > 0;
+      if (!known &&
+          txn.exec_params("SELECT 1 FROM pg_prepared_statements WHERE name = $1", name_).empty()) {
         // Through the extended protocol, which takes one statement only:
         // text after a `;` that check-config missed is an error, never a
         // statement run once per connection outside the job's transaction.
         txn.exec_params("PREPARE " + name_ + " (jsonb, bigint, jsonb) AS " + statement_);
+      }
+      if (!known && context.prepared) {
+        context.prepared->insert(name_);
       }
       ProgressNotices notices(txn.conn(), context);
       std::string checkpoint =

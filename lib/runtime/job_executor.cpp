@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -45,6 +46,8 @@ struct JobConnection {
   // When it last answered (opened, or a job's BEGIN): a connection of the
   // daemon that went silent since may mean a stall caught this one too.
   std::chrono::steady_clock::time_point last_answer{};
+  // Statements a handler prepared on it (JobContext::prepared).
+  std::set<std::string> prepared;
 };
 thread_local std::map<std::string, JobConnection> t_connections;
 
@@ -333,11 +336,15 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     std::unique_ptr<pqxx::work> owned = std::move(begun);  // ends before the guard
     pqxx::work& txn = *owned;
     context.transaction = &txn;
+    // Through a pooler, each transaction may find another server
+    // connection, with other statements prepared on it.
+    context.prepared = pooled_ ? nullptr : &t_connections[conninfo].prepared;
     if (context.cancellation.cancelled()) {
       throw RetryError("stopped by jobd before it started", "Cancelled");
     }
     runnable.run(context);
     context.transaction = nullptr;
+    context.prepared = nullptr;
     outcome.result = resultText(context);
     // Past its timeout, or once stopped (a lost lease, a release), a
     // job's work never commits, even when its handler ignored the

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <pqxx/pqxx>
+#include <set>
 #include <string>
 #include <tuple>
 
@@ -173,6 +174,11 @@ struct JobContext {
   std::optional<std::string> result_text;
   // Where reports go (runtime/progress.hpp); unset, they go nowhere.
   std::function<void(ProgressUpdate)> progress_sink;
+  // With the transaction, on a connection jobd keeps (not through a
+  // pooler): the names of the statements prepared on it so far, which live
+  // as long as the connection. A handler that PREPAREs adds the name once
+  // its PREPARE succeeded, and need not ask the server again. nullptr: ask.
+  std::set<std::string>* prepared = nullptr;
 
   // Progress and checkpoints (schema 18). Call as often as is convenient:
   // jobd writes at most one report a second, and the last one before the
