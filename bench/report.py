@@ -13,8 +13,13 @@ def mib(kib):
 
 
 def lat_line(lat):
-    return (f"p50 {lat['p50_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms, "
+    line = (f"p50 {lat['p50_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms, "
             f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms ({lat['jobs']} jobs)")
+    if "warmup" in lat:
+        w = lat["warmup"]
+        line += (f"; the warm-up second before: p50 {w['p50_ms']:.2f} ms, "
+                 f"max {w['max_ms']:.2f} ms ({w['jobs']} jobs)")
+    return line
 
 
 print(f"Profile `{r['profile']}`; PostgreSQL {r['postgresql']}, fsync={r['fsync']}, "
@@ -67,7 +72,9 @@ if "drain" in peer:
 
 print("\n### Latency: one job per transaction at a fixed rate, idle consumer\n")
 print("Commit acknowledged (the client's clock) to handler entered (the handler's "
-      "`clock_timestamp()`); one machine, one clock.\n")
+      "`clock_timestamp()`); one machine, one clock. Measured after a warm-up second at "
+      "the same rate (a fresh jobd's workers each open a job connection at their first "
+      "job), which is shown apart.\n")
 print("| system | rate | latency | idle RSS |")
 print("|---|---|---|---|")
 if "latency" in r:
