@@ -632,6 +632,12 @@ int main(int argc, char** argv) {
         std::cerr << "limit: pgbench clients=" << clients << "\n";
         out["limit"].push_back(pgbenchLimit(conn, jobs, 32, clients));
       }
+      // The same SQL in claims of kAhead, as the drains with claim_ahead
+      // make them (and graphile-worker's local queue fetches).
+      for (int clients : quick ? std::vector<int>{2} : std::vector<int>{1, 2}) {
+        std::cerr << "limit: pgbench batch=" << kAhead << " clients=" << clients << "\n";
+        out["limit_ahead"].push_back(pgbenchLimit(conn, jobs, kAhead, clients));
+      }
     }
     if (want("python")) {
       nlohmann::json noop8;

@@ -28,6 +28,7 @@ print(f"Profile `{r['profile']}`; PostgreSQL {r['postgresql']}, fsync={r['fsync'
 drains = r.get("drain", [])
 best = max(drains, key=lambda d: d["jobs_per_s"]) if drains else None
 limit = max(r.get("limit", []), key=lambda d: d["jobs_per_s"], default=None)
+limit_ahead = max(r.get("limit_ahead", []), key=lambda d: d["jobs_per_s"], default=None)
 peer = r.get("peer", {})
 
 print("### Drain: pre-enqueued no-op jobs, first claim to last completion\n")
@@ -48,7 +49,7 @@ if "growth" in r:
     print(f"| jobd | 1 daemon, workers {g['workers']}, with {g['extra_finished']:,} finished and "
           f"{g['extra_far_future']:,} far-future jobs | {g['jobs']} | {g['seconds']:.2f} | "
           f"{g['jobs_per_s']:.0f} | {mib(g['peak_rss_kib'])} |")
-for d in r.get("limit", []):
+for d in r.get("limit", []) + r.get("limit_ahead", []):
     print(f"| pgbench, jobd's claim + `jobd.complete_jobs` | batch {d['batch']}, "
           f"{d['clients']} clients | {d['jobs']} | {d['seconds']:.2f} | {d['jobs_per_s']:.0f} | — |")
 if "python" in r:
@@ -156,6 +157,18 @@ if eight:
     row("the same with claim_ahead",
         f"{eight['jobs_per_s']:.0f} = {eight['jobs_per_s'] / 4855:.2f}×",
         eight["jobs_per_s"] >= 3 * 4855)
+if best_ahead and limit_ahead:
+    ratio = best_ahead["jobs_per_s"] / limit_ahead["jobs_per_s"]
+    row(f"drain with claim_ahead ≥ 85% of the pgbench limit in claims of "
+        f"{limit_ahead['batch']}",
+        f"{best_ahead['jobs_per_s']:.0f} / {limit_ahead['jobs_per_s']:.0f} = {ratio * 100:.0f}%",
+        ratio >= 0.85)
+if limit_ahead and "drain" in peer:
+    ratio = limit_ahead["jobs_per_s"] / peer["drain"]["jobs_per_s"]
+    row(f"the pgbench limit in claims of {limit_ahead['batch']} ≥ 1.5 × graphile-worker "
+        "(its local queue fetches as many)",
+        f"{limit_ahead['jobs_per_s']:.0f} / {peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×",
+        ratio >= 1.5)
 if "latency" in r:
     lat = r["latency"]
     row("latency p50 ≤ 0.5 ms", f"{lat['p50_ms']:.2f} ms", lat["p50_ms"] <= 0.5)
