@@ -120,33 +120,30 @@ def row(target, measured, ok):
     print(f"| {target} | {measured} | {'met' if ok else 'missed'} |")
 
 
+def ratio_row(target, num, den, goal, percent=False):
+    ratio = num / den
+    shown = f"{ratio * 100:.0f}%" if percent else f"{ratio:.2f}×"
+    row(target, f"{num:.0f} / {den:.0f} = {shown}", ratio >= goal)
+
+
 aheads = r.get("drain_ahead", [])
 best_ahead = max(aheads, key=lambda d: d["jobs_per_s"]) if aheads else None
-if best and "drain" in peer:
-    ratio = best["jobs_per_s"] / peer["drain"]["jobs_per_s"]
-    row("drain ≥ 1.5 × graphile-worker (jobd claiming only for free slots)",
-        f"{best['jobs_per_s']:.0f} / {peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×",
-        ratio >= 1.5)
-if best_ahead and "drain" in peer:
-    ratio = best_ahead["jobs_per_s"] / peer["drain"]["jobs_per_s"]
-    row(f"drain ≥ 1.5 × graphile-worker (claim_ahead {best_ahead['claim_ahead']}, "
-        "like its local queue)",
-        f"{best_ahead['jobs_per_s']:.0f} / {peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×",
-        ratio >= 1.5)
+peer_rate = peer["drain"]["jobs_per_s"] if "drain" in peer else None
+if best and peer_rate:
+    ratio_row("drain ≥ 1.5 × graphile-worker (jobd claiming only for free slots)",
+              best["jobs_per_s"], peer_rate, 1.5)
+if best_ahead and peer_rate:
+    ratio_row(f"drain ≥ 1.5 × graphile-worker (claim_ahead {best_ahead['claim_ahead']}, "
+              "like its local queue)", best_ahead["jobs_per_s"], peer_rate, 1.5)
 for d in aheads:
-    if "drain" in peer and d["workers"] >= 32:
-        ratio = d["jobs_per_s"] / peer["drain"]["jobs_per_s"]
-        row(f"drain ahead of graphile-worker at {d['workers']} workers (claim_ahead)",
-            f"{d['jobs_per_s']:.0f} / {peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×",
-            ratio >= 1.0)
+    if peer_rate and d["workers"] >= 32:
+        ratio_row(f"drain ahead of graphile-worker at {d['workers']} workers (claim_ahead)",
+                  d["jobs_per_s"], peer_rate, 1.0)
 if best and limit:
-    ratio = best["jobs_per_s"] / limit["jobs_per_s"]
-    row("drain ≥ 85% of the pgbench limit", f"{best['jobs_per_s']:.0f} / "
-        f"{limit['jobs_per_s']:.0f} = {ratio * 100:.0f}%", ratio >= 0.85)
-if limit and "drain" in peer:
-    ratio = limit["jobs_per_s"] / peer["drain"]["jobs_per_s"]
-    row("the pgbench limit ≥ 1.5 × graphile-worker", f"{limit['jobs_per_s']:.0f} / "
-        f"{peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×", ratio >= 1.5)
+    ratio_row("drain ≥ 85% of the pgbench limit", best["jobs_per_s"], limit["jobs_per_s"], 0.85,
+              percent=True)
+if limit and peer_rate:
+    ratio_row("the pgbench limit ≥ 1.5 × graphile-worker", limit["jobs_per_s"], peer_rate, 1.5)
 eight = next((d for d in drains if d["workers"] == 8), None)
 if eight:
     row("drain at 8 workers ≥ 3 × 4,855 jobs/s (issue 17's baseline)",
@@ -158,17 +155,12 @@ if eight:
         f"{eight['jobs_per_s']:.0f} = {eight['jobs_per_s'] / 4855:.2f}×",
         eight["jobs_per_s"] >= 3 * 4855)
 if best_ahead and limit_ahead:
-    ratio = best_ahead["jobs_per_s"] / limit_ahead["jobs_per_s"]
-    row(f"drain with claim_ahead ≥ 85% of the pgbench limit in claims of "
-        f"{limit_ahead['batch']}",
-        f"{best_ahead['jobs_per_s']:.0f} / {limit_ahead['jobs_per_s']:.0f} = {ratio * 100:.0f}%",
-        ratio >= 0.85)
-if limit_ahead and "drain" in peer:
-    ratio = limit_ahead["jobs_per_s"] / peer["drain"]["jobs_per_s"]
-    row(f"the pgbench limit in claims of {limit_ahead['batch']} ≥ 1.5 × graphile-worker "
-        "(its local queue fetches as many)",
-        f"{limit_ahead['jobs_per_s']:.0f} / {peer['drain']['jobs_per_s']:.0f} = {ratio:.2f}×",
-        ratio >= 1.5)
+    ratio_row(f"drain with claim_ahead ≥ 85% of the pgbench limit in claims of "
+              f"{limit_ahead['batch']}", best_ahead["jobs_per_s"], limit_ahead["jobs_per_s"],
+              0.85, percent=True)
+if limit_ahead and peer_rate:
+    ratio_row(f"the pgbench limit in claims of {limit_ahead['batch']} ≥ 1.5 × graphile-worker "
+              "(its local queue fetches as many)", limit_ahead["jobs_per_s"], peer_rate, 1.5)
 if "latency" in r:
     lat = r["latency"]
     row("latency p50 ≤ 0.5 ms", f"{lat['p50_ms']:.2f} ms", lat["p50_ms"] <= 0.5)
