@@ -333,8 +333,9 @@ nlohmann::json growth(const Options& options, pqxx::connection& conn, int worker
 
 // 8. the limit: pgbench replays jobd's own claim (jobd.claim_ready, its
 // rows folded into arrays) and completion (jobd.complete_jobs)
-// in batches of `batch`, on `clients` connections with the daemon's
-// synchronous_commit = off: jobs/s as the drain measures it.
+// in batches of `batch`, on `clients` connections with
+// synchronous_commit = off (as the daemon's outcome connection has; its
+// claims wait for their flush): jobs/s as the drain measures it.
 nlohmann::json pgbenchLimit(pqxx::connection& conn, long jobs, int batch, int clients) {
   reset(conn);
   exec(conn, "INSERT INTO jobd.job (job_type) SELECT 'noop' FROM generate_series(1, " +
@@ -632,8 +633,9 @@ int main(int argc, char** argv) {
         std::cerr << "limit: pgbench clients=" << clients << "\n";
         out["limit"].push_back(pgbenchLimit(conn, jobs, 32, clients));
       }
-      // The same SQL in claims of kAhead, as the drains with claim_ahead
-      // make them (and graphile-worker's local queue fetches).
+      // The same SQL in claims of kAhead: the most that the drains with
+      // claim_ahead claim at once (and what graphile-worker's local queue
+      // fetches), so a ceiling for them.
       for (int clients : quick ? std::vector<int>{2} : std::vector<int>{1, 2}) {
         std::cerr << "limit: pgbench batch=" << kAhead << " clients=" << clients << "\n";
         out["limit_ahead"].push_back(pgbenchLimit(conn, jobs, kAhead, clients));

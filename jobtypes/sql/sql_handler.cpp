@@ -178,6 +178,11 @@ class SqlJob : public runtime::IRunnableJob {
       if (state.empty()) {
         throw;
       }
+      if (state == "26000" && context.prepared) {
+        // Deallocated in this session (DEALLOCATE in the job's own SQL):
+        // the next job asks the server, and prepares it again.
+        context.prepared->erase(name_);
+      }
       throwForSqlState(state, errorLine(e.what()));
     }
   }

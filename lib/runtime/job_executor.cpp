@@ -317,9 +317,13 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
     // its own and may reach the server late, when the next job's query
     // would be the one it stops.
     struct CancellerGuard {
-      const CancellationToken& token;
+      JobContext& context;
       const std::string& conninfo;
       ~CancellerGuard() {
+        // Neither may outlive the transaction and the connection's slot.
+        context.transaction = nullptr;
+        context.prepared = nullptr;
+        const CancellationToken& token = context.cancellation;
         token.setCanceller(nullptr);
         if (!token.cancelled()) {
           return;
@@ -332,7 +336,7 @@ void JobExecutor::runInOwnTransaction(IRunnableJob& runnable, JobContext& contex
         }
         t_connections.erase(conninfo);
       }
-    } guard{context.cancellation, conninfo};
+    } guard{context, conninfo};
     std::unique_ptr<pqxx::work> owned = std::move(begun);  // ends before the guard
     pqxx::work& txn = *owned;
     context.transaction = &txn;

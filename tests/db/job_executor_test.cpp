@@ -121,6 +121,21 @@ class NotePreparedSource : public IJobSource {
   SeenPrepared& seen_;
 };
 
+// Runs one statement in the job's transaction.
+class RunStatement : public IRunnableJob, public IJobSource {
+ public:
+  explicit RunStatement(std::string sql) : sql_(std::move(sql)) {}
+  void run(JobContext& context) override { context.transaction->exec(sql_); }
+  bool usesDatabase() const override { return true; }
+  std::unique_ptr<IRunnableJob> makeRunnable(const ClaimedJob&,
+                                             const nlohmann::json&) const override {
+    return std::make_unique<RunStatement>(sql_);
+  }
+
+ private:
+  std::string sql_;
+};
+
 ClaimedJob someJob() {
   ClaimedJob job;
   job.id = 1;  // no such row: the COMPLETED mark finds nothing, and nothing commits
@@ -205,6 +220,19 @@ TEST(JobExecutorTest, TheSqlHandlerPreparesAgainOnANewConnection) {
   terminateBackend(db, seen.pid);
   CancellationToken token;
   JobOutcome outcome = executor.execute(someJob(), *sql, section, token);
+  EXPECT_TRUE(outcome.error_type.empty()) << outcome.error_type << ": " << outcome.message;
+  EXPECT_TRUE(outcome.lease_lost);
+
+  // A statement deallocated in the session (by a job's own SQL) fails the
+  // one job that finds it gone; the next prepares it again.
+  RunStatement deallocate("DEALLOCATE ALL");
+  CancellationToken deallocate_token;
+  executor.execute(someJob(), deallocate, section, deallocate_token);
+  CancellationToken gone_token;
+  outcome = executor.execute(someJob(), *sql, section, gone_token);
+  EXPECT_EQ(outcome.error_type, "SqlState26000") << outcome.message;
+  CancellationToken again_token;
+  outcome = executor.execute(someJob(), *sql, section, again_token);
   EXPECT_TRUE(outcome.error_type.empty()) << outcome.error_type << ": " << outcome.message;
   EXPECT_TRUE(outcome.lease_lost);
 }
