@@ -77,6 +77,7 @@ TEST(LimitTest, TwoClaimsOfOneKeyNeverExceedItsCap) {
   // The second claim has passed the buckets when it waits for the
   // definition row, whose backlog flag the first claim has set.
   for (int i = 0; i < 3000 && db.scalar("SELECT count(*) FROM pg_stat_activity WHERE "
+                                        "datname = current_database() AND "
                                         "wait_event_type = 'Lock' AND query LIKE "
                                         "'%claim_limited(''w'', 10, ''30s'', ''b''%'") == "0";
        ++i) {

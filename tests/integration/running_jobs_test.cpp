@@ -59,7 +59,8 @@ statement: SELECT attempt_work($2)
   ASSERT_TRUE(daemon.waitReady());
   std::string id = db.scalar("SELECT jobd.enqueue('work', max_retries => 5)");
   ASSERT_EQ(waitForValue(db,
-                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND wait_event = 'PgSleep' "
                          "AND application_name = 'jobd job'",
                          "1", 20s),
             "1");
@@ -108,11 +109,13 @@ statement: SELECT pg_sleep(60)
   ASSERT_TRUE(daemon.waitReady());
   for (const char* command : {"cancel", "suspend"}) {
     std::string id = db.scalar("SELECT jobd.enqueue('work')");
-    ASSERT_EQ(waitForValue(db,
-                           "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-                           "AND application_name = 'jobd job'",
-                           "1", 20s),
-              "1")
+    ASSERT_EQ(
+        waitForValue(db,
+                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND wait_event = 'PgSleep' "
+                     "AND application_name = 'jobd job'",
+                     "1", 20s),
+        "1")
         << daemon.log();
     auto from = std::chrono::steady_clock::now();
     testing::ProcessResult r =
@@ -121,11 +124,13 @@ statement: SELECT pg_sleep(60)
     EXPECT_TRUE(daemon.waitForLog("JOB_LEASE_LOST id=" + id, 3s)) << command << "\n"
                                                                   << daemon.log();
     // The query is cancelled: the job's session no longer sleeps.
-    EXPECT_EQ(waitForValue(db,
-                           "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-                           "AND application_name = 'jobd job'",
-                           "0", 5s),
-              "0");
+    EXPECT_EQ(
+        waitForValue(db,
+                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND wait_event = 'PgSleep' "
+                     "AND application_name = 'jobd job'",
+                     "0", 5s),
+        "0");
     std::printf("%s: the daemon stopped the job %.2f s after the command\n", command,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count());
     EXPECT_EQ(db.scalar("SELECT status FROM jobd.job WHERE id = " + id),
